@@ -1,0 +1,356 @@
+//! Turns exact running totals into the typed report: ratios, rows, experiment statistics.
+
+use std::collections::BTreeMap;
+
+use upshot_model::time::format_utc_millis;
+use upshot_model::{Exact, Kind, Money, Settings};
+
+use crate::accumulate::{JourneyTotals, PlacementTotals, RollupTotals, Totals, VariantTotals};
+use crate::dataset::{Dataset, Sym};
+use crate::figures::*;
+use crate::query::{Query, Window};
+use crate::stats::{chi_square_p_value, mean_estimate, proportion_estimate, relative_lift};
+
+pub struct Finisher<'a> {
+    pub dataset: &'a Dataset,
+    pub settings: &'a Settings,
+    pub query: &'a Query,
+    pub window: &'a Window,
+}
+
+fn money_ratio(numerator: Exact, denominator: u64) -> Ratio {
+    ratio(numerator.to_f64(), denominator as f64)
+}
+
+fn count_ratio(numerator: u64, denominator: u64) -> Ratio {
+    ratio(numerator as f64, denominator as f64)
+}
+
+fn segment(sessions_with_order: u64, sessions: u64, orders: u64, revenue: Exact) -> SegmentFigures {
+    SegmentFigures {
+        conversion_rate: count_ratio(sessions_with_order, sessions),
+        orders,
+        revenue: Amount(revenue),
+        aov: money_ratio(revenue, orders),
+    }
+}
+
+fn placement_figures(totals: &PlacementTotals) -> PlacementFigures {
+    let has_recommendation_event = totals.recommendation_events > 0;
+    PlacementFigures {
+        impressions: totals.impressions,
+        product_impressions: totals.product_impressions,
+        clicks: totals.clicks,
+        clicked_sessions: totals.clicked_sessions,
+        hovered_sessions: totals.hovered_sessions,
+        ctr: count_ratio(totals.clicked_impressions, totals.impressions),
+        converted_clicks: has_recommendation_event.then_some(totals.converted_clicks),
+        cr: if has_recommendation_event {
+            count_ratio(totals.converted_clicks, totals.recommendation_clicks)
+        } else {
+            None
+        },
+        orders: Shares(totals.order_shares),
+        value: Amount(totals.value),
+        direct_revenue: Amount(totals.direct_revenue),
+        assisted_revenue: Amount(totals.assisted_revenue),
+    }
+}
+
+impl Finisher<'_> {
+    fn text(&self, sym: Sym) -> String {
+        self.dataset.strings.resolve(sym).to_string()
+    }
+
+    pub fn report(&self, mut totals: Totals) -> Report {
+        let query = self.query;
+        Report {
+            range: RangeInfo {
+                from: query.from.to_string(),
+                to: query.to.to_string(),
+                timezone: query.time_zone_name.clone(),
+                currency: query.currency.clone(),
+                model: query.model.as_str().to_string(),
+                page_type: query.page_type.clone(),
+                placement: query.placement.clone(),
+                kind: query.kind.map(|kind| kind.as_str().to_string()),
+            },
+            overview: self.overview(&totals),
+            personalization: self.personalization(&totals),
+            recommendations: Recommendations {
+                direct_revenue: Amount(totals.direct_revenue),
+                assisted_revenue: Amount(totals.assisted_revenue),
+                sessions: totals.recommendation_sessions,
+                ctr: count_ratio(totals.recommendation_ctr_sessions, totals.recommendation_sessions),
+                conversion_rate: count_ratio(
+                    totals.recommendation_sessions_with_direct_order,
+                    totals.recommendation_sessions,
+                ),
+                unique_visitors: totals.recommendation_visitors,
+                purchases: totals.direct_lines,
+                purchase_sessions_share: count_ratio(totals.sessions_with_direct_order, totals.sessions_with_order),
+            },
+            placements: self.placement_rows(&totals),
+            kinds: Kind::ALL
+                .iter()
+                .filter(|kind| totals.kinds[kind.index()].present)
+                .map(|kind| KindRow {
+                    kind: kind.as_str().to_string(),
+                    figures: placement_figures(&totals.kinds[kind.index()]),
+                })
+                .collect(),
+            campaigns: self
+                .rollup_rows(&totals.campaigns)
+                .map(|(campaign, started, profiles, figures)| CampaignRow { campaign, started, profiles, figures })
+                .collect(),
+            sequences: self
+                .rollup_rows(&totals.sequences)
+                .map(|(sequence, started, profiles, figures)| SequenceRow { sequence, started, profiles, figures })
+                .collect(),
+            journeys: self.journeys(&totals),
+            experiments: self.experiments(&totals),
+            topics: self.topics(&totals),
+            recent_conversions: self.recent_conversions(&mut totals),
+        }
+    }
+
+    fn overview(&self, totals: &Totals) -> Overview {
+        let non_personalized_sessions = totals.sessions - totals.personalized_sessions;
+        Overview {
+            visitors: totals.visitors,
+            sessions: totals.sessions,
+            personalized_sessions: totals.personalized_sessions,
+            bounce_rate: count_ratio(totals.bounced_sessions, totals.sessions),
+            conversion_rate: count_ratio(totals.sessions_with_order, totals.sessions),
+            orders: totals.orders,
+            revenue: Amount(totals.revenue),
+            aov: money_ratio(totals.revenue, totals.orders),
+            personalized: segment(
+                totals.personalized_sessions_with_order,
+                totals.personalized_sessions,
+                totals.personalized_orders,
+                totals.personalized_revenue,
+            ),
+            non_personalized: segment(
+                totals.sessions_with_order - totals.personalized_sessions_with_order,
+                non_personalized_sessions,
+                totals.orders - totals.personalized_orders,
+                totals.revenue - totals.personalized_revenue,
+            ),
+            active_placements: totals.active_placements.len() as u64,
+            active_experiments: totals.active_experiments.len() as u64,
+            active_journeys: totals.active_journeys.len() as u64,
+        }
+    }
+
+    fn personalization(&self, totals: &Totals) -> Personalization {
+        let current = totals.personalized_revenue;
+        let previous = totals.previous_personalized_revenue;
+        Personalization {
+            orders: totals.personalized_orders,
+            revenue: Amount(current),
+            conversion_rate: count_ratio(totals.personalized_sessions_with_order, totals.personalized_sessions),
+            aov: money_ratio(current, totals.personalized_orders),
+            revenue_change: ratio((current - previous).to_f64(), previous.to_f64()),
+            daily: self
+                .window
+                .dates
+                .iter()
+                .zip(&totals.daily_personalized_revenue)
+                .map(|(date, revenue)| DailyRevenue { date: date.to_string(), revenue: Amount(*revenue) })
+                .collect(),
+        }
+    }
+
+    fn placement_rows(&self, totals: &Totals) -> Vec<PlacementRow> {
+        let mut rows: Vec<PlacementRow> = totals
+            .placements
+            .iter()
+            .enumerate()
+            .filter(|(_, row)| row.present)
+            .map(|(id, row)| {
+                let (placement, kind) = self.dataset.placements[id];
+                PlacementRow {
+                    placement: self.text(placement),
+                    kind: kind.as_str().to_string(),
+                    figures: placement_figures(row),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.placement.cmp(&b.placement).then_with(|| a.kind.cmp(&b.kind)));
+        rows
+    }
+
+    fn rollup_rows<'t>(
+        &'t self,
+        rollups: &'t std::collections::HashMap<Sym, RollupTotals>,
+    ) -> impl Iterator<Item = (String, u64, u64, PlacementFigures)> + 't {
+        let mut rows: Vec<(String, &RollupTotals)> = rollups
+            .iter()
+            .filter(|(_, rollup)| rollup.figures.present || rollup.started > 0)
+            .map(|(&sym, rollup)| (self.text(sym), rollup))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.into_iter().map(|(name, rollup)| {
+            (name, rollup.started, rollup.profiles.len() as u64, placement_figures(&rollup.figures))
+        })
+    }
+
+    fn journey_figures(&self, totals: &JourneyTotals) -> JourneyFigures {
+        JourneyFigures {
+            started: totals.started,
+            completed: totals.completed,
+            cancelled: totals.cancelled,
+            notifications: totals.notifications,
+            channels: totals.channels.iter().map(|(&sym, &count)| (self.text(sym), count)).collect(),
+            converted: totals.converted,
+            conversion_rate: count_ratio(totals.converted, totals.started),
+        }
+    }
+
+    fn journeys(&self, totals: &Totals) -> Journeys {
+        let mut sum = JourneyTotals::default();
+        let mut rows = Vec::new();
+        for (&journey, row) in &totals.journeys {
+            sum.started += row.started;
+            sum.completed += row.completed;
+            sum.cancelled += row.cancelled;
+            sum.notifications += row.notifications;
+            sum.converted += row.converted;
+            for (&channel, &count) in &row.channels {
+                *sum.channels.entry(channel).or_default() += count;
+            }
+            rows.push(JourneyRow { journey: self.text(journey), figures: self.journey_figures(row) });
+        }
+        rows.sort_by(|a, b| a.journey.cmp(&b.journey));
+        Journeys { total: self.journey_figures(&sum), journeys: rows }
+    }
+
+    fn topics(&self, totals: &Totals) -> Vec<TopicRow> {
+        let mut rows: Vec<TopicRow> = totals
+            .topics
+            .iter()
+            .map(|(&label, &(visitors, converted))| TopicRow { label: self.text(label), visitors, converted })
+            .collect();
+        rows.sort_by(|a, b| a.label.cmp(&b.label));
+        rows
+    }
+
+    fn recent_conversions(&self, totals: &mut Totals) -> Vec<RecentConversion> {
+        totals.trim_recent(self.dataset);
+        totals
+            .recent
+            .iter()
+            .map(|candidate| RecentConversion {
+                time: format_utc_millis(candidate.ts),
+                order_id: self.text(candidate.order_id),
+                visitor_id: self.text(candidate.visitor),
+                revenue: Amount(Money(candidate.net).to_exact()),
+                placement: candidate.placement.map(|id| self.text(self.dataset.placements[id as usize].0)),
+                variants: candidate
+                    .variants
+                    .iter()
+                    .map(|&(experiment, variant)| (self.text(experiment), self.text(variant)))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn experiments(&self, totals: &Totals) -> Vec<ExperimentRow> {
+        let mut rows: Vec<ExperimentRow> = totals
+            .experiments
+            .iter()
+            .filter_map(|(&experiment, groups)| self.experiment(&self.text(experiment), groups))
+            .collect();
+        rows.sort_by(|a, b| a.experiment.cmp(&b.experiment));
+        rows
+    }
+
+    fn experiment(&self, name: &str, groups: &std::collections::HashMap<Sym, VariantTotals>) -> Option<ExperimentRow> {
+        let mut groups: Vec<(String, &VariantTotals)> = groups
+            .iter()
+            .filter(|(_, group)| group.visitors > 0)
+            .map(|(&variant, group)| (self.text(variant), group))
+            .collect();
+        if groups.is_empty() {
+            return None;
+        }
+        let control_name = self.settings.control_variant(name).to_string();
+        groups.sort_by(|a, b| (a.0 != control_name).cmp(&(b.0 != control_name)).then_with(|| a.0.cmp(&b.0)));
+        let control = groups.iter().find(|(variant, _)| *variant == control_name).map(|(_, group)| *group);
+        let variants: Vec<VariantRow> = groups
+            .iter()
+            .map(|(variant, group)| variant_row(variant, group, (*variant != control_name).then_some(control).flatten()))
+            .collect();
+        let observed: Vec<u64> = groups.iter().map(|(_, group)| group.visitors).collect();
+        let shares: Option<Vec<f64>> = match self.settings.expected_split(name) {
+            None => Some(vec![1.0; groups.len()]),
+            Some(split) => groups.iter().map(|(variant, _)| split.get(variant).copied()).collect(),
+        };
+        let visitors: u64 = observed.iter().sum();
+        let converted: u64 = groups.iter().map(|(_, group)| group.converted).sum();
+        let orders: u64 = groups.iter().map(|(_, group)| group.orders).sum();
+        let revenue = money_units(groups.iter().map(|(_, group)| group.revenue).sum());
+        Some(ExperimentRow {
+            experiment: name.to_string(),
+            control: control_name,
+            visitors,
+            srm_p_value: shares.and_then(|shares| chi_square_p_value(&observed, &shares)),
+            funnel: Funnel {
+                visitors,
+                variants: groups.iter().map(|(variant, group)| (variant.clone(), group.visitors)).collect::<BTreeMap<_, _>>(),
+                converted,
+                orders,
+                aov: money_ratio(revenue, orders),
+                revenue: Amount(revenue),
+            },
+            variants,
+        })
+    }
+}
+
+fn money_units(units: i128) -> Exact {
+    Exact(units * upshot_model::money::EXACT_UNITS_PER_MONEY_UNIT)
+}
+
+/// One variant's figures; lifts against `control` unless it is the control itself.
+fn variant_row(variant: &str, group: &VariantTotals, control: Option<&VariantTotals>) -> VariantRow {
+    let revenue = money_units(group.revenue);
+    let unit = upshot_model::money::MONEY_UNITS_PER_CURRENCY_UNIT as f64;
+    let mut row = VariantRow {
+        variant: variant.to_string(),
+        visitors: group.visitors,
+        converted: group.converted,
+        conversion_rate: count_ratio(group.converted, group.visitors),
+        orders: group.orders,
+        revenue: Amount(revenue),
+        aov: money_ratio(revenue, group.orders),
+        revenue_per_visitor: money_ratio(revenue, group.visitors),
+        incremental_revenue: None,
+        cr_lift: None,
+        cr_lift_ci: None,
+        cr_lift_p_value: None,
+        rpv_lift: None,
+        rpv_lift_ci: None,
+        rpv_lift_p_value: None,
+    };
+    let Some(control) = control else {
+        return row;
+    };
+    // revenue - visitors x control revenue per visitor, kept exact as a rational.
+    let expected = money_units(control.revenue).scale(i128::from(group.visitors), i128::from(control.visitors));
+    row.incremental_revenue = Some(Amount(revenue - expected));
+    let cr = proportion_estimate(group.converted, group.visitors)
+        .zip(proportion_estimate(control.converted, control.visitors))
+        .and_then(|(v, c)| relative_lift(v, c));
+    if let Some(lift) = cr {
+        (row.cr_lift, row.cr_lift_ci, row.cr_lift_p_value) = (Some(lift.lift), Some(lift.interval), lift.p_value);
+    }
+    let rpv = mean_estimate(group.visitors, group.revenue, group.revenue_squares, unit)
+        .zip(mean_estimate(control.visitors, control.revenue, control.revenue_squares, unit))
+        .and_then(|(v, c)| relative_lift(v, c));
+    if let Some(lift) = rpv {
+        (row.rpv_lift, row.rpv_lift_ci, row.rpv_lift_p_value) = (Some(lift.lift), Some(lift.interval), lift.p_value);
+    }
+    row
+}

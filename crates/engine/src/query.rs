@@ -1,0 +1,134 @@
+//! What a report asks for: a local date range in the site's time zone, the model, and
+//! the filters; resolved once into instants and per-placement filter flags.
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use upshot_model::time::local_midnight_millis;
+use upshot_model::Kind;
+
+use crate::attribution::Model;
+use crate::dataset::{Dataset, Ev, PlacementId, Sym, NONE};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("--to {to} is before --from {from}")]
+    EmptyRange { from: Date, to: Date },
+    #[error("the range {from}..{to} is longer than {DAYS_MAX} days")]
+    RangeTooLong { from: Date, to: Date },
+    #[error("local midnight of {date} cannot be placed in time zone {zone}")]
+    Midnight { date: Date, zone: String },
+}
+
+/// Longest report range, in days.
+pub const DAYS_MAX: i64 = 3660;
+
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub from: Date,
+    pub to: Date,
+    pub time_zone: TimeZone,
+    pub time_zone_name: String,
+    pub currency: String,
+    pub model: Model,
+    pub page_type: Option<String>,
+    pub placement: Option<String>,
+    pub kind: Option<Kind>,
+}
+
+/// The range as instants (epoch milliseconds).
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+    /// Start of the equally long range just before (for `revenue_change`).
+    pub previous_start: i64,
+    /// Local midnights of every date in range, then the end: `days + 1` entries.
+    pub day_starts: Vec<i64>,
+    pub dates: Vec<Date>,
+}
+
+impl Window {
+    pub fn resolve(query: &Query) -> Result<Window, QueryError> {
+        let (from, to) = (query.from, query.to);
+        if to < from {
+            return Err(QueryError::EmptyRange { from, to });
+        }
+        let days = (to - from).get_days() as i64 + 1;
+        if days > DAYS_MAX {
+            return Err(QueryError::RangeTooLong { from, to });
+        }
+        let midnight = |date: Date| {
+            local_midnight_millis(date, &query.time_zone)
+                .map_err(|_| QueryError::Midnight { date, zone: query.time_zone_name.clone() })
+        };
+        let mut dates = Vec::with_capacity(days as usize);
+        let mut day_starts = Vec::with_capacity(days as usize + 1);
+        let mut date = from;
+        for _ in 0..=days {
+            day_starts.push(midnight(date)?);
+            dates.push(date);
+            date = date.tomorrow().map_err(|_| QueryError::RangeTooLong { from, to })?;
+        }
+        dates.pop();
+        let previous_from = from
+            .checked_sub(jiff::Span::new().days(days))
+            .map_err(|_| QueryError::RangeTooLong { from, to })?;
+        Ok(Window {
+            start: day_starts[0],
+            end: day_starts[days as usize],
+            previous_start: midnight(previous_from)?,
+            day_starts,
+            dates,
+        })
+    }
+
+    pub fn contains(&self, ts: i64) -> bool {
+        self.start <= ts && ts < self.end
+    }
+
+    /// Index of the local date of `ts`, which must be in range.
+    pub fn day_index(&self, ts: i64) -> usize {
+        self.day_starts.partition_point(|&start| start <= ts) - 1
+    }
+}
+
+/// The page-type / placement / kind filter, resolved against a dataset.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// `None`: every page type. A page type the dataset never saw matches nothing.
+    page_type: Option<Sym>,
+    /// Indexed by placement id.
+    placement_passes: Vec<bool>,
+    pub is_active: bool,
+}
+
+impl Filter {
+    pub fn resolve(query: &Query, dataset: &Dataset) -> Filter {
+        let page_type = query
+            .page_type
+            .as_deref()
+            .map(|page_type| dataset.strings.lookup(page_type).unwrap_or(NONE));
+        let placement_text = query.placement.as_deref().map(|text| dataset.strings.lookup(text));
+        let placement_passes = dataset
+            .placements
+            .iter()
+            .map(|&(placement, kind)| {
+                let placement_ok = match placement_text {
+                    None => true,
+                    Some(wanted) => wanted == Some(placement),
+                };
+                placement_ok && query.kind.is_none_or(|wanted| wanted == kind)
+            })
+            .collect();
+        Filter {
+            page_type,
+            placement_passes,
+            is_active: query.page_type.is_some() || query.placement.is_some() || query.kind.is_some(),
+        }
+    }
+
+    /// Whether an impression, interaction or credit on this placement and page passes.
+    pub fn passes(&self, placement: PlacementId, ev: &Ev) -> bool {
+        self.placement_passes[placement as usize] && self.page_type.is_none_or(|wanted| wanted == ev.page_type)
+    }
+}

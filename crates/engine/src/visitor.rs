@@ -1,0 +1,582 @@
+//! The per-visitor pass: one visitor's events, in (ts, event_id) order, become sessions,
+//! touches, credited orders and counts, added to `Totals`. All of SPEC sections 3 and 4
+//! that concern one visitor happens here; nothing here looks at another visitor.
+
+use std::collections::HashSet;
+
+use upshot_model::{Action, Exact, JourneyAction, Kind, Settings};
+
+use crate::accumulate::{targets_of, RecentCandidate, Target, Totals};
+use crate::attribution::{split_order, Credit, Model};
+use crate::dataset::{Dataset, Ev, Payload, PlacementTouch, Span, Sym, NONE};
+use crate::orders::OrderBook;
+use crate::query::{Filter, Window};
+
+/// `time_decay` halves a touch's weight every 7 days (SPEC section 8).
+const TIME_DECAY_HALF_LIFE_MS: i64 = 7 * 86_400_000;
+/// Active counts look at the 24 hours before the range's end.
+const ACTIVE_WINDOW_MS: i64 = 86_400_000;
+const NO_SESSION: u32 = u32::MAX;
+
+/// Everything the pass reads and never changes.
+pub struct Context<'a> {
+    pub dataset: &'a Dataset,
+    pub book: &'a OrderBook,
+    pub settings: &'a Settings,
+    pub window: &'a Window,
+    pub filter: &'a Filter,
+    pub model: Model,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Session {
+    first_ts: i64,
+    page_views: u32,
+    engaged: bool,
+    personalized: bool,
+    recommendation: bool,
+    recommendation_ctr: bool,
+    has_order: bool,
+    has_direct_order: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Order {
+    ev: Ev,
+    net: Exact,
+    net_units: i64,
+    lines: Span,
+    session: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Impression {
+    kept: usize,
+    session: u32,
+    clicked: bool,
+}
+
+/// Buffers reused from visitor to visitor, so the pass allocates only as it grows.
+#[derive(Default)]
+pub struct Scratch {
+    kept: Vec<Ev>,
+    session_of: Vec<u32>,
+    sessions: Vec<Session>,
+    orders: Vec<Order>,
+    impressions: Vec<Impression>,
+    touches: Vec<Ev>,
+    recommendation_clicks: Vec<Ev>,
+    shown_items: HashSet<Sym>,
+    session_actions: Vec<(u32, Target, bool)>,
+    credits: Vec<Credit>,
+    ages: Vec<i64>,
+    topic_uses: Vec<(Sym, i64)>,
+    assignments: Vec<(Sym, Sym, i64)>,
+}
+
+impl Context<'_> {
+    /// Adds one visitor's events (ordered by (ts, event_id)) to `totals`.
+    pub fn add_visitor(&self, events: &[Ev], scratch: &mut Scratch, totals: &mut Totals) {
+        self.keep_counted_events(events, scratch);
+        self.form_sessions(scratch);
+        self.mark_clicked_impressions(scratch);
+        for index in 0..scratch.orders.len() {
+            self.credit_order(index, scratch, totals);
+        }
+        self.count_events(scratch, totals);
+        self.count_sessions(scratch, totals);
+        self.count_experiments(scratch, totals);
+        self.count_topics(scratch, totals);
+    }
+
+    /// Drops duplicate and cancelled orders (they are not events at all) and collects
+    /// the visitor's orders, touches and recommendation clicks.
+    fn keep_counted_events(&self, events: &[Ev], scratch: &mut Scratch) {
+        scratch.kept.clear();
+        scratch.orders.clear();
+        scratch.touches.clear();
+        scratch.recommendation_clicks.clear();
+        for ev in events {
+            match ev.payload {
+                Payload::Order { lines, .. } => {
+                    let Some(net_units) = self.book.counted_net_revenue(self.dataset, ev) else {
+                        continue;
+                    };
+                    scratch.orders.push(Order {
+                        ev: *ev,
+                        net: upshot_model::Money(net_units).to_exact(),
+                        net_units,
+                        lines,
+                        session: NO_SESSION,
+                    });
+                }
+                Payload::Interaction { at, action, .. } => {
+                    let kind = self.dataset.placements[at.placement as usize].1;
+                    if self.settings.qualifying[kind.index()].qualifies(action) {
+                        scratch.touches.push(*ev);
+                    }
+                    if kind == Kind::Recommendation && action == Action::Click {
+                        scratch.recommendation_clicks.push(*ev);
+                    }
+                }
+                _ => {}
+            }
+            scratch.kept.push(*ev);
+        }
+    }
+
+    /// Splits web events into sessions at gaps longer than the session gap.
+    fn form_sessions(&self, scratch: &mut Scratch) {
+        scratch.session_of.clear();
+        scratch.sessions.clear();
+        scratch.impressions.clear();
+        scratch.shown_items.clear();
+        let mut last_web_ts: Option<i64> = None;
+        let mut order_index = 0;
+        for (kept_index, ev) in scratch.kept.iter().enumerate() {
+            if !ev.is_web() {
+                scratch.session_of.push(NO_SESSION);
+                continue;
+            }
+            if last_web_ts.is_none_or(|last| ev.ts - last > self.settings.session_gap_ms) {
+                scratch.sessions.push(Session { first_ts: ev.ts, ..Session::default() });
+                scratch.shown_items.clear();
+            }
+            last_web_ts = Some(ev.ts);
+            let session_index = (scratch.sessions.len() - 1) as u32;
+            scratch.session_of.push(session_index);
+            let session = scratch.sessions.last_mut().expect("a session was just pushed");
+            match ev.payload {
+                Payload::PageView => session.page_views += 1,
+                Payload::Impression { at, items } => {
+                    scratch.impressions.push(Impression { kept: kept_index, session: session_index, clicked: false });
+                    if self.filter.passes(at.placement, ev) {
+                        session.personalized = true;
+                        if self.dataset.placements[at.placement as usize].1 == Kind::Recommendation {
+                            session.recommendation = true;
+                            scratch.shown_items.extend(&self.dataset.items[items.range()]);
+                        }
+                    }
+                }
+                Payload::ProductView { item } => {
+                    session.engaged = true;
+                    if scratch.shown_items.contains(&item) {
+                        session.recommendation_ctr = true;
+                    }
+                }
+                Payload::Order { .. } => {
+                    session.engaged = true;
+                    session.has_order = true;
+                    // Orders are kept in the same order as `kept`, so they meet in step.
+                    scratch.orders[order_index].session = session_index;
+                    order_index += 1;
+                }
+                Payload::Interaction { .. } | Payload::AddToCart | Payload::Goal => session.engaged = true,
+                _ => {}
+            }
+        }
+    }
+
+    /// A click with an impression_id marks every impression carrying it; a click
+    /// without marks the latest impression of its placement in its session at or
+    /// before it.
+    fn mark_clicked_impressions(&self, scratch: &mut Scratch) {
+        for (kept_index, ev) in scratch.kept.iter().enumerate() {
+            let Payload::Interaction { at, action: Action::Click, .. } = ev.payload else {
+                continue;
+            };
+            if at.impression_id != NONE {
+                for impression in scratch.impressions.iter_mut() {
+                    if impression_of(&scratch.kept[impression.kept]).impression_id == at.impression_id {
+                        impression.clicked = true;
+                    }
+                }
+                continue;
+            }
+            let session = scratch.session_of[kept_index];
+            let placement_text = self.dataset.placements[at.placement as usize].0;
+            let latest = scratch.impressions.iter_mut().rev().find(|impression| {
+                let candidate = &scratch.kept[impression.kept];
+                impression.session == session
+                    && candidate.ts <= ev.ts
+                    && self.dataset.placements[impression_of(candidate).placement as usize].0 == placement_text
+            });
+            if let Some(impression) = latest {
+                impression.clicked = true;
+            }
+        }
+    }
+
+    /// Order-level and item-level credit of one order, and the order's own figures.
+    fn credit_order(&self, index: usize, scratch: &mut Scratch, totals: &mut Totals) {
+        let order = scratch.orders[index];
+        let window = self.window;
+        let in_range = window.contains(order.ev.ts);
+        let last_touch = self.credit_order_level(&order, in_range, scratch, totals);
+        let has_direct_line = self.credit_item_level(&order, in_range, scratch, totals);
+        if order.session != NO_SESSION {
+            let session = &mut scratch.sessions[order.session as usize];
+            session.has_direct_order |= has_direct_line;
+            if session.personalized {
+                if in_range {
+                    totals.personalized_orders += 1;
+                    totals.personalized_revenue += order.net;
+                    totals.daily_personalized_revenue[window.day_index(order.ev.ts)] += order.net;
+                } else if window.previous_start <= order.ev.ts && order.ev.ts < window.start {
+                    totals.previous_personalized_revenue += order.net;
+                }
+            }
+        }
+        if in_range {
+            totals.orders += 1;
+            totals.revenue += order.net;
+            let Payload::Order { order_id, .. } = order.ev.payload else {
+                unreachable!("orders hold order events")
+            };
+            let variants = scratch
+                .assignments_before(&scratch.kept, order.ev.ts);
+            totals.push_recent(
+                self.dataset,
+                RecentCandidate {
+                    ts: order.ev.ts,
+                    event_id: order.ev.event_id,
+                    order_id,
+                    visitor: order.ev.visitor,
+                    net: order.net_units,
+                    placement: last_touch.map(|touch| interaction_of(&touch).placement),
+                    variants,
+                },
+            );
+        }
+    }
+
+    /// Credits the order to its window's touches under the report's model; returns the
+    /// last-interaction touch (which `recent_conversions` always shows).
+    fn credit_order_level(&self, order: &Order, in_range: bool, scratch: &mut Scratch, totals: &mut Totals) -> Option<Ev> {
+        let touches = window_slice(&scratch.touches, order.ev.ts, self.settings.attribution_window_ms);
+        let last = touches.last().copied();
+        if !in_range || touches.is_empty() {
+            return last;
+        }
+        scratch.ages.clear();
+        scratch.ages.extend(touches.iter().map(|touch| order.ev.ts - touch.ts));
+        split_order(self.model, order.net, &scratch.ages, TIME_DECAY_HALF_LIFE_MS, &mut scratch.credits);
+        for (touch, credit) in touches.iter().zip(&scratch.credits) {
+            let at = interaction_of(touch);
+            if self.filter.passes(at.placement, touch) {
+                totals.update_rows(self.dataset, &at, |row| {
+                    row.order_shares += credit.share;
+                    row.value += credit.value;
+                });
+            }
+        }
+        last
+    }
+
+    /// Direct and assisted revenue of a recommendation-clicked order; returns whether
+    /// it has a direct line (whose credited click passes the filter).
+    fn credit_item_level(&self, order: &Order, in_range: bool, scratch: &mut Scratch, totals: &mut Totals) -> bool {
+        let clicks = window_slice(&scratch.recommendation_clicks, order.ev.ts, self.settings.recommendation_window_ms);
+        let Some(latest) = clicks.last() else {
+            return false;
+        };
+        let lines = &self.dataset.lines[order.lines.range()];
+        if lines.is_empty() {
+            if in_range {
+                self.credit_line(latest, order.net, false, totals);
+            }
+            return false;
+        }
+        let line_total: i128 = lines.iter().map(|line| i128::from(line.quantity) * i128::from(line.price)).sum();
+        let mut has_direct_line = false;
+        for line in lines {
+            let value = if line_total == 0 {
+                Exact::ZERO
+            } else {
+                order.net.scale(i128::from(line.quantity) * i128::from(line.price), line_total)
+            };
+            let direct_click = clicks.iter().rev().find(|click| {
+                let Payload::Interaction { item, .. } = click.payload else { return false };
+                item == line.item
+            });
+            let (click, direct) = match direct_click {
+                Some(click) => (click, true),
+                None => (latest, false),
+            };
+            let passes = self.filter.passes(interaction_of(click).placement, click);
+            has_direct_line |= direct && passes;
+            if in_range {
+                self.credit_line(click, value, direct, totals);
+            }
+        }
+        has_direct_line
+    }
+
+    fn credit_line(&self, click: &Ev, value: Exact, direct: bool, totals: &mut Totals) {
+        let at = interaction_of(click);
+        if !self.filter.passes(at.placement, click) {
+            return;
+        }
+        if direct {
+            totals.direct_lines += 1;
+            totals.direct_revenue += value;
+            totals.update_rows(self.dataset, &at, |row| row.direct_revenue += value);
+        } else {
+            totals.assisted_revenue += value;
+            totals.update_rows(self.dataset, &at, |row| row.assisted_revenue += value);
+        }
+    }
+
+    /// Counts of events in range: impressions, clicks, converted clicks, journeys,
+    /// sequence starts, active counts, visitors.
+    fn count_events(&self, scratch: &mut Scratch, totals: &mut Totals) {
+        let window = self.window;
+        let active_from = window.end - ACTIVE_WINDOW_MS;
+        let is_active = |ts: i64| active_from <= ts && ts < window.end;
+        let mut visitor_seen = false;
+        let mut recommendation_visitor = false;
+        scratch.session_actions.clear();
+        let mut impression_index = 0;
+        for (kept_index, ev) in scratch.kept.iter().enumerate() {
+            let in_range = window.contains(ev.ts);
+            visitor_seen |= in_range && ev.is_web();
+            match ev.payload {
+                Payload::Impression { at, items } => {
+                    let clicked = scratch.impressions[impression_index].clicked;
+                    impression_index += 1;
+                    if !self.filter.passes(at.placement, ev) {
+                        continue;
+                    }
+                    let (placement_text, kind) = self.dataset.placements[at.placement as usize];
+                    if is_active(ev.ts) {
+                        totals.active_placements.insert(placement_text);
+                    }
+                    if !in_range {
+                        continue;
+                    }
+                    let is_recommendation = kind == Kind::Recommendation;
+                    recommendation_visitor |= is_recommendation;
+                    totals.update_rows(self.dataset, &at, |row| {
+                        row.impressions += 1;
+                        row.product_impressions += u64::from(items.len);
+                        row.clicked_impressions += u64::from(clicked);
+                        row.recommendation_events += u64::from(is_recommendation);
+                    });
+                }
+                Payload::Interaction { at, action, item, .. } => {
+                    if !self.filter.passes(at.placement, ev) {
+                        continue;
+                    }
+                    let session = scratch.session_of[kept_index];
+                    if action != Action::Discard && session != NO_SESSION {
+                        for target in targets_of(self.dataset, &at).into_iter().flatten() {
+                            scratch.session_actions.push((session, target, action == Action::Click));
+                        }
+                    }
+                    if !in_range {
+                        continue;
+                    }
+                    let is_recommendation = self.dataset.placements[at.placement as usize].1 == Kind::Recommendation;
+                    let click = action == Action::Click;
+                    let converted = is_recommendation && click && item != NONE && self.click_converts(ev, item, scratch);
+                    totals.update_rows(self.dataset, &at, |row| {
+                        row.clicks += u64::from(click);
+                        row.recommendation_events += u64::from(is_recommendation);
+                        row.recommendation_clicks += u64::from(is_recommendation && click);
+                        row.converted_clicks += u64::from(converted);
+                    });
+                }
+                Payload::Assignment { experiment, .. } if is_active(ev.ts) => {
+                    totals.active_experiments.insert(experiment);
+                }
+                Payload::Journey { journey, action, channel } => {
+                    if is_active(ev.ts) {
+                        totals.active_journeys.insert(journey);
+                    }
+                    if in_range {
+                        count_journey(totals, journey, action, channel);
+                    }
+                }
+                Payload::SequenceStart { sequence, campaign } if in_range => {
+                    let person = if ev.profile != NONE { ev.profile } else { ev.visitor };
+                    for rollup in [
+                        Some(totals.sequences.entry(sequence).or_default()),
+                        (campaign != NONE).then(|| totals.campaigns.entry(campaign).or_default()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        rollup.started += 1;
+                        rollup.profiles.insert(person);
+                    }
+                }
+                _ => {}
+            }
+        }
+        totals.visitors += u64::from(visitor_seen);
+        totals.recommendation_visitors += u64::from(recommendation_visitor);
+    }
+
+    /// A recommendation click converts when an order of the clicked item follows it
+    /// within the recommendation window (even after the range).
+    fn click_converts(&self, click: &Ev, item: Sym, scratch: &Scratch) -> bool {
+        let horizon = click.ts + self.settings.recommendation_window_ms;
+        scratch.orders.iter().any(|order| {
+            click.ts <= order.ev.ts
+                && order.ev.ts <= horizon
+                && self.dataset.lines[order.lines.range()].iter().any(|line| line.item == item)
+        })
+    }
+
+    fn count_sessions(&self, scratch: &mut Scratch, totals: &mut Totals) {
+        for session in &scratch.sessions {
+            if !self.window.contains(session.first_ts) {
+                continue;
+            }
+            totals.sessions += 1;
+            totals.bounced_sessions += u64::from(session.page_views <= 1 && !session.engaged);
+            totals.sessions_with_order += u64::from(session.has_order);
+            totals.sessions_with_direct_order += u64::from(session.has_direct_order);
+            if session.personalized {
+                totals.personalized_sessions += 1;
+                totals.personalized_sessions_with_order += u64::from(session.has_order);
+            }
+            if session.recommendation {
+                totals.recommendation_sessions += 1;
+                totals.recommendation_ctr_sessions += u64::from(session.recommendation_ctr);
+                totals.recommendation_sessions_with_direct_order += u64::from(session.has_direct_order);
+            }
+        }
+        scratch.session_actions.sort_unstable();
+        scratch.session_actions.dedup();
+        for &(session, target, click) in &scratch.session_actions {
+            if !self.window.contains(scratch.sessions[session as usize].first_ts) {
+                continue;
+            }
+            let row = totals.row(target);
+            if click {
+                row.clicked_sessions += 1;
+            } else {
+                row.hovered_sessions += 1;
+            }
+        }
+    }
+
+    /// A visitor belongs to the variant of its earliest assignment per experiment, and
+    /// counts when that assignment is in range.
+    fn count_experiments(&self, scratch: &mut Scratch, totals: &mut Totals) {
+        scratch.collect_assignments();
+        for &(experiment, variant, assigned_at) in &scratch.assignments {
+            if !self.window.contains(assigned_at) {
+                continue;
+            }
+            let (mut orders, mut revenue) = (0u64, 0i128);
+            for order in &scratch.orders {
+                if assigned_at <= order.ev.ts && order.ev.ts < self.window.end {
+                    orders += 1;
+                    revenue += i128::from(order.net_units);
+                }
+            }
+            let group = totals.experiments.entry(experiment).or_default().entry(variant).or_default();
+            group.visitors += 1;
+            group.converted += u64::from(orders > 0);
+            group.orders += orders;
+            group.revenue += revenue;
+            group.revenue_squares += revenue * revenue;
+        }
+    }
+
+    /// Per interaction label used in range: the visitor, and whether an order followed
+    /// one of those uses within the attribution window.
+    fn count_topics(&self, scratch: &mut Scratch, totals: &mut Totals) {
+        scratch.topic_uses.clear();
+        for ev in &scratch.kept {
+            if let Payload::Interaction { at, label, .. } = ev.payload {
+                if label != NONE && self.window.contains(ev.ts) && self.filter.passes(at.placement, ev) {
+                    scratch.topic_uses.push((label, ev.ts));
+                }
+            }
+        }
+        scratch.topic_uses.sort_unstable();
+        let window_ms = self.settings.attribution_window_ms;
+        let mut start = 0;
+        while start < scratch.topic_uses.len() {
+            let label = scratch.topic_uses[start].0;
+            let end = start + scratch.topic_uses[start..].partition_point(|use_| use_.0 == label);
+            let converted = scratch.topic_uses[start..end].iter().any(|&(_, used_at)| {
+                scratch.orders.iter().any(|order| used_at <= order.ev.ts && order.ev.ts <= used_at + window_ms)
+            });
+            let topic = totals.topics.entry(label).or_default();
+            topic.0 += 1;
+            topic.1 += u64::from(converted);
+            start = end;
+        }
+    }
+}
+
+impl Scratch {
+    /// The earliest assignment per experiment, as (experiment, variant, ts).
+    fn collect_assignments(&mut self) {
+        self.assignments.clear();
+        for ev in &self.kept {
+            if let Payload::Assignment { experiment, variant } = ev.payload {
+                if !self.assignments.iter().any(|&(seen, _, _)| seen == experiment) {
+                    self.assignments.push((experiment, variant, ev.ts));
+                }
+            }
+        }
+    }
+
+    /// The visitor's variants (earliest assignment) assigned at or before `ts`.
+    fn assignments_before(&self, kept: &[Ev], ts: i64) -> Vec<(Sym, Sym)> {
+        let mut variants: Vec<(Sym, Sym)> = Vec::new();
+        for ev in kept {
+            if let Payload::Assignment { experiment, variant } = ev.payload {
+                if !variants.iter().any(|&(seen, _)| seen == experiment) && ev.ts <= ts {
+                    variants.push((experiment, variant));
+                }
+                if ev.ts > ts {
+                    break;
+                }
+            }
+        }
+        variants
+    }
+}
+
+fn count_journey(totals: &mut Totals, journey: Sym, action: JourneyAction, channel: Sym) {
+    let row = totals.journeys.entry(journey).or_default();
+    match action {
+        JourneyAction::Started => row.started += 1,
+        JourneyAction::Completed => row.completed += 1,
+        JourneyAction::Cancelled => row.cancelled += 1,
+        JourneyAction::Converted => row.converted += 1,
+        JourneyAction::Notification => {
+            row.notifications += 1;
+            if channel != NONE {
+                *row.channels.entry(channel).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// The events (ordered by ts) with `order_ts - window_ms <= ts <= order_ts`.
+fn window_slice(events: &[Ev], order_ts: i64, window_ms: i64) -> &[Ev] {
+    let low = events.partition_point(|ev| ev.ts < order_ts - window_ms);
+    let high = events.partition_point(|ev| ev.ts <= order_ts);
+    &events[low..high.max(low)]
+}
+
+fn interaction_of(ev: &Ev) -> PlacementTouch {
+    match ev.payload {
+        Payload::Interaction { at, .. } => at,
+        _ => unreachable!("touches and clicks are interactions"),
+    }
+}
+
+fn impression_of(ev: &Ev) -> PlacementTouch {
+    match ev.payload {
+        Payload::Impression { at, .. } => at,
+        _ => unreachable!("impressions are impression events"),
+    }
+}

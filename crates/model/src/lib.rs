@@ -1,0 +1,13 @@
+//! upshot's event model: the events of SPEC section 2, money, time, site settings, and
+//! the validation that turns untrusted JSON into events. No IO happens here.
+
+pub mod event;
+pub mod money;
+pub mod parse;
+pub mod site;
+pub mod time;
+
+pub use event::{Action, Body, Event, JourneyAction, Kind, OrderLine, PlacementAttributes};
+pub use money::{Exact, Money};
+pub use parse::{event_to_json, parse_event_line, parse_event_value, ParseContext, Rejection};
+pub use site::{Settings, SettingError};

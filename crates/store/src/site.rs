@@ -1,0 +1,88 @@
+//! The site record: identity, time zone, currency, hashed keys and settings.
+
+use serde::{Deserialize, Serialize};
+use upshot_model::site::{validate_currency, validate_site_id, validate_time_zone};
+use upshot_model::Settings;
+
+use crate::keys::{hash_key, SiteKeys};
+use crate::{io_error, Store, StoreError};
+
+pub(crate) const SITE_FILE: &str = "site.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteRecord {
+    pub site: String,
+    pub timezone: String,
+    pub currency: String,
+    pub public_key_sha256: String,
+    pub secret_key_sha256: String,
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+impl Store {
+    /// Creates a site and returns its keys in clear text (stored only hashed).
+    pub fn create_site(&self, site: &str, timezone: &str, currency: &str) -> Result<(SiteRecord, SiteKeys), StoreError> {
+        validate_site_id(site)?;
+        validate_time_zone(timezone)?;
+        validate_currency(currency)?;
+        let dir = self.site_dir(site);
+        if dir.join(SITE_FILE).exists() {
+            return Err(StoreError::SiteExists(site.to_string()));
+        }
+        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let keys = SiteKeys::generate()?;
+        let record = SiteRecord {
+            site: site.to_string(),
+            timezone: timezone.to_string(),
+            currency: currency.to_string(),
+            public_key_sha256: hash_key(&keys.public_key),
+            secret_key_sha256: hash_key(&keys.secret_key),
+            settings: Settings::default(),
+        };
+        self.save_site(&record)?;
+        Ok((record, keys))
+    }
+
+    pub fn load_site(&self, site: &str) -> Result<SiteRecord, StoreError> {
+        validate_site_id(site)?;
+        let path = self.site_dir(site).join(SITE_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::UnknownSite(site.to_string()))
+            }
+            Err(error) => return Err(io_error(&path)(error)),
+        };
+        serde_json::from_str(&text).map_err(|error| StoreError::Corrupt {
+            path: path.clone(),
+            line: error.line() as u64,
+            reason: error.to_string(),
+        })
+    }
+
+    /// Writes the record atomically (temporary file, fsync, rename).
+    pub fn save_site(&self, record: &SiteRecord) -> Result<(), StoreError> {
+        let dir = self.site_dir(&record.site);
+        let path = dir.join(SITE_FILE);
+        let temporary = dir.join("site.json.tmp");
+        let text = serde_json::to_string_pretty(record).expect("a site record always serializes");
+        std::fs::write(&temporary, text).map_err(io_error(&temporary))?;
+        std::fs::File::open(&temporary).and_then(|file| file.sync_all()).map_err(io_error(&temporary))?;
+        std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
+        Ok(())
+    }
+
+    /// Changes one setting (or the time zone) of a site, validated.
+    pub fn set_site_setting(&self, site: &str, key: &str, value: &str) -> Result<SiteRecord, StoreError> {
+        let mut record = self.load_site(site)?;
+        if key == "timezone" {
+            validate_time_zone(value)?;
+            record.timezone = value.to_string();
+        } else {
+            record.settings.set(key, value)?;
+        }
+        self.save_site(&record)?;
+        Ok(record)
+    }
+}
