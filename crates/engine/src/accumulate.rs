@@ -146,7 +146,12 @@ impl Totals {
     }
 
     /// Applies `update` to every row a placement event or credit counts in.
-    pub fn update_rows(&mut self, dataset: &Dataset, at: &PlacementTouch, update: impl Fn(&mut PlacementTotals)) {
+    pub fn update_rows(
+        &mut self,
+        dataset: &Dataset,
+        at: &PlacementTouch,
+        update: impl Fn(&mut PlacementTotals),
+    ) {
         for target in targets_of(dataset, at).into_iter().flatten() {
             let row = self.row(target);
             row.present = true;
@@ -165,7 +170,11 @@ impl Totals {
     pub fn trim_recent(&mut self, dataset: &Dataset) {
         self.recent.sort_by(|a, b| {
             b.ts.cmp(&a.ts).then_with(|| {
-                dataset.event_ids.get(b.event_id).as_bytes().cmp(dataset.event_ids.get(a.event_id).as_bytes())
+                dataset
+                    .event_ids
+                    .get(b.event_id)
+                    .as_bytes()
+                    .cmp(dataset.event_ids.get(a.event_id).as_bytes())
             })
         });
         self.recent.truncate(RECENT_CONVERSIONS_MAX);

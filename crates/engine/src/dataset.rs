@@ -23,7 +23,8 @@ impl Interner {
         if let Some(&sym) = self.index.get(text) {
             return sym;
         }
-        let sym = Sym::try_from(self.strings.len()).expect("fewer than 2^32 distinct strings per site");
+        let sym =
+            Sym::try_from(self.strings.len()).expect("fewer than 2^32 distinct strings per site");
         assert!(sym != NONE, "interner full");
         self.strings.push(text.into());
         self.index.insert(text.into(), sym);
@@ -100,18 +101,46 @@ pub struct PlacementTouch {
 #[derive(Clone, Copy, Debug)]
 pub enum Payload {
     PageView,
-    Impression { at: PlacementTouch, items: Span },
-    Interaction { at: PlacementTouch, action: Action, item: Sym, label: Sym },
-    ProductView { item: Sym },
+    Impression {
+        at: PlacementTouch,
+        items: Span,
+    },
+    Interaction {
+        at: PlacementTouch,
+        action: Action,
+        item: Sym,
+        label: Sym,
+    },
+    ProductView {
+        item: Sym,
+    },
     AddToCart,
     /// `revenue` in money units (1e-4).
-    Order { order_id: Sym, revenue: i64, lines: Span },
+    Order {
+        order_id: Sym,
+        revenue: i64,
+        lines: Span,
+    },
     /// `amount` in money units; `None` refunds the whole order.
-    Refund { order_id: Sym, amount: Option<i64>, cancel: bool },
-    Assignment { experiment: Sym, variant: Sym },
+    Refund {
+        order_id: Sym,
+        amount: Option<i64>,
+        cancel: bool,
+    },
+    Assignment {
+        experiment: Sym,
+        variant: Sym,
+    },
     Goal,
-    Journey { journey: Sym, action: JourneyAction, channel: Sym },
-    SequenceStart { sequence: Sym, campaign: Sym },
+    Journey {
+        journey: Sym,
+        action: JourneyAction,
+        channel: Sym,
+    },
+    SequenceStart {
+        sequence: Sym,
+        campaign: Sym,
+    },
 }
 
 /// A compact event.
@@ -175,7 +204,8 @@ impl Dataset {
 
     fn placement(&mut self, placement: &str, kind: Kind) -> PlacementId {
         let sym = self.strings.intern(placement);
-        let next = PlacementId::try_from(self.placements.len()).expect("fewer than 2^32 placements");
+        let next =
+            PlacementId::try_from(self.placements.len()).expect("fewer than 2^32 placements");
         *self.placement_index.entry((sym, kind)).or_insert_with(|| {
             self.placements.push((sym, kind));
             next
@@ -220,7 +250,12 @@ impl Dataset {
     fn payload(&mut self, body: &Body) -> Payload {
         match body {
             Body::PageView => Payload::PageView,
-            Body::Impression { placement, kind, items, attributes } => {
+            Body::Impression {
+                placement,
+                kind,
+                items,
+                attributes,
+            } => {
                 let start = self.items.len();
                 for item in items {
                     let sym = self.strings.intern(item);
@@ -230,19 +265,36 @@ impl Dataset {
                 let at = self.placement_touch(placement, *kind, attributes);
                 Payload::Impression { at, items }
             }
-            Body::Interaction { placement, kind, action, item, attributes } => Payload::Interaction {
+            Body::Interaction {
+                placement,
+                kind,
+                action,
+                item,
+                attributes,
+            } => Payload::Interaction {
                 at: self.placement_touch(placement, *kind, attributes),
                 action: *action,
                 item: self.strings.intern_optional(item.as_deref()),
                 label: self.strings.intern_optional(attributes.label.as_deref()),
             },
-            Body::ProductView { item } => Payload::ProductView { item: self.strings.intern(item) },
+            Body::ProductView { item } => Payload::ProductView {
+                item: self.strings.intern(item),
+            },
             Body::AddToCart { .. } => Payload::AddToCart,
-            Body::Order { order_id, revenue, lines, .. } => {
+            Body::Order {
+                order_id,
+                revenue,
+                lines,
+                ..
+            } => {
                 let start = self.lines.len();
                 for line in lines {
                     let item = self.strings.intern(&line.item);
-                    self.lines.push(Line { item, quantity: line.quantity, price: line.price.0 });
+                    self.lines.push(Line {
+                        item,
+                        quantity: line.quantity,
+                        price: line.price.0,
+                    });
                 }
                 Payload::Order {
                     order_id: self.strings.intern(order_id),
@@ -250,17 +302,29 @@ impl Dataset {
                     lines: Dataset::span(start, self.lines.len()),
                 }
             }
-            Body::Refund { order_id, amount, cancel } => Payload::Refund {
+            Body::Refund {
+                order_id,
+                amount,
+                cancel,
+            } => Payload::Refund {
                 order_id: self.strings.intern(order_id),
                 amount: amount.map(|amount| amount.0),
                 cancel: *cancel,
             },
-            Body::Assignment { experiment, variant } => Payload::Assignment {
+            Body::Assignment {
+                experiment,
+                variant,
+            } => Payload::Assignment {
                 experiment: self.strings.intern(experiment),
                 variant: self.strings.intern(variant),
             },
             Body::Goal { .. } => Payload::Goal,
-            Body::Journey { journey, action, channel, .. } => Payload::Journey {
+            Body::Journey {
+                journey,
+                action,
+                channel,
+                ..
+            } => Payload::Journey {
                 journey: self.strings.intern(journey),
                 action: *action,
                 channel: self.strings.intern_optional(channel.as_deref()),
@@ -280,7 +344,9 @@ impl Dataset {
     ) -> PlacementTouch {
         PlacementTouch {
             placement: self.placement(placement, kind),
-            impression_id: self.strings.intern_optional(attributes.impression_id.as_deref()),
+            impression_id: self
+                .strings
+                .intern_optional(attributes.impression_id.as_deref()),
             campaign: self.strings.intern_optional(attributes.campaign.as_deref()),
             sequence: self.strings.intern_optional(attributes.sequence.as_deref()),
         }
@@ -288,14 +354,22 @@ impl Dataset {
 
     /// Orders (ts, event_id) as SPEC section 3 does: ties by event_id bytes.
     pub fn time_order(&self, a: &Ev, b: &Ev) -> std::cmp::Ordering {
-        a.ts.cmp(&b.ts)
-            .then_with(|| self.event_ids.get(a.event_id).as_bytes().cmp(self.event_ids.get(b.event_id).as_bytes()))
+        a.ts.cmp(&b.ts).then_with(|| {
+            self.event_ids
+                .get(a.event_id)
+                .as_bytes()
+                .cmp(self.event_ids.get(b.event_id).as_bytes())
+        })
     }
 
     /// Groups events by visitor, each visitor's in time order.
     pub fn finish(&mut self) {
         let mut events = std::mem::take(&mut self.events);
-        events.sort_unstable_by(|a, b| a.visitor.cmp(&b.visitor).then_with(|| self.time_order(a, b)));
+        events.sort_unstable_by(|a, b| {
+            a.visitor
+                .cmp(&b.visitor)
+                .then_with(|| self.time_order(a, b))
+        });
         self.events = events;
         self.visitors.clear();
         let mut start = 0;

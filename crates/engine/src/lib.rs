@@ -26,15 +26,32 @@ use crate::query::{Filter, Window};
 use crate::visitor::{Context, Scratch};
 
 /// Computes the whole report of `query` over `dataset` (which `finish` has sorted).
-pub fn compute_report(dataset: &Dataset, settings: &Settings, query: &Query) -> Result<Report, QueryError> {
+pub fn compute_report(
+    dataset: &Dataset,
+    settings: &Settings,
+    query: &Query,
+) -> Result<Report, QueryError> {
     let window = Window::resolve(query)?;
     let filter = Filter::resolve(query, dataset);
     let book = OrderBook::build(dataset);
-    let context = Context { dataset, book: &book, settings, window: &window, filter: &filter, model: query.model };
+    let context = Context {
+        dataset,
+        book: &book,
+        settings,
+        window: &window,
+        filter: &filter,
+        model: query.model,
+    };
     let mut totals = Totals::new(dataset, window.dates.len());
     let mut scratch = Scratch::default();
     for visitor in &dataset.visitors {
         context.add_visitor(&dataset.events[visitor.clone()], &mut scratch, &mut totals);
     }
-    Ok(Finisher { dataset, settings, query, window: &window }.report(totals))
+    Ok(Finisher {
+        dataset,
+        settings,
+        query,
+        window: &window,
+    }
+    .report(totals))
 }

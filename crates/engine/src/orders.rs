@@ -38,7 +38,12 @@ impl OrderBook {
             }
         }
         for ev in &dataset.events {
-            if let Payload::Refund { order_id, amount, cancel } = ev.payload {
+            if let Payload::Refund {
+                order_id,
+                amount,
+                cancel,
+            } = ev.payload
+            {
                 // A refund of an unknown order does nothing (until that order exists).
                 if let Some(state) = orders.get_mut(&order_id) {
                     state.cancelled |= cancel;
@@ -55,7 +60,10 @@ impl OrderBook {
     /// The net revenue (money units) when `ev` is the counted event of a live order;
     /// `None` for duplicates, cancelled orders and non-order events.
     pub fn counted_net_revenue(&self, dataset: &Dataset, ev: &Ev) -> Option<i64> {
-        let Payload::Order { order_id, revenue, .. } = ev.payload else {
+        let Payload::Order {
+            order_id, revenue, ..
+        } = ev.payload
+        else {
             return None;
         };
         let state = self.orders.get(&order_id)?;

@@ -58,8 +58,10 @@ impl Window {
             return Err(QueryError::RangeTooLong { from, to });
         }
         let midnight = |date: Date| {
-            local_midnight_millis(date, &query.time_zone)
-                .map_err(|_| QueryError::Midnight { date, zone: query.time_zone_name.clone() })
+            local_midnight_millis(date, &query.time_zone).map_err(|_| QueryError::Midnight {
+                date,
+                zone: query.time_zone_name.clone(),
+            })
         };
         let mut dates = Vec::with_capacity(days as usize);
         let mut day_starts = Vec::with_capacity(days as usize + 1);
@@ -67,7 +69,9 @@ impl Window {
         for _ in 0..=days {
             day_starts.push(midnight(date)?);
             dates.push(date);
-            date = date.tomorrow().map_err(|_| QueryError::RangeTooLong { from, to })?;
+            date = date
+                .tomorrow()
+                .map_err(|_| QueryError::RangeTooLong { from, to })?;
         }
         dates.pop();
         let previous_from = from
@@ -108,7 +112,10 @@ impl Filter {
             .page_type
             .as_deref()
             .map(|page_type| dataset.strings.lookup(page_type).unwrap_or(NONE));
-        let placement_text = query.placement.as_deref().map(|text| dataset.strings.lookup(text));
+        let placement_text = query
+            .placement
+            .as_deref()
+            .map(|text| dataset.strings.lookup(text));
         let placement_passes = dataset
             .placements
             .iter()
@@ -123,12 +130,15 @@ impl Filter {
         Filter {
             page_type,
             placement_passes,
-            is_active: query.page_type.is_some() || query.placement.is_some() || query.kind.is_some(),
+            is_active: query.page_type.is_some()
+                || query.placement.is_some()
+                || query.kind.is_some(),
         }
     }
 
     /// Whether an impression, interaction or credit on this placement and page passes.
     pub fn passes(&self, placement: PlacementId, ev: &Ev) -> bool {
-        self.placement_passes[placement as usize] && self.page_type.is_none_or(|wanted| wanted == ev.page_type)
+        self.placement_passes[placement as usize]
+            && self.page_type.is_none_or(|wanted| wanted == ev.page_type)
     }
 }

@@ -139,22 +139,35 @@ impl Context<'_> {
                 continue;
             }
             if last_web_ts.is_none_or(|last| ev.ts - last > self.settings.session_gap_ms) {
-                scratch.sessions.push(Session { first_ts: ev.ts, ..Session::default() });
+                scratch.sessions.push(Session {
+                    first_ts: ev.ts,
+                    ..Session::default()
+                });
                 scratch.shown_items.clear();
             }
             last_web_ts = Some(ev.ts);
             let session_index = (scratch.sessions.len() - 1) as u32;
             scratch.session_of.push(session_index);
-            let session = scratch.sessions.last_mut().expect("a session was just pushed");
+            let session = scratch
+                .sessions
+                .last_mut()
+                .expect("a session was just pushed");
             match ev.payload {
                 Payload::PageView => session.page_views += 1,
                 Payload::Impression { at, items } => {
-                    scratch.impressions.push(Impression { kept: kept_index, session: session_index, clicked: false });
+                    scratch.impressions.push(Impression {
+                        kept: kept_index,
+                        session: session_index,
+                        clicked: false,
+                    });
                     if self.filter.passes(at.placement, ev) {
                         session.personalized = true;
-                        if self.dataset.placements[at.placement as usize].1 == Kind::Recommendation {
+                        if self.dataset.placements[at.placement as usize].1 == Kind::Recommendation
+                        {
                             session.recommendation = true;
-                            scratch.shown_items.extend(&self.dataset.items[items.range()]);
+                            scratch
+                                .shown_items
+                                .extend(&self.dataset.items[items.range()]);
                         }
                     }
                 }
@@ -171,7 +184,9 @@ impl Context<'_> {
                     scratch.orders[order_index].session = session_index;
                     order_index += 1;
                 }
-                Payload::Interaction { .. } | Payload::AddToCart | Payload::Goal => session.engaged = true,
+                Payload::Interaction { .. } | Payload::AddToCart | Payload::Goal => {
+                    session.engaged = true
+                }
                 _ => {}
             }
         }
@@ -182,12 +197,19 @@ impl Context<'_> {
     /// before it.
     fn mark_clicked_impressions(&self, scratch: &mut Scratch) {
         for (kept_index, ev) in scratch.kept.iter().enumerate() {
-            let Payload::Interaction { at, action: Action::Click, .. } = ev.payload else {
+            let Payload::Interaction {
+                at,
+                action: Action::Click,
+                ..
+            } = ev.payload
+            else {
                 continue;
             };
             if at.impression_id != NONE {
                 for impression in scratch.impressions.iter_mut() {
-                    if impression_of(&scratch.kept[impression.kept]).impression_id == at.impression_id {
+                    if impression_of(&scratch.kept[impression.kept]).impression_id
+                        == at.impression_id
+                    {
                         impression.clicked = true;
                     }
                 }
@@ -199,7 +221,8 @@ impl Context<'_> {
                 let candidate = &scratch.kept[impression.kept];
                 impression.session == session
                     && candidate.ts <= ev.ts
-                    && self.dataset.placements[impression_of(candidate).placement as usize].0 == placement_text
+                    && self.dataset.placements[impression_of(candidate).placement as usize].0
+                        == placement_text
             });
             if let Some(impression) = latest {
                 impression.clicked = true;
@@ -233,8 +256,7 @@ impl Context<'_> {
             let Payload::Order { order_id, .. } = order.ev.payload else {
                 unreachable!("orders hold order events")
             };
-            let variants = scratch
-                .assignments_before(&scratch.kept, order.ev.ts);
+            let variants = scratch.assignments_before(&scratch.kept, order.ev.ts);
             totals.push_recent(
                 self.dataset,
                 RecentCandidate {
@@ -252,15 +274,33 @@ impl Context<'_> {
 
     /// Credits the order to its window's touches under the report's model; returns the
     /// last-interaction touch (which `recent_conversions` always shows).
-    fn credit_order_level(&self, order: &Order, in_range: bool, scratch: &mut Scratch, totals: &mut Totals) -> Option<Ev> {
-        let touches = window_slice(&scratch.touches, order.ev.ts, self.settings.attribution_window_ms);
+    fn credit_order_level(
+        &self,
+        order: &Order,
+        in_range: bool,
+        scratch: &mut Scratch,
+        totals: &mut Totals,
+    ) -> Option<Ev> {
+        let touches = window_slice(
+            &scratch.touches,
+            order.ev.ts,
+            self.settings.attribution_window_ms,
+        );
         let last = touches.last().copied();
         if !in_range || touches.is_empty() {
             return last;
         }
         scratch.ages.clear();
-        scratch.ages.extend(touches.iter().map(|touch| order.ev.ts - touch.ts));
-        split_order(self.model, order.net, &scratch.ages, TIME_DECAY_HALF_LIFE_MS, &mut scratch.credits);
+        scratch
+            .ages
+            .extend(touches.iter().map(|touch| order.ev.ts - touch.ts));
+        split_order(
+            self.model,
+            order.net,
+            &scratch.ages,
+            TIME_DECAY_HALF_LIFE_MS,
+            &mut scratch.credits,
+        );
         for (touch, credit) in touches.iter().zip(&scratch.credits) {
             let at = interaction_of(touch);
             if self.filter.passes(at.placement, touch) {
@@ -275,8 +315,18 @@ impl Context<'_> {
 
     /// Direct and assisted revenue of a recommendation-clicked order; returns whether
     /// it has a direct line (whose credited click passes the filter).
-    fn credit_item_level(&self, order: &Order, in_range: bool, scratch: &mut Scratch, totals: &mut Totals) -> bool {
-        let clicks = window_slice(&scratch.recommendation_clicks, order.ev.ts, self.settings.recommendation_window_ms);
+    fn credit_item_level(
+        &self,
+        order: &Order,
+        in_range: bool,
+        scratch: &mut Scratch,
+        totals: &mut Totals,
+    ) -> bool {
+        let clicks = window_slice(
+            &scratch.recommendation_clicks,
+            order.ev.ts,
+            self.settings.recommendation_window_ms,
+        );
         let Some(latest) = clicks.last() else {
             return false;
         };
@@ -287,16 +337,24 @@ impl Context<'_> {
             }
             return false;
         }
-        let line_total: i128 = lines.iter().map(|line| i128::from(line.quantity) * i128::from(line.price)).sum();
+        let line_total: i128 = lines
+            .iter()
+            .map(|line| i128::from(line.quantity) * i128::from(line.price))
+            .sum();
         let mut has_direct_line = false;
         for line in lines {
             let value = if line_total == 0 {
                 Exact::ZERO
             } else {
-                order.net.scale(i128::from(line.quantity) * i128::from(line.price), line_total)
+                order.net.scale(
+                    i128::from(line.quantity) * i128::from(line.price),
+                    line_total,
+                )
             };
             let direct_click = clicks.iter().rev().find(|click| {
-                let Payload::Interaction { item, .. } = click.payload else { return false };
+                let Payload::Interaction { item, .. } = click.payload else {
+                    return false;
+                };
                 item == line.item
             });
             let (click, direct) = match direct_click {
@@ -363,22 +421,32 @@ impl Context<'_> {
                         row.recommendation_events += u64::from(is_recommendation);
                     });
                 }
-                Payload::Interaction { at, action, item, .. } => {
+                Payload::Interaction {
+                    at, action, item, ..
+                } => {
                     if !self.filter.passes(at.placement, ev) {
                         continue;
                     }
                     let session = scratch.session_of[kept_index];
                     if action != Action::Discard && session != NO_SESSION {
                         for target in targets_of(self.dataset, &at).into_iter().flatten() {
-                            scratch.session_actions.push((session, target, action == Action::Click));
+                            scratch.session_actions.push((
+                                session,
+                                target,
+                                action == Action::Click,
+                            ));
                         }
                     }
                     if !in_range {
                         continue;
                     }
-                    let is_recommendation = self.dataset.placements[at.placement as usize].1 == Kind::Recommendation;
+                    let is_recommendation =
+                        self.dataset.placements[at.placement as usize].1 == Kind::Recommendation;
                     let click = action == Action::Click;
-                    let converted = is_recommendation && click && item != NONE && self.click_converts(ev, item, scratch);
+                    let converted = is_recommendation
+                        && click
+                        && item != NONE
+                        && self.click_converts(ev, item, scratch);
                     totals.update_rows(self.dataset, &at, |row| {
                         row.clicks += u64::from(click);
                         row.recommendation_events += u64::from(is_recommendation);
@@ -389,7 +457,11 @@ impl Context<'_> {
                 Payload::Assignment { experiment, .. } if is_active(ev.ts) => {
                     totals.active_experiments.insert(experiment);
                 }
-                Payload::Journey { journey, action, channel } => {
+                Payload::Journey {
+                    journey,
+                    action,
+                    channel,
+                } => {
                     if is_active(ev.ts) {
                         totals.active_journeys.insert(journey);
                     }
@@ -398,7 +470,11 @@ impl Context<'_> {
                     }
                 }
                 Payload::SequenceStart { sequence, campaign } if in_range => {
-                    let person = if ev.profile != NONE { ev.profile } else { ev.visitor };
+                    let person = if ev.profile != NONE {
+                        ev.profile
+                    } else {
+                        ev.visitor
+                    };
                     for rollup in [
                         Some(totals.sequences.entry(sequence).or_default()),
                         (campaign != NONE).then(|| totals.campaigns.entry(campaign).or_default()),
@@ -424,7 +500,9 @@ impl Context<'_> {
         scratch.orders.iter().any(|order| {
             click.ts <= order.ev.ts
                 && order.ev.ts <= horizon
-                && self.dataset.lines[order.lines.range()].iter().any(|line| line.item == item)
+                && self.dataset.lines[order.lines.range()]
+                    .iter()
+                    .any(|line| line.item == item)
         })
     }
 
@@ -444,13 +522,17 @@ impl Context<'_> {
             if session.recommendation {
                 totals.recommendation_sessions += 1;
                 totals.recommendation_ctr_sessions += u64::from(session.recommendation_ctr);
-                totals.recommendation_sessions_with_direct_order += u64::from(session.has_direct_order);
+                totals.recommendation_sessions_with_direct_order +=
+                    u64::from(session.has_direct_order);
             }
         }
         scratch.session_actions.sort_unstable();
         scratch.session_actions.dedup();
         for &(session, target, click) in &scratch.session_actions {
-            if !self.window.contains(scratch.sessions[session as usize].first_ts) {
+            if !self
+                .window
+                .contains(scratch.sessions[session as usize].first_ts)
+            {
                 continue;
             }
             let row = totals.row(target);
@@ -477,7 +559,12 @@ impl Context<'_> {
                     revenue += i128::from(order.net_units);
                 }
             }
-            let group = totals.experiments.entry(experiment).or_default().entry(variant).or_default();
+            let group = totals
+                .experiments
+                .entry(experiment)
+                .or_default()
+                .entry(variant)
+                .or_default();
             group.visitors += 1;
             group.converted += u64::from(orders > 0);
             group.orders += orders;
@@ -492,7 +579,10 @@ impl Context<'_> {
         scratch.topic_uses.clear();
         for ev in &scratch.kept {
             if let Payload::Interaction { at, label, .. } = ev.payload {
-                if label != NONE && self.window.contains(ev.ts) && self.filter.passes(at.placement, ev) {
+                if label != NONE
+                    && self.window.contains(ev.ts)
+                    && self.filter.passes(at.placement, ev)
+                {
                     scratch.topic_uses.push((label, ev.ts));
                 }
             }
@@ -504,7 +594,10 @@ impl Context<'_> {
             let label = scratch.topic_uses[start].0;
             let end = start + scratch.topic_uses[start..].partition_point(|use_| use_.0 == label);
             let converted = scratch.topic_uses[start..end].iter().any(|&(_, used_at)| {
-                scratch.orders.iter().any(|order| used_at <= order.ev.ts && order.ev.ts <= used_at + window_ms)
+                scratch
+                    .orders
+                    .iter()
+                    .any(|order| used_at <= order.ev.ts && order.ev.ts <= used_at + window_ms)
             });
             let topic = totals.topics.entry(label).or_default();
             topic.0 += 1;
@@ -519,8 +612,16 @@ impl Scratch {
     fn collect_assignments(&mut self) {
         self.assignments.clear();
         for ev in &self.kept {
-            if let Payload::Assignment { experiment, variant } = ev.payload {
-                if !self.assignments.iter().any(|&(seen, _, _)| seen == experiment) {
+            if let Payload::Assignment {
+                experiment,
+                variant,
+            } = ev.payload
+            {
+                if !self
+                    .assignments
+                    .iter()
+                    .any(|&(seen, _, _)| seen == experiment)
+                {
                     self.assignments.push((experiment, variant, ev.ts));
                 }
             }
@@ -531,7 +632,11 @@ impl Scratch {
     fn assignments_before(&self, kept: &[Ev], ts: i64) -> Vec<(Sym, Sym)> {
         let mut variants: Vec<(Sym, Sym)> = Vec::new();
         for ev in kept {
-            if let Payload::Assignment { experiment, variant } = ev.payload {
+            if let Payload::Assignment {
+                experiment,
+                variant,
+            } = ev.payload
+            {
                 if !variants.iter().any(|&(seen, _)| seen == experiment) && ev.ts <= ts {
                     variants.push((experiment, variant));
                 }

@@ -63,7 +63,9 @@ impl Action {
     }
 
     pub fn parse(text: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|action| action.as_str() == text)
+        Action::ALL
+            .into_iter()
+            .find(|action| action.as_str() == text)
     }
 }
 
@@ -97,7 +99,9 @@ impl JourneyAction {
     }
 
     pub fn parse(text: &str) -> Option<JourneyAction> {
-        JourneyAction::ALL.into_iter().find(|action| action.as_str() == text)
+        JourneyAction::ALL
+            .into_iter()
+            .find(|action| action.as_str() == text)
     }
 }
 

@@ -10,4 +10,4 @@ pub mod time;
 pub use event::{Action, Body, Event, JourneyAction, Kind, OrderLine, PlacementAttributes};
 pub use money::{Exact, Money};
 pub use parse::{event_to_json, parse_event_line, parse_event_value, ParseContext, Rejection};
-pub use site::{Settings, SettingError};
+pub use site::{SettingError, Settings};

@@ -161,7 +161,10 @@ fn parse_order(fields: &Fields, context: &ParseContext) -> Result<Body, Rejectio
         if currency != context.currency {
             return Err(Rejection::new(
                 "currency",
-                format!("{currency:?} differs from the site's currency {:?}", context.currency),
+                format!(
+                    "{currency:?} differs from the site's currency {:?}",
+                    context.currency
+                ),
             ));
         }
     }
@@ -172,7 +175,10 @@ fn parse_order(fields: &Fields, context: &ParseContext) -> Result<Body, Rejectio
             let object = entry
                 .as_object()
                 .ok_or_else(|| Rejection::new(prefix.clone(), "expected an object"))?;
-            let line = Fields { object, prefix: &prefix };
+            let line = Fields {
+                object,
+                prefix: &prefix,
+            };
             lines.push(OrderLine {
                 item: line.required_text("item", TEXT_CHARS_MAX)?,
                 quantity: line.quantity("quantity")?,
@@ -241,7 +247,10 @@ impl Fields<'_> {
     ) -> Result<T, Rejection> {
         let text = self.required_text(field, TEXT_CHARS_MAX)?;
         parse(&text).ok_or_else(|| {
-            Rejection::new(self.name(field), format!("{text:?} is not one of {expected}"))
+            Rejection::new(
+                self.name(field),
+                format!("{text:?} is not one of {expected}"),
+            )
         })
     }
 
@@ -291,7 +300,8 @@ impl Fields<'_> {
                 let text = value
                     .as_str()
                     .ok_or_else(|| Rejection::new(name(), "expected a product id string"))?;
-                check_length(text, TEXT_CHARS_MAX).map_err(|reason| Rejection::new(name(), reason))?;
+                check_length(text, TEXT_CHARS_MAX)
+                    .map_err(|reason| Rejection::new(name(), reason))?;
                 Ok(text.to_string())
             })
             .collect()
@@ -344,7 +354,9 @@ impl Fields<'_> {
 
     fn timestamp(&self, field: &str) -> Result<Option<i64>, Rejection> {
         self.get(field)
-            .map(|value| parse_timestamp(value).map_err(|reason| Rejection::new(self.name(field), reason)))
+            .map(|value| {
+                parse_timestamp(value).map_err(|reason| Rejection::new(self.name(field), reason))
+            })
             .transpose()
     }
 }
@@ -404,7 +416,12 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
     };
     match body {
         Body::PageView => {}
-        Body::Impression { placement, kind, items, attributes: a } => {
+        Body::Impression {
+            placement,
+            kind,
+            items,
+            attributes: a,
+        } => {
             put("placement", text(placement));
             put("kind", text(kind.as_str()));
             if !items.is_empty() {
@@ -412,7 +429,13 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
             }
             attributes(&mut put, a);
         }
-        Body::Interaction { placement, kind, action, item, attributes: a } => {
+        Body::Interaction {
+            placement,
+            kind,
+            action,
+            item,
+            attributes: a,
+        } => {
             put("placement", text(placement));
             put("kind", text(kind.as_str()));
             put("action", text(action.as_str()));
@@ -420,12 +443,22 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
             attributes(&mut put, a);
         }
         Body::ProductView { item } => put("item", text(item)),
-        Body::AddToCart { item, quantity, price } => {
+        Body::AddToCart {
+            item,
+            quantity,
+            price,
+        } => {
             put("item", text(item));
             put("quantity", Some(Value::from(*quantity)));
             put("price", money(price));
         }
-        Body::Order { order_id, revenue, shipping, tax, lines } => {
+        Body::Order {
+            order_id,
+            revenue,
+            shipping,
+            tax,
+            lines,
+        } => {
             put("order_id", text(order_id));
             put("revenue", money(&Some(*revenue)));
             put("shipping", money(shipping));
@@ -439,12 +472,19 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
                 .collect();
             put("items", Some(Value::from(lines)));
         }
-        Body::Refund { order_id, amount, cancel } => {
+        Body::Refund {
+            order_id,
+            amount,
+            cancel,
+        } => {
             put("order_id", text(order_id));
             put("amount", money(amount));
             put("cancel", Some(Value::from(*cancel)));
         }
-        Body::Assignment { experiment, variant } => {
+        Body::Assignment {
+            experiment,
+            variant,
+        } => {
             put("experiment", text(experiment));
             put("variant", text(variant));
         }
@@ -452,7 +492,12 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
             put("goal", text(goal));
             put("value", money(value));
         }
-        Body::Journey { journey, action, channel, run_id } => {
+        Body::Journey {
+            journey,
+            action,
+            channel,
+            run_id,
+        } => {
             put("journey", text(journey));
             put("action", text(action.as_str()));
             put("channel", optional(channel));

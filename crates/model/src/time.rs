@@ -91,8 +91,14 @@ mod tests {
         let parse = |v: Value| parse_timestamp(&v);
         assert_eq!(parse(Value::from("1970-01-01T00:00:01.2349Z")), Ok(1234));
         assert_eq!(parse(Value::from("1970-01-01T01:00:00+01:00")), Ok(0));
-        assert_eq!(parse(Value::from(1_700_000_000_000_i64)), Ok(1_700_000_000_000));
-        assert!(parse(Value::from("2024-01-01T00:00:00")).is_err(), "offset is required");
+        assert_eq!(
+            parse(Value::from(1_700_000_000_000_i64)),
+            Ok(1_700_000_000_000)
+        );
+        assert!(
+            parse(Value::from("2024-01-01T00:00:00")).is_err(),
+            "offset is required"
+        );
         assert!(parse(Value::from(1.5)).is_err());
         assert!(parse(Value::from(true)).is_err());
     }

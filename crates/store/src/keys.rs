@@ -33,5 +33,8 @@ impl SiteKeys {
 
 /// SHA-256 of a key, hex encoded, as stored in the site record.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

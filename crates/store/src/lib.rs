@@ -16,19 +16,29 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("site {0:?} does not exist (create it with `upshot site create {0}`)")]
     UnknownSite(String),
     #[error("site {0:?} already exists")]
     SiteExists(String),
     #[error("{path}: line {line}: {reason}")]
-    Corrupt { path: PathBuf, line: u64, reason: String },
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
     #[error(transparent)]
     Setting(#[from] upshot_model::SettingError),
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A data dir: `sites/<site>/site.json`, `events.ndjson`, `rejects.ndjson`.

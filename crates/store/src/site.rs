@@ -22,7 +22,12 @@ pub struct SiteRecord {
 
 impl Store {
     /// Creates a site and returns its keys in clear text (stored only hashed).
-    pub fn create_site(&self, site: &str, timezone: &str, currency: &str) -> Result<(SiteRecord, SiteKeys), StoreError> {
+    pub fn create_site(
+        &self,
+        site: &str,
+        timezone: &str,
+        currency: &str,
+    ) -> Result<(SiteRecord, SiteKeys), StoreError> {
         validate_site_id(site)?;
         validate_time_zone(timezone)?;
         validate_currency(currency)?;
@@ -68,13 +73,20 @@ impl Store {
         let temporary = dir.join("site.json.tmp");
         let text = serde_json::to_string_pretty(record).expect("a site record always serializes");
         std::fs::write(&temporary, text).map_err(io_error(&temporary))?;
-        std::fs::File::open(&temporary).and_then(|file| file.sync_all()).map_err(io_error(&temporary))?;
+        std::fs::File::open(&temporary)
+            .and_then(|file| file.sync_all())
+            .map_err(io_error(&temporary))?;
         std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
         Ok(())
     }
 
     /// Changes one setting (or the time zone) of a site, validated.
-    pub fn set_site_setting(&self, site: &str, key: &str, value: &str) -> Result<SiteRecord, StoreError> {
+    pub fn set_site_setting(
+        &self,
+        site: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<SiteRecord, StoreError> {
         let mut record = self.load_site(site)?;
         if key == "timezone" {
             validate_time_zone(value)?;

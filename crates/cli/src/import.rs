@@ -1,0 +1,198 @@
+//! `upshot import`: validates each event, appends the good ones, and writes each
+//! rejected one with its reason to the site's rejects file. Bad input never stops the
+//! import of the good events.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufWriter, Read, Write};
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+use upshot_model::{parse_event_line, parse_event_value, ParseContext, Rejection};
+use upshot_store::{Appended, EventLog, Store};
+
+use crate::input;
+use crate::progress::Progress;
+
+/// Largest JSON-array input, in bytes (NDJSON has no limit: it is streamed).
+const ARRAY_BYTES_MAX: u64 = 1 << 30;
+/// How much of a rejected line the rejects file keeps.
+const REJECT_LINE_BYTES_MAX: usize = 4096;
+
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub taken: u64,
+    pub duplicate: u64,
+    pub rejected: u64,
+}
+
+struct Importer<'a> {
+    log: EventLog,
+    context: ParseContext,
+    rejects: BufWriter<std::fs::File>,
+    file: &'a str,
+    counts: Counts,
+}
+
+impl Importer<'_> {
+    fn take(
+        &mut self,
+        line_number: u64,
+        raw: &str,
+        parsed: Result<upshot_model::Event, Rejection>,
+    ) -> Result<()> {
+        match parsed {
+            Ok(event) => match self.log.append(&event)? {
+                Appended::Taken => self.counts.taken += 1,
+                Appended::Duplicate => self.counts.duplicate += 1,
+            },
+            Err(rejection) => {
+                self.counts.rejected += 1;
+                let mut end = raw.len().min(REJECT_LINE_BYTES_MAX);
+                while !raw.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let record = serde_json::json!({
+                    "file": self.file, "line": line_number, "field": rejection.field,
+                    "reason": rejection.reason, "event": &raw[..end],
+                });
+                writeln!(self.rejects, "{record}").context("writing the rejects file")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Imports every file into the site, printing per-file and total counts.
+pub fn import_files(store: &Store, site: &str, files: &[String]) -> Result<Counts> {
+    let record = store.load_site(site)?;
+    let rejects_path = store.rejects_path(site);
+    let rejects = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&rejects_path)
+        .with_context(|| format!("opening {}", rejects_path.display()))?;
+    let mut log = store.open_log(&record)?;
+    let mut total = Counts::default();
+    for file in files {
+        let mut importer = Importer {
+            log,
+            context: ParseContext {
+                currency: record.currency.clone(),
+            },
+            rejects: BufWriter::new(rejects.try_clone().context("opening the rejects file")?),
+            file,
+            counts: Counts::default(),
+        };
+        import_one(&mut importer).with_context(|| format!("importing {file}"))?;
+        importer
+            .log
+            .sync()
+            .with_context(|| format!("saving events of {file}"))?;
+        importer
+            .rejects
+            .flush()
+            .context("writing the rejects file")?;
+        let counts = importer.counts;
+        println!(
+            "{file}: {} taken, {} duplicate, {} rejected",
+            counts.taken, counts.duplicate, counts.rejected
+        );
+        total.taken += counts.taken;
+        total.duplicate += counts.duplicate;
+        total.rejected += counts.rejected;
+        log = importer.log;
+    }
+    if files.len() > 1 {
+        println!(
+            "total: {} taken, {} duplicate, {} rejected",
+            total.taken, total.duplicate, total.rejected
+        );
+    }
+    if total.rejected > 0 {
+        println!(
+            "rejected events and their reasons are in {}",
+            rejects_path.display()
+        );
+    }
+    Ok(total)
+}
+
+fn import_one(importer: &mut Importer) -> Result<()> {
+    let mut input = input::open(importer.file)?;
+    let mut progress = Progress::new(importer.file);
+    let starts_with_array = loop {
+        let buffer = input.reader.fill_buf().context("reading")?;
+        if buffer.is_empty() {
+            break false;
+        }
+        match buffer.iter().position(|byte| !byte.is_ascii_whitespace()) {
+            Some(position) => break buffer[position] == b'[',
+            None => {
+                let length = buffer.len();
+                input.reader.consume(length);
+            }
+        }
+    };
+    if starts_with_array {
+        let mut text = String::new();
+        input
+            .reader
+            .by_ref()
+            .take(ARRAY_BYTES_MAX)
+            .read_to_string(&mut text)
+            .context("reading the JSON array")?;
+        return import_array(importer, &text);
+    }
+    let mut line = Vec::new();
+    let mut line_number = 0u64;
+    loop {
+        line.clear();
+        if input
+            .reader
+            .read_until(b'\n', &mut line)
+            .context("reading")?
+            == 0
+        {
+            break;
+        }
+        line_number += 1;
+        let text = String::from_utf8_lossy(&line);
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let parsed = if std::str::from_utf8(&line).is_err() {
+            Err(Rejection::new("event", "not valid UTF-8"))
+        } else {
+            parse_event_line(trimmed, &importer.context)
+        };
+        importer.take(line_number, trimmed, parsed)?;
+        if line_number % 4096 == 0 {
+            let counts = importer.counts;
+            progress.update(
+                input.bytes_read.load(Ordering::Relaxed),
+                input.bytes_total,
+                counts.taken + counts.duplicate + counts.rejected,
+            );
+        }
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// A JSON array input: each element is one event; a malformed array is one rejection.
+fn import_array(importer: &mut Importer, text: &str) -> Result<()> {
+    match serde_json::from_str::<Vec<serde_json::Value>>(text) {
+        Ok(values) => {
+            for (index, value) in values.iter().enumerate() {
+                let parsed = parse_event_value(value, &importer.context);
+                importer.take(index as u64 + 1, &value.to_string(), parsed)?;
+            }
+        }
+        Err(error) => {
+            let rejection = Rejection::new("event", format!("malformed JSON array: {error}"));
+            importer.take(1, text, Err(rejection))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! The `upshot` binary: parses the command line and glues the crates together.
+
+mod import;
+mod input;
+mod progress;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use upshot_engine::{compute_report, Dataset, Model, Query, Report};
+use upshot_model::Kind;
+use upshot_report::Format;
+use upshot_store::{SiteRecord, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "upshot",
+    version,
+    about = "What on-site personalization earns a shop: impressions, clicks, attributed orders and revenue, lifts."
+)]
+struct Cli {
+    /// The data directory.
+    #[arg(long, global = true, default_value = "./upshot-data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, show and configure sites.
+    #[command(subcommand)]
+    Site(SiteCommand),
+    /// Import events (NDJSON or a JSON array; `-` for stdin; `.gz` accepted).
+    Import {
+        #[arg(long)]
+        site: String,
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Compute a site's report for a range of local dates.
+    Report(ReportArgs),
+    /// Generate a synthetic shop's events as NDJSON.
+    Gen(GenArgs),
+    /// Generate a realistic shop, load it, and show its report: the first thing to run.
+    Demo {
+        /// Visitors in the demo shop.
+        #[arg(long, default_value_t = 20_000)]
+        visitors: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SiteCommand {
+    /// Create a site and print its keys (shown only once; stored hashed).
+    Create {
+        site: String,
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// `text` or `json` (`{"site", "public_key", "secret_key"}`).
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// Show a site and its settings.
+    Show { site: String },
+    /// Change a setting: timezone, session_gap, attribution_window, recommendation_window,
+    /// qualifying.<kind>, experiment.<name>.control, experiment.<name>.split.
+    Set {
+        site: String,
+        key: String,
+        value: String,
+    },
+    /// List the sites.
+    List,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    #[arg(long)]
+    site: String,
+    /// First local date (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    from: String,
+    /// Last local date (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    to: String,
+    #[arg(long)]
+    page_type: Option<String>,
+    #[arg(long)]
+    placement: Option<String>,
+    /// recommendation, popup, notification, block, widget or other.
+    #[arg(long)]
+    kind: Option<String>,
+    /// last, first, linear, time_decay or position.
+    #[arg(long, default_value = "last")]
+    model: String,
+    /// table, json or csv.
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 1000)]
+    visitors: u64,
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// First date of the generated period (UTC).
+    #[arg(long, default_value = "2024-05-01")]
+    start: String,
+    /// True relative lift of variant_b's conversion rate over control (0.1 = +10%).
+    #[arg(long, default_value_t = 0.1)]
+    lift: f64,
+    #[arg(long, default_value = "USD")]
+    currency: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(error) = run(cli) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let store = Store::open(&cli.data)
+        .with_context(|| format!("opening data dir {}", cli.data.display()))?;
+    match cli.command {
+        Command::Site(command) => site_command(&store, command),
+        Command::Import { site, files } => import::import_files(&store, &site, &files).map(|_| ()),
+        Command::Report(args) => {
+            let format = Format::parse(&args.format)
+                .with_context(|| format!("--format {:?} is not table, json or csv", args.format))?;
+            let report = report(&store, &args)?;
+            println!("{}", upshot_report::render(&report, format).trim_end());
+            Ok(())
+        }
+        Command::Gen(args) => generate(&args),
+        Command::Demo { visitors } => demo(&store, visitors),
+    }
+}
+
+fn site_command(store: &Store, command: SiteCommand) -> Result<()> {
+    match command {
+        SiteCommand::Create {
+            site,
+            timezone,
+            currency,
+            format,
+        } => {
+            let (record, keys) = store.create_site(&site, &timezone, &currency)?;
+            match format.as_str() {
+                "json" => println!(
+                    "{}",
+                    serde_json::json!({"site": record.site, "public_key": keys.public_key, "secret_key": keys.secret_key})
+                ),
+                "text" => {
+                    println!(
+                        "created site {} ({}, {})",
+                        record.site, record.timezone, record.currency
+                    );
+                    println!("public key: {}  (for browsers)", keys.public_key);
+                    println!(
+                        "secret key: {}  (for the shop's backend; keep it safe)",
+                        keys.secret_key
+                    );
+                    println!("the keys are stored hashed and cannot be shown again");
+                }
+                other => bail!("--format {other:?} is not text or json"),
+            }
+        }
+        SiteCommand::Show { site } => print_site(&store.load_site(&site)?),
+        SiteCommand::Set { site, key, value } => {
+            let record = store.set_site_setting(&site, &key, &value)?;
+            println!("set {key} = {value}");
+            print_site(&record);
+        }
+        SiteCommand::List => {
+            for site in store.site_ids()? {
+                println!("{site}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_site(record: &SiteRecord) {
+    println!("site      {}", record.site);
+    println!("timezone  {}", record.timezone);
+    println!("currency  {}", record.currency);
+    for (key, value) in record.settings.describe() {
+        println!("{key:<24}  {value}");
+    }
+}
+
+fn parse_date(flag: &str, text: &str) -> Result<jiff::civil::Date> {
+    text.parse()
+        .with_context(|| format!("{flag} {text:?} is not a date like 2024-05-31"))
+}
+
+/// Loads the site's events and computes the report.
+fn report(store: &Store, args: &ReportArgs) -> Result<Report> {
+    let record = store.load_site(&args.site)?;
+    let model = Model::parse(&args.model).with_context(|| {
+        format!(
+            "--model {:?} is not last, first, linear, time_decay or position",
+            args.model
+        )
+    })?;
+    let kind = match &args.kind {
+        Some(kind) => Some(Kind::parse(kind).with_context(|| {
+            format!("--kind {kind:?} is not recommendation, popup, notification, block, widget or other")
+        })?),
+        None => None,
+    };
+    let time_zone = upshot_model::site::validate_time_zone(&record.timezone)?;
+    let query = Query {
+        from: parse_date("--from", &args.from)?,
+        to: parse_date("--to", &args.to)?,
+        time_zone,
+        time_zone_name: record.timezone.clone(),
+        currency: record.currency.clone(),
+        model,
+        page_type: args.page_type.clone(),
+        placement: args.placement.clone(),
+        kind,
+    };
+    let dataset = load_dataset(store, &record)?;
+    Ok(compute_report(&dataset, &record.settings, &query)?)
+}
+
+fn load_dataset(store: &Store, record: &SiteRecord) -> Result<Dataset> {
+    let mut dataset = Dataset::new();
+    store
+        .scan_events(record, |event| dataset.push(&event))
+        .with_context(|| format!("reading the events of site {}", record.site))?;
+    dataset.finish();
+    Ok(dataset)
+}
+
+fn gen_options(args: &GenArgs) -> Result<upshot_gen::GenOptions> {
+    let start = parse_date("--start", &args.start)?;
+    let start_ms = upshot_model::time::local_midnight_millis(start, &jiff::tz::TimeZone::UTC)?;
+    Ok(upshot_gen::GenOptions {
+        seed: args.seed,
+        visitors: args.visitors,
+        days: args.days,
+        start_ms,
+        lift: args.lift,
+        currency: args.currency.clone(),
+        edge_cases: false,
+    })
+}
+
+fn generate(args: &GenArgs) -> Result<()> {
+    use std::io::Write;
+    let options = gen_options(args)?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut result = Ok(());
+    let mut count = 0u64;
+    upshot_gen::Generator::new(options).run(|event| {
+        if result.is_ok() {
+            result = writeln!(out, "{event}");
+            count += 1;
+        }
+    });
+    result
+        .and_then(|()| out.flush())
+        .context("writing generated events")?;
+    if args.out.is_some() {
+        eprintln!("generated {count} events");
+    }
+    Ok(())
+}
+
+/// Generates a 60-day shop ending yesterday, imports it and prints the last 30 days.
+fn demo(store: &Store, visitors: u64) -> Result<()> {
+    let site = "demo";
+    let today = jiff::Zoned::now().date();
+    let start = today.checked_sub(jiff::Span::new().days(60))?;
+    let record = match store.load_site(site) {
+        Ok(record) => {
+            println!("using the existing demo site in {}", store.root().display());
+            record
+        }
+        Err(upshot_store::StoreError::UnknownSite(_)) => {
+            let (record, keys) = store.create_site(site, "UTC", "USD")?;
+            println!(
+                "created site {site}; secret key {} (stored hashed, shown once)",
+                keys.secret_key
+            );
+            let path = store.site_dir(site).join("demo-events.ndjson");
+            generate(&GenArgs {
+                seed: 7,
+                visitors,
+                days: 60,
+                start: start.to_string(),
+                lift: 0.12,
+                currency: "USD".into(),
+                out: Some(path.clone()),
+            })?;
+            import::import_files(store, site, &[path.display().to_string()])?;
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            record
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let args = ReportArgs {
+        site: record.site.clone(),
+        from: today.checked_sub(jiff::Span::new().days(30))?.to_string(),
+        to: today.yesterday()?.to_string(),
+        page_type: None,
+        placement: None,
+        kind: None,
+        model: "last".into(),
+        format: "table".into(),
+    };
+    let report = report(store, &args)?;
+    println!("{}", upshot_report::render_table(&report).trim_end());
+    println!(
+        "\nthe report again: upshot --data {} report --site {site} --from {} --to {} [--format json|csv]",
+        store.root().display(),
+        args.from,
+        args.to
+    );
+    Ok(())
+}

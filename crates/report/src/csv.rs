@@ -1,0 +1,91 @@
+//! A tidy CSV of every figure: `section,row,figure,value`, one figure a line.
+
+use serde_json::Value;
+use upshot_engine::Report;
+
+/// Fields that name a row of an array section rather than being a figure.
+const ROW_KEYS: [&str; 8] = [
+    "placement",
+    "kind",
+    "campaign",
+    "sequence",
+    "journey",
+    "experiment",
+    "label",
+    "variant",
+];
+
+pub fn render_csv(report: &Report) -> String {
+    let value = serde_json::to_value(report).expect("a report always serializes");
+    let mut out = String::from("section,row,figure,value\n");
+    if let Value::Object(sections) = value {
+        for (section, content) in sections {
+            if section == "range" {
+                continue;
+            }
+            flatten(&section, "", "", &content, &mut out);
+        }
+    }
+    out
+}
+
+fn flatten(section: &str, row: &str, figure: &str, value: &Value, out: &mut String) {
+    match value {
+        Value::Object(fields) => {
+            let row_name = ROW_KEYS
+                .iter()
+                .chain(&["date", "order_id"])
+                .find_map(|key| {
+                    fields
+                        .get(*key)
+                        .and_then(Value::as_str)
+                        .map(|name| (*key, name))
+                });
+            let row = match row_name {
+                Some((_, name)) if row.is_empty() => name.to_string(),
+                Some((_, name)) => format!("{row}/{name}"),
+                None => row.to_string(),
+            };
+            for (key, child) in fields {
+                if row_name.is_some_and(|(row_key, _)| row_key == key) {
+                    continue;
+                }
+                let figure = if figure.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{figure}.{key}")
+                };
+                flatten(section, &row, &figure, child, out);
+            }
+        }
+        Value::Array(entries) if !entries.is_empty() && entries.iter().all(Value::is_number) => {
+            for (label, entry) in ["low", "high"].iter().zip(entries) {
+                flatten(section, row, &format!("{figure}.{label}"), entry, out);
+            }
+        }
+        Value::Array(entries) => {
+            for entry in entries {
+                flatten(section, row, figure, entry, out);
+            }
+        }
+        Value::Null => push_line(out, section, row, figure, ""),
+        Value::String(text) => push_line(out, section, row, figure, text),
+        other => push_line(out, section, row, figure, &other.to_string()),
+    }
+}
+
+fn push_line(out: &mut String, section: &str, row: &str, figure: &str, value: &str) {
+    for (index, field) in [section, row, figure, value].iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        if field.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&field.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(field);
+        }
+    }
+    out.push('\n');
+}
