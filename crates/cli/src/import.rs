@@ -167,7 +167,7 @@ fn import_one(importer: &mut Importer) -> Result<()> {
             parse_event_line(trimmed, &importer.context)
         };
         importer.take(line_number, trimmed, parsed)?;
-        if line_number % 4096 == 0 {
+        if line_number.is_multiple_of(4096) {
             let counts = importer.counts;
             progress.update(
                 input.bytes_read.load(Ordering::Relaxed),

@@ -1,0 +1,216 @@
+//! The `upshot` binary as a user drives it: bad input is rejected with reasons and
+//! loses none of the good events; re-importing changes no figure; settings validate.
+
+use std::process::{Command, Output};
+
+fn upshot(data: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_upshot"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+const EVENTS: &str = r#"{"event_id":"ok1","type":"page_view","ts":"2024-05-10T10:00:00Z","visitor_id":"a"}
+{"event_id":"bad1","type":"page_view","ts":"2024-05-10T10:00:00Z"}
+{"event_id":"bad2","type":"impression","ts":"2024-05-10T10:00:00Z","visitor_id":"a","placement":"p","kind":"banner"}
+{"event_id":"bad3","type":"order","ts":"2024-05-10T10:00:00Z","visitor_id":"a","order_id":"o","revenue":"1.23456"}
+{"event_id":"bad4","type":"page_view","ts":"2024-05-10 10:00","visitor_id":"a"}
+not json at all
+
+{"event_id":"bad5","type":"order","ts":1715335200000,"visitor_id":"a","order_id":"o","revenue":5,"items":[{"item":"x","price":"-1"}]}
+{"event_id":"ok2","type":"order","ts":1715335200000,"visitor_id":"a","order_id":"o","revenue":5}
+{"event_id":"ok1","type":"page_view","ts":"2024-05-11T10:00:00Z","visitor_id":"b"}
+"#;
+
+#[test]
+fn import_rejects_bad_events_with_reasons_and_keeps_the_good_ones() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let created = stdout(&upshot(
+        data.path(),
+        &["site", "create", "shop", "--format", "json"],
+    ));
+    let keys: serde_json::Value = serde_json::from_str(&created).expect("keys as JSON");
+    assert!(keys["secret_key"]
+        .as_str()
+        .is_some_and(|key| key.starts_with("up_sec_")));
+    let file = data.path().join("events.ndjson");
+    std::fs::write(&file, EVENTS).expect("write events");
+    let path = file.to_str().expect("UTF-8 path");
+    let printed = stdout(&upshot(data.path(), &["import", "--site", "shop", path]));
+    assert!(
+        printed.contains("2 taken, 1 duplicate, 6 rejected"),
+        "{printed}"
+    );
+    let rejects = std::fs::read_to_string(data.path().join("sites/shop/rejects.ndjson"))
+        .expect("rejects file");
+    let fields: Vec<String> = rejects
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("reject is JSON")["field"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "visitor_id",
+            "kind",
+            "revenue",
+            "ts",
+            "event",
+            "items[0].price"
+        ]
+    );
+    let again = stdout(&upshot(data.path(), &["import", "--site", "shop", path]));
+    assert!(
+        again.contains("0 taken, 3 duplicate, 6 rejected"),
+        "{again}"
+    );
+    let report = stdout(&upshot(
+        data.path(),
+        &[
+            "report",
+            "--site",
+            "shop",
+            "--from",
+            "2024-05-10",
+            "--to",
+            "2024-05-10",
+            "--format",
+            "json",
+        ],
+    ));
+    let report: serde_json::Value = serde_json::from_str(&report).expect("report JSON");
+    assert_eq!(report["overview"]["orders"], 1);
+    assert_eq!(report["overview"]["visitors"], 1);
+    assert_eq!(report["overview"]["revenue"], 5);
+}
+
+#[test]
+fn site_settings_are_validated_and_shown() {
+    let data = tempfile::tempdir().expect("temp dir");
+    stdout(&upshot(
+        data.path(),
+        &[
+            "site",
+            "create",
+            "shop",
+            "--timezone",
+            "Europe/Berlin",
+            "--currency",
+            "EUR",
+        ],
+    ));
+    let bad = upshot(data.path(), &["site", "set", "shop", "session_gap", "soon"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("session_gap"),
+        "error names the setting"
+    );
+    let bad_zone = upshot(
+        data.path(),
+        &["site", "create", "other", "--timezone", "Mars/Base"],
+    );
+    assert!(String::from_utf8_lossy(&bad_zone.stderr).contains("IANA"));
+    stdout(&upshot(
+        data.path(),
+        &["site", "set", "shop", "experiment.hero.control", "baseline"],
+    ));
+    let shown = stdout(&upshot(data.path(), &["site", "show", "shop"]));
+    assert!(
+        shown.contains("Europe/Berlin")
+            && shown.contains("experiment.hero.control")
+            && shown.contains("baseline"),
+        "{shown}"
+    );
+    let unknown = upshot(
+        data.path(),
+        &[
+            "report",
+            "--site",
+            "nope",
+            "--from",
+            "2024-05-01",
+            "--to",
+            "2024-05-02",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("site create"),
+        "error says how to fix it"
+    );
+}
+
+#[test]
+fn table_and_csv_formats_render_the_same_report() {
+    let data = tempfile::tempdir().expect("temp dir");
+    stdout(&upshot(data.path(), &["site", "create", "shop"]));
+    let file = data.path().join("gen.ndjson");
+    stdout(&upshot(
+        data.path(),
+        &[
+            "gen",
+            "--visitors",
+            "300",
+            "--days",
+            "10",
+            "--out",
+            file.to_str().expect("path"),
+        ],
+    ));
+    stdout(&upshot(
+        data.path(),
+        &["import", "--site", "shop", file.to_str().expect("path")],
+    ));
+    let range = [
+        "report",
+        "--site",
+        "shop",
+        "--from",
+        "2024-05-01",
+        "--to",
+        "2024-05-10",
+    ];
+    let table = stdout(&upshot(
+        data.path(),
+        &[&range[..], &["--format", "table"]].concat(),
+    ));
+    assert!(
+        table.contains("Placements")
+            && table.contains("home_recs (recommendation)")
+            && table.contains("USD")
+    );
+    let csv = stdout(&upshot(
+        data.path(),
+        &[&range[..], &["--format", "csv"]].concat(),
+    ));
+    assert!(csv.starts_with("section,row,figure,value\n"));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&upshot(
+        data.path(),
+        &[&range[..], &["--format", "json"]].concat(),
+    )))
+    .expect("json");
+    let sessions = json["overview"]["sessions"].as_u64().expect("sessions");
+    assert!(
+        csv.contains(&format!("overview,,sessions,{sessions}\n")),
+        "csv carries the same sessions figure"
+    );
+    let impressions = json["placements"][0]["impressions"]
+        .as_u64()
+        .expect("impressions");
+    let name = json["placements"][0]["placement"].as_str().expect("name");
+    assert!(csv.contains(&format!("placements,{name},impressions,{impressions}\n")));
+}
