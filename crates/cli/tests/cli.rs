@@ -214,3 +214,74 @@ fn table_and_csv_formats_render_the_same_report() {
     let name = json["placements"][0]["placement"].as_str().expect("name");
     assert!(csv.contains(&format!("placements,{name},impressions,{impressions}\n")));
 }
+
+#[test]
+fn import_reads_json_arrays_gzip_and_stdin() {
+    use std::io::Write;
+    let data = tempfile::tempdir().expect("temp dir");
+    stdout(&upshot(data.path(), &["site", "create", "shop"]));
+    let array = data.path().join("batch.json");
+    std::fs::write(
+        &array,
+        r#" [{"event_id":"j1","type":"page_view","ts":"2024-05-10T10:00:00Z","visitor_id":"a"}, 42,
+            {"event_id":"j2","type":"page_view","ts":"2024-05-10T10:01:00Z","visitor_id":"a"}]"#,
+    )
+    .expect("write array");
+    let printed = stdout(&upshot(
+        data.path(),
+        &["import", "--site", "shop", array.to_str().expect("path")],
+    ));
+    assert!(
+        printed.contains("2 taken, 0 duplicate, 1 rejected"),
+        "{printed}"
+    );
+    let gzipped = data.path().join("more.ndjson.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gzipped).expect("create"),
+        flate2::Compression::fast(),
+    );
+    encoder
+        .write_all(b"{\"event_id\":\"g1\",\"type\":\"page_view\",\"ts\":1715335200000,\"visitor_id\":\"b\"}\n")
+        .expect("compress");
+    encoder.finish().expect("finish gzip");
+    let printed = stdout(&upshot(
+        data.path(),
+        &["import", "--site", "shop", gzipped.to_str().expect("path")],
+    ));
+    assert!(
+        printed.contains("1 taken, 0 duplicate, 0 rejected"),
+        "{printed}"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_upshot"))
+        .arg("--data")
+        .arg(data.path())
+        .args(["import", "--site", "shop", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"{\"event_id\":\"s1\",\"type\":\"page_view\",\"ts\":1715335200000,\"visitor_id\":\"c\"}\n")
+        .expect("write stdin");
+    let printed = stdout(&child.wait_with_output().expect("finishes"));
+    assert!(printed.contains("-: 1 taken"), "{printed}");
+    let report = stdout(&upshot(
+        data.path(),
+        &[
+            "report",
+            "--site",
+            "shop",
+            "--from",
+            "2024-05-10",
+            "--to",
+            "2024-05-10",
+            "--format",
+            "json",
+        ],
+    ));
+    let report: serde_json::Value = serde_json::from_str(&report).expect("json");
+    assert_eq!(report["overview"]["visitors"], 3);
+}

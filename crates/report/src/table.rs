@@ -204,7 +204,7 @@ fn render_overview(report: &Report, out: &mut String) {
         ],
     );
     let mut segments = Table::new(&[
-        "sessions",
+        "segment",
         "conversion rate",
         "orders",
         &format!("revenue {currency}"),
