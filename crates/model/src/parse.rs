@@ -78,8 +78,8 @@ pub fn parse_event_value(value: &Value, context: &ParseContext) -> Result<Event,
         event_id,
         ts,
         visitor_id,
-        profile_id: fields.optional_text("profile_id", ID_CHARS_MAX)?,
-        page_type: fields.optional_text("page_type", TEXT_CHARS_MAX)?,
+        profile_id: fields.optional_text("profile_id", TEXT_CHARS_MAX)?,
+        page_type: fields.any_text("page_type", TEXT_CHARS_MAX)?,
         url: fields.optional_text("url", URL_CHARS_MAX)?,
         sent_at: fields.timestamp("sent_at")?,
         body,
@@ -131,7 +131,7 @@ fn parse_body(type_name: &str, fields: &Fields, context: &ParseContext) -> Resul
                 JourneyAction::parse,
                 "started, completed, cancelled, notification, converted",
             )?,
-            channel: fields.optional_text("channel", TEXT_CHARS_MAX)?,
+            channel: fields.any_text("channel", TEXT_CHARS_MAX)?,
             run_id: fields.optional_text("run_id", TEXT_CHARS_MAX)?,
         },
         "sequence_start" => Body::SequenceStart {
@@ -234,6 +234,15 @@ impl Fields<'_> {
         Ok(Some(text.to_string()))
     }
 
+    /// Like `optional_text`, but the empty string is a value too (SPEC: `page_type`
+    /// and `channel` accept any string).
+    fn any_text(&self, field: &str, chars_max: usize) -> Result<Option<String>, Rejection> {
+        match self.get(field) {
+            Some(Value::String(text)) if text.is_empty() => Ok(Some(String::new())),
+            _ => self.optional_text(field, chars_max),
+        }
+    }
+
     fn required_text(&self, field: &str, chars_max: usize) -> Result<String, Rejection> {
         self.optional_text(field, chars_max)?
             .ok_or_else(|| Rejection::new(self.name(field), "missing"))
@@ -322,8 +331,15 @@ impl Fields<'_> {
         let Some(value) = self.get(field) else {
             return Ok(1);
         };
-        value
-            .as_u64()
+        let whole = match value.as_u64() {
+            Some(quantity) => Some(quantity),
+            // 2.0 is a whole number too, however the sender wrote it.
+            None => value
+                .as_f64()
+                .filter(|q| q.fract() == 0.0 && *q >= 0.0 && *q <= f64::from(u32::MAX))
+                .map(|q| q as u64),
+        };
+        whole
             .and_then(|quantity| u32::try_from(quantity).ok())
             .ok_or_else(|| Rejection::new(self.name(field), "expected a whole number >= 0"))
     }
@@ -507,5 +523,89 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
             put("sequence", text(sequence));
             put("campaign", optional(campaign));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Event, Rejection> {
+        parse_event_line(
+            line,
+            &ParseContext {
+                currency: "USD".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        let field = |line: &str| parse(line).map(|_| ()).unwrap_err().field;
+        assert_eq!(field(r#"{"type":"page_view","ts":1}"#), "event_id");
+        assert_eq!(
+            field(r#"{"event_id":"e","type":"page_view","ts":1}"#),
+            "visitor_id"
+        );
+        assert_eq!(
+            field(r#"{"event_id":"","type":"page_view","ts":1,"visitor_id":"v"}"#),
+            "event_id"
+        );
+        let long = "x".repeat(129);
+        assert_eq!(
+            field(&format!(
+                r#"{{"event_id":"{long}","type":"page_view","ts":1,"visitor_id":"v"}}"#
+            )),
+            "event_id"
+        );
+        assert_eq!(
+            field(
+                r#"{"event_id":"e","type":"interaction","ts":1,"visitor_id":"v","placement":"p","kind":"popup","action":"Click"}"#
+            ),
+            "action"
+        );
+        assert_eq!(
+            field(
+                r#"{"event_id":"e","type":"order","ts":1,"visitor_id":"v","order_id":"o","revenue":-1}"#
+            ),
+            "revenue"
+        );
+        assert_eq!(
+            field(
+                r#"{"event_id":"e","type":"order","ts":1,"visitor_id":"v","order_id":"o","revenue":1,"items":[{"item":"i","price":1,"quantity":1.5}]}"#
+            ),
+            "items[0].quantity"
+        );
+        assert_eq!(
+            field(r#"{"event_id":"e","type":"refund","ts":1,"order_id":"o","cancel":"yes"}"#),
+            "cancel"
+        );
+        assert_eq!(field(r#"[1]"#), "event");
+    }
+
+    #[test]
+    fn lenient_where_the_spec_is() {
+        let event = parse(r#"{"event_id":"e","type":"page_view","ts":1,"visitor_id":"v","page_type":"","campaign":5,"url":null}"#)
+            .expect("unknown fields are ignored, empty page types accepted");
+        assert_eq!(event.page_type.as_deref(), Some(""));
+        let order = parse(r#"{"event_id":"e","type":"order","ts":1,"visitor_id":"v","order_id":"o","revenue":"10","items":[{"item":"i","price":"5","quantity":2.0}]}"#)
+            .expect("2.0 is a whole quantity");
+        let Body::Order { lines, .. } = order.body else {
+            panic!("an order")
+        };
+        assert_eq!(lines[0].quantity, 2);
+        let refund =
+            parse(r#"{"event_id":"e","type":"refund","ts":"2024-01-01T00:00:00Z","order_id":"o"}"#)
+                .expect("refunds need no visitor");
+        assert!(refund.visitor_id.is_none());
+    }
+
+    #[test]
+    fn canonical_json_parses_back_to_the_same_event() {
+        let line = r#"{"event_id":"e","type":"order","ts":"2024-01-01T00:00:00.123456Z","visitor_id":"v","order_id":"o","revenue":19.99,"shipping":"4.95","items":[{"item":"i","price":9.995,"quantity":2}]}"#;
+        let event = parse(line).expect("valid");
+        assert_eq!(event.ts, 1_704_067_200_123);
+        let again = parse(&event_to_json(&event).to_string()).expect("canonical form is valid");
+        assert_eq!(again, event);
     }
 }
