@@ -541,7 +541,12 @@ mod tests {
 
     #[test]
     fn rejections_name_the_field() {
-        let field = |line: &str| parse(line).map(|_| ()).unwrap_err().field;
+        let field = |line: &str| {
+            parse(line)
+                .map(|_| ())
+                .expect_err("the line is invalid")
+                .field
+        };
         assert_eq!(field(r#"{"type":"page_view","ts":1}"#), "event_id");
         assert_eq!(
             field(r#"{"event_id":"e","type":"page_view","ts":1}"#),
