@@ -64,6 +64,7 @@ pub struct Scratch {
     sessions: Vec<Session>,
     orders: Vec<Order>,
     impressions: Vec<Impression>,
+    impressions_by_id: Vec<(Sym, usize)>,
     touches: Vec<Ev>,
     recommendation_clicks: Vec<Ev>,
     shown_items: HashSet<Sym>,
@@ -194,8 +195,16 @@ impl Context<'_> {
 
     /// A click with an impression_id marks every impression carrying it; a click
     /// without marks the latest impression of its placement in its session at or
-    /// before it.
+    /// before it. Both lookups stay near-linear however many events a visitor has.
     fn mark_clicked_impressions(&self, scratch: &mut Scratch) {
+        scratch.impressions_by_id.clear();
+        for (position, impression) in scratch.impressions.iter().enumerate() {
+            let id = impression_of(&scratch.kept[impression.kept]).impression_id;
+            if id != NONE {
+                scratch.impressions_by_id.push((id, position));
+            }
+        }
+        scratch.impressions_by_id.sort_unstable();
         for (kept_index, ev) in scratch.kept.iter().enumerate() {
             let Payload::Interaction {
                 at,
@@ -206,26 +215,33 @@ impl Context<'_> {
                 continue;
             };
             if at.impression_id != NONE {
-                for impression in scratch.impressions.iter_mut() {
-                    if impression_of(&scratch.kept[impression.kept]).impression_id
-                        == at.impression_id
-                    {
-                        impression.clicked = true;
-                    }
+                let by_id = &scratch.impressions_by_id;
+                let first = by_id.partition_point(|&(id, _)| id < at.impression_id);
+                for &(_, position) in by_id[first..]
+                    .iter()
+                    .take_while(|&&(id, _)| id == at.impression_id)
+                {
+                    scratch.impressions[position].clicked = true;
                 }
                 continue;
             }
+            // Impressions are in time order and a session's are contiguous: walk back
+            // from the last one at or before the click until the session changes.
             let session = scratch.session_of[kept_index];
             let placement_text = self.dataset.placements[at.placement as usize].0;
-            let latest = scratch.impressions.iter_mut().rev().find(|impression| {
-                let candidate = &scratch.kept[impression.kept];
-                impression.session == session
-                    && candidate.ts <= ev.ts
-                    && self.dataset.placements[impression_of(candidate).placement as usize].0
-                        == placement_text
-            });
-            if let Some(impression) = latest {
-                impression.clicked = true;
+            let kept = &scratch.kept;
+            let end = scratch
+                .impressions
+                .partition_point(|impression| kept[impression.kept].ts <= ev.ts);
+            for impression in scratch.impressions[..end].iter_mut().rev() {
+                if impression.session != session {
+                    break;
+                }
+                let candidate = impression_of(&kept[impression.kept]);
+                if self.dataset.placements[candidate.placement as usize].0 == placement_text {
+                    impression.clicked = true;
+                    break;
+                }
             }
         }
     }
