@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use upshot_model::{parse_event_line, parse_event_value, ParseContext, Rejection};
-use upshot_store::{Appended, EventLog, Store};
+use upshot_store::{Appended, SiteRecord, Store};
 
 use crate::input;
 use crate::progress::Progress;
@@ -17,6 +17,8 @@ use crate::progress::Progress;
 const ARRAY_BYTES_MAX: u64 = 1 << 30;
 /// How much of a rejected line the rejects file keeps.
 const REJECT_LINE_BYTES_MAX: usize = 4096;
+/// Events per log record: each record is one write and one fsync.
+const BATCH_EVENTS_MAX: usize = 32_768;
 
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counts {
@@ -26,7 +28,9 @@ pub struct Counts {
 }
 
 struct Importer<'a> {
-    log: EventLog,
+    store: &'a mut Store,
+    record: &'a SiteRecord,
+    pending: Vec<upshot_model::Event>,
     context: ParseContext,
     rejects: BufWriter<std::fs::File>,
     file: &'a str,
@@ -41,10 +45,12 @@ impl Importer<'_> {
         parsed: Result<upshot_model::Event, Rejection>,
     ) -> Result<()> {
         match parsed {
-            Ok(event) => match self.log.append(&event)? {
-                Appended::Taken => self.counts.taken += 1,
-                Appended::Duplicate => self.counts.duplicate += 1,
-            },
+            Ok(event) => {
+                self.pending.push(event);
+                if self.pending.len() >= BATCH_EVENTS_MAX {
+                    self.flush()?;
+                }
+            }
             Err(rejection) => {
                 self.counts.rejected += 1;
                 let mut end = raw.len().min(REJECT_LINE_BYTES_MAX);
@@ -60,10 +66,23 @@ impl Importer<'_> {
         }
         Ok(())
     }
+
+    /// Makes the pending events durable; only then are they counted as taken.
+    fn flush(&mut self) -> Result<()> {
+        let outcomes = self.store.append_events(self.record, &self.pending)?;
+        for outcome in outcomes {
+            match outcome {
+                Appended::Taken => self.counts.taken += 1,
+                Appended::Duplicate => self.counts.duplicate += 1,
+            }
+        }
+        self.pending.clear();
+        Ok(())
+    }
 }
 
 /// Imports every file into the site, printing per-file and total counts.
-pub fn import_files(store: &Store, site: &str, files: &[String]) -> Result<Counts> {
+pub fn import_files(store: &mut Store, site: &str, files: &[String]) -> Result<Counts> {
     let record = store.load_site(site)?;
     let rejects_path = store.rejects_path(site);
     let rejects = OpenOptions::new()
@@ -71,11 +90,12 @@ pub fn import_files(store: &Store, site: &str, files: &[String]) -> Result<Count
         .append(true)
         .open(&rejects_path)
         .with_context(|| format!("opening {}", rejects_path.display()))?;
-    let mut log = store.open_log(&record)?;
     let mut total = Counts::default();
     for file in files {
         let mut importer = Importer {
-            log,
+            store: &mut *store,
+            record: &record,
+            pending: Vec::with_capacity(BATCH_EVENTS_MAX),
             context: ParseContext {
                 currency: record.currency.clone(),
             },
@@ -85,8 +105,7 @@ pub fn import_files(store: &Store, site: &str, files: &[String]) -> Result<Count
         };
         import_one(&mut importer).with_context(|| format!("importing {file}"))?;
         importer
-            .log
-            .sync()
+            .flush()
             .with_context(|| format!("saving events of {file}"))?;
         importer
             .rejects
@@ -100,7 +119,6 @@ pub fn import_files(store: &Store, site: &str, files: &[String]) -> Result<Count
         total.taken += counts.taken;
         total.duplicate += counts.duplicate;
         total.rejected += counts.rejected;
-        log = importer.log;
     }
     if files.len() > 1 {
         println!(

@@ -131,13 +131,36 @@ fn main() {
     }
 }
 
+/// Opens the data dir for writing, saying what recovery had to repair.
+fn open_for_writing(data: &std::path::Path) -> Result<Store> {
+    let store =
+        Store::open(data).with_context(|| format!("opening data dir {}", data.display()))?;
+    if let Some(report) = store.recovery_report() {
+        if report.torn_tail_bytes > 0 {
+            eprintln!(
+                "note: cut off {} bytes of an unfinished write (never acknowledged) from the log",
+                report.torn_tail_bytes
+            );
+        }
+        for problem in &report.problems {
+            eprintln!("warning: {problem}");
+        }
+    }
+    Ok(store)
+}
+
+fn open_for_reading(data: &std::path::Path) -> Result<Store> {
+    Store::open_read_only(data).with_context(|| format!("opening data dir {}", data.display()))
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let store = Store::open(&cli.data)
-        .with_context(|| format!("opening data dir {}", cli.data.display()))?;
     match cli.command {
-        Command::Site(command) => site_command(&store, command),
-        Command::Import { site, files } => import::import_files(&store, &site, &files).map(|_| ()),
+        Command::Site(command) => site_command(&cli.data, command),
+        Command::Import { site, files } => {
+            import::import_files(&mut open_for_writing(&cli.data)?, &site, &files).map(|_| ())
+        }
         Command::Report(args) => {
+            let store = open_for_reading(&cli.data)?;
             let format = Format::parse(&args.format)
                 .with_context(|| format!("--format {:?} is not table, json or csv", args.format))?;
             let report = report(&store, &args)?;
@@ -145,11 +168,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Gen(args) => generate(&args),
-        Command::Demo { visitors } => demo(&store, visitors),
+        Command::Demo { visitors } => demo(&mut open_for_writing(&cli.data)?, visitors),
     }
 }
 
-fn site_command(store: &Store, command: SiteCommand) -> Result<()> {
+fn site_command(data: &std::path::Path, command: SiteCommand) -> Result<()> {
     match command {
         SiteCommand::Create {
             site,
@@ -157,7 +180,8 @@ fn site_command(store: &Store, command: SiteCommand) -> Result<()> {
             currency,
             format,
         } => {
-            let (record, keys) = store.create_site(&site, &timezone, &currency)?;
+            let (record, keys) =
+                open_for_writing(data)?.create_site(&site, &timezone, &currency)?;
             match format.as_str() {
                 "json" => println!(
                     "{}",
@@ -178,14 +202,14 @@ fn site_command(store: &Store, command: SiteCommand) -> Result<()> {
                 other => bail!("--format {other:?} is not text or json"),
             }
         }
-        SiteCommand::Show { site } => print_site(&store.load_site(&site)?),
+        SiteCommand::Show { site } => print_site(&open_for_reading(data)?.load_site(&site)?),
         SiteCommand::Set { site, key, value } => {
-            let record = store.set_site_setting(&site, &key, &value)?;
+            let record = open_for_writing(data)?.set_site_setting(&site, &key, &value)?;
             println!("set {key} = {value}");
             print_site(&record);
         }
         SiteCommand::List => {
-            for site in store.site_ids()? {
+            for site in open_for_reading(data)?.site_ids()? {
                 println!("{site}");
             }
         }
@@ -288,7 +312,7 @@ fn generate(args: &GenArgs) -> Result<()> {
 }
 
 /// Generates a 60-day shop ending yesterday, imports it and prints the last 30 days.
-fn demo(store: &Store, visitors: u64) -> Result<()> {
+fn demo(store: &mut Store, visitors: u64) -> Result<()> {
     let site = "demo";
     let today = jiff::Zoned::now().date();
     let start = today.checked_sub(jiff::Span::new().days(60))?;

@@ -1,16 +1,20 @@
-//! upshot's storage: the data dir, each site's record (keys hashed, settings) and its
-//! accepted events. This first backend is deliberately simple: one append-only file of
-//! canonical NDJSON per site, fsync'd per import; the write-ahead log and columnar
-//! segments replace it (see docs/adr/0001-first-store.md).
+//! upshot's storage: the data dir, each site's record (keys hashed, settings), and the
+//! events, appended durably to a write-ahead log (docs/adr/0002-write-ahead-log.md).
+//! A data dir is opened for writing by one process at a time; readers need no lock.
 
 mod keys;
 mod log;
 mod site;
+pub mod wal;
 
 pub use keys::{hash_key, SiteKeys};
-pub use log::{Appended, EventLog};
+pub use log::Appended;
 pub use site::SiteRecord;
+pub use wal::RecoveryReport;
 
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,10 @@ pub enum StoreError {
         line: u64,
         reason: String,
     },
+    #[error("data dir {path} is in use by another upshot process{owner}; stop it or use another --data dir")]
+    Locked { path: PathBuf, owner: String },
+    #[error("a log record of {bytes} bytes is over the limit of {bytes_max} bytes")]
+    RecordTooLarge { bytes: usize, bytes_max: usize },
     #[error(transparent)]
     Setting(#[from] upshot_model::SettingError),
 }
@@ -41,19 +49,91 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError
     }
 }
 
-/// A data dir: `sites/<site>/site.json`, `events.ndjson`, `rejects.ndjson`.
-#[derive(Debug, Clone)]
+/// Takes the data dir's lock, or says who holds it.
+fn lock_data_dir(root: &Path) -> Result<File, StoreError> {
+    let path = root.join("LOCK");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            let owner = if owner.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {owner})")
+            };
+            return Err(StoreError::Locked {
+                path: root.to_path_buf(),
+                owner,
+            });
+        }
+        Err(std::fs::TryLockError::Error(error)) => return Err(io_error(&path)(error)),
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| write!(file, "{}", std::process::id()))
+        .map_err(io_error(&path))?;
+    Ok(file)
+}
+
+/// The parts of a data dir a writer holds open.
+struct Writer {
+    _lock: File,
+    wal: wal::Wal,
+    recovery: RecoveryReport,
+    /// Event ids taken per site, loaded on the site's first append.
+    taken_ids: HashMap<String, HashSet<Box<str>>>,
+}
+
+/// A data dir: `LOCK`, `wal/`, `sites/<site>/site.json` and `rejects.ndjson`.
 pub struct Store {
     root: PathBuf,
+    writer: Option<Writer>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the data dir.
+    /// Opens (creating if needed) the data dir for writing: takes its lock and
+    /// recovers the log (cutting a torn tail, reporting corrupt records).
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
         let sites = root.join("sites");
         std::fs::create_dir_all(&sites).map_err(io_error(&sites))?;
-        Ok(Store { root })
+        let lock = lock_data_dir(&root)?;
+        let (wal, recovery) = wal::Wal::open(&root.join("wal"), |_, _| {})?;
+        let writer = Writer {
+            _lock: lock,
+            wal,
+            recovery,
+            taken_ids: HashMap::new(),
+        };
+        Ok(Store {
+            root,
+            writer: Some(writer),
+        })
+    }
+
+    /// Opens the data dir for reading only: no lock, no repair; a record still being
+    /// written by another process is not seen.
+    pub fn open_read_only(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        let sites = root.join("sites");
+        if !sites.is_dir() {
+            std::fs::create_dir_all(&sites).map_err(io_error(&sites))?;
+        }
+        Ok(Store { root, writer: None })
+    }
+
+    /// What recovery found when the data dir was opened for writing.
+    pub fn recovery_report(&self) -> Option<&RecoveryReport> {
+        self.writer.as_ref().map(|writer| &writer.recovery)
     }
 
     pub fn root(&self) -> &Path {

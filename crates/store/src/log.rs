@@ -1,16 +1,12 @@
-//! A site's accepted events: one canonical JSON object per line, in arrival order, with
-//! exact dedupe on event_id (the first valid event of an id is kept).
+//! A site's events in the log: each append is one record (`site\n` then canonical NDJSON
+//! lines), deduplicated on event_id before it is written: the first valid event of an
+//! id is kept, across appends and restarts.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
 
 use upshot_model::{event_to_json, parse_event_line, Event, ParseContext};
 
-use crate::{io_error, SiteRecord, Store, StoreError};
-
-const EVENTS_FILE: &str = "events.ndjson";
+use crate::{wal, SiteRecord, Store, StoreError};
 
 /// What happened to an appended event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,31 +16,61 @@ pub enum Appended {
     Duplicate,
 }
 
-/// An open event log of one site, for appending.
-pub struct EventLog {
-    path: PathBuf,
-    writer: BufWriter<File>,
-    seen: HashSet<String>,
+fn site_prefix(site: &str) -> Vec<u8> {
+    let mut prefix = site.as_bytes().to_vec();
+    prefix.push(b'\n');
+    prefix
 }
 
 impl Store {
-    /// Opens a site's log for appending, loading the ids already taken.
-    pub fn open_log(&self, record: &SiteRecord) -> Result<EventLog, StoreError> {
-        let path = self.site_dir(&record.site).join(EVENTS_FILE);
-        let mut seen = HashSet::new();
-        self.scan_events(record, |event| {
-            seen.insert(event.event_id);
-        })?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
-        Ok(EventLog {
-            path,
-            writer: BufWriter::with_capacity(1 << 20, file),
-            seen,
-        })
+    /// Appends a batch of a site's events as one durable record: when this returns
+    /// `Ok`, every `Taken` event is on disk. On error nothing was taken.
+    pub fn append_events(
+        &mut self,
+        record: &SiteRecord,
+        events: &[Event],
+    ) -> Result<Vec<Appended>, StoreError> {
+        let loaded = self
+            .writer
+            .as_ref()
+            .is_some_and(|writer| writer.taken_ids.contains_key(&record.site));
+        if !loaded {
+            let mut ids = HashSet::new();
+            self.scan_events(record, |event| {
+                ids.insert(event.event_id.into_boxed_str());
+            })?;
+            self.writer_mut().taken_ids.insert(record.site.clone(), ids);
+        }
+        let writer = self.writer_mut();
+        let taken_ids = writer.taken_ids.get(&record.site).expect("loaded above");
+        let mut payload = site_prefix(&record.site);
+        let mut batch_ids: HashSet<&str> = HashSet::new();
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            if taken_ids.contains(event.event_id.as_str()) || !batch_ids.insert(&event.event_id) {
+                outcomes.push(Appended::Duplicate);
+                continue;
+            }
+            serde_json::to_writer(&mut payload, &event_to_json(event))
+                .expect("writing to a Vec cannot fail");
+            payload.push(b'\n');
+            outcomes.push(Appended::Taken);
+        }
+        if !batch_ids.is_empty() {
+            writer.wal.append_batch(&[&payload])?;
+            let taken_ids = writer
+                .taken_ids
+                .get_mut(&record.site)
+                .expect("loaded above");
+            taken_ids.extend(batch_ids.into_iter().map(Box::from));
+        }
+        Ok(outcomes)
+    }
+
+    fn writer_mut(&mut self) -> &mut crate::Writer {
+        self.writer
+            .as_mut()
+            .expect("appends need a store opened with Store::open, not open_read_only")
     }
 
     /// Calls `visit` with every stored event of the site, in arrival order.
@@ -53,55 +79,50 @@ impl Store {
         record: &SiteRecord,
         mut visit: impl FnMut(Event),
     ) -> Result<u64, StoreError> {
-        let path = self.site_dir(&record.site).join(EVENTS_FILE);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(error) => return Err(io_error(&path)(error)),
-        };
+        let prefix = site_prefix(&record.site);
         let context = ParseContext {
             currency: record.currency.clone(),
         };
+        let dir = self.root().join("wal");
         let mut count = 0;
-        for (index, line) in BufReader::with_capacity(1 << 20, file).lines().enumerate() {
-            let line = line.map_err(io_error(&path))?;
-            if line.is_empty() {
-                continue;
+        let mut failure = None;
+        wal::read_records(&dir, |lsn, payload| {
+            let Some(lines) = payload.strip_prefix(prefix.as_slice()) else {
+                return;
+            };
+            if failure.is_some() {
+                return;
             }
-            let event =
-                parse_event_line(&line, &context).map_err(|rejection| StoreError::Corrupt {
-                    path: path.clone(),
-                    line: index as u64 + 1,
-                    reason: rejection.to_string(),
-                })?;
-            visit(event);
-            count += 1;
+            for (index, line) in lines
+                .split(|&byte| byte == b'\n')
+                .enumerate()
+                .filter(|(_, line)| !line.is_empty())
+            {
+                let parsed = std::str::from_utf8(line)
+                    .map_err(|error| error.to_string())
+                    .and_then(|line| {
+                        parse_event_line(line, &context).map_err(|rejection| rejection.to_string())
+                    });
+                match parsed {
+                    Ok(event) => {
+                        visit(event);
+                        count += 1;
+                    }
+                    Err(reason) => {
+                        failure = Some(StoreError::Corrupt {
+                            path: dir.join(format!("lsn {lsn}")),
+                            line: index as u64 + 1,
+                            reason,
+                        });
+                        return;
+                    }
+                }
+            }
+        })?;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(count),
         }
-        Ok(count)
-    }
-}
-
-impl EventLog {
-    pub fn append(&mut self, event: &Event) -> Result<Appended, StoreError> {
-        if self.seen.contains(&event.event_id) {
-            return Ok(Appended::Duplicate);
-        }
-        let line = event_to_json(event).to_string();
-        self.writer
-            .write_all(line.as_bytes())
-            .and_then(|()| self.writer.write_all(b"\n"))
-            .map_err(io_error(&self.path))?;
-        self.seen.insert(event.event_id.clone());
-        Ok(Appended::Taken)
-    }
-
-    /// Writes everything out and fsyncs: after this the events survive a crash.
-    pub fn sync(&mut self) -> Result<(), StoreError> {
-        self.writer.flush().map_err(io_error(&self.path))?;
-        self.writer
-            .get_ref()
-            .sync_all()
-            .map_err(io_error(&self.path))
     }
 }
 
@@ -125,35 +146,62 @@ mod tests {
     #[test]
     fn first_event_of_an_id_is_kept_across_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path()).expect("store opens");
+        let mut store = Store::open(dir.path()).expect("store opens");
         let (record, _) = store
             .create_site("shop", "UTC", "USD")
             .expect("site created");
-        let mut log = store.open_log(&record).expect("log opens");
-        assert_eq!(
-            log.append(&event("a", "v1")).expect("append"),
-            Appended::Taken
-        );
-        assert_eq!(
-            log.append(&event("a", "v2")).expect("append"),
-            Appended::Duplicate
-        );
-        log.sync().expect("sync");
-        drop(log);
-        let mut log = store.open_log(&record).expect("log reopens");
-        assert_eq!(
-            log.append(&event("a", "v3")).expect("append"),
-            Appended::Duplicate
-        );
-        assert_eq!(
-            log.append(&event("b", "v3")).expect("append"),
-            Appended::Taken
-        );
-        log.sync().expect("sync");
+        let outcomes = store
+            .append_events(&record, &[event("a", "v1"), event("a", "v2")])
+            .expect("append");
+        assert_eq!(outcomes, [Appended::Taken, Appended::Duplicate]);
+        drop(store);
+        let mut store = Store::open(dir.path()).expect("store reopens");
+        let outcomes = store
+            .append_events(&record, &[event("a", "v3"), event("b", "v3")])
+            .expect("append");
+        assert_eq!(outcomes, [Appended::Duplicate, Appended::Taken]);
         let mut visitors = Vec::new();
         store
             .scan_events(&record, |e| visitors.push(e.visitor_id.unwrap_or_default()))
             .expect("scan");
         assert_eq!(visitors, ["v1", "v3"]);
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_with_a_clear_error_but_readers_are_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _first = Store::open(dir.path()).expect("store opens");
+        let second = Store::open(dir.path())
+            .err()
+            .expect("second writer refused");
+        assert!(
+            second
+                .to_string()
+                .contains("in use by another upshot process"),
+            "{second}"
+        );
+        assert!(Store::open_read_only(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn sites_do_not_see_each_other_s_events() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(dir.path()).expect("store opens");
+        let (shop, _) = store.create_site("shop", "UTC", "USD").expect("site");
+        let (other, _) = store.create_site("shop2", "UTC", "USD").expect("site");
+        store
+            .append_events(&shop, &[event("a", "v1")])
+            .expect("append");
+        assert_eq!(
+            store
+                .append_events(&other, &[event("a", "v9")])
+                .expect("append"),
+            [Appended::Taken]
+        );
+        let mut seen = Vec::new();
+        store
+            .scan_events(&other, |e| seen.push(e.visitor_id.unwrap_or_default()))
+            .expect("scan");
+        assert_eq!(seen, ["v9"]);
     }
 }
