@@ -17,6 +17,8 @@ use crate::progress::Progress;
 const ARRAY_BYTES_MAX: u64 = 1 << 30;
 /// How much of a rejected line the rejects file keeps.
 const REJECT_LINE_BYTES_MAX: usize = 4096;
+/// A site-day with this many segments is merged into one after an import.
+const COMPACT_SEGMENTS_MIN: usize = 4;
 /// Events per log record: each record is one write and one fsync.
 const BATCH_EVENTS_MAX: usize = 32_768;
 
@@ -120,6 +122,11 @@ pub fn import_files(store: &mut Store, site: &str, files: &[String]) -> Result<C
         total.duplicate += counts.duplicate;
         total.rejected += counts.rejected;
     }
+    // Move what was just logged into columnar segments; merge days that piled up.
+    store.seal().context("sealing the log into segments")?;
+    store
+        .compact(COMPACT_SEGMENTS_MIN)
+        .context("compacting segments")?;
     if files.len() > 1 {
         println!(
             "total: {} taken, {} duplicate, {} rejected",

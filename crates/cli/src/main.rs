@@ -43,6 +43,8 @@ enum Command {
     Report(ReportArgs),
     /// Generate a synthetic shop's events as NDJSON.
     Gen(GenArgs),
+    /// Check every checksum of the stored data and say what is damaged (changes nothing).
+    Verify,
     /// Generate a realistic shop, load it, and show its report: the first thing to run.
     Demo {
         /// Visitors in the demo shop.
@@ -168,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Gen(args) => generate(&args),
+        Command::Verify => verify(&open_for_reading(&cli.data)?),
         Command::Demo { visitors } => demo(&mut open_for_writing(&cli.data)?, visitors),
     }
 }
@@ -264,9 +267,12 @@ fn report(store: &Store, args: &ReportArgs) -> Result<Report> {
 
 fn load_dataset(store: &Store, record: &SiteRecord) -> Result<Dataset> {
     let mut dataset = Dataset::new();
-    store
+    let summary = store
         .scan_events(record, |event| dataset.push(&event))
         .with_context(|| format!("reading the events of site {}", record.site))?;
+    for problem in &summary.problems {
+        eprintln!("warning: skipped damaged data: {problem} (figures leave it out; `upshot verify` checks everything)");
+    }
     dataset.finish();
     Ok(dataset)
 }
@@ -362,4 +368,32 @@ fn demo(store: &mut Store, visitors: u64) -> Result<()> {
         args.to
     );
     Ok(())
+}
+
+fn verify(store: &Store) -> Result<()> {
+    let report = store.verify()?;
+    println!(
+        "checked {} segments ({} events) and {} log records in {}",
+        report.segments,
+        report.segment_events,
+        report.log_records,
+        store.root().display()
+    );
+    if report.unfinished_log_bytes > 0 {
+        println!(
+            "the log ends with {} bytes of an unfinished write (in progress, or cut off at the next import)",
+            report.unfinished_log_bytes
+        );
+    }
+    if report.problems.is_empty() {
+        println!("no damage found");
+        return Ok(());
+    }
+    for problem in &report.problems {
+        println!("damaged: {problem}");
+    }
+    bail!(
+        "{} damaged parts found; reports leave them out and say so",
+        report.problems.len()
+    )
 }

@@ -4,12 +4,19 @@
 
 mod keys;
 mod log;
+pub mod manifest;
+mod seal;
+pub mod segment;
 mod site;
+mod verify;
 pub mod wal;
 
 pub use keys::{hash_key, SiteKeys};
-pub use log::Appended;
+pub use log::{Appended, ScanSummary};
+pub use manifest::Manifest;
+pub use seal::{utc_day, CompactReport, SealReport};
 pub use site::SiteRecord;
+pub use verify::VerifyReport;
 pub use wal::RecoveryReport;
 
 use std::collections::{HashMap, HashSet};
@@ -36,11 +43,15 @@ pub enum StoreError {
     },
     #[error("data dir {path} is in use by another upshot process{owner}; stop it or use another --data dir")]
     Locked { path: PathBuf, owner: String },
+    #[error("segment {path}: {reason}")]
+    CorruptSegment { path: PathBuf, reason: String },
     #[error("a log record of {bytes} bytes is over the limit of {bytes_max} bytes")]
     RecordTooLarge { bytes: usize, bytes_max: usize },
     #[error(transparent)]
     Setting(#[from] upshot_model::SettingError),
 }
+
+pub(crate) use wal::sync_dir;
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -96,6 +107,7 @@ struct Writer {
 /// A data dir: `LOCK`, `wal/`, `sites/<site>/site.json` and `rejects.ndjson`.
 pub struct Store {
     root: PathBuf,
+    manifest: Manifest,
     writer: Option<Writer>,
 }
 
@@ -107,7 +119,10 @@ impl Store {
         let sites = root.join("sites");
         std::fs::create_dir_all(&sites).map_err(io_error(&sites))?;
         let lock = lock_data_dir(&root)?;
-        let (wal, recovery) = wal::Wal::open(&root.join("wal"), |_, _| {})?;
+        let manifest = Manifest::load(&root)?;
+        let (mut wal, recovery) = wal::Wal::open(&root.join("wal"), |_, _| {})?;
+        wal.ensure_next_lsn_at_least(manifest.sealed_through_lsn + 1);
+        remove_orphan_segments(&root, &manifest)?;
         let writer = Writer {
             _lock: lock,
             wal,
@@ -116,6 +131,7 @@ impl Store {
         };
         Ok(Store {
             root,
+            manifest,
             writer: Some(writer),
         })
     }
@@ -128,7 +144,16 @@ impl Store {
         if !sites.is_dir() {
             std::fs::create_dir_all(&sites).map_err(io_error(&sites))?;
         }
-        Ok(Store { root, writer: None })
+        let manifest = Manifest::load(&root)?;
+        Ok(Store {
+            root,
+            manifest,
+            writer: None,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
     }
 
     /// What recovery found when the data dir was opened for writing.
@@ -162,4 +187,32 @@ impl Store {
     pub fn rejects_path(&self, site: &str) -> PathBuf {
         self.site_dir(site).join("rejects.ndjson")
     }
+}
+
+/// Deletes segment files the manifest does not list: left by a crash while sealing or
+/// compacting, before the manifest swap that would have made them part of the store.
+fn remove_orphan_segments(root: &Path, manifest: &Manifest) -> Result<(), StoreError> {
+    let listed: HashSet<PathBuf> = manifest
+        .segments
+        .iter()
+        .map(|entry| root.join(&entry.file))
+        .collect();
+    let sites = root.join("sites");
+    for site in std::fs::read_dir(&sites).map_err(io_error(&sites))? {
+        let segments = site.map_err(io_error(&sites))?.path().join("segments");
+        let Ok(days) = std::fs::read_dir(&segments) else {
+            continue;
+        };
+        for day in days {
+            let day = day.map_err(io_error(&segments))?.path();
+            for file in std::fs::read_dir(&day).map_err(io_error(&day))? {
+                let path = file.map_err(io_error(&day))?.path();
+                if !listed.contains(&path) {
+                    tracing::warn!(file = %path.display(), "removing a segment file no manifest lists (left by a crash)");
+                    std::fs::remove_file(&path).map_err(io_error(&path))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

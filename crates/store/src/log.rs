@@ -6,6 +6,8 @@ use std::collections::HashSet;
 
 use upshot_model::{event_to_json, parse_event_line, Event, ParseContext};
 
+use crate::seal::record_lines;
+use crate::segment::read_segment;
 use crate::{wal, SiteRecord, Store, StoreError};
 
 /// What happened to an appended event.
@@ -16,7 +18,7 @@ pub enum Appended {
     Duplicate,
 }
 
-fn site_prefix(site: &str) -> Vec<u8> {
+pub(crate) fn site_prefix(site: &str) -> Vec<u8> {
     let mut prefix = site.as_bytes().to_vec();
     prefix.push(b'\n');
     prefix
@@ -73,31 +75,41 @@ impl Store {
             .expect("appends need a store opened with Store::open, not open_read_only")
     }
 
-    /// Calls `visit` with every stored event of the site, in arrival order.
+    /// Calls `visit` with every stored event of the site: sealed segments first, then
+    /// the log's unsealed tail. A damaged segment or log record is skipped and named in
+    /// the summary (and logged); everything else is still read.
     pub fn scan_events(
         &self,
         record: &SiteRecord,
         mut visit: impl FnMut(Event),
-    ) -> Result<u64, StoreError> {
-        let prefix = site_prefix(&record.site);
+    ) -> Result<ScanSummary, StoreError> {
+        let mut summary = ScanSummary::default();
+        for entry in self.manifest.site_segments(&record.site) {
+            let path = self.root().join(&entry.file);
+            match read_segment(&path) {
+                Ok((_, events)) => {
+                    summary.events += events.len() as u64;
+                    events.into_iter().for_each(&mut visit);
+                }
+                Err(error) => {
+                    tracing::error!(file = %path.display(), %error, "damaged segment skipped");
+                    summary.problems.push(error.to_string());
+                }
+            }
+        }
         let context = ParseContext {
             currency: record.currency.clone(),
         };
         let dir = self.root().join("wal");
-        let mut count = 0;
-        let mut failure = None;
-        wal::read_records(&dir, |lsn, payload| {
-            let Some(lines) = payload.strip_prefix(prefix.as_slice()) else {
+        let sealed = self.manifest.sealed_through_lsn;
+        let recovery = wal::read_records(&dir, |lsn, payload| {
+            let Some((site, lines)) = record_lines(payload) else {
                 return;
             };
-            if failure.is_some() {
+            if lsn <= sealed || site != record.site {
                 return;
             }
-            for (index, line) in lines
-                .split(|&byte| byte == b'\n')
-                .enumerate()
-                .filter(|(_, line)| !line.is_empty())
-            {
+            for (index, line) in lines.enumerate() {
                 let parsed = std::str::from_utf8(line)
                     .map_err(|error| error.to_string())
                     .and_then(|line| {
@@ -106,24 +118,24 @@ impl Store {
                 match parsed {
                     Ok(event) => {
                         visit(event);
-                        count += 1;
+                        summary.events += 1;
                     }
-                    Err(reason) => {
-                        failure = Some(StoreError::Corrupt {
-                            path: dir.join(format!("lsn {lsn}")),
-                            line: index as u64 + 1,
-                            reason,
-                        });
-                        return;
-                    }
+                    Err(reason) => summary
+                        .problems
+                        .push(format!("log record {lsn}, event {}: {reason}", index + 1)),
                 }
             }
         })?;
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(count),
-        }
+        summary.problems.extend(recovery.problems);
+        Ok(summary)
     }
+}
+
+/// What a scan read, and what it had to skip.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanSummary {
+    pub events: u64,
+    pub problems: Vec<String>,
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ fn wal_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(files)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|handle| handle.sync_all())
         .map_err(io_error(dir))
@@ -172,7 +172,9 @@ impl Wal {
         let mut report = RecoveryReport::default();
         let mut next_lsn = 1;
         let mut last_valid_bytes = 0;
-        for (index, (_, path)) in files.iter().enumerate() {
+        for (index, (first_lsn, path)) in files.iter().enumerate() {
+            // A file is named after the lsn it starts at, even while it is empty.
+            next_lsn = next_lsn.max(*first_lsn);
             let buffer = std::fs::read(path).map_err(io_error(path))?;
             let is_last = index + 1 == files.len();
             let mut max_lsn = None;
@@ -276,7 +278,22 @@ impl Wal {
         Ok(lsns)
     }
 
-    fn rotate(&mut self) -> Result<(), StoreError> {
+    /// Makes the next record's lsn at least `lsn` (the manifest's sealed lsn + 1, in
+    /// case every log file was sealed and deleted).
+    pub fn ensure_next_lsn_at_least(&mut self, lsn: u64) {
+        self.next_lsn = self.next_lsn.max(lsn);
+    }
+
+    /// The lsn of the last record written (0 for an empty log).
+    pub fn last_lsn(&self) -> u64 {
+        self.next_lsn - 1
+    }
+
+    /// Starts a new log file, unless the current one is still empty.
+    pub fn rotate(&mut self) -> Result<(), StoreError> {
+        if self.file_bytes == 0 {
+            return Ok(());
+        }
         let path = self.dir.join(format!("{:020}.wal", self.next_lsn));
         let file = OpenOptions::new()
             .create_new(true)
@@ -288,6 +305,16 @@ impl Wal {
         self.path = path;
         self.file_bytes = 0;
         Ok(())
+    }
+
+    /// Deletes every log file but the current one (after sealing them).
+    pub fn remove_files_before_current(&mut self) -> Result<(), StoreError> {
+        for (_, path) in wal_files(&self.dir)? {
+            if path != self.path {
+                std::fs::remove_file(&path).map_err(io_error(&path))?;
+            }
+        }
+        sync_dir(&self.dir)
     }
 
     /// Every log file, oldest first.
@@ -312,9 +339,22 @@ pub fn read_records(
     if !dir.exists() {
         return Ok(report);
     }
-    for (_, path) in wal_files(dir)? {
-        let buffer = std::fs::read(&path).map_err(io_error(&path))?;
-        replay_buffer(&path, &buffer, &mut report, &mut visit);
+    let files = wal_files(dir)?;
+    for (index, (_, path)) in files.iter().enumerate() {
+        let buffer = std::fs::read(path).map_err(io_error(path))?;
+        if let Some((valid_bytes, reason)) = replay_buffer(path, &buffer, &mut report, &mut visit) {
+            let cut = (buffer.len() - valid_bytes) as u64;
+            if index + 1 == files.len() {
+                // A write in progress, or a torn tail the next writer will cut off.
+                report.torn_tail_bytes += cut;
+            } else {
+                report.corrupt_records += 1;
+                report.problems.push(format!(
+                    "{}: {cut} bytes from byte {valid_bytes} unreadable: {reason}",
+                    path.display()
+                ));
+            }
+        }
     }
     Ok(report)
 }

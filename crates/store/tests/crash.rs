@@ -1,5 +1,5 @@
 //! Crash test with real processes: a child appends batches and prints `ack N` after each
-//! durable append; the parent kills it with SIGKILL at random moments, round after
+//! durable append, sealing and compacting as it goes; the parent kills it with SIGKILL at random moments, round after
 //! round (each new child recovers the log and re-sends a batch it may or may not have
 //! written), then checks that every acknowledged batch is present, every event exactly
 //! once, and no batch half-present.
