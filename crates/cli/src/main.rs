@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use upshot_engine::{compute_report, Dataset, Model, Query, Report};
 use upshot_model::Kind;
 use upshot_report::Format;
-use upshot_store::{SiteRecord, Store};
+use upshot_store::{Person, SiteRecord, Store};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +45,27 @@ enum Command {
     Gen(GenArgs),
     /// Check every checksum of the stored data and say what is damaged (changes nothing).
     Verify,
+    /// Erase one person's events everywhere (privacy-law erasure), durably.
+    Forget {
+        #[arg(long)]
+        site: String,
+        #[arg(long, conflicts_with = "profile", required_unless_present = "profile")]
+        visitor: Option<String>,
+        /// Erases the events carrying this profile_id and all events of its visitors.
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Drop whole UTC days older than the last N days.
+    Retain {
+        #[arg(long)]
+        site: String,
+        /// Days to keep before today (today is always kept).
+        #[arg(long)]
+        retain_days: u32,
+        /// Count days back from this date instead of today (UTC).
+        #[arg(long)]
+        today: Option<String>,
+    },
     /// Generate a realistic shop, load it, and show its report: the first thing to run.
     Demo {
         /// Visitors in the demo shop.
@@ -171,6 +192,49 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Gen(args) => generate(&args),
         Command::Verify => verify(&open_for_reading(&cli.data)?),
+        Command::Forget {
+            site,
+            visitor,
+            profile,
+        } => {
+            let mut store = open_for_writing(&cli.data)?;
+            let record = store.load_site(&site)?;
+            let (person, who) = match (visitor, profile) {
+                (Some(visitor), _) => (
+                    Person::Visitor(visitor.clone()),
+                    format!("visitor {visitor}"),
+                ),
+                (None, Some(profile)) => (
+                    Person::Profile(profile.clone()),
+                    format!("profile {profile}"),
+                ),
+                (None, None) => bail!("name the person with --visitor or --profile"),
+            };
+            let report = store.forget(&record, &person)?;
+            println!(
+                "erased {} events of {who} from site {site} ({} segments rewritten, {} rejected lines removed)",
+                report.events, report.segments_rewritten, report.rejected_lines
+            );
+            Ok(())
+        }
+        Command::Retain {
+            site,
+            retain_days,
+            today,
+        } => {
+            let today = match today {
+                Some(text) => parse_date("--today", &text)?,
+                None => jiff::Timestamp::now()
+                    .to_zoned(jiff::tz::TimeZone::UTC)
+                    .date(),
+            };
+            let first_kept = today.checked_sub(jiff::Span::new().days(i64::from(retain_days)))?;
+            let mut store = open_for_writing(&cli.data)?;
+            store.load_site(&site)?;
+            let (segments, events) = store.drop_days_before(&site, &first_kept.to_string())?;
+            println!("dropped {events} events in {segments} segments of days before {first_kept} from site {site}");
+            Ok(())
+        }
         Command::Demo { visitors } => demo(&mut open_for_writing(&cli.data)?, visitors),
     }
 }

@@ -285,3 +285,67 @@ fn import_reads_json_arrays_gzip_and_stdin() {
     let report: serde_json::Value = serde_json::from_str(&report).expect("json");
     assert_eq!(report["overview"]["visitors"], 3);
 }
+
+#[test]
+fn forget_and_retain_change_the_report_durably() {
+    let data = tempfile::tempdir().expect("temp dir");
+    stdout(&upshot(data.path(), &["site", "create", "shop"]));
+    let file = data.path().join("events.ndjson");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"event_id":"1","type":"page_view","ts":"2024-05-01T10:00:00Z","visitor_id":"old"}"#, "\n",
+            r#"{"event_id":"2","type":"page_view","ts":"2024-05-20T10:00:00Z","visitor_id":"a","profile_id":"alice"}"#, "\n",
+            r#"{"event_id":"3","type":"page_view","ts":"2024-05-21T10:00:00Z","visitor_id":"a"}"#, "\n",
+            r#"{"event_id":"4","type":"page_view","ts":"2024-05-21T10:00:00Z","visitor_id":"b"}"#, "\n",
+        ),
+    )
+    .expect("write");
+    stdout(&upshot(
+        data.path(),
+        &["import", "--site", "shop", file.to_str().expect("path")],
+    ));
+    let visitors = || {
+        let report = stdout(&upshot(
+            data.path(),
+            &[
+                "report",
+                "--site",
+                "shop",
+                "--from",
+                "2024-05-01",
+                "--to",
+                "2024-05-31",
+                "--format",
+                "json",
+            ],
+        ));
+        serde_json::from_str::<serde_json::Value>(&report).expect("json")["overview"]["visitors"]
+            .as_u64()
+            .expect("visitors")
+    };
+    assert_eq!(visitors(), 3);
+    let forgot = stdout(&upshot(
+        data.path(),
+        &["forget", "--site", "shop", "--profile", "alice"],
+    ));
+    assert!(
+        forgot.contains("erased 2 events of profile alice"),
+        "{forgot}"
+    );
+    assert_eq!(visitors(), 2);
+    let retained = stdout(&upshot(
+        data.path(),
+        &[
+            "retain",
+            "--site",
+            "shop",
+            "--retain-days",
+            "10",
+            "--today",
+            "2024-05-25",
+        ],
+    ));
+    assert!(retained.contains("dropped 1 events"), "{retained}");
+    assert_eq!(visitors(), 1);
+}

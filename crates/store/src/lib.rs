@@ -2,6 +2,7 @@
 //! events, appended durably to a write-ahead log (docs/adr/0002-write-ahead-log.md).
 //! A data dir is opened for writing by one process at a time; readers need no lock.
 
+mod erase;
 mod keys;
 mod log;
 pub mod manifest;
@@ -11,6 +12,7 @@ mod site;
 mod verify;
 pub mod wal;
 
+pub use erase::{EraseReport, Person};
 pub use keys::{hash_key, SiteKeys};
 pub use log::{Appended, ScanSummary};
 pub use manifest::Manifest;

@@ -116,7 +116,7 @@ impl Store {
         Ok(report)
     }
 
-    fn write_entry(
+    pub(crate) fn write_entry(
         &self,
         site: &str,
         day: &str,
