@@ -1,5 +1,6 @@
 //! The `upshot` binary: parses the command line and glues the crates together.
 
+mod export;
 mod import;
 mod input;
 mod progress;
@@ -45,6 +46,23 @@ enum Command {
     Gen(GenArgs),
     /// Check every checksum of the stored data and say what is damaged (changes nothing).
     Verify,
+    /// Write a site's raw events as NDJSON or Parquet (DuckDB, pandas and Spark read it).
+    Export {
+        #[arg(long)]
+        site: String,
+        /// First local date (YYYY-MM-DD) to export; default: the beginning.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last local date (YYYY-MM-DD) to export; default: the end.
+        #[arg(long)]
+        to: Option<String>,
+        /// ndjson or parquet.
+        #[arg(long, default_value = "ndjson")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Erase one person's events everywhere (privacy-law erasure), durably.
     Forget {
         #[arg(long)]
@@ -192,6 +210,23 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Gen(args) => generate(&args),
         Command::Verify => verify(&open_for_reading(&cli.data)?),
+        Command::Export {
+            site,
+            from,
+            to,
+            format,
+            out,
+        } => {
+            let store = open_for_reading(&cli.data)?;
+            export::export(
+                &store,
+                &site,
+                from.as_deref(),
+                to.as_deref(),
+                &format,
+                out.as_deref(),
+            )
+        }
         Command::Forget {
             site,
             visitor,
@@ -293,7 +328,7 @@ fn print_site(record: &SiteRecord) {
     }
 }
 
-fn parse_date(flag: &str, text: &str) -> Result<jiff::civil::Date> {
+pub(crate) fn parse_date(flag: &str, text: &str) -> Result<jiff::civil::Date> {
     text.parse()
         .with_context(|| format!("{flag} {text:?} is not a date like 2024-05-31"))
 }

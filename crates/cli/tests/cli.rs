@@ -349,3 +349,71 @@ fn forget_and_retain_change_the_report_durably() {
     assert!(retained.contains("dropped 1 events"), "{retained}");
     assert_eq!(visitors(), 1);
 }
+
+#[test]
+fn export_writes_ndjson_by_local_dates_and_parquet() {
+    let data = tempfile::tempdir().expect("temp dir");
+    stdout(&upshot(
+        data.path(),
+        &["site", "create", "shop", "--timezone", "America/New_York"],
+    ));
+    let file = data.path().join("events.ndjson");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"event_id":"1","type":"page_view","ts":"2024-05-02T03:59:59.999Z","visitor_id":"a"}"#, "\n",
+            r#"{"event_id":"2","type":"page_view","ts":"2024-05-02T04:00:00Z","visitor_id":"a"}"#, "\n",
+            r#"{"event_id":"3","type":"order","ts":"2024-05-03T03:59:59Z","visitor_id":"b","order_id":"o","revenue":"12.34"}"#, "\n",
+        ),
+    )
+    .expect("write");
+    stdout(&upshot(
+        data.path(),
+        &["import", "--site", "shop", file.to_str().expect("path")],
+    ));
+    let exported = stdout(&upshot(
+        data.path(),
+        &[
+            "export",
+            "--site",
+            "shop",
+            "--from",
+            "2024-05-02",
+            "--to",
+            "2024-05-02",
+        ],
+    ));
+    let ids: Vec<String> = exported
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("json")["event_id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["2", "3"],
+        "local May 2 in New York is [04:00Z, next 04:00Z)"
+    );
+    let parquet = data.path().join("events.parquet");
+    let output = upshot(
+        data.path(),
+        &[
+            "export",
+            "--site",
+            "shop",
+            "--format",
+            "parquet",
+            "--out",
+            parquet.to_str().expect("path"),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("exported 3 events"));
+    let bytes = std::fs::read(&parquet).expect("parquet file");
+    assert!(
+        bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"),
+        "a Parquet file"
+    );
+}
