@@ -287,12 +287,15 @@ mod tests {
             store.manifest().segments.len(),
             "one segment per day after compaction"
         );
-        // Within a segment, events come back by visitor then time.
+        // Within a segment, events come back by bucket, then visitor, then time.
         for entry in &store.manifest().segments {
             let (_, events) = read_segment(&dir.path().join(&entry.file)).expect("segment reads");
-            let keys: Vec<(String, i64)> = events
+            let keys: Vec<(u32, String, i64)> = events
                 .iter()
-                .map(|e| (e.visitor_id.clone().unwrap_or_default(), e.ts))
+                .map(|e| {
+                    let visitor = e.visitor_id.clone().unwrap_or_default();
+                    (crate::segment::bucket_of(&visitor), visitor, e.ts)
+                })
                 .collect();
             let mut sorted = keys.clone();
             sorted.sort();

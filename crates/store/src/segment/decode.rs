@@ -1,0 +1,621 @@
+//! Decoding a bucket: checked, decompressed columns, read row by row without
+//! allocating (strings stay indices into the bucket's dictionary), and decoded into
+//! `Event`s on top of that for exports, compaction and verification.
+
+use std::path::Path;
+
+use upshot_model::{
+    Action, Body, Event, JourneyAction, Kind, Money, OrderLine, PlacementAttributes,
+};
+
+use super::{
+    corrupt, BucketInfo, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, ORDER_TYPE, REFUND_TYPE, STRINGS,
+    TS, TYPES, VISITORS,
+};
+use crate::StoreError;
+
+fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+/// Which columns a scan needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnSet {
+    All,
+    /// Enough to read order and refund rows (and skip every other row's body).
+    OrdersAndRefunds,
+}
+
+impl ColumnSet {
+    fn wants(self, column: usize) -> bool {
+        match self {
+            ColumnSet::All => true,
+            ColumnSet::OrdersAndRefunds => {
+                column <= TYPES
+                    || column == STRINGS
+                    || column == BODIES + ORDER_TYPE as usize
+                    || column == BODIES + REFUND_TYPE as usize
+            }
+        }
+    }
+}
+
+/// One bucket's columns, checked and decompressed.
+pub struct BucketColumns {
+    columns: Vec<Vec<u8>>,
+    names: Vec<String>,
+    /// (start, end) of each dictionary string in the strings column.
+    dictionary: Vec<(usize, usize)>,
+    set: ColumnSet,
+    pub info: BucketInfo,
+}
+
+impl BucketColumns {
+    pub(super) fn load(
+        path: &Path,
+        file: &[u8],
+        info: &BucketInfo,
+        set: ColumnSet,
+    ) -> Result<BucketColumns, StoreError> {
+        let mut columns = Vec::with_capacity(COLUMN_COUNT);
+        for (index, column) in info.columns.iter().enumerate() {
+            if !set.wants(index) {
+                columns.push(Vec::new());
+                continue;
+            }
+            let (start, end) = (
+                column.offset as usize,
+                (column.offset + column.bytes) as usize,
+            );
+            let name = format!("bucket {} column {}", info.bucket, column.name);
+            if end > file.len() || start > end {
+                return Err(corrupt(
+                    path,
+                    format!("{name} runs past the end of the file"),
+                ));
+            }
+            let bytes = &file[start..end];
+            if crc32c::crc32c(bytes) != column.crc32c {
+                return Err(corrupt(path, format!("{name}: checksum mismatch")));
+            }
+            let raw = zstd::bulk::decompress(bytes, column.raw_bytes as usize)
+                .map_err(|error| corrupt(path, format!("{name} does not decompress: {error}")))?;
+            columns.push(raw);
+        }
+        let mut dictionary = Vec::new();
+        let mut cursor = Cursor {
+            bytes: &columns[STRINGS],
+            position: 0,
+            name: "strings",
+        };
+        while cursor.position < cursor.bytes.len() {
+            let text = cursor
+                .bytes_slice()
+                .map_err(|reason| corrupt(path, reason))?;
+            if std::str::from_utf8(text).is_err() {
+                return Err(corrupt(
+                    path,
+                    format!("bucket {} column strings: invalid UTF-8", info.bucket),
+                ));
+            }
+            let end = cursor.position;
+            dictionary.push((end - text.len(), end));
+        }
+        let names = info
+            .columns
+            .iter()
+            .map(|column| column.name.clone())
+            .collect();
+        Ok(BucketColumns {
+            columns,
+            names,
+            dictionary,
+            set,
+            info: info.clone(),
+        })
+    }
+
+    pub fn dictionary_len(&self) -> usize {
+        self.dictionary.len()
+    }
+
+    /// A dictionary string (checked as UTF-8 when the bucket was loaded).
+    pub fn string(&self, index: u32) -> &str {
+        let (start, end) = self.dictionary[index as usize];
+        std::str::from_utf8(&self.columns[STRINGS][start..end]).expect("checked when loaded")
+    }
+
+    pub fn reader(&self) -> RowReader<'_> {
+        let cursors = self
+            .columns
+            .iter()
+            .zip(&self.names)
+            .map(|(bytes, name)| Cursor {
+                bytes,
+                position: 0,
+                name,
+            })
+            .collect();
+        RowReader {
+            bucket: self,
+            cursors,
+            visitors_left: self.info.visitors,
+            rows_left: 0,
+            ts: self.info.min_ts,
+        }
+    }
+
+    /// Appends every row as an `Event`.
+    pub fn decode_events(&self, out: &mut Vec<Event>) -> Result<(), String> {
+        let mut reader = self.reader();
+        let (mut items, mut lines) = (Vec::new(), Vec::new());
+        while let Some((visitor, rows)) = reader.next_visitor()? {
+            for _ in 0..rows {
+                let row = reader.next_row(&mut items, &mut lines)?;
+                out.push(self.to_event(visitor, &row, &items, &lines));
+            }
+        }
+        Ok(())
+    }
+
+    fn to_event(&self, visitor: &str, row: &Row, items: &[u32], lines: &[RowLine]) -> Event {
+        let text = |index: u32| self.string(index).to_string();
+        let optional = |index: Option<u32>| index.map(text);
+        let money = |value: Option<i64>| value.map(Money);
+        let attributes = |a: &RowAttributes| PlacementAttributes {
+            impression_id: optional(a.impression_id),
+            campaign: optional(a.campaign),
+            sequence: optional(a.sequence),
+            experience: optional(a.experience),
+            label: optional(a.label),
+        };
+        let body = match row.body {
+            RowBody::Skipped | RowBody::PageView => Body::PageView,
+            RowBody::Impression {
+                placement,
+                kind,
+                attributes: a,
+            } => Body::Impression {
+                placement: text(placement),
+                kind,
+                items: items.iter().map(|&item| text(item)).collect(),
+                attributes: attributes(&a),
+            },
+            RowBody::Interaction {
+                placement,
+                kind,
+                action,
+                item,
+                attributes: a,
+            } => Body::Interaction {
+                placement: text(placement),
+                kind,
+                action,
+                item: optional(item),
+                attributes: attributes(&a),
+            },
+            RowBody::ProductView { item } => Body::ProductView { item: text(item) },
+            RowBody::AddToCart {
+                item,
+                quantity,
+                price,
+            } => Body::AddToCart {
+                item: text(item),
+                quantity,
+                price: money(price),
+            },
+            RowBody::Order {
+                order_id,
+                revenue,
+                shipping,
+                tax,
+            } => Body::Order {
+                order_id: text(order_id),
+                revenue: Money(revenue),
+                shipping: money(shipping),
+                tax: money(tax),
+                lines: lines
+                    .iter()
+                    .map(|l| OrderLine {
+                        item: text(l.item),
+                        quantity: l.quantity,
+                        price: Money(l.price),
+                    })
+                    .collect(),
+            },
+            RowBody::Refund {
+                order_id,
+                amount,
+                cancel,
+            } => Body::Refund {
+                order_id: text(order_id),
+                amount: money(amount),
+                cancel,
+            },
+            RowBody::Assignment {
+                experiment,
+                variant,
+            } => Body::Assignment {
+                experiment: text(experiment),
+                variant: text(variant),
+            },
+            RowBody::Goal { goal, value } => Body::Goal {
+                goal: text(goal),
+                value: money(value),
+            },
+            RowBody::Journey {
+                journey,
+                action,
+                channel,
+                run_id,
+            } => Body::Journey {
+                journey: text(journey),
+                action,
+                channel: optional(channel),
+                run_id: optional(run_id),
+            },
+            RowBody::SequenceStart { sequence, campaign } => Body::SequenceStart {
+                sequence: text(sequence),
+                campaign: optional(campaign),
+            },
+        };
+        Event {
+            event_id: row.event_id.to_string(),
+            ts: row.ts,
+            visitor_id: (!visitor.is_empty()).then(|| visitor.to_string()),
+            profile_id: optional(row.profile),
+            page_type: optional(row.page_type),
+            url: optional(row.url),
+            sent_at: row.sent_at,
+            body,
+        }
+    }
+}
+
+/// Sequential reads from a decompressed column.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    position: usize,
+    name: &'a str,
+}
+
+impl<'a> Cursor<'a> {
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self
+                .bytes
+                .get(self.position)
+                .ok_or_else(|| format!("column {} ends early", self.name))?;
+            self.position += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(format!("column {}: varint too long", self.name))
+    }
+
+    fn number(&mut self) -> Result<i64, String> {
+        self.varint().map(unzigzag)
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        let byte = *self
+            .bytes
+            .get(self.position)
+            .ok_or_else(|| format!("column {} ends early", self.name))?;
+        self.position += 1;
+        Ok(byte)
+    }
+
+    fn bytes_slice(&mut self) -> Result<&'a [u8], String> {
+        let length = self.varint()? as usize;
+        let end = self
+            .position
+            .checked_add(length)
+            .filter(|&end| end <= self.bytes.len());
+        let end = end.ok_or_else(|| format!("column {} ends early", self.name))?;
+        let slice = &self.bytes[self.position..end];
+        self.position = end;
+        Ok(slice)
+    }
+
+    fn text(&mut self) -> Result<&'a str, String> {
+        let bytes = self.bytes_slice()?;
+        std::str::from_utf8(bytes).map_err(|_| format!("column {}: invalid UTF-8", self.name))
+    }
+}
+
+/// Optional placement attributes as dictionary indices.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowAttributes {
+    pub impression_id: Option<u32>,
+    pub campaign: Option<u32>,
+    pub sequence: Option<u32>,
+    pub experience: Option<u32>,
+    pub label: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RowLine {
+    pub item: u32,
+    pub quantity: u32,
+    pub price: i64,
+}
+
+/// A row's type-specific fields; strings are dictionary indices. Impression items and
+/// order lines go to the caller's buffers.
+#[derive(Clone, Copy, Debug)]
+pub enum RowBody {
+    /// A row a partial scan did not decode.
+    Skipped,
+    PageView,
+    Impression {
+        placement: u32,
+        kind: Kind,
+        attributes: RowAttributes,
+    },
+    Interaction {
+        placement: u32,
+        kind: Kind,
+        action: Action,
+        item: Option<u32>,
+        attributes: RowAttributes,
+    },
+    ProductView {
+        item: u32,
+    },
+    AddToCart {
+        item: u32,
+        quantity: u32,
+        price: Option<i64>,
+    },
+    Order {
+        order_id: u32,
+        revenue: i64,
+        shipping: Option<i64>,
+        tax: Option<i64>,
+    },
+    Refund {
+        order_id: u32,
+        amount: Option<i64>,
+        cancel: bool,
+    },
+    Assignment {
+        experiment: u32,
+        variant: u32,
+    },
+    Goal {
+        goal: u32,
+        value: Option<i64>,
+    },
+    Journey {
+        journey: u32,
+        action: JourneyAction,
+        channel: Option<u32>,
+        run_id: Option<u32>,
+    },
+    SequenceStart {
+        sequence: u32,
+        campaign: Option<u32>,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Row<'a> {
+    pub ts: i64,
+    pub event_id: &'a str,
+    pub type_code: u8,
+    pub profile: Option<u32>,
+    pub page_type: Option<u32>,
+    pub url: Option<u32>,
+    pub sent_at: Option<i64>,
+    pub body: RowBody,
+}
+
+/// Reads a bucket visitor by visitor, row by row.
+pub struct RowReader<'a> {
+    bucket: &'a BucketColumns,
+    cursors: Vec<Cursor<'a>>,
+    visitors_left: u64,
+    rows_left: u64,
+    ts: i64,
+}
+
+impl<'a> RowReader<'a> {
+    /// The next visitor and how many rows follow (`""` for refunds without visitor).
+    pub fn next_visitor(&mut self) -> Result<Option<(&'a str, u64)>, String> {
+        if self.rows_left > 0 {
+            return Err("next_visitor called before the previous visitor's rows were read".into());
+        }
+        if self.visitors_left == 0 {
+            return Ok(None);
+        }
+        self.visitors_left -= 1;
+        let visitor = self.cursors[VISITORS].text()?;
+        self.rows_left = self.cursors[VISITORS].varint()?;
+        self.ts = self.bucket.info.min_ts;
+        Ok(Some((visitor, self.rows_left)))
+    }
+
+    fn index(&mut self, column: usize) -> Result<u32, String> {
+        let index = self.cursors[column].varint()?;
+        if index as usize >= self.bucket.dictionary.len() {
+            return Err(format!(
+                "column {}: string index {index} out of the dictionary",
+                self.bucket.names[column]
+            ));
+        }
+        Ok(index as u32)
+    }
+
+    fn optional_index(&mut self, column: usize) -> Result<Option<u32>, String> {
+        match self.cursors[column].varint()? {
+            0 => Ok(None),
+            _ => self.index(column).map(Some),
+        }
+    }
+
+    fn optional_number(&mut self, column: usize) -> Result<Option<i64>, String> {
+        match self.cursors[column].varint()? {
+            0 => Ok(None),
+            _ => self.cursors[column].number().map(Some),
+        }
+    }
+
+    fn kind(&mut self, column: usize) -> Result<Kind, String> {
+        let byte = self.cursors[column].byte()? as usize;
+        Kind::ALL
+            .get(byte)
+            .copied()
+            .ok_or_else(|| format!("unknown kind {byte}"))
+    }
+
+    fn attributes(&mut self, column: usize) -> Result<RowAttributes, String> {
+        Ok(RowAttributes {
+            impression_id: self.optional_index(column)?,
+            campaign: self.optional_index(column)?,
+            sequence: self.optional_index(column)?,
+            experience: self.optional_index(column)?,
+            label: self.optional_index(column)?,
+        })
+    }
+
+    /// The next row of the current visitor; `items` and `lines` receive an
+    /// impression's items and an order's lines.
+    pub fn next_row(
+        &mut self,
+        items: &mut Vec<u32>,
+        lines: &mut Vec<RowLine>,
+    ) -> Result<Row<'a>, String> {
+        if self.rows_left == 0 {
+            return Err("next_row called past the visitor's rows".into());
+        }
+        self.rows_left -= 1;
+        self.ts += self.cursors[TS].number()?;
+        let event_id = self.cursors[EVENT_IDS].text()?;
+        let type_code = self.cursors[TYPES].byte()?;
+        items.clear();
+        lines.clear();
+        let full = self.bucket.set == ColumnSet::All;
+        let mut row = Row {
+            ts: self.ts,
+            event_id,
+            type_code,
+            profile: None,
+            page_type: None,
+            url: None,
+            sent_at: None,
+            body: RowBody::Skipped,
+        };
+        if full {
+            row.profile = self.optional_index(COMMON)?;
+            row.page_type = self.optional_index(COMMON)?;
+            row.url = self.optional_index(COMMON)?;
+            row.sent_at = self.optional_number(COMMON)?.map(|offset| self.ts + offset);
+        }
+        if full || type_code == ORDER_TYPE || type_code == REFUND_TYPE {
+            row.body = self.body(type_code, items, lines)?;
+        }
+        Ok(row)
+    }
+
+    fn body(
+        &mut self,
+        type_code: u8,
+        items: &mut Vec<u32>,
+        lines: &mut Vec<RowLine>,
+    ) -> Result<RowBody, String> {
+        let c = BODIES + type_code as usize;
+        Ok(match type_code {
+            0 => RowBody::PageView,
+            1 => {
+                let placement = self.index(c)?;
+                let kind = self.kind(c)?;
+                let count = self.cursors[c].varint()?;
+                for _ in 0..count {
+                    items.push(self.index(c)?);
+                }
+                RowBody::Impression {
+                    placement,
+                    kind,
+                    attributes: self.attributes(c)?,
+                }
+            }
+            2 => {
+                let placement = self.index(c)?;
+                let kind = self.kind(c)?;
+                let action = *Action::ALL
+                    .get(self.cursors[c].byte()? as usize)
+                    .ok_or("unknown action")?;
+                let item = self.optional_index(c)?;
+                RowBody::Interaction {
+                    placement,
+                    kind,
+                    action,
+                    item,
+                    attributes: self.attributes(c)?,
+                }
+            }
+            3 => RowBody::ProductView {
+                item: self.index(c)?,
+            },
+            4 => RowBody::AddToCart {
+                item: self.index(c)?,
+                quantity: u32::try_from(self.cursors[c].varint()?)
+                    .map_err(|_| "quantity out of range")?,
+                price: self.optional_number(c)?,
+            },
+            5 => {
+                let order_id = self.index(c)?;
+                let revenue = self.cursors[c].number()?;
+                let shipping = self.optional_number(c)?;
+                let tax = self.optional_number(c)?;
+                let count = self.cursors[c].varint()?;
+                for _ in 0..count {
+                    let item = self.index(c)?;
+                    let quantity = u32::try_from(self.cursors[c].varint()?)
+                        .map_err(|_| "quantity out of range")?;
+                    lines.push(RowLine {
+                        item,
+                        quantity,
+                        price: self.cursors[c].number()?,
+                    });
+                }
+                RowBody::Order {
+                    order_id,
+                    revenue,
+                    shipping,
+                    tax,
+                }
+            }
+            6 => RowBody::Refund {
+                order_id: self.index(c)?,
+                amount: self.optional_number(c)?,
+                cancel: self.cursors[c].byte()? != 0,
+            },
+            7 => RowBody::Assignment {
+                experiment: self.index(c)?,
+                variant: self.index(c)?,
+            },
+            8 => RowBody::Goal {
+                goal: self.index(c)?,
+                value: self.optional_number(c)?,
+            },
+            9 => RowBody::Journey {
+                journey: self.index(c)?,
+                action: *JourneyAction::ALL
+                    .get(self.cursors[c].byte()? as usize)
+                    .ok_or("unknown journey action")?,
+                channel: self.optional_index(c)?,
+                run_id: self.optional_index(c)?,
+            },
+            10 => RowBody::SequenceStart {
+                sequence: self.index(c)?,
+                campaign: self.optional_index(c)?,
+            },
+            other => return Err(format!("unknown event type {other}")),
+        })
+    }
+}

@@ -1,0 +1,210 @@
+//! Encoding one bucket's events into columns (see `mod.rs` for the layout).
+
+use std::collections::HashMap;
+
+use upshot_model::{Body, Event, PlacementAttributes};
+
+use super::{type_index, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, STRINGS, TS, TYPES, VISITORS};
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Builds the columns of one segment.
+#[derive(Default)]
+struct Encoder {
+    columns: Vec<Vec<u8>>,
+    dictionary: HashMap<String, u64>,
+}
+
+impl Encoder {
+    fn string(&mut self, column: usize, text: &str) {
+        let next = self.dictionary.len() as u64;
+        let index = match self.dictionary.get(text) {
+            Some(&index) => index,
+            None => {
+                put_bytes(&mut self.columns[STRINGS], text.as_bytes());
+                self.dictionary.insert(text.to_string(), next);
+                next
+            }
+        };
+        put_varint(&mut self.columns[column], index);
+    }
+
+    fn optional_string(&mut self, column: usize, text: Option<&str>) {
+        match text {
+            None => put_varint(&mut self.columns[column], 0),
+            Some(text) => {
+                put_varint(&mut self.columns[column], 1);
+                self.string(column, text);
+            }
+        }
+    }
+
+    fn optional_number(&mut self, column: usize, value: Option<i64>) {
+        match value {
+            None => put_varint(&mut self.columns[column], 0),
+            Some(value) => {
+                put_varint(&mut self.columns[column], 1);
+                put_varint(&mut self.columns[column], zigzag(value));
+            }
+        }
+    }
+
+    fn number(&mut self, column: usize, value: i64) {
+        put_varint(&mut self.columns[column], zigzag(value));
+    }
+
+    fn attributes(&mut self, column: usize, attributes: &PlacementAttributes) {
+        self.optional_string(column, attributes.impression_id.as_deref());
+        self.optional_string(column, attributes.campaign.as_deref());
+        self.optional_string(column, attributes.sequence.as_deref());
+        self.optional_string(column, attributes.experience.as_deref());
+        self.optional_string(column, attributes.label.as_deref());
+    }
+
+    fn body(&mut self, body: &Body) {
+        let column = BODIES + type_index(body);
+        match body {
+            Body::PageView => {}
+            Body::Impression {
+                placement,
+                kind,
+                items,
+                attributes,
+            } => {
+                self.string(column, placement);
+                self.columns[column].push(*kind as u8);
+                put_varint(&mut self.columns[column], items.len() as u64);
+                for item in items {
+                    self.string(column, item);
+                }
+                self.attributes(column, attributes);
+            }
+            Body::Interaction {
+                placement,
+                kind,
+                action,
+                item,
+                attributes,
+            } => {
+                self.string(column, placement);
+                self.columns[column].push(*kind as u8);
+                self.columns[column].push(*action as u8);
+                self.optional_string(column, item.as_deref());
+                self.attributes(column, attributes);
+            }
+            Body::ProductView { item } => self.string(column, item),
+            Body::AddToCart {
+                item,
+                quantity,
+                price,
+            } => {
+                self.string(column, item);
+                put_varint(&mut self.columns[column], u64::from(*quantity));
+                self.optional_number(column, price.map(|p| p.0));
+            }
+            Body::Order {
+                order_id,
+                revenue,
+                shipping,
+                tax,
+                lines,
+            } => {
+                self.string(column, order_id);
+                self.number(column, revenue.0);
+                self.optional_number(column, shipping.map(|m| m.0));
+                self.optional_number(column, tax.map(|m| m.0));
+                put_varint(&mut self.columns[column], lines.len() as u64);
+                for line in lines {
+                    self.string(column, &line.item);
+                    put_varint(&mut self.columns[column], u64::from(line.quantity));
+                    self.number(column, line.price.0);
+                }
+            }
+            Body::Refund {
+                order_id,
+                amount,
+                cancel,
+            } => {
+                self.string(column, order_id);
+                self.optional_number(column, amount.map(|m| m.0));
+                self.columns[column].push(u8::from(*cancel));
+            }
+            Body::Assignment {
+                experiment,
+                variant,
+            } => {
+                self.string(column, experiment);
+                self.string(column, variant);
+            }
+            Body::Goal { goal, value } => {
+                self.string(column, goal);
+                self.optional_number(column, value.map(|m| m.0));
+            }
+            Body::Journey {
+                journey,
+                action,
+                channel,
+                run_id,
+            } => {
+                self.string(column, journey);
+                self.columns[column].push(*action as u8);
+                self.optional_string(column, channel.as_deref());
+                self.optional_string(column, run_id.as_deref());
+            }
+            Body::SequenceStart { sequence, campaign } => {
+                self.string(column, sequence);
+                self.optional_string(column, campaign.as_deref());
+            }
+        }
+    }
+}
+
+pub(super) fn encode_columns(events: &[Event]) -> (Vec<Vec<u8>>, u64) {
+    let mut encoder = Encoder {
+        columns: vec![Vec::new(); COLUMN_COUNT],
+        dictionary: HashMap::new(),
+    };
+    let min_ts = events.iter().map(|event| event.ts).min().unwrap_or(0);
+    let mut visitors = 0;
+    let mut start = 0;
+    while start < events.len() {
+        let visitor = events[start].visitor_id.as_deref().unwrap_or("");
+        let end = start
+            + events[start..]
+                .iter()
+                .take_while(|e| e.visitor_id.as_deref().unwrap_or("") == visitor)
+                .count();
+        visitors += 1;
+        put_bytes(&mut encoder.columns[VISITORS], visitor.as_bytes());
+        put_varint(&mut encoder.columns[VISITORS], (end - start) as u64);
+        let mut previous_ts = min_ts;
+        for event in &events[start..end] {
+            encoder.number(TS, event.ts - previous_ts);
+            previous_ts = event.ts;
+            put_bytes(&mut encoder.columns[EVENT_IDS], event.event_id.as_bytes());
+            encoder.columns[TYPES].push(type_index(&event.body) as u8);
+            encoder.optional_string(COMMON, event.profile_id.as_deref());
+            encoder.optional_string(COMMON, event.page_type.as_deref());
+            encoder.optional_string(COMMON, event.url.as_deref());
+            encoder.optional_number(COMMON, event.sent_at.map(|sent_at| sent_at - event.ts));
+            encoder.body(&event.body);
+        }
+        start = end;
+    }
+    (encoder.columns, visitors)
+}

@@ -1,0 +1,411 @@
+//! Columnar segment files: one site's events of one UTC day. Visitors are spread over
+//! `BUCKETS` hash buckets; each bucket is self-contained (its own string dictionary and
+//! columns, each zstd-compressed and CRC32C-checked) and sorted by visitor, ts,
+//! event_id, so a scan can take buckets in parallel and merge a bucket's visitors across
+//! days. Design: docs/adr/0003-segments.md.
+
+mod decode;
+mod encode;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use upshot_model::{Body, Event};
+
+use crate::{io_error, StoreError};
+
+pub use decode::{BucketColumns, ColumnSet, Row, RowBody, RowLine, RowReader};
+
+pub const SEGMENT_MAGIC: &[u8; 8] = b"UPSHOTSG";
+pub const SEGMENT_FORMAT_VERSION: u16 = 2;
+/// Hash buckets of visitors per segment: the unit of parallel scanning.
+pub const BUCKETS: u32 = 16;
+const ZSTD_LEVEL: i32 = 3;
+/// Largest header we accept when reading, in bytes.
+const HEADER_BYTES_MAX: usize = 4 << 20;
+
+pub(crate) const VISITORS: usize = 0;
+pub(crate) const TS: usize = 1;
+pub(crate) const EVENT_IDS: usize = 2;
+pub(crate) const TYPES: usize = 3;
+pub(crate) const COMMON: usize = 4;
+pub(crate) const STRINGS: usize = 5;
+pub(crate) const BODIES: usize = 6;
+pub(crate) const TYPE_NAMES: [&str; 11] = [
+    "page_view",
+    "impression",
+    "interaction",
+    "product_view",
+    "add_to_cart",
+    "order",
+    "refund",
+    "assignment",
+    "goal",
+    "journey",
+    "sequence_start",
+];
+pub(crate) const COLUMN_COUNT: usize = BODIES + TYPE_NAMES.len();
+pub const ORDER_TYPE: u8 = 5;
+pub const REFUND_TYPE: u8 = 6;
+
+fn column_name(index: usize) -> String {
+    match index {
+        VISITORS => "visitors".into(),
+        TS => "ts".into(),
+        EVENT_IDS => "event_ids".into(),
+        TYPES => "types".into(),
+        COMMON => "common".into(),
+        STRINGS => "strings".into(),
+        body => format!("body.{}", TYPE_NAMES[body - BODIES]),
+    }
+}
+
+pub(crate) fn type_index(body: &Body) -> usize {
+    TYPE_NAMES
+        .iter()
+        .position(|name| *name == body.type_name())
+        .expect("every body type has a column")
+}
+
+/// The stable bucket of a visitor id (FNV-1a): the same in every segment and version.
+pub fn bucket_of(visitor: &str) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in visitor.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(BUCKETS)) as u32
+}
+
+/// Where a column lies in the file and how to check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub offset: u64,
+    pub bytes: u64,
+    pub raw_bytes: u64,
+    pub crc32c: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    pub bucket: u32,
+    pub events: u64,
+    pub visitors: u64,
+    pub min_ts: i64,
+    pub columns: Vec<ColumnInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentHeader {
+    pub site: String,
+    pub day: String,
+    pub events: u64,
+    pub visitors: u64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    /// Non-empty buckets only, by bucket number.
+    pub buckets: Vec<BucketInfo>,
+}
+
+fn visitor_key(event: &Event) -> &str {
+    event.visitor_id.as_deref().unwrap_or("")
+}
+
+/// Sorts events as a segment stores them: bucket, visitor id bytes, ts, event_id bytes.
+pub fn sort_for_segment(events: &mut [Event]) {
+    events.sort_by_cached_key(|event| {
+        (
+            bucket_of(visitor_key(event)),
+            visitor_key(event).as_bytes().to_vec(),
+            event.ts,
+            event.event_id.as_bytes().to_vec(),
+        )
+    });
+}
+
+/// Writes `events` (sorted with `sort_for_segment`) as a segment file, durably:
+/// temporary file, fsync, rename. Returns the header and the file's size.
+pub fn write_segment(
+    path: &Path,
+    site: &str,
+    day: &str,
+    events: &[Event],
+) -> Result<(SegmentHeader, u64), StoreError> {
+    let mut header = SegmentHeader {
+        site: site.to_string(),
+        day: day.to_string(),
+        events: events.len() as u64,
+        visitors: 0,
+        min_ts: events.iter().map(|e| e.ts).min().unwrap_or(0),
+        max_ts: events.iter().map(|e| e.ts).max().unwrap_or(0),
+        buckets: Vec::new(),
+    };
+    let mut blobs: Vec<Vec<u8>> = Vec::new();
+    let mut start = 0;
+    while start < events.len() {
+        let bucket = bucket_of(visitor_key(&events[start]));
+        let end = start
+            + events[start..]
+                .iter()
+                .take_while(|e| bucket_of(visitor_key(e)) == bucket)
+                .count();
+        let rows = &events[start..end];
+        let (columns, visitors) = encode::encode_columns(rows);
+        header.visitors += visitors;
+        let mut infos = Vec::with_capacity(columns.len());
+        for (index, column) in columns.iter().enumerate() {
+            let bytes = zstd::bulk::compress(column, ZSTD_LEVEL).map_err(io_error(path))?;
+            infos.push(ColumnInfo {
+                name: column_name(index),
+                offset: 0,
+                bytes: bytes.len() as u64,
+                raw_bytes: column.len() as u64,
+                crc32c: crc32c::crc32c(&bytes),
+            });
+            blobs.push(bytes);
+        }
+        let min_ts = rows.iter().map(|e| e.ts).min().unwrap_or(0);
+        header.buckets.push(BucketInfo {
+            bucket,
+            events: rows.len() as u64,
+            visitors,
+            min_ts,
+            columns: infos,
+        });
+        start = end;
+    }
+    // Column offsets depend on the header's length, which depends on the offsets'
+    // digits: reserve room, lay out, and grow the reservation until the header fits.
+    let mut reserved = 1024 + 200 * blobs.len();
+    let header_json = loop {
+        let mut offset = (SEGMENT_MAGIC.len() + 2 + 4 + reserved + 4) as u64;
+        for info in header
+            .buckets
+            .iter_mut()
+            .flat_map(|bucket| bucket.columns.iter_mut())
+        {
+            info.offset = offset;
+            offset += info.bytes;
+        }
+        let json = serde_json::to_vec(&header).expect("a header always serializes");
+        if json.len() <= reserved {
+            let mut padded = json;
+            padded.resize(reserved, b' ');
+            break padded;
+        }
+        reserved *= 2;
+    };
+    let mut file_bytes =
+        Vec::with_capacity(header_json.len() + blobs.iter().map(Vec::len).sum::<usize>() + 32);
+    file_bytes.extend_from_slice(SEGMENT_MAGIC);
+    file_bytes.extend_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
+    file_bytes.extend_from_slice(&(header_json.len() as u32).to_le_bytes());
+    file_bytes.extend_from_slice(&header_json);
+    file_bytes.extend_from_slice(&crc32c::crc32c(&header_json).to_le_bytes());
+    for blob in &blobs {
+        file_bytes.extend_from_slice(blob);
+    }
+    let temporary = path.with_extension("seg.tmp");
+    let mut file = std::fs::File::create(&temporary).map_err(io_error(&temporary))?;
+    file.write_all(&file_bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(io_error(path))?;
+    Ok((header, file_bytes.len() as u64))
+}
+
+pub(crate) fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::CorruptSegment {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads and checks a segment's header.
+pub fn read_header(path: &Path, file: &[u8]) -> Result<SegmentHeader, StoreError> {
+    let prefix = SEGMENT_MAGIC.len() + 2 + 4;
+    if file.len() < prefix || &file[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
+        return Err(corrupt(path, "not an upshot segment (bad magic)"));
+    }
+    let version = u16::from_le_bytes([file[8], file[9]]);
+    if version != SEGMENT_FORMAT_VERSION {
+        return Err(corrupt(
+            path,
+            format!("segment format version {version}, this upshot reads {SEGMENT_FORMAT_VERSION}"),
+        ));
+    }
+    let length = u32::from_le_bytes(file[10..14].try_into().expect("4 bytes")) as usize;
+    if length > HEADER_BYTES_MAX || file.len() < prefix + length + 4 {
+        return Err(corrupt(path, "header cut short"));
+    }
+    let json = &file[prefix..prefix + length];
+    let stored = u32::from_le_bytes(
+        file[prefix + length..prefix + length + 4]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    if crc32c::crc32c(json) != stored {
+        return Err(corrupt(path, "header checksum mismatch"));
+    }
+    let header: SegmentHeader = serde_json::from_slice(json)
+        .map_err(|error| corrupt(path, format!("header unreadable: {error}")))?;
+    if header
+        .buckets
+        .iter()
+        .any(|bucket| bucket.columns.len() != COLUMN_COUNT)
+    {
+        return Err(corrupt(
+            path,
+            format!("a bucket without its {COLUMN_COUNT} columns"),
+        ));
+    }
+    Ok(header)
+}
+
+/// A segment file read into memory with its checked header; columns are checked and
+/// decompressed as a scan asks for them.
+pub struct SegmentFile {
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    bytes: Vec<u8>,
+}
+
+impl SegmentFile {
+    pub fn open(path: &Path) -> Result<SegmentFile, StoreError> {
+        let bytes = std::fs::read(path).map_err(io_error(path))?;
+        let header = read_header(path, &bytes)?;
+        Ok(SegmentFile {
+            path: path.to_path_buf(),
+            header,
+            bytes,
+        })
+    }
+
+    /// The given columns of one bucket (all when `None`), checked and decompressed;
+    /// `None` when the bucket is empty in this segment.
+    pub fn bucket(
+        &self,
+        bucket: u32,
+        columns: ColumnSet,
+    ) -> Result<Option<BucketColumns>, StoreError> {
+        let Some(info) = self
+            .header
+            .buckets
+            .iter()
+            .find(|info| info.bucket == bucket)
+        else {
+            return Ok(None);
+        };
+        BucketColumns::load(&self.path, &self.bytes, info, columns).map(Some)
+    }
+}
+
+/// Reads a whole segment, checking every checksum; events come by bucket, then
+/// visitor, ts, event_id.
+pub fn read_segment(path: &Path) -> Result<(SegmentHeader, Vec<Event>), StoreError> {
+    let file = SegmentFile::open(path)?;
+    let mut events = Vec::with_capacity(file.header.events.min(1 << 24) as usize);
+    for info in &file.header.buckets {
+        let bucket = file
+            .bucket(info.bucket, ColumnSet::All)?
+            .expect("the header lists this bucket");
+        bucket
+            .decode_events(&mut events)
+            .map_err(|reason| corrupt(path, reason))?;
+    }
+    if events.len() as u64 != file.header.events {
+        return Err(corrupt(
+            path,
+            format!(
+                "{} events decoded, header says {}",
+                events.len(),
+                file.header.events
+            ),
+        ));
+    }
+    Ok((file.header, events))
+}
+
+/// A segment's path from its site dir, day and name.
+pub fn segment_path(site_dir: &Path, day: &str, name: &str) -> PathBuf {
+    site_dir.join("segments").join(day).join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upshot_model::{parse_event_line, ParseContext};
+
+    fn events() -> Vec<Event> {
+        let context = ParseContext {
+            currency: "USD".into(),
+        };
+        [
+            r#"{"event_id":"e1","type":"order","ts":1000,"visitor_id":"b","order_id":"o","revenue":"10.5","shipping":-1,"tax":"0.0001","items":[{"item":"p","quantity":2,"price":5.25}],"profile_id":"x","page_type":"","url":"https://shop/x","sent_at":1500}"#,
+            r#"{"event_id":"e2","type":"impression","ts":900,"visitor_id":"b","placement":"h","kind":"recommendation","items":["p","q"],"impression_id":"i","campaign":"c","sequence":"s","experience":"x","label":"l"}"#,
+            r#"{"event_id":"e3","type":"interaction","ts":901,"visitor_id":"a","placement":"h","kind":"widget","action":"hover","item":"p","label":"shipping"}"#,
+            r#"{"event_id":"e4","type":"refund","ts":5000,"order_id":"o","amount":1,"cancel":false}"#,
+            r#"{"event_id":"e5","type":"refund","ts":-5000,"order_id":"o","cancel":true}"#,
+            r#"{"event_id":"e6","type":"journey","ts":7,"visitor_id":"a","journey":"j","action":"notification","channel":"sms","run_id":"r"}"#,
+            r#"{"event_id":"e7","type":"sequence_start","ts":7,"visitor_id":"a","sequence":"s"}"#,
+            r#"{"event_id":"e8","type":"assignment","ts":8,"visitor_id":"a","experiment":"x","variant":"b"}"#,
+            r#"{"event_id":"e9","type":"goal","ts":9,"visitor_id":"a","goal":"g","value":"-2"}"#,
+            r#"{"event_id":"e10","type":"add_to_cart","ts":10,"visitor_id":"a","item":"p","quantity":3}"#,
+            r#"{"event_id":"e11","type":"product_view","ts":11,"visitor_id":"a","item":"p"}"#,
+            r#"{"event_id":"e12","type":"page_view","ts":11,"visitor_id":"a"}"#,
+        ]
+        .iter()
+        .map(|line| parse_event_line(line, &context).expect("valid"))
+        .collect()
+    }
+
+    #[test]
+    fn every_field_of_every_type_round_trips() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("a.seg");
+        let mut written = events();
+        sort_for_segment(&mut written);
+        let (header, _) = write_segment(&path, "shop", "1970-01-01", &written).expect("written");
+        assert_eq!((header.events, header.visitors), (12, 3));
+        let (read_header, read) = read_segment(&path).expect("read back");
+        assert_eq!(read_header, header);
+        assert_eq!(read, written);
+        assert_eq!(
+            read[0].visitor_id, None,
+            "refunds without visitor sort first"
+        );
+    }
+
+    #[test]
+    fn a_flipped_byte_is_reported_with_the_column_it_hit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("a.seg");
+        let mut written = events();
+        sort_for_segment(&mut written);
+        let (header, _) = write_segment(&path, "shop", "1970-01-01", &written).expect("written");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let target = header
+            .buckets
+            .iter()
+            .flat_map(|bucket| &bucket.columns)
+            .find(|c| c.name == "body.order" && c.bytes > 9)
+            .expect("an order column");
+        bytes[target.offset as usize + 1] ^= 0x40;
+        std::fs::write(&path, &bytes).expect("write");
+        let error = read_segment(&path)
+            .expect_err("corruption detected")
+            .to_string();
+        assert!(
+            error.contains("body.order") && error.contains("checksum"),
+            "{error}"
+        );
+        bytes[20] ^= 0x01;
+        std::fs::write(&path, &bytes).expect("write");
+        let error = read_segment(&path)
+            .expect_err("corruption detected")
+            .to_string();
+        assert!(error.contains("header"), "{error}");
+    }
+}
