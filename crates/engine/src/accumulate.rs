@@ -1,10 +1,12 @@
-//! Running totals that the per-visitor pass adds to, kept exact until `finish`.
+//! Running totals that the per-visitor pass adds to, kept exact until `finish`, and
+//! merged across workers by re-keying one worker's symbols into another's dictionary.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
-use upshot_model::{Exact, Kind};
+use upshot_model::Exact;
 
-use crate::dataset::{Dataset, PlacementId, PlacementTouch, Sym, NONE};
+use crate::dataset::{Dictionary, PlacementId, PlacementTouch, Sym, NONE};
 
 /// The totals of one placement, kind, campaign or sequence.
 #[derive(Clone, Debug, Default)]
@@ -24,6 +26,25 @@ pub struct PlacementTotals {
     pub value: Exact,
     pub direct_revenue: Exact,
     pub assisted_revenue: Exact,
+}
+
+impl PlacementTotals {
+    fn absorb(&mut self, other: &PlacementTotals) {
+        self.present |= other.present;
+        self.impressions += other.impressions;
+        self.product_impressions += other.product_impressions;
+        self.clicks += other.clicks;
+        self.clicked_impressions += other.clicked_impressions;
+        self.clicked_sessions += other.clicked_sessions;
+        self.hovered_sessions += other.hovered_sessions;
+        self.recommendation_events += other.recommendation_events;
+        self.recommendation_clicks += other.recommendation_clicks;
+        self.converted_clicks += other.converted_clicks;
+        self.order_shares += other.order_shares;
+        self.value += other.value;
+        self.direct_revenue += other.direct_revenue;
+        self.assisted_revenue += other.assisted_revenue;
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -53,15 +74,17 @@ pub struct VariantTotals {
     pub revenue_squares: i128,
 }
 
+/// An order that may be among the latest 50; owns its strings so it outlives the
+/// visitor's buffers and merges across workers as is.
 #[derive(Clone, Debug)]
 pub struct RecentCandidate {
     pub ts: i64,
-    pub event_id: u32,
-    pub order_id: Sym,
-    pub visitor: Sym,
+    pub event_id: String,
+    pub order_id: String,
+    pub visitor: String,
     pub net: i64,
-    pub placement: Option<PlacementId>,
-    pub variants: Vec<(Sym, Sym)>,
+    pub placement: Option<String>,
+    pub variants: Vec<(String, String)>,
 }
 
 /// Which rows an event or a credit counts in.
@@ -74,11 +97,10 @@ pub enum Target {
 }
 
 /// The rows a placement event (or a credit through it) counts in.
-pub fn targets_of(dataset: &Dataset, at: &PlacementTouch) -> [Option<Target>; 4] {
-    let kind: Kind = dataset.placements[at.placement as usize].1;
+pub fn targets_of(dictionary: &Dictionary, at: &PlacementTouch) -> [Option<Target>; 4] {
     [
         Some(Target::Placement(at.placement)),
-        Some(Target::Kind(kind.index())),
+        Some(Target::Kind(dictionary.kind(at.placement).index())),
         (at.campaign != NONE).then_some(Target::Campaign(at.campaign)),
         (at.sequence != NONE).then_some(Target::Sequence(at.sequence)),
     ]
@@ -128,9 +150,8 @@ pub struct Totals {
 pub const RECENT_CONVERSIONS_MAX: usize = 50;
 
 impl Totals {
-    pub fn new(dataset: &Dataset, days: usize) -> Totals {
+    pub fn new(days: usize) -> Totals {
         Totals {
-            placements: vec![PlacementTotals::default(); dataset.placements.len()],
             daily_personalized_revenue: vec![Exact::ZERO; days],
             ..Totals::default()
         }
@@ -138,7 +159,14 @@ impl Totals {
 
     pub fn row(&mut self, target: Target) -> &mut PlacementTotals {
         match target {
-            Target::Placement(id) => &mut self.placements[id as usize],
+            Target::Placement(id) => {
+                let index = id as usize;
+                if index >= self.placements.len() {
+                    self.placements
+                        .resize(index + 1, PlacementTotals::default());
+                }
+                &mut self.placements[index]
+            }
             Target::Kind(index) => &mut self.kinds[index],
             Target::Campaign(sym) => &mut self.campaigns.entry(sym).or_default().figures,
             Target::Sequence(sym) => &mut self.sequences.entry(sym).or_default().figures,
@@ -148,11 +176,11 @@ impl Totals {
     /// Applies `update` to every row a placement event or credit counts in.
     pub fn update_rows(
         &mut self,
-        dataset: &Dataset,
+        dictionary: &Dictionary,
         at: &PlacementTouch,
         update: impl Fn(&mut PlacementTotals),
     ) {
-        for target in targets_of(dataset, at).into_iter().flatten() {
+        for target in targets_of(dictionary, at).into_iter().flatten() {
             let row = self.row(target);
             row.present = true;
             update(row);
@@ -160,23 +188,127 @@ impl Totals {
     }
 
     /// Keeps the candidate list bounded while visitors stream through.
-    pub fn push_recent(&mut self, dataset: &Dataset, candidate: RecentCandidate) {
+    pub fn push_recent(&mut self, candidate: RecentCandidate) {
         self.recent.push(candidate);
         if self.recent.len() >= RECENT_CONVERSIONS_MAX * 20 {
-            self.trim_recent(dataset);
+            self.trim_recent();
         }
     }
 
-    pub fn trim_recent(&mut self, dataset: &Dataset) {
+    /// Keeps the latest 50 by (ts, event_id), latest first.
+    pub fn trim_recent(&mut self) {
         self.recent.sort_by(|a, b| {
-            b.ts.cmp(&a.ts).then_with(|| {
-                dataset
-                    .event_ids
-                    .get(b.event_id)
-                    .as_bytes()
-                    .cmp(dataset.event_ids.get(a.event_id).as_bytes())
-            })
+            b.ts.cmp(&a.ts)
+                .then_with(|| b.event_id.as_bytes().cmp(a.event_id.as_bytes()))
         });
         self.recent.truncate(RECENT_CONVERSIONS_MAX);
+    }
+
+    /// Adds another worker's totals, whose symbols belong to `theirs`, re-keyed into
+    /// `ours`.
+    pub fn absorb(&mut self, ours: &mut Dictionary, other: Totals, theirs: &Dictionary) {
+        self.add_counts(&other);
+        for (id, row) in other.placements.iter().enumerate() {
+            let (text, kind) = theirs.placements[id];
+            let text = ours.strings.intern(theirs.strings.resolve(text));
+            let mine = ours.placement(text, kind);
+            self.row(Target::Placement(mine)).absorb(row);
+        }
+        for (mine, row) in self.kinds.iter_mut().zip(&other.kinds) {
+            mine.absorb(row);
+        }
+        let mut sym = |sym: Sym| {
+            if sym == NONE {
+                NONE
+            } else {
+                ours.strings.intern(theirs.strings.resolve(sym))
+            }
+        };
+        for (rollups, other_rollups) in [
+            (&mut self.campaigns, other.campaigns),
+            (&mut self.sequences, other.sequences),
+        ] {
+            for (key, rollup) in other_rollups {
+                let mine = rollups.entry(sym(key)).or_default();
+                mine.figures.absorb(&rollup.figures);
+                mine.started += rollup.started;
+                mine.profiles
+                    .extend(rollup.profiles.into_iter().map(&mut sym));
+            }
+        }
+        for (set, other_set) in [
+            (&mut self.active_placements, other.active_placements),
+            (&mut self.active_experiments, other.active_experiments),
+            (&mut self.active_journeys, other.active_journeys),
+        ] {
+            set.extend(other_set.into_iter().map(&mut sym));
+        }
+        for (journey, row) in other.journeys {
+            let mine = self.journeys.entry(sym(journey)).or_default();
+            mine.started += row.started;
+            mine.completed += row.completed;
+            mine.cancelled += row.cancelled;
+            mine.notifications += row.notifications;
+            mine.converted += row.converted;
+            for (channel, count) in row.channels {
+                *mine.channels.entry(sym(channel)).or_default() += count;
+            }
+        }
+        for (experiment, groups) in other.experiments {
+            let mine = self.experiments.entry(sym(experiment)).or_default();
+            for (variant, group) in groups {
+                let into = mine.entry(sym(variant)).or_default();
+                into.visitors += group.visitors;
+                into.converted += group.converted;
+                into.orders += group.orders;
+                into.revenue += group.revenue;
+                into.revenue_squares += group.revenue_squares;
+            }
+        }
+        merge_counts(&mut self.topics, other.topics, &mut sym);
+        self.recent.extend(other.recent);
+        self.trim_recent();
+    }
+
+    fn add_counts(&mut self, other: &Totals) {
+        self.visitors += other.visitors;
+        self.sessions += other.sessions;
+        self.bounced_sessions += other.bounced_sessions;
+        self.sessions_with_order += other.sessions_with_order;
+        self.personalized_sessions += other.personalized_sessions;
+        self.personalized_sessions_with_order += other.personalized_sessions_with_order;
+        self.orders += other.orders;
+        self.revenue += other.revenue;
+        self.personalized_orders += other.personalized_orders;
+        self.personalized_revenue += other.personalized_revenue;
+        self.previous_personalized_revenue += other.previous_personalized_revenue;
+        for (mine, theirs) in self
+            .daily_personalized_revenue
+            .iter_mut()
+            .zip(&other.daily_personalized_revenue)
+        {
+            *mine += *theirs;
+        }
+        self.recommendation_sessions += other.recommendation_sessions;
+        self.recommendation_ctr_sessions += other.recommendation_ctr_sessions;
+        self.recommendation_sessions_with_direct_order +=
+            other.recommendation_sessions_with_direct_order;
+        self.sessions_with_direct_order += other.sessions_with_direct_order;
+        self.recommendation_visitors += other.recommendation_visitors;
+        self.direct_lines += other.direct_lines;
+        self.direct_revenue += other.direct_revenue;
+        self.assisted_revenue += other.assisted_revenue;
+    }
+}
+
+fn merge_counts<K: Eq + Hash>(
+    into: &mut HashMap<K, (u64, u64)>,
+    from: HashMap<Sym, (u64, u64)>,
+    key: &mut impl FnMut(Sym) -> K,
+) {
+    for (label, (visitors, converted)) in from {
+        let mine = into.entry(key(label)).or_default();
+        mine.0 += visitors;
+        mine.1 += converted;
     }
 }

@@ -1,6 +1,7 @@
-//! The engine's in-memory form of a site's events: interned strings, dense placement
-//! ids, order lines and impression items in shared pools, and each visitor's events
-//! contiguous and ordered by (ts, event_id).
+//! The engine's compact form of events: strings interned in a `Dictionary` (one per
+//! worker), and one visitor's events at a time in `VisitorEvents`, ordered by
+//! (ts, event_id), with impression items and order lines in pools.
+//! `Dataset` keeps a whole site's events in memory, for tests and small sites.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -24,7 +25,7 @@ impl Interner {
             return sym;
         }
         let sym =
-            Sym::try_from(self.strings.len()).expect("fewer than 2^32 distinct strings per site");
+            Sym::try_from(self.strings.len()).expect("fewer than 2^32 distinct strings per worker");
         assert!(sym != NONE, "interner full");
         self.strings.push(text.into());
         self.index.insert(text.into(), sym);
@@ -44,18 +45,66 @@ impl Interner {
     }
 }
 
-/// Event ids are unique, so they are appended to one text arena rather than hashed.
+/// Dense id of a (placement, kind) pair.
+pub type PlacementId = u32;
+
+/// Strings and placements of one worker; grows as visitors stream through.
+#[derive(Debug, Clone)]
+pub struct Dictionary {
+    pub strings: Interner,
+    pub placements: Vec<(Sym, Kind)>,
+    placement_index: HashMap<(Sym, Kind), PlacementId>,
+    pub other_page_type: Sym,
+}
+
+impl Default for Dictionary {
+    fn default() -> Dictionary {
+        let mut strings = Interner::default();
+        let other_page_type = strings.intern("other");
+        Dictionary {
+            strings,
+            placements: Vec::new(),
+            placement_index: HashMap::new(),
+            other_page_type,
+        }
+    }
+}
+
+impl Dictionary {
+    pub fn placement(&mut self, placement: Sym, kind: Kind) -> PlacementId {
+        let next =
+            PlacementId::try_from(self.placements.len()).expect("fewer than 2^32 placements");
+        *self
+            .placement_index
+            .entry((placement, kind))
+            .or_insert_with(|| {
+                self.placements.push((placement, kind));
+                next
+            })
+    }
+
+    pub fn placement_text(&self, id: PlacementId) -> &str {
+        self.strings.resolve(self.placements[id as usize].0)
+    }
+
+    pub fn kind(&self, id: PlacementId) -> Kind {
+        self.placements[id as usize].1
+    }
+}
+
+/// Texts of one visitor that never repeat across visitors (event ids, impression ids,
+/// order ids), appended to one arena rather than interned.
 #[derive(Default, Debug, Clone)]
-pub struct EventIds {
+pub struct TextArena {
     text: String,
     ends: Vec<usize>,
 }
 
-impl EventIds {
-    fn push(&mut self, event_id: &str) -> u32 {
+impl TextArena {
+    pub fn push(&mut self, event_id: &str) -> u32 {
         self.text.push_str(event_id);
         self.ends.push(self.text.len());
-        u32::try_from(self.ends.len() - 1).expect("fewer than 2^32 events per dataset")
+        u32::try_from(self.ends.len() - 1).expect("fewer than 2^32 events per visitor")
     }
 
     pub fn get(&self, id: u32) -> &str {
@@ -63,9 +112,14 @@ impl EventIds {
         let start = if index == 0 { 0 } else { self.ends[index - 1] };
         &self.text[start..self.ends[index]]
     }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
 }
 
-/// A slice of one of the dataset's pools.
+/// A slice of one of the visitor's pools.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Span {
     pub start: u32,
@@ -75,6 +129,14 @@ pub struct Span {
 impl Span {
     pub fn range(self) -> Range<usize> {
         self.start as usize..(self.start + self.len) as usize
+    }
+
+    pub fn of(start: usize, end: usize) -> Span {
+        let len = u32::try_from(end - start).expect("pool below 2^32 entries");
+        Span {
+            start: u32::try_from(start).expect("pool below 2^32 entries"),
+            len,
+        }
     }
 }
 
@@ -86,13 +148,13 @@ pub struct Line {
     pub price: i64,
 }
 
-/// Dense id of a (placement, kind) pair.
-pub type PlacementId = u32;
+/// Index into the visitor's `texts`; `NONE` when absent.
+pub type TextId = u32;
 
 #[derive(Clone, Copy, Debug)]
 pub struct PlacementTouch {
     pub placement: PlacementId,
-    pub impression_id: Sym,
+    pub impression_id: TextId,
     pub campaign: Sym,
     pub sequence: Sym,
 }
@@ -117,13 +179,13 @@ pub enum Payload {
     AddToCart,
     /// `revenue` in money units (1e-4).
     Order {
-        order_id: Sym,
+        order_id: TextId,
         revenue: i64,
         lines: Span,
     },
     /// `amount` in money units; `None` refunds the whole order.
     Refund {
-        order_id: Sym,
+        order_id: TextId,
         amount: Option<i64>,
         cancel: bool,
     },
@@ -147,8 +209,8 @@ pub enum Payload {
 #[derive(Clone, Copy, Debug)]
 pub struct Ev {
     pub ts: i64,
-    pub event_id: u32,
-    pub visitor: Sym,
+    pub event_id: TextId,
+    /// Interned only on sequence starts (where `profiles` counts people); else `NONE`.
     pub profile: Sym,
     pub page_type: Sym,
     pub payload: Payload,
@@ -170,27 +232,213 @@ impl Ev {
     }
 }
 
-/// A site's events ready for the engine.
+/// One visitor's events; refilled for each visitor so nothing is allocated per event
+/// once the buffers have grown.
 #[derive(Default, Debug, Clone)]
-pub struct Dataset {
-    pub strings: Interner,
-    pub event_ids: EventIds,
-    pub placements: Vec<(Sym, Kind)>,
-    placement_index: HashMap<(Sym, Kind), PlacementId>,
+pub struct VisitorEvents {
+    pub visitor: String,
+    /// The visitor id interned, when the pass needs it as a person (sequence starts).
+    pub visitor_sym: Sym,
     pub events: Vec<Ev>,
+    pub event_ids: TextArena,
+    pub texts: TextArena,
     pub items: Vec<Sym>,
     pub lines: Vec<Line>,
-    /// Each visitor's events, after `finish`; refunds without a visitor come last and
-    /// belong to no range here.
-    pub visitors: Vec<Range<usize>>,
-    other_page_type: Sym,
+}
+
+impl VisitorEvents {
+    pub fn clear(&mut self, visitor: &str) {
+        self.visitor.clear();
+        self.visitor.push_str(visitor);
+        self.visitor_sym = NONE;
+        self.events.clear();
+        self.event_ids.clear();
+        self.texts.clear();
+        self.items.clear();
+        self.lines.clear();
+    }
+
+    /// Orders the events by (ts, event_id bytes), as SPEC section 3 does.
+    pub fn sort(&mut self) {
+        let ids = &self.event_ids;
+        self.events.sort_unstable_by(|a, b| {
+            a.ts.cmp(&b.ts).then_with(|| {
+                ids.get(a.event_id)
+                    .as_bytes()
+                    .cmp(ids.get(b.event_id).as_bytes())
+            })
+        });
+    }
+
+    pub fn is_sorted(&self) -> bool {
+        self.events.windows(2).all(|pair| {
+            (pair[0].ts, self.event_ids.get(pair[0].event_id).as_bytes())
+                <= (pair[1].ts, self.event_ids.get(pair[1].event_id).as_bytes())
+        })
+    }
+
+    /// Adds one validated event of this visitor.
+    pub fn push_event(&mut self, dictionary: &mut Dictionary, event: &Event) {
+        let payload = self.payload(dictionary, &event.body);
+        let page_type = match &event.page_type {
+            Some(page_type) => dictionary.strings.intern(page_type),
+            None => dictionary.other_page_type,
+        };
+        let profile = match (&event.body, &event.profile_id) {
+            (Body::SequenceStart { .. }, Some(profile)) => dictionary.strings.intern(profile),
+            _ => NONE,
+        };
+        let ev = Ev {
+            ts: event.ts,
+            event_id: self.event_ids.push(&event.event_id),
+            profile,
+            page_type,
+            payload,
+        };
+        self.events.push(ev);
+    }
+
+    /// Interns the visitor id when its events need it as a person.
+    pub fn intern_visitor_if_needed(&mut self, dictionary: &mut Dictionary) {
+        if self
+            .events
+            .iter()
+            .any(|ev| matches!(ev.payload, Payload::SequenceStart { .. }))
+        {
+            self.visitor_sym = dictionary.strings.intern(&self.visitor);
+        }
+    }
+
+    pub fn optional_text(&mut self, text: Option<&str>) -> TextId {
+        text.map_or(NONE, |text| self.texts.push(text))
+    }
+
+    fn payload(&mut self, dictionary: &mut Dictionary, body: &Body) -> Payload {
+        let strings = &mut dictionary.strings;
+        match body {
+            Body::PageView => Payload::PageView,
+            Body::Impression {
+                placement,
+                kind,
+                items,
+                attributes,
+            } => {
+                let start = self.items.len();
+                for item in items {
+                    self.items.push(strings.intern(item));
+                }
+                let items = Span::of(start, self.items.len());
+                let impression_id = self.optional_text(attributes.impression_id.as_deref());
+                Payload::Impression {
+                    at: placement_touch(dictionary, placement, *kind, attributes, impression_id),
+                    items,
+                }
+            }
+            Body::Interaction {
+                placement,
+                kind,
+                action,
+                item,
+                attributes,
+            } => {
+                let impression_id = self.optional_text(attributes.impression_id.as_deref());
+                Payload::Interaction {
+                    item: strings.intern_optional(item.as_deref()),
+                    label: strings.intern_optional(attributes.label.as_deref()),
+                    at: placement_touch(dictionary, placement, *kind, attributes, impression_id),
+                    action: *action,
+                }
+            }
+            Body::ProductView { item } => Payload::ProductView {
+                item: strings.intern(item),
+            },
+            Body::AddToCart { .. } => Payload::AddToCart,
+            Body::Order {
+                order_id,
+                revenue,
+                lines,
+                ..
+            } => {
+                let start = self.lines.len();
+                for line in lines {
+                    let item = strings.intern(&line.item);
+                    self.lines.push(Line {
+                        item,
+                        quantity: line.quantity,
+                        price: line.price.0,
+                    });
+                }
+                Payload::Order {
+                    order_id: self.texts.push(order_id),
+                    revenue: revenue.0,
+                    lines: Span::of(start, self.lines.len()),
+                }
+            }
+            Body::Refund {
+                order_id,
+                amount,
+                cancel,
+            } => Payload::Refund {
+                order_id: self.texts.push(order_id),
+                amount: amount.map(|amount| amount.0),
+                cancel: *cancel,
+            },
+            Body::Assignment {
+                experiment,
+                variant,
+            } => Payload::Assignment {
+                experiment: strings.intern(experiment),
+                variant: strings.intern(variant),
+            },
+            Body::Goal { .. } => Payload::Goal,
+            Body::Journey {
+                journey,
+                action,
+                channel,
+                ..
+            } => Payload::Journey {
+                journey: strings.intern(journey),
+                action: *action,
+                channel: strings.intern_optional(channel.as_deref()),
+            },
+            Body::SequenceStart { sequence, campaign } => Payload::SequenceStart {
+                sequence: strings.intern(sequence),
+                campaign: strings.intern_optional(campaign.as_deref()),
+            },
+        }
+    }
+}
+
+fn placement_touch(
+    dictionary: &mut Dictionary,
+    placement: &str,
+    kind: Kind,
+    attributes: &upshot_model::PlacementAttributes,
+    impression_id: TextId,
+) -> PlacementTouch {
+    let placement = dictionary.strings.intern(placement);
+    PlacementTouch {
+        placement: dictionary.placement(placement, kind),
+        impression_id,
+        campaign: dictionary
+            .strings
+            .intern_optional(attributes.campaign.as_deref()),
+        sequence: dictionary
+            .strings
+            .intern_optional(attributes.sequence.as_deref()),
+    }
+}
+
+/// A whole site's events in memory, grouped by visitor (refunds without a visitor
+/// are kept for the order book only).
+#[derive(Default, Debug, Clone)]
+pub struct Dataset {
+    pub events: Vec<Event>,
 }
 
 impl Dataset {
     pub fn new() -> Dataset {
-        let mut dataset = Dataset::default();
-        dataset.other_page_type = dataset.strings.intern("other");
-        dataset
+        Dataset::default()
     }
 
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Dataset {
@@ -202,187 +450,25 @@ impl Dataset {
         dataset
     }
 
-    fn placement(&mut self, placement: &str, kind: Kind) -> PlacementId {
-        let sym = self.strings.intern(placement);
-        let next =
-            PlacementId::try_from(self.placements.len()).expect("fewer than 2^32 placements");
-        *self.placement_index.entry((sym, kind)).or_insert_with(|| {
-            self.placements.push((sym, kind));
-            next
-        })
-    }
-
-    /// Every placement id whose placement text is `placement`.
-    pub fn placement_ids_named(&self, placement: &str) -> Vec<PlacementId> {
-        let Some(sym) = self.strings.lookup(placement) else {
-            return Vec::new();
-        };
-        Kind::ALL
-            .iter()
-            .filter_map(|&kind| self.placement_index.get(&(sym, kind)).copied())
-            .collect()
-    }
-
-    fn span(start: usize, end: usize) -> Span {
-        let len = u32::try_from(end - start).expect("pool below 2^32 entries");
-        let start = u32::try_from(start).expect("pool below 2^32 entries");
-        Span { start, len }
-    }
-
-    /// Adds one validated event (in any order; `finish` sorts).
     pub fn push(&mut self, event: &Event) {
-        let payload = self.payload(&event.body);
-        let page_type = match &event.page_type {
-            Some(page_type) => self.strings.intern(page_type),
-            None => self.other_page_type,
-        };
-        let ev = Ev {
-            ts: event.ts,
-            event_id: self.event_ids.push(&event.event_id),
-            visitor: self.strings.intern_optional(event.visitor_id.as_deref()),
-            profile: self.strings.intern_optional(event.profile_id.as_deref()),
-            page_type,
-            payload,
-        };
-        self.events.push(ev);
+        self.events.push(event.clone());
     }
 
-    fn payload(&mut self, body: &Body) -> Payload {
-        match body {
-            Body::PageView => Payload::PageView,
-            Body::Impression {
-                placement,
-                kind,
-                items,
-                attributes,
-            } => {
-                let start = self.items.len();
-                for item in items {
-                    let sym = self.strings.intern(item);
-                    self.items.push(sym);
-                }
-                let items = Dataset::span(start, self.items.len());
-                let at = self.placement_touch(placement, *kind, attributes);
-                Payload::Impression { at, items }
-            }
-            Body::Interaction {
-                placement,
-                kind,
-                action,
-                item,
-                attributes,
-            } => Payload::Interaction {
-                at: self.placement_touch(placement, *kind, attributes),
-                action: *action,
-                item: self.strings.intern_optional(item.as_deref()),
-                label: self.strings.intern_optional(attributes.label.as_deref()),
-            },
-            Body::ProductView { item } => Payload::ProductView {
-                item: self.strings.intern(item),
-            },
-            Body::AddToCart { .. } => Payload::AddToCart,
-            Body::Order {
-                order_id,
-                revenue,
-                lines,
-                ..
-            } => {
-                let start = self.lines.len();
-                for line in lines {
-                    let item = self.strings.intern(&line.item);
-                    self.lines.push(Line {
-                        item,
-                        quantity: line.quantity,
-                        price: line.price.0,
-                    });
-                }
-                Payload::Order {
-                    order_id: self.strings.intern(order_id),
-                    revenue: revenue.0,
-                    lines: Dataset::span(start, self.lines.len()),
-                }
-            }
-            Body::Refund {
-                order_id,
-                amount,
-                cancel,
-            } => Payload::Refund {
-                order_id: self.strings.intern(order_id),
-                amount: amount.map(|amount| amount.0),
-                cancel: *cancel,
-            },
-            Body::Assignment {
-                experiment,
-                variant,
-            } => Payload::Assignment {
-                experiment: self.strings.intern(experiment),
-                variant: self.strings.intern(variant),
-            },
-            Body::Goal { .. } => Payload::Goal,
-            Body::Journey {
-                journey,
-                action,
-                channel,
-                ..
-            } => Payload::Journey {
-                journey: self.strings.intern(journey),
-                action: *action,
-                channel: self.strings.intern_optional(channel.as_deref()),
-            },
-            Body::SequenceStart { sequence, campaign } => Payload::SequenceStart {
-                sequence: self.strings.intern(sequence),
-                campaign: self.strings.intern_optional(campaign.as_deref()),
-            },
-        }
-    }
-
-    fn placement_touch(
-        &mut self,
-        placement: &str,
-        kind: Kind,
-        attributes: &upshot_model::PlacementAttributes,
-    ) -> PlacementTouch {
-        PlacementTouch {
-            placement: self.placement(placement, kind),
-            impression_id: self
-                .strings
-                .intern_optional(attributes.impression_id.as_deref()),
-            campaign: self.strings.intern_optional(attributes.campaign.as_deref()),
-            sequence: self.strings.intern_optional(attributes.sequence.as_deref()),
-        }
-    }
-
-    /// Orders (ts, event_id) as SPEC section 3 does: ties by event_id bytes.
-    pub fn time_order(&self, a: &Ev, b: &Ev) -> std::cmp::Ordering {
-        a.ts.cmp(&b.ts).then_with(|| {
-            self.event_ids
-                .get(a.event_id)
-                .as_bytes()
-                .cmp(self.event_ids.get(b.event_id).as_bytes())
-        })
-    }
-
-    /// Groups events by visitor, each visitor's in time order.
+    /// Groups events by visitor (refunds without one last).
     pub fn finish(&mut self) {
-        let mut events = std::mem::take(&mut self.events);
-        events.sort_unstable_by(|a, b| {
-            a.visitor
-                .cmp(&b.visitor)
-                .then_with(|| self.time_order(a, b))
-        });
-        self.events = events;
-        self.visitors.clear();
-        let mut start = 0;
-        while start < self.events.len() {
-            let visitor = self.events[start].visitor;
-            let mut end = start + 1;
-            while end < self.events.len() && self.events[end].visitor == visitor {
-                end += 1;
-            }
-            if visitor != NONE {
-                self.visitors.push(start..end);
-            }
-            start = end;
-        }
+        self.events
+            .sort_by(|a, b| match (&a.visitor_id, &b.visitor_id) {
+                (Some(a), Some(b)) => a.cmp(b),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            });
+    }
+
+    /// Each visitor's events, as contiguous slices.
+    pub fn visitors(&self) -> impl Iterator<Item = &[Event]> {
+        self.events
+            .chunk_by(|a, b| a.visitor_id == b.visitor_id)
+            .filter(|group| group[0].visitor_id.is_some())
     }
 }

@@ -6,13 +6,13 @@ use upshot_model::time::format_utc_millis;
 use upshot_model::{Exact, Kind, Money, Settings};
 
 use crate::accumulate::{JourneyTotals, PlacementTotals, RollupTotals, Totals, VariantTotals};
-use crate::dataset::{Dataset, Sym};
+use crate::dataset::{Dictionary, Sym};
 use crate::figures::*;
 use crate::query::{Query, Window};
 use crate::stats::{chi_square_p_value, mean_estimate, proportion_estimate, relative_lift};
 
 pub struct Finisher<'a> {
-    pub dataset: &'a Dataset,
+    pub dictionary: &'a Dictionary,
     pub settings: &'a Settings,
     pub query: &'a Query,
     pub window: &'a Window,
@@ -59,7 +59,7 @@ fn placement_figures(totals: &PlacementTotals) -> PlacementFigures {
 
 impl Finisher<'_> {
     fn text(&self, sym: Sym) -> String {
-        self.dataset.strings.resolve(sym).to_string()
+        self.dictionary.strings.resolve(sym).to_string()
     }
 
     pub fn report(&self, mut totals: Totals) -> Report {
@@ -191,7 +191,7 @@ impl Finisher<'_> {
             .enumerate()
             .filter(|(_, row)| row.present)
             .map(|(id, row)| {
-                let (placement, kind) = self.dataset.placements[id];
+                let (placement, kind) = self.dictionary.placements[id];
                 PlacementRow {
                     placement: self.text(placement),
                     kind: kind.as_str().to_string(),
@@ -282,23 +282,17 @@ impl Finisher<'_> {
     }
 
     fn recent_conversions(&self, totals: &mut Totals) -> Vec<RecentConversion> {
-        totals.trim_recent(self.dataset);
+        totals.trim_recent();
         totals
             .recent
             .iter()
             .map(|candidate| RecentConversion {
                 time: format_utc_millis(candidate.ts),
-                order_id: self.text(candidate.order_id),
-                visitor_id: self.text(candidate.visitor),
+                order_id: candidate.order_id.clone(),
+                visitor_id: candidate.visitor.clone(),
                 revenue: Amount(Money(candidate.net).to_exact()),
-                placement: candidate
-                    .placement
-                    .map(|id| self.text(self.dataset.placements[id as usize].0)),
-                variants: candidate
-                    .variants
-                    .iter()
-                    .map(|&(experiment, variant)| (self.text(experiment), self.text(variant)))
-                    .collect(),
+                placement: candidate.placement.clone(),
+                variants: candidate.variants.iter().cloned().collect(),
             })
             .collect()
     }

@@ -1,57 +1,149 @@
 //! upshot's engine: from a site's events to every figure of SPEC sections 3 to 5.
-//! Synchronous and pure: no IO, no clock (the report range is passed in), no threads
-//! of its own. Data flows dataset -> order book -> per-visitor pass -> totals -> report.
+//! Synchronous and pure: no IO, no clock (the report range is passed in), no threads of
+//! its own. A caller may run several `Worker`s on threads, each fed whole visitors, and
+//! `ReportPlan::finish` merges them. Data flows: events -> order book (site-wide) ->
+//! per-visitor pass -> totals -> report.
 
 pub mod accumulate;
 pub mod attribution;
 pub mod dataset;
 pub mod figures;
 mod finish;
+pub mod ingest;
 pub mod orders;
 pub mod query;
 pub mod stats;
 mod visitor;
 
 pub use attribution::Model;
-pub use dataset::Dataset;
+pub use dataset::{Dataset, Dictionary, VisitorEvents};
 pub use figures::Report;
+pub use orders::OrderBook;
 pub use query::{Query, QueryError};
 
-use upshot_model::Settings;
+use upshot_model::{Body, Event, Settings};
 
 use crate::accumulate::Totals;
 use crate::finish::Finisher;
-use crate::orders::OrderBook;
 use crate::query::{Filter, Window};
 use crate::visitor::{Context, Scratch};
 
-/// Computes the whole report of `query` over `dataset` (which `finish` has sorted).
+/// A report being computed: the query resolved once, shared by every worker.
+pub struct ReportPlan<'a> {
+    settings: &'a Settings,
+    query: &'a Query,
+    window: Window,
+}
+
+/// One thread's share of a report: its dictionary, totals and buffers.
+pub struct Worker {
+    pub dictionary: Dictionary,
+    pub visitor: VisitorEvents,
+    filter: Filter,
+    totals: Totals,
+    scratch: Scratch,
+}
+
+impl<'a> ReportPlan<'a> {
+    pub fn new(settings: &'a Settings, query: &'a Query) -> Result<ReportPlan<'a>, QueryError> {
+        Ok(ReportPlan {
+            settings,
+            query,
+            window: Window::resolve(query)?,
+        })
+    }
+
+    pub fn worker(&self) -> Worker {
+        let mut dictionary = Dictionary::default();
+        let filter = Filter::resolve(self.query, &mut dictionary);
+        Worker {
+            dictionary,
+            visitor: VisitorEvents::default(),
+            filter,
+            totals: Totals::new(self.window.dates.len()),
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Merges the workers' totals into the report.
+    pub fn finish(&self, workers: Vec<Worker>) -> Report {
+        let mut workers = workers.into_iter();
+        let mut base = workers.next().unwrap_or_else(|| self.worker());
+        for worker in workers {
+            base.totals
+                .absorb(&mut base.dictionary, worker.totals, &worker.dictionary);
+        }
+        Finisher {
+            dictionary: &base.dictionary,
+            settings: self.settings,
+            query: self.query,
+            window: &self.window,
+        }
+        .report(base.totals)
+    }
+}
+
+impl Worker {
+    /// Starts a visitor: fill `self.visitor` (in any order), then `end_visitor`.
+    pub fn begin_visitor(&mut self, visitor: &str) {
+        self.visitor.clear(visitor);
+    }
+
+    /// Adds one validated event of the current visitor.
+    pub fn push_event(&mut self, event: &Event) {
+        self.visitor.push_event(&mut self.dictionary, event);
+    }
+
+    /// Orders the visitor's events and adds them to the totals.
+    pub fn end_visitor(&mut self, plan: &ReportPlan, book: &OrderBook) {
+        if !self.visitor.is_sorted() {
+            self.visitor.sort();
+        }
+        self.visitor.intern_visitor_if_needed(&mut self.dictionary);
+        let context = Context {
+            dictionary: &self.dictionary,
+            visitor: &self.visitor,
+            book,
+            settings: plan.settings,
+            window: &plan.window,
+            filter: &self.filter,
+            model: plan.query.model,
+        };
+        context.add_visitor(&mut self.scratch, &mut self.totals);
+    }
+}
+
+/// Adds an event's order or refund to the book.
+pub fn add_to_order_book(book: &mut OrderBook, event: &Event) {
+    match &event.body {
+        Body::Order { order_id, .. } => book.add_order(order_id, event.ts, &event.event_id),
+        Body::Refund {
+            order_id,
+            amount,
+            cancel,
+        } => book.add_refund(order_id, amount.map(|a| a.0), *cancel),
+        _ => {}
+    }
+}
+
+/// Computes the whole report of `query` over a site's events held in memory.
 pub fn compute_report(
     dataset: &Dataset,
     settings: &Settings,
     query: &Query,
 ) -> Result<Report, QueryError> {
-    let window = Window::resolve(query)?;
-    let filter = Filter::resolve(query, dataset);
-    let book = OrderBook::build(dataset);
-    let context = Context {
-        dataset,
-        book: &book,
-        settings,
-        window: &window,
-        filter: &filter,
-        model: query.model,
-    };
-    let mut totals = Totals::new(dataset, window.dates.len());
-    let mut scratch = Scratch::default();
-    for visitor in &dataset.visitors {
-        context.add_visitor(&dataset.events[visitor.clone()], &mut scratch, &mut totals);
+    let plan = ReportPlan::new(settings, query)?;
+    let mut book = OrderBook::default();
+    for event in &dataset.events {
+        add_to_order_book(&mut book, event);
     }
-    Ok(Finisher {
-        dataset,
-        settings,
-        query,
-        window: &window,
+    let mut worker = plan.worker();
+    for events in dataset.visitors() {
+        worker.begin_visitor(events[0].visitor_id.as_deref().unwrap_or_default());
+        for event in events {
+            worker.push_event(event);
+        }
+        worker.end_visitor(&plan, &book);
     }
-    .report(totals))
+    Ok(plan.finish(vec![worker]))
 }

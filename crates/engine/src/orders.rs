@@ -1,74 +1,100 @@
 //! The site-wide order book: which order event counts for each order_id, which orders
 //! are cancelled, and each order's net revenue after refunds (SPEC sections 3 and 8).
+//! Built from every order and refund of the site whatever their ts, by one or more
+//! workers whose books are merged.
 
 use std::collections::HashMap;
 
-use crate::dataset::{Dataset, Ev, Payload, Sym};
-
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct OrderState {
-    /// Index into `Dataset::events` of the smallest (ts, event_id) order event.
-    winner: usize,
+    /// The smallest (ts, event_id) order event seen; `None` while only refunds are known.
+    winner: Option<(i64, Box<str>)>,
     cancelled: bool,
     refund_all: bool,
     refunded: i64,
 }
 
-/// Built once per report from every order and refund of the site, whatever their ts.
-#[derive(Debug, Default)]
+impl OrderState {
+    const EMPTY: OrderState = OrderState {
+        winner: None,
+        cancelled: false,
+        refund_all: false,
+        refunded: 0,
+    };
+}
+
+#[derive(Debug, Default, Clone)]
 pub struct OrderBook {
-    orders: HashMap<Sym, OrderState>,
+    orders: HashMap<Box<str>, OrderState>,
 }
 
 impl OrderBook {
-    pub fn build(dataset: &Dataset) -> OrderBook {
-        let mut orders: HashMap<Sym, OrderState> = HashMap::new();
-        for (index, ev) in dataset.events.iter().enumerate() {
-            if let Payload::Order { order_id, .. } = ev.payload {
-                let state = orders.entry(order_id).or_insert(OrderState {
-                    winner: index,
-                    cancelled: false,
-                    refund_all: false,
-                    refunded: 0,
-                });
-                let current = &dataset.events[state.winner];
-                if dataset.time_order(ev, current).is_lt() {
-                    state.winner = index;
-                }
-            }
+    fn state(&mut self, order_id: &str) -> &mut OrderState {
+        if !self.orders.contains_key(order_id) {
+            self.orders.insert(order_id.into(), OrderState::EMPTY);
         }
-        for ev in &dataset.events {
-            if let Payload::Refund {
-                order_id,
-                amount,
-                cancel,
-            } = ev.payload
-            {
-                // A refund of an unknown order does nothing (until that order exists).
-                if let Some(state) = orders.get_mut(&order_id) {
-                    state.cancelled |= cancel;
-                    match amount {
-                        Some(amount) => state.refunded = state.refunded.saturating_add(amount),
-                        None => state.refund_all = true,
-                    }
-                }
-            }
-        }
-        OrderBook { orders }
+        self.orders.get_mut(order_id).expect("inserted above")
     }
 
-    /// The net revenue (money units) when `ev` is the counted event of a live order;
-    /// `None` for duplicates, cancelled orders and non-order events.
-    pub fn counted_net_revenue(&self, dataset: &Dataset, ev: &Ev) -> Option<i64> {
-        let Payload::Order {
-            order_id, revenue, ..
-        } = ev.payload
-        else {
-            return None;
+    pub fn add_order(&mut self, order_id: &str, ts: i64, event_id: &str) {
+        let state = self.state(order_id);
+        let earlier = match &state.winner {
+            None => true,
+            Some((winner_ts, winner_id)) => {
+                (ts, event_id.as_bytes()) < (*winner_ts, winner_id.as_bytes())
+            }
         };
-        let state = self.orders.get(&order_id)?;
-        let winner = &dataset.events[state.winner];
-        if state.cancelled || winner.event_id != ev.event_id {
+        if earlier {
+            state.winner = Some((ts, event_id.into()));
+        }
+    }
+
+    /// A refund of an order that never shows up does nothing.
+    pub fn add_refund(&mut self, order_id: &str, amount: Option<i64>, cancel: bool) {
+        let state = self.state(order_id);
+        state.cancelled |= cancel;
+        match amount {
+            Some(amount) => state.refunded = state.refunded.saturating_add(amount),
+            None => state.refund_all = true,
+        }
+    }
+
+    /// Adds another worker's book.
+    pub fn merge(&mut self, other: OrderBook) {
+        for (order_id, theirs) in other.orders {
+            let Some(ours) = self.orders.get_mut(&order_id) else {
+                self.orders.insert(order_id, theirs);
+                continue;
+            };
+            if let Some((ts, event_id)) = theirs.winner {
+                let earlier = match &ours.winner {
+                    None => true,
+                    Some((our_ts, our_id)) => {
+                        (ts, event_id.as_bytes()) < (*our_ts, our_id.as_bytes())
+                    }
+                };
+                if earlier {
+                    ours.winner = Some((ts, event_id));
+                }
+            }
+            ours.cancelled |= theirs.cancelled;
+            ours.refund_all |= theirs.refund_all;
+            ours.refunded = ours.refunded.saturating_add(theirs.refunded);
+        }
+    }
+
+    /// The net revenue (money units) when this order event is the counted event of a
+    /// live order; `None` for duplicates and cancelled orders.
+    pub fn counted_net_revenue(
+        &self,
+        order_id: &str,
+        ts: i64,
+        event_id: &str,
+        revenue: i64,
+    ) -> Option<i64> {
+        let state = self.orders.get(order_id)?;
+        let (winner_ts, winner_id) = state.winner.as_ref()?;
+        if state.cancelled || *winner_ts != ts || winner_id.as_ref() != event_id {
             return None;
         }
         if state.refund_all {

@@ -7,7 +7,7 @@ use upshot_model::time::local_midnight_millis;
 use upshot_model::Kind;
 
 use crate::attribution::Model;
-use crate::dataset::{Dataset, Ev, PlacementId, Sym, NONE};
+use crate::dataset::{Dictionary, Ev, PlacementId, Sym};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
@@ -96,49 +96,35 @@ impl Window {
     }
 }
 
-/// The page-type / placement / kind filter, resolved against a dataset.
+/// The page-type / placement / kind filter, resolved against a worker's dictionary
+/// (its strings are interned there, so they compare as symbols).
 #[derive(Debug, Clone)]
 pub struct Filter {
-    /// `None`: every page type. A page type the dataset never saw matches nothing.
     page_type: Option<Sym>,
-    /// Indexed by placement id.
-    placement_passes: Vec<bool>,
-    pub is_active: bool,
+    placement: Option<Sym>,
+    kind: Option<Kind>,
 }
 
 impl Filter {
-    pub fn resolve(query: &Query, dataset: &Dataset) -> Filter {
-        let page_type = query
-            .page_type
-            .as_deref()
-            .map(|page_type| dataset.strings.lookup(page_type).unwrap_or(NONE));
-        let placement_text = query
-            .placement
-            .as_deref()
-            .map(|text| dataset.strings.lookup(text));
-        let placement_passes = dataset
-            .placements
-            .iter()
-            .map(|&(placement, kind)| {
-                let placement_ok = match placement_text {
-                    None => true,
-                    Some(wanted) => wanted == Some(placement),
-                };
-                placement_ok && query.kind.is_none_or(|wanted| wanted == kind)
-            })
-            .collect();
+    pub fn resolve(query: &Query, dictionary: &mut Dictionary) -> Filter {
         Filter {
-            page_type,
-            placement_passes,
-            is_active: query.page_type.is_some()
-                || query.placement.is_some()
-                || query.kind.is_some(),
+            page_type: query
+                .page_type
+                .as_deref()
+                .map(|text| dictionary.strings.intern(text)),
+            placement: query
+                .placement
+                .as_deref()
+                .map(|text| dictionary.strings.intern(text)),
+            kind: query.kind,
         }
     }
 
     /// Whether an impression, interaction or credit on this placement and page passes.
-    pub fn passes(&self, placement: PlacementId, ev: &Ev) -> bool {
-        self.placement_passes[placement as usize]
+    pub fn passes(&self, dictionary: &Dictionary, placement: PlacementId, ev: &Ev) -> bool {
+        let (text, kind) = dictionary.placements[placement as usize];
+        self.placement.is_none_or(|wanted| wanted == text)
+            && self.kind.is_none_or(|wanted| wanted == kind)
             && self.page_type.is_none_or(|wanted| wanted == ev.page_type)
     }
 }

@@ -8,7 +8,7 @@ use upshot_model::{Action, Exact, JourneyAction, Kind, Settings};
 
 use crate::accumulate::{targets_of, RecentCandidate, Target, Totals};
 use crate::attribution::{split_order, Credit, Model};
-use crate::dataset::{Dataset, Ev, Payload, PlacementTouch, Span, Sym, NONE};
+use crate::dataset::{Dictionary, Ev, Payload, PlacementTouch, Span, Sym, VisitorEvents, NONE};
 use crate::orders::OrderBook;
 use crate::query::{Filter, Window};
 
@@ -18,9 +18,10 @@ const TIME_DECAY_HALF_LIFE_MS: i64 = 7 * 86_400_000;
 const ACTIVE_WINDOW_MS: i64 = 86_400_000;
 const NO_SESSION: u32 = u32::MAX;
 
-/// Everything the pass reads and never changes.
+/// Everything the pass reads for one visitor and never changes.
 pub struct Context<'a> {
-    pub dataset: &'a Dataset,
+    pub dictionary: &'a Dictionary,
+    pub visitor: &'a VisitorEvents,
     pub book: &'a OrderBook,
     pub settings: &'a Settings,
     pub window: &'a Window,
@@ -64,7 +65,7 @@ pub struct Scratch {
     sessions: Vec<Session>,
     orders: Vec<Order>,
     impressions: Vec<Impression>,
-    impressions_by_id: Vec<(Sym, usize)>,
+    impressions_by_id: Vec<(crate::dataset::TextId, usize)>,
     touches: Vec<Ev>,
     recommendation_clicks: Vec<Ev>,
     shown_items: HashSet<Sym>,
@@ -76,9 +77,13 @@ pub struct Scratch {
 }
 
 impl Context<'_> {
-    /// Adds one visitor's events (ordered by (ts, event_id)) to `totals`.
-    pub fn add_visitor(&self, events: &[Ev], scratch: &mut Scratch, totals: &mut Totals) {
-        self.keep_counted_events(events, scratch);
+    /// Adds the visitor's events (ordered by (ts, event_id)) to `totals`.
+    pub fn add_visitor(&self, scratch: &mut Scratch, totals: &mut Totals) {
+        debug_assert!(
+            self.visitor.is_sorted(),
+            "a visitor's events come ordered by (ts, event_id)"
+        );
+        self.keep_counted_events(&self.visitor.events, scratch);
         self.form_sessions(scratch);
         self.mark_clicked_impressions(scratch);
         for index in 0..scratch.orders.len() {
@@ -99,8 +104,17 @@ impl Context<'_> {
         scratch.recommendation_clicks.clear();
         for ev in events {
             match ev.payload {
-                Payload::Order { lines, .. } => {
-                    let Some(net_units) = self.book.counted_net_revenue(self.dataset, ev) else {
+                Payload::Order {
+                    order_id,
+                    revenue,
+                    lines,
+                } => {
+                    let order_id = self.visitor.texts.get(order_id);
+                    let event_id = self.visitor.event_ids.get(ev.event_id);
+                    let Some(net_units) = self
+                        .book
+                        .counted_net_revenue(order_id, ev.ts, event_id, revenue)
+                    else {
                         continue;
                     };
                     scratch.orders.push(Order {
@@ -112,7 +126,7 @@ impl Context<'_> {
                     });
                 }
                 Payload::Interaction { at, action, .. } => {
-                    let kind = self.dataset.placements[at.placement as usize].1;
+                    let kind = self.dictionary.placements[at.placement as usize].1;
                     if self.settings.qualifying[kind.index()].qualifies(action) {
                         scratch.touches.push(*ev);
                     }
@@ -161,14 +175,15 @@ impl Context<'_> {
                         session: session_index,
                         clicked: false,
                     });
-                    if self.filter.passes(at.placement, ev) {
+                    if self.filter.passes(self.dictionary, at.placement, ev) {
                         session.personalized = true;
-                        if self.dataset.placements[at.placement as usize].1 == Kind::Recommendation
+                        if self.dictionary.placements[at.placement as usize].1
+                            == Kind::Recommendation
                         {
                             session.recommendation = true;
                             scratch
                                 .shown_items
-                                .extend(&self.dataset.items[items.range()]);
+                                .extend(&self.visitor.items[items.range()]);
                         }
                     }
                 }
@@ -204,7 +219,10 @@ impl Context<'_> {
                 scratch.impressions_by_id.push((id, position));
             }
         }
-        scratch.impressions_by_id.sort_unstable();
+        let texts = &self.visitor.texts;
+        scratch
+            .impressions_by_id
+            .sort_unstable_by(|a, b| texts.get(a.0).cmp(texts.get(b.0)).then(a.1.cmp(&b.1)));
         for (kept_index, ev) in scratch.kept.iter().enumerate() {
             let Payload::Interaction {
                 at,
@@ -215,11 +233,12 @@ impl Context<'_> {
                 continue;
             };
             if at.impression_id != NONE {
+                let wanted = texts.get(at.impression_id);
                 let by_id = &scratch.impressions_by_id;
-                let first = by_id.partition_point(|&(id, _)| id < at.impression_id);
+                let first = by_id.partition_point(|&(id, _)| texts.get(id) < wanted);
                 for &(_, position) in by_id[first..]
                     .iter()
-                    .take_while(|&&(id, _)| id == at.impression_id)
+                    .take_while(|&&(id, _)| texts.get(id) == wanted)
                 {
                     scratch.impressions[position].clicked = true;
                 }
@@ -228,7 +247,7 @@ impl Context<'_> {
             // Impressions are in time order and a session's are contiguous: walk back
             // from the last one at or before the click until the session changes.
             let session = scratch.session_of[kept_index];
-            let placement_text = self.dataset.placements[at.placement as usize].0;
+            let placement_text = self.dictionary.placements[at.placement as usize].0;
             let kept = &scratch.kept;
             let end = scratch
                 .impressions
@@ -238,7 +257,7 @@ impl Context<'_> {
                     break;
                 }
                 let candidate = impression_of(&kept[impression.kept]);
-                if self.dataset.placements[candidate.placement as usize].0 == placement_text {
+                if self.dictionary.placements[candidate.placement as usize].0 == placement_text {
                     impression.clicked = true;
                     break;
                 }
@@ -272,19 +291,24 @@ impl Context<'_> {
             let Payload::Order { order_id, .. } = order.ev.payload else {
                 unreachable!("orders hold order events")
             };
+            let text = |sym: Sym| self.dictionary.strings.resolve(sym).to_string();
             let variants = scratch.assignments_before(&scratch.kept, order.ev.ts);
-            totals.push_recent(
-                self.dataset,
-                RecentCandidate {
-                    ts: order.ev.ts,
-                    event_id: order.ev.event_id,
-                    order_id,
-                    visitor: order.ev.visitor,
-                    net: order.net_units,
-                    placement: last_touch.map(|touch| interaction_of(&touch).placement),
-                    variants,
-                },
-            );
+            totals.push_recent(RecentCandidate {
+                ts: order.ev.ts,
+                event_id: self.visitor.event_ids.get(order.ev.event_id).to_string(),
+                order_id: self.visitor.texts.get(order_id).to_string(),
+                visitor: self.visitor.visitor.clone(),
+                net: order.net_units,
+                placement: last_touch.map(|touch| {
+                    self.dictionary
+                        .placement_text(interaction_of(&touch).placement)
+                        .to_string()
+                }),
+                variants: variants
+                    .into_iter()
+                    .map(|(experiment, variant)| (text(experiment), text(variant)))
+                    .collect(),
+            });
         }
     }
 
@@ -319,8 +343,8 @@ impl Context<'_> {
         );
         for (touch, credit) in touches.iter().zip(&scratch.credits) {
             let at = interaction_of(touch);
-            if self.filter.passes(at.placement, touch) {
-                totals.update_rows(self.dataset, &at, |row| {
+            if self.filter.passes(self.dictionary, at.placement, touch) {
+                totals.update_rows(self.dictionary, &at, |row| {
                     row.order_shares += credit.share;
                     row.value += credit.value;
                 });
@@ -346,7 +370,7 @@ impl Context<'_> {
         let Some(latest) = clicks.last() else {
             return false;
         };
-        let lines = &self.dataset.lines[order.lines.range()];
+        let lines = &self.visitor.lines[order.lines.range()];
         if lines.is_empty() {
             if in_range {
                 self.credit_line(latest, order.net, false, totals);
@@ -377,7 +401,9 @@ impl Context<'_> {
                 Some(click) => (click, true),
                 None => (latest, false),
             };
-            let passes = self.filter.passes(interaction_of(click).placement, click);
+            let passes =
+                self.filter
+                    .passes(self.dictionary, interaction_of(click).placement, click);
             has_direct_line |= direct && passes;
             if in_range {
                 self.credit_line(click, value, direct, totals);
@@ -388,16 +414,16 @@ impl Context<'_> {
 
     fn credit_line(&self, click: &Ev, value: Exact, direct: bool, totals: &mut Totals) {
         let at = interaction_of(click);
-        if !self.filter.passes(at.placement, click) {
+        if !self.filter.passes(self.dictionary, at.placement, click) {
             return;
         }
         if direct {
             totals.direct_lines += 1;
             totals.direct_revenue += value;
-            totals.update_rows(self.dataset, &at, |row| row.direct_revenue += value);
+            totals.update_rows(self.dictionary, &at, |row| row.direct_revenue += value);
         } else {
             totals.assisted_revenue += value;
-            totals.update_rows(self.dataset, &at, |row| row.assisted_revenue += value);
+            totals.update_rows(self.dictionary, &at, |row| row.assisted_revenue += value);
         }
     }
 
@@ -418,10 +444,10 @@ impl Context<'_> {
                 Payload::Impression { at, items } => {
                     let clicked = scratch.impressions[impression_index].clicked;
                     impression_index += 1;
-                    if !self.filter.passes(at.placement, ev) {
+                    if !self.filter.passes(self.dictionary, at.placement, ev) {
                         continue;
                     }
-                    let (placement_text, kind) = self.dataset.placements[at.placement as usize];
+                    let (placement_text, kind) = self.dictionary.placements[at.placement as usize];
                     if is_active(ev.ts) {
                         totals.active_placements.insert(placement_text);
                     }
@@ -430,7 +456,7 @@ impl Context<'_> {
                     }
                     let is_recommendation = kind == Kind::Recommendation;
                     recommendation_visitor |= is_recommendation;
-                    totals.update_rows(self.dataset, &at, |row| {
+                    totals.update_rows(self.dictionary, &at, |row| {
                         row.impressions += 1;
                         row.product_impressions += u64::from(items.len);
                         row.clicked_impressions += u64::from(clicked);
@@ -440,12 +466,12 @@ impl Context<'_> {
                 Payload::Interaction {
                     at, action, item, ..
                 } => {
-                    if !self.filter.passes(at.placement, ev) {
+                    if !self.filter.passes(self.dictionary, at.placement, ev) {
                         continue;
                     }
                     let session = scratch.session_of[kept_index];
                     if action != Action::Discard && session != NO_SESSION {
-                        for target in targets_of(self.dataset, &at).into_iter().flatten() {
+                        for target in targets_of(self.dictionary, &at).into_iter().flatten() {
                             scratch.session_actions.push((
                                 session,
                                 target,
@@ -457,13 +483,13 @@ impl Context<'_> {
                         continue;
                     }
                     let is_recommendation =
-                        self.dataset.placements[at.placement as usize].1 == Kind::Recommendation;
+                        self.dictionary.placements[at.placement as usize].1 == Kind::Recommendation;
                     let click = action == Action::Click;
                     let converted = is_recommendation
                         && click
                         && item != NONE
                         && self.click_converts(ev, item, scratch);
-                    totals.update_rows(self.dataset, &at, |row| {
+                    totals.update_rows(self.dictionary, &at, |row| {
                         row.clicks += u64::from(click);
                         row.recommendation_events += u64::from(is_recommendation);
                         row.recommendation_clicks += u64::from(is_recommendation && click);
@@ -489,7 +515,7 @@ impl Context<'_> {
                     let person = if ev.profile != NONE {
                         ev.profile
                     } else {
-                        ev.visitor
+                        self.visitor.visitor_sym
                     };
                     for rollup in [
                         Some(totals.sequences.entry(sequence).or_default()),
@@ -516,7 +542,7 @@ impl Context<'_> {
         scratch.orders.iter().any(|order| {
             click.ts <= order.ev.ts
                 && order.ev.ts <= horizon
-                && self.dataset.lines[order.lines.range()]
+                && self.visitor.lines[order.lines.range()]
                     .iter()
                     .any(|line| line.item == item)
         })
@@ -597,7 +623,7 @@ impl Context<'_> {
             if let Payload::Interaction { at, label, .. } = ev.payload {
                 if label != NONE
                     && self.window.contains(ev.ts)
-                    && self.filter.passes(at.placement, ev)
+                    && self.filter.passes(self.dictionary, at.placement, ev)
                 {
                     scratch.topic_uses.push((label, ev.ts));
                 }

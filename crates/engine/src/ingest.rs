@@ -1,0 +1,1 @@
+//! Turning the store's decoded segment rows into the engine's compact events.
