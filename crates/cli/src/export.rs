@@ -65,10 +65,7 @@ pub fn export(
         eprintln!("warning: skipped damaged data: {problem}");
     }
     if let Some(path) = out {
-        eprintln!(
-            "exported {rows} events of site {site} to {}",
-            path.display()
-        );
+        eprintln!("exported {rows} events of site {site} to {}", path.display());
     }
     Ok(())
 }

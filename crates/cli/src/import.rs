@@ -40,12 +40,7 @@ struct Importer<'a> {
 }
 
 impl Importer<'_> {
-    fn take(
-        &mut self,
-        line_number: u64,
-        raw: &str,
-        parsed: Result<upshot_model::Event, Rejection>,
-    ) -> Result<()> {
+    fn take(&mut self, line_number: u64, raw: &str, parsed: Result<upshot_model::Event, Rejection>) -> Result<()> {
         match parsed {
             Ok(event) => {
                 self.pending.push(event);
@@ -98,46 +93,28 @@ pub fn import_files(store: &mut Store, site: &str, files: &[String]) -> Result<C
             store: &mut *store,
             record: &record,
             pending: Vec::with_capacity(BATCH_EVENTS_MAX),
-            context: ParseContext {
-                currency: record.currency.clone(),
-            },
+            context: ParseContext { currency: record.currency.clone() },
             rejects: BufWriter::new(rejects.try_clone().context("opening the rejects file")?),
             file,
             counts: Counts::default(),
         };
         import_one(&mut importer).with_context(|| format!("importing {file}"))?;
-        importer
-            .flush()
-            .with_context(|| format!("saving events of {file}"))?;
-        importer
-            .rejects
-            .flush()
-            .context("writing the rejects file")?;
+        importer.flush().with_context(|| format!("saving events of {file}"))?;
+        importer.rejects.flush().context("writing the rejects file")?;
         let counts = importer.counts;
-        println!(
-            "{file}: {} taken, {} duplicate, {} rejected",
-            counts.taken, counts.duplicate, counts.rejected
-        );
+        println!("{file}: {} taken, {} duplicate, {} rejected", counts.taken, counts.duplicate, counts.rejected);
         total.taken += counts.taken;
         total.duplicate += counts.duplicate;
         total.rejected += counts.rejected;
     }
     // Move what was just logged into columnar segments; merge days that piled up.
     store.seal().context("sealing the log into segments")?;
-    store
-        .compact(COMPACT_SEGMENTS_MIN)
-        .context("compacting segments")?;
+    store.compact(COMPACT_SEGMENTS_MIN).context("compacting segments")?;
     if files.len() > 1 {
-        println!(
-            "total: {} taken, {} duplicate, {} rejected",
-            total.taken, total.duplicate, total.rejected
-        );
+        println!("total: {} taken, {} duplicate, {} rejected", total.taken, total.duplicate, total.rejected);
     }
     if total.rejected > 0 {
-        println!(
-            "rejected events and their reasons are in {}",
-            rejects_path.display()
-        );
+        println!("rejected events and their reasons are in {}", rejects_path.display());
     }
     Ok(total)
 }
@@ -160,24 +137,14 @@ fn import_one(importer: &mut Importer) -> Result<()> {
     };
     if starts_with_array {
         let mut text = String::new();
-        input
-            .reader
-            .by_ref()
-            .take(ARRAY_BYTES_MAX)
-            .read_to_string(&mut text)
-            .context("reading the JSON array")?;
+        input.reader.by_ref().take(ARRAY_BYTES_MAX).read_to_string(&mut text).context("reading the JSON array")?;
         return import_array(importer, &text);
     }
     let mut line = Vec::new();
     let mut line_number = 0u64;
     loop {
         line.clear();
-        if input
-            .reader
-            .read_until(b'\n', &mut line)
-            .context("reading")?
-            == 0
-        {
+        if input.reader.read_until(b'\n', &mut line).context("reading")? == 0 {
             break;
         }
         line_number += 1;

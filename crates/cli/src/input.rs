@@ -37,21 +37,11 @@ pub fn open(name: &str) -> Result<Input> {
         let size = file.metadata().ok().map(|metadata| metadata.len());
         (Box::new(file), size)
     };
-    let counted = CountingReader {
-        inner: raw,
-        bytes: bytes_read.clone(),
-    };
+    let counted = CountingReader { inner: raw, bytes: bytes_read.clone() };
     let reader: Box<dyn BufRead> = if name.ends_with(".gz") {
-        Box::new(BufReader::with_capacity(
-            1 << 20,
-            flate2::read::MultiGzDecoder::new(BufReader::new(counted)),
-        ))
+        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::new(counted))))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, counted))
     };
-    Ok(Input {
-        reader,
-        bytes_read,
-        bytes_total,
-    })
+    Ok(Input { reader, bytes_read, bytes_total })
 }

@@ -109,11 +109,7 @@ enum SiteCommand {
     Show { site: String },
     /// Change a setting: timezone, session_gap, attribution_window, recommendation_window,
     /// qualifying.<kind>, experiment.<name>.control, experiment.<name>.split.
-    Set {
-        site: String,
-        key: String,
-        value: String,
-    },
+    Set { site: String, key: String, value: String },
     /// List the sites.
     List,
 }
@@ -174,8 +170,7 @@ fn main() {
 
 /// Opens the data dir for writing, saying what recovery had to repair.
 fn open_for_writing(data: &std::path::Path) -> Result<Store> {
-    let store =
-        Store::open(data).with_context(|| format!("opening data dir {}", data.display()))?;
+    let store = Store::open(data).with_context(|| format!("opening data dir {}", data.display()))?;
     if let Some(report) = store.recovery_report() {
         if report.torn_tail_bytes > 0 {
             eprintln!(
@@ -210,39 +205,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Gen(args) => generate(&args),
         Command::Verify => verify(&open_for_reading(&cli.data)?),
-        Command::Export {
-            site,
-            from,
-            to,
-            format,
-            out,
-        } => {
+        Command::Export { site, from, to, format, out } => {
             let store = open_for_reading(&cli.data)?;
-            export::export(
-                &store,
-                &site,
-                from.as_deref(),
-                to.as_deref(),
-                &format,
-                out.as_deref(),
-            )
+            export::export(&store, &site, from.as_deref(), to.as_deref(), &format, out.as_deref())
         }
-        Command::Forget {
-            site,
-            visitor,
-            profile,
-        } => {
+        Command::Forget { site, visitor, profile } => {
             let mut store = open_for_writing(&cli.data)?;
             let record = store.load_site(&site)?;
             let (person, who) = match (visitor, profile) {
-                (Some(visitor), _) => (
-                    Person::Visitor(visitor.clone()),
-                    format!("visitor {visitor}"),
-                ),
-                (None, Some(profile)) => (
-                    Person::Profile(profile.clone()),
-                    format!("profile {profile}"),
-                ),
+                (Some(visitor), _) => (Person::Visitor(visitor.clone()), format!("visitor {visitor}")),
+                (None, Some(profile)) => (Person::Profile(profile.clone()), format!("profile {profile}")),
                 (None, None) => bail!("name the person with --visitor or --profile"),
             };
             let report = store.forget(&record, &person)?;
@@ -252,16 +224,10 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Retain {
-            site,
-            retain_days,
-            today,
-        } => {
+        Command::Retain { site, retain_days, today } => {
             let today = match today {
                 Some(text) => parse_date("--today", &text)?,
-                None => jiff::Timestamp::now()
-                    .to_zoned(jiff::tz::TimeZone::UTC)
-                    .date(),
+                None => jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date(),
             };
             let first_kept = today.checked_sub(jiff::Span::new().days(i64::from(retain_days)))?;
             let mut store = open_for_writing(&cli.data)?;
@@ -276,29 +242,17 @@ fn run(cli: Cli) -> Result<()> {
 
 fn site_command(data: &std::path::Path, command: SiteCommand) -> Result<()> {
     match command {
-        SiteCommand::Create {
-            site,
-            timezone,
-            currency,
-            format,
-        } => {
-            let (record, keys) =
-                open_for_writing(data)?.create_site(&site, &timezone, &currency)?;
+        SiteCommand::Create { site, timezone, currency, format } => {
+            let (record, keys) = open_for_writing(data)?.create_site(&site, &timezone, &currency)?;
             match format.as_str() {
                 "json" => println!(
                     "{}",
                     serde_json::json!({"site": record.site, "public_key": keys.public_key, "secret_key": keys.secret_key})
                 ),
                 "text" => {
-                    println!(
-                        "created site {} ({}, {})",
-                        record.site, record.timezone, record.currency
-                    );
+                    println!("created site {} ({}, {})", record.site, record.timezone, record.currency);
                     println!("public key: {}  (for browsers)", keys.public_key);
-                    println!(
-                        "secret key: {}  (for the shop's backend; keep it safe)",
-                        keys.secret_key
-                    );
+                    println!("secret key: {}  (for the shop's backend; keep it safe)", keys.secret_key);
                     println!("the keys are stored hashed and cannot be shown again");
                 }
                 other => bail!("--format {other:?} is not text or json"),
@@ -329,19 +283,14 @@ fn print_site(record: &SiteRecord) {
 }
 
 pub(crate) fn parse_date(flag: &str, text: &str) -> Result<jiff::civil::Date> {
-    text.parse()
-        .with_context(|| format!("{flag} {text:?} is not a date like 2024-05-31"))
+    text.parse().with_context(|| format!("{flag} {text:?} is not a date like 2024-05-31"))
 }
 
 /// Loads the site's events and computes the report.
 fn report(store: &Store, args: &ReportArgs) -> Result<Report> {
     let record = store.load_site(&args.site)?;
-    let model = Model::parse(&args.model).with_context(|| {
-        format!(
-            "--model {:?} is not last, first, linear, time_decay or position",
-            args.model
-        )
-    })?;
+    let model = Model::parse(&args.model)
+        .with_context(|| format!("--model {:?} is not last, first, linear, time_decay or position", args.model))?;
     let kind = match &args.kind {
         Some(kind) => Some(Kind::parse(kind).with_context(|| {
             format!("--kind {kind:?} is not recommendation, popup, notification, block, widget or other")
@@ -407,9 +356,7 @@ fn generate(args: &GenArgs) -> Result<()> {
             count += 1;
         }
     });
-    result
-        .and_then(|()| out.flush())
-        .context("writing generated events")?;
+    result.and_then(|()| out.flush()).context("writing generated events")?;
     if args.out.is_some() {
         eprintln!("generated {count} events");
     }
@@ -428,10 +375,7 @@ fn demo(store: &mut Store, visitors: u64) -> Result<()> {
         }
         Err(upshot_store::StoreError::UnknownSite(_)) => {
             let (record, keys) = store.create_site(site, "UTC", "USD")?;
-            println!(
-                "created site {site}; secret key {} (stored hashed, shown once)",
-                keys.secret_key
-            );
+            println!("created site {site}; secret key {} (stored hashed, shown once)", keys.secret_key);
             let path = store.site_dir(site).join("demo-events.ndjson");
             generate(&GenArgs {
                 seed: 7,
@@ -491,8 +435,5 @@ fn verify(store: &Store) -> Result<()> {
     for problem in &report.problems {
         println!("damaged: {problem}");
     }
-    bail!(
-        "{} damaged parts found; reports leave them out and say so",
-        report.problems.len()
-    )
+    bail!("{} damaged parts found; reports leave them out and say so", report.problems.len())
 }

@@ -11,11 +11,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: &str) -> Progress {
-        Progress {
-            enabled: std::io::stderr().is_terminal(),
-            label: label.to_string(),
-            last_drawn: Instant::now(),
-        }
+        Progress { enabled: std::io::stderr().is_terminal(), label: label.to_string(), last_drawn: Instant::now() }
     }
 
     /// Redraws at most ten times a second.

@@ -5,20 +5,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn upshot(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_upshot"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_upshot")).arg("--data").arg(data).args(args).output().expect("the binary runs")
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 fn page_views(day: u32, count: usize, prefix: &str) -> String {
@@ -28,26 +19,11 @@ fn page_views(day: u32, count: usize, prefix: &str) -> String {
 }
 
 fn sessions(data: &Path) -> (u64, String) {
-    let output = upshot(
-        data,
-        &[
-            "report",
-            "--site",
-            "shop",
-            "--from",
-            "2024-05-01",
-            "--to",
-            "2024-05-31",
-            "--format",
-            "json",
-        ],
-    );
+    let output =
+        upshot(data, &["report", "--site", "shop", "--from", "2024-05-01", "--to", "2024-05-31", "--format", "json"]);
     assert!(output.status.success(), "{}", text(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    (
-        report["overview"]["sessions"].as_u64().expect("sessions"),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    (report["overview"]["sessions"].as_u64().expect("sessions"), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 #[test]
@@ -58,37 +34,21 @@ fn damage_is_named_precisely_and_the_rest_stays_readable() {
     for (day, prefix) in [(10, "a"), (11, "b")] {
         let file = data.join(format!("{prefix}.ndjson"));
         std::fs::write(&file, page_views(day, 20, prefix)).expect("write");
-        assert!(upshot(
-            data,
-            &["import", "--site", "shop", file.to_str().expect("path")]
-        )
-        .status
-        .success());
+        assert!(upshot(data, &["import", "--site", "shop", file.to_str().expect("path")]).status.success());
     }
     assert_eq!(sessions(data).0, 40);
     let clean = upshot(data, &["verify"]);
-    assert!(
-        clean.status.success() && text(&clean).contains("no damage found"),
-        "{}",
-        text(&clean)
-    );
+    assert!(clean.status.success() && text(&clean).contains("no damage found"), "{}", text(&clean));
 
     // Flip one byte inside the day-10 segment's event_ids column.
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(data.join("manifest.json")).expect("manifest"),
-    )
-    .expect("json");
-    let entry = manifest["segments"]
-        .as_array()
-        .expect("segments")
-        .iter()
-        .find(|e| e["day"] == "2024-05-10")
-        .expect("day 10");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("manifest.json")).expect("manifest")).expect("json");
+    let entry =
+        manifest["segments"].as_array().expect("segments").iter().find(|e| e["day"] == "2024-05-10").expect("day 10");
     let segment = data.join(entry["file"].as_str().expect("file"));
     let bytes = std::fs::read(&segment).expect("read segment");
     let header_length = u32::from_le_bytes(bytes[10..14].try_into().expect("4 bytes")) as usize;
-    let header: serde_json::Value =
-        serde_json::from_slice(&bytes[14..14 + header_length]).expect("header");
+    let header: serde_json::Value = serde_json::from_slice(&bytes[14..14 + header_length]).expect("header");
     let column = header["buckets"][0]["columns"]
         .as_array()
         .expect("columns")
@@ -103,50 +63,29 @@ fn damage_is_named_precisely_and_the_rest_stays_readable() {
     assert!(!report.status.success(), "verify fails on damage");
     let said = text(&report);
     assert!(
-        said.contains(&segment.display().to_string())
-            && said.contains("event_ids")
-            && said.contains("checksum"),
+        said.contains(&segment.display().to_string()) && said.contains("event_ids") && said.contains("checksum"),
         "{said}"
     );
     let (readable, warning) = sessions(data);
-    assert!(
-        (20..40).contains(&readable),
-        "day 11 and the undamaged buckets of day 10 are still read: {readable}"
-    );
-    assert!(
-        warning.contains("skipped damaged data") && warning.contains("event_ids"),
-        "{warning}"
-    );
+    assert!((20..40).contains(&readable), "day 11 and the undamaged buckets of day 10 are still read: {readable}");
+    assert!(warning.contains("skipped damaged data") && warning.contains("event_ids"), "{warning}");
 
     // The log's last file ends in half a record (as after a crash mid-write): verify
     // reports an unfinished write, the next writer cuts it off, and nothing else moves.
     std::fs::write(&segment, &bytes).expect("repair the segment");
     let log_dir = data.join("wal");
-    let logs: Vec<_> = std::fs::read_dir(&log_dir)
-        .expect("wal dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let logs: Vec<_> = std::fs::read_dir(&log_dir).expect("wal dir").map(|e| e.expect("entry").path()).collect();
     assert_eq!(logs.len(), 1, "after sealing one current log file remains");
     let mut log = std::fs::read(&logs[0]).expect("read log");
     log.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3]);
     std::fs::write(&logs[0], &log).expect("write torn log");
     let said = text(&upshot(data, &["verify"]));
-    assert!(
-        said.contains("unfinished write") && said.contains("no damage found"),
-        "{said}"
-    );
+    assert!(said.contains("unfinished write") && said.contains("no damage found"), "{said}");
     assert_eq!(sessions(data).0, 40);
     let file = data.join("c.ndjson");
     std::fs::write(&file, page_views(12, 5, "c")).expect("write");
-    let import = upshot(
-        data,
-        &["import", "--site", "shop", file.to_str().expect("path")],
-    );
-    assert!(
-        text(&import).contains("cut off 7 bytes of an unfinished write"),
-        "{}",
-        text(&import)
-    );
+    let import = upshot(data, &["import", "--site", "shop", file.to_str().expect("path")]);
+    assert!(text(&import).contains("cut off 7 bytes of an unfinished write"), "{}", text(&import));
     assert_eq!(sessions(data).0, 45);
     assert!(text(&upshot(data, &["verify"])).contains("no damage found"));
 }

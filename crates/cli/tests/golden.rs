@@ -18,11 +18,7 @@ fn upshot(data: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("the upshot binary runs");
-    assert!(
-        output.status.success(),
-        "upshot {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "upshot {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("upshot prints UTF-8")
 }
 
@@ -67,33 +63,21 @@ fn resolve<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 fn same(actual: &Value, expected: &Value) -> bool {
     match (actual, expected) {
         (Value::Number(a), Value::Number(e)) => {
-            let (a, e) = (
-                a.as_f64().unwrap_or(f64::NAN),
-                e.as_f64().unwrap_or(f64::NAN),
-            );
+            let (a, e) = (a.as_f64().unwrap_or(f64::NAN), e.as_f64().unwrap_or(f64::NAN));
             (a - e).abs() <= 1e-9 * e.abs().max(1.0)
         }
-        (Value::Array(a), Value::Array(e)) => {
-            a.len() == e.len() && a.iter().zip(e).all(|(a, e)| same(a, e))
-        }
+        (Value::Array(a), Value::Array(e)) => a.len() == e.len() && a.iter().zip(e).all(|(a, e)| same(a, e)),
         _ => actual == expected,
     }
 }
 
 fn run_case(dir: &Path) -> Vec<String> {
-    let case: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("case.json")).expect("case.json exists"),
-    )
-    .expect("case.json is JSON");
+    let case: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).expect("case.json exists"))
+        .expect("case.json is JSON");
     let data = tempfile::tempdir().expect("temp dir");
     let site = &case["site"];
-    let text = |value: &Value, key: &str, default: &str| {
-        value
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or(default)
-            .to_string()
-    };
+    let text =
+        |value: &Value, key: &str, default: &str| value.get(key).and_then(Value::as_str).unwrap_or(default).to_string();
     upshot(
         data.path(),
         &[
@@ -108,46 +92,21 @@ fn run_case(dir: &Path) -> Vec<String> {
     );
     if let Some(settings) = site.get("settings").and_then(Value::as_object) {
         for (key, value) in settings {
-            upshot(
-                data.path(),
-                &[
-                    "site",
-                    "set",
-                    "case",
-                    key,
-                    value.as_str().expect("settings are strings"),
-                ],
-            );
+            upshot(data.path(), &["site", "set", "case", key, value.as_str().expect("settings are strings")]);
         }
     }
     let events = dir.join("events.ndjson");
-    let imported = upshot(
-        data.path(),
-        &[
-            "import",
-            "--site",
-            "case",
-            events.to_str().expect("UTF-8 path"),
-        ],
-    );
+    let imported = upshot(data.path(), &["import", "--site", "case", events.to_str().expect("UTF-8 path")]);
     let mut failures = Vec::new();
     if let Some(expected) = case.get("import").and_then(Value::as_str) {
         if !imported.contains(expected) {
-            failures.push(format!(
-                "import printed {imported:?}, expected it to contain {expected:?}"
-            ));
+            failures.push(format!("import printed {imported:?}, expected it to contain {expected:?}"));
         }
     }
     for run in case["runs"].as_array().expect("runs is an array") {
         let name = text(run, "name", "report");
         let query = &run["query"];
-        let mut args = vec![
-            "report".to_string(),
-            "--site".into(),
-            "case".into(),
-            "--format".into(),
-            "json".into(),
-        ];
+        let mut args = vec!["report".to_string(), "--site".into(), "case".into(), "--format".into(), "json".into()];
         for flag in ["from", "to", "model", "page_type", "placement", "kind"] {
             if let Some(value) = query.get(flag).and_then(Value::as_str) {
                 args.push(format!("--{}", flag.replace('_', "-")));
@@ -155,16 +114,13 @@ fn run_case(dir: &Path) -> Vec<String> {
             }
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let report: Value =
-            serde_json::from_str(&upshot(data.path(), &args)).expect("report is JSON");
+        let report: Value = serde_json::from_str(&upshot(data.path(), &args)).expect("report is JSON");
         for (path, expected) in run["expect"].as_object().expect("expect is an object") {
             match resolve(&report, path) {
                 Some(actual) if same(actual, expected) => {}
                 // `null` on a row selector means the row is not listed.
                 None if expected.is_null() && path.ends_with(']') => {}
-                actual => {
-                    failures.push(format!("{name}: {path} = {actual:?}, expected {expected}"))
-                }
+                actual => failures.push(format!("{name}: {path} = {actual:?}, expected {expected}")),
             }
         }
         let snapshot = dir.join(format!("{name}.report.json"));
@@ -178,10 +134,8 @@ fn run_case(dir: &Path) -> Vec<String> {
                     "{name}: report differs from {} (UPSHOT_UPDATE_SNAPSHOTS=1 to accept)",
                     snapshot.display()
                 )),
-                Err(_) => failures.push(format!(
-                    "{name}: no snapshot {} (UPSHOT_UPDATE_SNAPSHOTS=1 to write)",
-                    snapshot.display()
-                )),
+                Err(_) => failures
+                    .push(format!("{name}: no snapshot {} (UPSHOT_UPDATE_SNAPSHOTS=1 to write)", snapshot.display())),
             }
         }
     }
@@ -197,24 +151,12 @@ fn golden_cases_match_hand_worked_figures() {
         .filter(|path| path.join("case.json").is_file())
         .collect();
     dirs.sort();
-    assert!(
-        dirs.len() >= 10,
-        "expected the golden cases under {}",
-        root.display()
-    );
+    assert!(dirs.len() >= 10, "expected the golden cases under {}", root.display());
     let mut failures = Vec::new();
     for dir in &dirs {
         for failure in run_case(dir) {
-            failures.push(format!(
-                "{}: {failure}",
-                dir.file_name().and_then(|n| n.to_str()).unwrap_or("?")
-            ));
+            failures.push(format!("{}: {failure}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("?")));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} golden failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} golden failures:\n{}", failures.len(), failures.join("\n"));
 }

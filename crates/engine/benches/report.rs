@@ -14,22 +14,11 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let visitors = std::env::var("UPSHOT_BENCH_VISITORS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000);
-    let options = GenOptions {
-        seed: 42,
-        visitors,
-        days: 60,
-        ..GenOptions::default()
-    };
-    let context = ParseContext {
-        currency: "USD".into(),
-    };
+    let visitors = std::env::var("UPSHOT_BENCH_VISITORS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let options = GenOptions { seed: 42, visitors, days: 60, ..GenOptions::default() };
+    let context = ParseContext { currency: "USD".into() };
     let mut events = Vec::new();
-    Generator::new(options)
-        .run(|value| events.push(parse_event_value(&value, &context).expect("valid")));
+    Generator::new(options).run(|value| events.push(parse_event_value(&value, &context).expect("valid")));
     let count = events.len();
 
     let mut build_times = Vec::new();
@@ -62,12 +51,6 @@ fn main() {
     let (build, report) = (median(build_times), median(report_times));
     let rate = |time: Duration| count as f64 / time.as_secs_f64();
     println!("events: {count}");
-    println!(
-        "dataset build (intern, sort by visitor/time): median {build:?}, {:.0} events/s",
-        rate(build)
-    );
-    println!(
-        "full report (last model, 60 days):           median {report:?}, {:.0} events/s",
-        rate(report)
-    );
+    println!("dataset build (intern, sort by visitor/time): median {build:?}, {:.0} events/s", rate(build));
+    println!("full report (last model, 60 days):           median {report:?}, {:.0} events/s", rate(report));
 }

@@ -151,10 +151,7 @@ pub const RECENT_CONVERSIONS_MAX: usize = 50;
 
 impl Totals {
     pub fn new(days: usize) -> Totals {
-        Totals {
-            daily_personalized_revenue: vec![Exact::ZERO; days],
-            ..Totals::default()
-        }
+        Totals { daily_personalized_revenue: vec![Exact::ZERO; days], ..Totals::default() }
     }
 
     pub fn row(&mut self, target: Target) -> &mut PlacementTotals {
@@ -162,8 +159,7 @@ impl Totals {
             Target::Placement(id) => {
                 let index = id as usize;
                 if index >= self.placements.len() {
-                    self.placements
-                        .resize(index + 1, PlacementTotals::default());
+                    self.placements.resize(index + 1, PlacementTotals::default());
                 }
                 &mut self.placements[index]
             }
@@ -174,12 +170,7 @@ impl Totals {
     }
 
     /// Applies `update` to every row a placement event or credit counts in.
-    pub fn update_rows(
-        &mut self,
-        dictionary: &Dictionary,
-        at: &PlacementTouch,
-        update: impl Fn(&mut PlacementTotals),
-    ) {
+    pub fn update_rows(&mut self, dictionary: &Dictionary, at: &PlacementTouch, update: impl Fn(&mut PlacementTotals)) {
         for target in targets_of(dictionary, at).into_iter().flatten() {
             let row = self.row(target);
             row.present = true;
@@ -197,10 +188,7 @@ impl Totals {
 
     /// Keeps the latest 50 by (ts, event_id), latest first.
     pub fn trim_recent(&mut self) {
-        self.recent.sort_by(|a, b| {
-            b.ts.cmp(&a.ts)
-                .then_with(|| b.event_id.as_bytes().cmp(a.event_id.as_bytes()))
-        });
+        self.recent.sort_by(|a, b| b.ts.cmp(&a.ts).then_with(|| b.event_id.as_bytes().cmp(a.event_id.as_bytes())));
         self.recent.truncate(RECENT_CONVERSIONS_MAX);
     }
 
@@ -224,16 +212,13 @@ impl Totals {
                 ours.strings.intern(theirs.strings.resolve(sym))
             }
         };
-        for (rollups, other_rollups) in [
-            (&mut self.campaigns, other.campaigns),
-            (&mut self.sequences, other.sequences),
-        ] {
+        for (rollups, other_rollups) in [(&mut self.campaigns, other.campaigns), (&mut self.sequences, other.sequences)]
+        {
             for (key, rollup) in other_rollups {
                 let mine = rollups.entry(sym(key)).or_default();
                 mine.figures.absorb(&rollup.figures);
                 mine.started += rollup.started;
-                mine.profiles
-                    .extend(rollup.profiles.into_iter().map(&mut sym));
+                mine.profiles.extend(rollup.profiles.into_iter().map(&mut sym));
             }
         }
         for (set, other_set) in [
@@ -282,17 +267,12 @@ impl Totals {
         self.personalized_orders += other.personalized_orders;
         self.personalized_revenue += other.personalized_revenue;
         self.previous_personalized_revenue += other.previous_personalized_revenue;
-        for (mine, theirs) in self
-            .daily_personalized_revenue
-            .iter_mut()
-            .zip(&other.daily_personalized_revenue)
-        {
+        for (mine, theirs) in self.daily_personalized_revenue.iter_mut().zip(&other.daily_personalized_revenue) {
             *mine += *theirs;
         }
         self.recommendation_sessions += other.recommendation_sessions;
         self.recommendation_ctr_sessions += other.recommendation_ctr_sessions;
-        self.recommendation_sessions_with_direct_order +=
-            other.recommendation_sessions_with_direct_order;
+        self.recommendation_sessions_with_direct_order += other.recommendation_sessions_with_direct_order;
         self.sessions_with_direct_order += other.sessions_with_direct_order;
         self.recommendation_visitors += other.recommendation_visitors;
         self.direct_lines += other.direct_lines;

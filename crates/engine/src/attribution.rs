@@ -20,13 +20,7 @@ pub enum Model {
 }
 
 impl Model {
-    pub const ALL: [Model; 5] = [
-        Model::Last,
-        Model::First,
-        Model::Linear,
-        Model::TimeDecay,
-        Model::Position,
-    ];
+    pub const ALL: [Model; 5] = [Model::Last, Model::First, Model::Linear, Model::TimeDecay, Model::Position];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,26 +46,14 @@ pub struct Credit {
 
 /// Shares for `touch_ages_ms` (order.ts - touch.ts, oldest touch first, as ordered by
 /// (ts, event_id)), written into `credits` in the same order.
-pub fn split_order(
-    model: Model,
-    net: Exact,
-    touch_ages_ms: &[i64],
-    half_life_ms: i64,
-    credits: &mut Vec<Credit>,
-) {
+pub fn split_order(model: Model, net: Exact, touch_ages_ms: &[i64], half_life_ms: i64, credits: &mut Vec<Credit>) {
     credits.clear();
     let count = touch_ages_ms.len();
     if count == 0 {
         return;
     }
-    let whole = Credit {
-        share: SHARE_ONE,
-        value: net,
-    };
-    let none = Credit {
-        share: 0,
-        value: Exact::ZERO,
-    };
+    let whole = Credit { share: SHARE_ONE, value: net };
+    let none = Credit { share: 0, value: Exact::ZERO };
     let fraction = |numerator: i128, denominator: i128| Credit {
         share: SHARE_ONE * numerator / denominator,
         value: net.scale(numerator, denominator),
@@ -116,20 +98,14 @@ mod tests {
     fn shares(model: Model, ages: &[i64]) -> Vec<f64> {
         let mut credits = Vec::new();
         split_order(model, Exact(SHARE_ONE), ages, 7, &mut credits);
-        credits
-            .iter()
-            .map(|credit| credit.share as f64 / SHARE_ONE as f64)
-            .collect()
+        credits.iter().map(|credit| credit.share as f64 / SHARE_ONE as f64).collect()
     }
 
     #[test]
     fn position_gives_forty_twenty_forty() {
         assert_eq!(shares(Model::Position, &[3]), vec![1.0]);
         assert_eq!(shares(Model::Position, &[3, 2]), vec![0.5, 0.5]);
-        assert_eq!(
-            shares(Model::Position, &[4, 3, 2, 1]),
-            vec![0.4, 0.1, 0.1, 0.4]
-        );
+        assert_eq!(shares(Model::Position, &[4, 3, 2, 1]), vec![0.4, 0.1, 0.1, 0.4]);
     }
 
     #[test]

@@ -24,8 +24,7 @@ impl Interner {
         if let Some(&sym) = self.index.get(text) {
             return sym;
         }
-        let sym =
-            Sym::try_from(self.strings.len()).expect("fewer than 2^32 distinct strings per worker");
+        let sym = Sym::try_from(self.strings.len()).expect("fewer than 2^32 distinct strings per worker");
         assert!(sym != NONE, "interner full");
         self.strings.push(text.into());
         self.index.insert(text.into(), sym);
@@ -61,26 +60,17 @@ impl Default for Dictionary {
     fn default() -> Dictionary {
         let mut strings = Interner::default();
         let other_page_type = strings.intern("other");
-        Dictionary {
-            strings,
-            placements: Vec::new(),
-            placement_index: HashMap::new(),
-            other_page_type,
-        }
+        Dictionary { strings, placements: Vec::new(), placement_index: HashMap::new(), other_page_type }
     }
 }
 
 impl Dictionary {
     pub fn placement(&mut self, placement: Sym, kind: Kind) -> PlacementId {
-        let next =
-            PlacementId::try_from(self.placements.len()).expect("fewer than 2^32 placements");
-        *self
-            .placement_index
-            .entry((placement, kind))
-            .or_insert_with(|| {
-                self.placements.push((placement, kind));
-                next
-            })
+        let next = PlacementId::try_from(self.placements.len()).expect("fewer than 2^32 placements");
+        *self.placement_index.entry((placement, kind)).or_insert_with(|| {
+            self.placements.push((placement, kind));
+            next
+        })
     }
 
     pub fn placement_text(&self, id: PlacementId) -> &str {
@@ -133,10 +123,7 @@ impl Span {
 
     pub fn of(start: usize, end: usize) -> Span {
         let len = u32::try_from(end - start).expect("pool below 2^32 entries");
-        Span {
-            start: u32::try_from(start).expect("pool below 2^32 entries"),
-            len,
-        }
+        Span { start: u32::try_from(start).expect("pool below 2^32 entries"), len }
     }
 }
 
@@ -262,11 +249,7 @@ impl VisitorEvents {
     pub fn sort(&mut self) {
         let ids = &self.event_ids;
         self.events.sort_unstable_by(|a, b| {
-            a.ts.cmp(&b.ts).then_with(|| {
-                ids.get(a.event_id)
-                    .as_bytes()
-                    .cmp(ids.get(b.event_id).as_bytes())
-            })
+            a.ts.cmp(&b.ts).then_with(|| ids.get(a.event_id).as_bytes().cmp(ids.get(b.event_id).as_bytes()))
         });
     }
 
@@ -288,23 +271,13 @@ impl VisitorEvents {
             (Body::SequenceStart { .. }, Some(profile)) => dictionary.strings.intern(profile),
             _ => NONE,
         };
-        let ev = Ev {
-            ts: event.ts,
-            event_id: self.event_ids.push(&event.event_id),
-            profile,
-            page_type,
-            payload,
-        };
+        let ev = Ev { ts: event.ts, event_id: self.event_ids.push(&event.event_id), profile, page_type, payload };
         self.events.push(ev);
     }
 
     /// Interns the visitor id when its events need it as a person.
     pub fn intern_visitor_if_needed(&mut self, dictionary: &mut Dictionary) {
-        if self
-            .events
-            .iter()
-            .any(|ev| matches!(ev.payload, Payload::SequenceStart { .. }))
-        {
+        if self.events.iter().any(|ev| matches!(ev.payload, Payload::SequenceStart { .. })) {
             self.visitor_sym = dictionary.strings.intern(&self.visitor);
         }
     }
@@ -317,12 +290,7 @@ impl VisitorEvents {
         let strings = &mut dictionary.strings;
         match body {
             Body::PageView => Payload::PageView,
-            Body::Impression {
-                placement,
-                kind,
-                items,
-                attributes,
-            } => {
+            Body::Impression { placement, kind, items, attributes } => {
                 let start = self.items.len();
                 for item in items {
                     self.items.push(strings.intern(item));
@@ -334,13 +302,7 @@ impl VisitorEvents {
                     items,
                 }
             }
-            Body::Interaction {
-                placement,
-                kind,
-                action,
-                item,
-                attributes,
-            } => {
+            Body::Interaction { placement, kind, action, item, attributes } => {
                 let impression_id = self.optional_text(attributes.impression_id.as_deref());
                 Payload::Interaction {
                     item: strings.intern_optional(item.as_deref()),
@@ -349,24 +311,13 @@ impl VisitorEvents {
                     action: *action,
                 }
             }
-            Body::ProductView { item } => Payload::ProductView {
-                item: strings.intern(item),
-            },
+            Body::ProductView { item } => Payload::ProductView { item: strings.intern(item) },
             Body::AddToCart { .. } => Payload::AddToCart,
-            Body::Order {
-                order_id,
-                revenue,
-                lines,
-                ..
-            } => {
+            Body::Order { order_id, revenue, lines, .. } => {
                 let start = self.lines.len();
                 for line in lines {
                     let item = strings.intern(&line.item);
-                    self.lines.push(Line {
-                        item,
-                        quantity: line.quantity,
-                        price: line.price.0,
-                    });
+                    self.lines.push(Line { item, quantity: line.quantity, price: line.price.0 });
                 }
                 Payload::Order {
                     order_id: self.texts.push(order_id),
@@ -374,29 +325,16 @@ impl VisitorEvents {
                     lines: Span::of(start, self.lines.len()),
                 }
             }
-            Body::Refund {
-                order_id,
-                amount,
-                cancel,
-            } => Payload::Refund {
+            Body::Refund { order_id, amount, cancel } => Payload::Refund {
                 order_id: self.texts.push(order_id),
                 amount: amount.map(|amount| amount.0),
                 cancel: *cancel,
             },
-            Body::Assignment {
-                experiment,
-                variant,
-            } => Payload::Assignment {
-                experiment: strings.intern(experiment),
-                variant: strings.intern(variant),
-            },
+            Body::Assignment { experiment, variant } => {
+                Payload::Assignment { experiment: strings.intern(experiment), variant: strings.intern(variant) }
+            }
             Body::Goal { .. } => Payload::Goal,
-            Body::Journey {
-                journey,
-                action,
-                channel,
-                ..
-            } => Payload::Journey {
+            Body::Journey { journey, action, channel, .. } => Payload::Journey {
                 journey: strings.intern(journey),
                 action: *action,
                 channel: strings.intern_optional(channel.as_deref()),
@@ -420,12 +358,8 @@ fn placement_touch(
     PlacementTouch {
         placement: dictionary.placement(placement, kind),
         impression_id,
-        campaign: dictionary
-            .strings
-            .intern_optional(attributes.campaign.as_deref()),
-        sequence: dictionary
-            .strings
-            .intern_optional(attributes.sequence.as_deref()),
+        campaign: dictionary.strings.intern_optional(attributes.campaign.as_deref()),
+        sequence: dictionary.strings.intern_optional(attributes.sequence.as_deref()),
     }
 }
 
@@ -456,19 +390,16 @@ impl Dataset {
 
     /// Groups events by visitor (refunds without one last).
     pub fn finish(&mut self) {
-        self.events
-            .sort_by(|a, b| match (&a.visitor_id, &b.visitor_id) {
-                (Some(a), Some(b)) => a.cmp(b),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            });
+        self.events.sort_by(|a, b| match (&a.visitor_id, &b.visitor_id) {
+            (Some(a), Some(b)) => a.cmp(b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
     }
 
     /// Each visitor's events, as contiguous slices.
     pub fn visitors(&self) -> impl Iterator<Item = &[Event]> {
-        self.events
-            .chunk_by(|a, b| a.visitor_id == b.visitor_id)
-            .filter(|group| group[0].visitor_id.is_some())
+        self.events.chunk_by(|a, b| a.visitor_id == b.visitor_id).filter(|group| group[0].visitor_id.is_some())
     }
 }

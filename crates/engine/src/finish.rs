@@ -81,20 +81,14 @@ impl Finisher<'_> {
                 direct_revenue: Amount(totals.direct_revenue),
                 assisted_revenue: Amount(totals.assisted_revenue),
                 sessions: totals.recommendation_sessions,
-                ctr: count_ratio(
-                    totals.recommendation_ctr_sessions,
-                    totals.recommendation_sessions,
-                ),
+                ctr: count_ratio(totals.recommendation_ctr_sessions, totals.recommendation_sessions),
                 conversion_rate: count_ratio(
                     totals.recommendation_sessions_with_direct_order,
                     totals.recommendation_sessions,
                 ),
                 unique_visitors: totals.recommendation_visitors,
                 purchases: totals.direct_lines,
-                purchase_sessions_share: count_ratio(
-                    totals.sessions_with_direct_order,
-                    totals.sessions_with_order,
-                ),
+                purchase_sessions_share: count_ratio(totals.sessions_with_direct_order, totals.sessions_with_order),
             },
             placements: self.placement_rows(&totals),
             kinds: Kind::ALL
@@ -107,21 +101,11 @@ impl Finisher<'_> {
                 .collect(),
             campaigns: self
                 .rollup_rows(&totals.campaigns)
-                .map(|(campaign, started, profiles, figures)| CampaignRow {
-                    campaign,
-                    started,
-                    profiles,
-                    figures,
-                })
+                .map(|(campaign, started, profiles, figures)| CampaignRow { campaign, started, profiles, figures })
                 .collect(),
             sequences: self
                 .rollup_rows(&totals.sequences)
-                .map(|(sequence, started, profiles, figures)| SequenceRow {
-                    sequence,
-                    started,
-                    profiles,
-                    figures,
-                })
+                .map(|(sequence, started, profiles, figures)| SequenceRow { sequence, started, profiles, figures })
                 .collect(),
             journeys: self.journeys(&totals),
             experiments: self.experiments(&totals),
@@ -165,10 +149,7 @@ impl Finisher<'_> {
         Personalization {
             orders: totals.personalized_orders,
             revenue: Amount(current),
-            conversion_rate: count_ratio(
-                totals.personalized_sessions_with_order,
-                totals.personalized_sessions,
-            ),
+            conversion_rate: count_ratio(totals.personalized_sessions_with_order, totals.personalized_sessions),
             aov: money_ratio(current, totals.personalized_orders),
             revenue_change: ratio((current - previous).to_f64(), previous.to_f64()),
             daily: self
@@ -176,10 +157,7 @@ impl Finisher<'_> {
                 .dates
                 .iter()
                 .zip(&totals.daily_personalized_revenue)
-                .map(|(date, revenue)| DailyRevenue {
-                    date: date.to_string(),
-                    revenue: Amount(*revenue),
-                })
+                .map(|(date, revenue)| DailyRevenue { date: date.to_string(), revenue: Amount(*revenue) })
                 .collect(),
         }
     }
@@ -199,11 +177,7 @@ impl Finisher<'_> {
                 }
             })
             .collect();
-        rows.sort_by(|a, b| {
-            a.placement
-                .cmp(&b.placement)
-                .then_with(|| a.kind.cmp(&b.kind))
-        });
+        rows.sort_by(|a, b| a.placement.cmp(&b.placement).then_with(|| a.kind.cmp(&b.kind)));
         rows
     }
 
@@ -218,12 +192,7 @@ impl Finisher<'_> {
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         rows.into_iter().map(|(name, rollup)| {
-            (
-                name,
-                rollup.started,
-                rollup.profiles.len() as u64,
-                placement_figures(&rollup.figures),
-            )
+            (name, rollup.started, rollup.profiles.len() as u64, placement_figures(&rollup.figures))
         })
     }
 
@@ -233,11 +202,7 @@ impl Finisher<'_> {
             completed: totals.completed,
             cancelled: totals.cancelled,
             notifications: totals.notifications,
-            channels: totals
-                .channels
-                .iter()
-                .map(|(&sym, &count)| (self.text(sym), count))
-                .collect(),
+            channels: totals.channels.iter().map(|(&sym, &count)| (self.text(sym), count)).collect(),
             converted: totals.converted,
             conversion_rate: count_ratio(totals.converted, totals.started),
         }
@@ -255,27 +220,17 @@ impl Finisher<'_> {
             for (&channel, &count) in &row.channels {
                 *sum.channels.entry(channel).or_default() += count;
             }
-            rows.push(JourneyRow {
-                journey: self.text(journey),
-                figures: self.journey_figures(row),
-            });
+            rows.push(JourneyRow { journey: self.text(journey), figures: self.journey_figures(row) });
         }
         rows.sort_by(|a, b| a.journey.cmp(&b.journey));
-        Journeys {
-            total: self.journey_figures(&sum),
-            journeys: rows,
-        }
+        Journeys { total: self.journey_figures(&sum), journeys: rows }
     }
 
     fn topics(&self, totals: &Totals) -> Vec<TopicRow> {
         let mut rows: Vec<TopicRow> = totals
             .topics
             .iter()
-            .map(|(&label, &(visitors, converted))| TopicRow {
-                label: self.text(label),
-                visitors,
-                converted,
-            })
+            .map(|(&label, &(visitors, converted))| TopicRow { label: self.text(label), visitors, converted })
             .collect();
         rows.sort_by(|a, b| a.label.cmp(&b.label));
         rows
@@ -307,11 +262,7 @@ impl Finisher<'_> {
         rows
     }
 
-    fn experiment(
-        &self,
-        name: &str,
-        groups: &std::collections::HashMap<Sym, VariantTotals>,
-    ) -> Option<ExperimentRow> {
+    fn experiment(&self, name: &str, groups: &std::collections::HashMap<Sym, VariantTotals>) -> Option<ExperimentRow> {
         let mut groups: Vec<(String, &VariantTotals)> = groups
             .iter()
             .filter(|(_, group)| group.visitors > 0)
@@ -321,32 +272,18 @@ impl Finisher<'_> {
             return None;
         }
         let control_name = self.settings.control_variant(name).to_string();
-        groups.sort_by(|a, b| {
-            (a.0 != control_name)
-                .cmp(&(b.0 != control_name))
-                .then_with(|| a.0.cmp(&b.0))
-        });
-        let control = groups
-            .iter()
-            .find(|(variant, _)| *variant == control_name)
-            .map(|(_, group)| *group);
+        groups.sort_by(|a, b| (a.0 != control_name).cmp(&(b.0 != control_name)).then_with(|| a.0.cmp(&b.0)));
+        let control = groups.iter().find(|(variant, _)| *variant == control_name).map(|(_, group)| *group);
         let variants: Vec<VariantRow> = groups
             .iter()
             .map(|(variant, group)| {
-                variant_row(
-                    variant,
-                    group,
-                    (*variant != control_name).then_some(control).flatten(),
-                )
+                variant_row(variant, group, (*variant != control_name).then_some(control).flatten())
             })
             .collect();
         let observed: Vec<u64> = groups.iter().map(|(_, group)| group.visitors).collect();
         let shares: Option<Vec<f64>> = match self.settings.expected_split(name) {
             None => Some(vec![1.0; groups.len()]),
-            Some(split) => groups
-                .iter()
-                .map(|(variant, _)| split.get(variant).copied())
-                .collect(),
+            Some(split) => groups.iter().map(|(variant, _)| split.get(variant).copied()).collect(),
         };
         let visitors: u64 = observed.iter().sum();
         let converted: u64 = groups.iter().map(|(_, group)| group.converted).sum();
@@ -378,11 +315,7 @@ fn money_units(units: i128) -> Exact {
 }
 
 /// One variant's figures; lifts against `control` unless it is the control itself.
-fn variant_row(
-    variant: &str,
-    group: &VariantTotals,
-    control: Option<&VariantTotals>,
-) -> VariantRow {
+fn variant_row(variant: &str, group: &VariantTotals, control: Option<&VariantTotals>) -> VariantRow {
     let revenue = money_units(group.revenue);
     let unit = upshot_model::money::MONEY_UNITS_PER_CURRENCY_UNIT as f64;
     let mut row = VariantRow {
@@ -406,27 +339,19 @@ fn variant_row(
         return row;
     };
     // revenue - visitors x control revenue per visitor, kept exact as a rational.
-    let expected = money_units(control.revenue)
-        .scale(i128::from(group.visitors), i128::from(control.visitors));
+    let expected = money_units(control.revenue).scale(i128::from(group.visitors), i128::from(control.visitors));
     row.incremental_revenue = Some(Amount(revenue - expected));
     let cr = proportion_estimate(group.converted, group.visitors)
         .zip(proportion_estimate(control.converted, control.visitors))
         .and_then(|(v, c)| relative_lift(v, c));
     if let Some(lift) = cr {
-        (row.cr_lift, row.cr_lift_ci, row.cr_lift_p_value) =
-            (Some(lift.lift), Some(lift.interval), lift.p_value);
+        (row.cr_lift, row.cr_lift_ci, row.cr_lift_p_value) = (Some(lift.lift), Some(lift.interval), lift.p_value);
     }
     let rpv = mean_estimate(group.visitors, group.revenue, group.revenue_squares, unit)
-        .zip(mean_estimate(
-            control.visitors,
-            control.revenue,
-            control.revenue_squares,
-            unit,
-        ))
+        .zip(mean_estimate(control.visitors, control.revenue, control.revenue_squares, unit))
         .and_then(|(v, c)| relative_lift(v, c));
     if let Some(lift) = rpv {
-        (row.rpv_lift, row.rpv_lift_ci, row.rpv_lift_p_value) =
-            (Some(lift.lift), Some(lift.interval), lift.p_value);
+        (row.rpv_lift, row.rpv_lift_ci, row.rpv_lift_p_value) = (Some(lift.lift), Some(lift.interval), lift.p_value);
     }
     row
 }

@@ -46,11 +46,7 @@ pub struct Worker {
 
 impl<'a> ReportPlan<'a> {
     pub fn new(settings: &'a Settings, query: &'a Query) -> Result<ReportPlan<'a>, QueryError> {
-        Ok(ReportPlan {
-            settings,
-            query,
-            window: Window::resolve(query)?,
-        })
+        Ok(ReportPlan { settings, query, window: Window::resolve(query)? })
     }
 
     pub fn worker(&self) -> Worker {
@@ -70,16 +66,10 @@ impl<'a> ReportPlan<'a> {
         let mut workers = workers.into_iter();
         let mut base = workers.next().unwrap_or_else(|| self.worker());
         for worker in workers {
-            base.totals
-                .absorb(&mut base.dictionary, worker.totals, &worker.dictionary);
+            base.totals.absorb(&mut base.dictionary, worker.totals, &worker.dictionary);
         }
-        Finisher {
-            dictionary: &base.dictionary,
-            settings: self.settings,
-            query: self.query,
-            window: &self.window,
-        }
-        .report(base.totals)
+        Finisher { dictionary: &base.dictionary, settings: self.settings, query: self.query, window: &self.window }
+            .report(base.totals)
     }
 }
 
@@ -117,21 +107,13 @@ impl Worker {
 pub fn add_to_order_book(book: &mut OrderBook, event: &Event) {
     match &event.body {
         Body::Order { order_id, .. } => book.add_order(order_id, event.ts, &event.event_id),
-        Body::Refund {
-            order_id,
-            amount,
-            cancel,
-        } => book.add_refund(order_id, amount.map(|a| a.0), *cancel),
+        Body::Refund { order_id, amount, cancel } => book.add_refund(order_id, amount.map(|a| a.0), *cancel),
         _ => {}
     }
 }
 
 /// Computes the whole report of `query` over a site's events held in memory.
-pub fn compute_report(
-    dataset: &Dataset,
-    settings: &Settings,
-    query: &Query,
-) -> Result<Report, QueryError> {
+pub fn compute_report(dataset: &Dataset, settings: &Settings, query: &Query) -> Result<Report, QueryError> {
     let plan = ReportPlan::new(settings, query)?;
     let mut book = OrderBook::default();
     for event in &dataset.events {

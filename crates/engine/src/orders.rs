@@ -15,12 +15,7 @@ struct OrderState {
 }
 
 impl OrderState {
-    const EMPTY: OrderState = OrderState {
-        winner: None,
-        cancelled: false,
-        refund_all: false,
-        refunded: 0,
-    };
+    const EMPTY: OrderState = OrderState { winner: None, cancelled: false, refund_all: false, refunded: 0 };
 }
 
 #[derive(Debug, Default, Clone)]
@@ -40,9 +35,7 @@ impl OrderBook {
         let state = self.state(order_id);
         let earlier = match &state.winner {
             None => true,
-            Some((winner_ts, winner_id)) => {
-                (ts, event_id.as_bytes()) < (*winner_ts, winner_id.as_bytes())
-            }
+            Some((winner_ts, winner_id)) => (ts, event_id.as_bytes()) < (*winner_ts, winner_id.as_bytes()),
         };
         if earlier {
             state.winner = Some((ts, event_id.into()));
@@ -69,9 +62,7 @@ impl OrderBook {
             if let Some((ts, event_id)) = theirs.winner {
                 let earlier = match &ours.winner {
                     None => true,
-                    Some((our_ts, our_id)) => {
-                        (ts, event_id.as_bytes()) < (*our_ts, our_id.as_bytes())
-                    }
+                    Some((our_ts, our_id)) => (ts, event_id.as_bytes()) < (*our_ts, our_id.as_bytes()),
                 };
                 if earlier {
                     ours.winner = Some((ts, event_id));
@@ -85,13 +76,7 @@ impl OrderBook {
 
     /// The net revenue (money units) when this order event is the counted event of a
     /// live order; `None` for duplicates and cancelled orders.
-    pub fn counted_net_revenue(
-        &self,
-        order_id: &str,
-        ts: i64,
-        event_id: &str,
-        revenue: i64,
-    ) -> Option<i64> {
+    pub fn counted_net_revenue(&self, order_id: &str, ts: i64, event_id: &str, revenue: i64) -> Option<i64> {
         let state = self.orders.get(order_id)?;
         let (winner_ts, winner_id) = state.winner.as_ref()?;
         if state.cancelled || *winner_ts != ts || winner_id.as_ref() != event_id {

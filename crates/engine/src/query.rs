@@ -58,10 +58,8 @@ impl Window {
             return Err(QueryError::RangeTooLong { from, to });
         }
         let midnight = |date: Date| {
-            local_midnight_millis(date, &query.time_zone).map_err(|_| QueryError::Midnight {
-                date,
-                zone: query.time_zone_name.clone(),
-            })
+            local_midnight_millis(date, &query.time_zone)
+                .map_err(|_| QueryError::Midnight { date, zone: query.time_zone_name.clone() })
         };
         let mut dates = Vec::with_capacity(days as usize);
         let mut day_starts = Vec::with_capacity(days as usize + 1);
@@ -69,14 +67,11 @@ impl Window {
         for _ in 0..=days {
             day_starts.push(midnight(date)?);
             dates.push(date);
-            date = date
-                .tomorrow()
-                .map_err(|_| QueryError::RangeTooLong { from, to })?;
+            date = date.tomorrow().map_err(|_| QueryError::RangeTooLong { from, to })?;
         }
         dates.pop();
-        let previous_from = from
-            .checked_sub(jiff::Span::new().days(days))
-            .map_err(|_| QueryError::RangeTooLong { from, to })?;
+        let previous_from =
+            from.checked_sub(jiff::Span::new().days(days)).map_err(|_| QueryError::RangeTooLong { from, to })?;
         Ok(Window {
             start: day_starts[0],
             end: day_starts[days as usize],
@@ -108,14 +103,8 @@ pub struct Filter {
 impl Filter {
     pub fn resolve(query: &Query, dictionary: &mut Dictionary) -> Filter {
         Filter {
-            page_type: query
-                .page_type
-                .as_deref()
-                .map(|text| dictionary.strings.intern(text)),
-            placement: query
-                .placement
-                .as_deref()
-                .map(|text| dictionary.strings.intern(text)),
+            page_type: query.page_type.as_deref().map(|text| dictionary.strings.intern(text)),
+            placement: query.placement.as_deref().map(|text| dictionary.strings.intern(text)),
             kind: query.kind,
         }
     }

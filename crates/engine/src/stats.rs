@@ -27,29 +27,20 @@ pub fn proportion_estimate(converted: u64, visitors: u64) -> Option<GroupEstimat
     }
     let n = visitors as f64;
     let mean = converted as f64 / n;
-    Some(GroupEstimate {
-        mean,
-        variance_of_mean: mean * (1.0 - mean) / n,
-    })
+    Some(GroupEstimate { mean, variance_of_mean: mean * (1.0 - mean) / n })
 }
 
 /// Mean estimate from exact integer sums of values and of squared values (in units
 /// and units squared): var = s^2 / n with the (n - 1) sample variance. `None` below 2.
-pub fn mean_estimate(
-    count: u64,
-    sum: i128,
-    sum_of_squares: i128,
-    unit: f64,
-) -> Option<GroupEstimate> {
+pub fn mean_estimate(count: u64, sum: i128, sum_of_squares: i128, unit: f64) -> Option<GroupEstimate> {
     if count < 2 {
         return None;
     }
     let n = i128::from(count);
     // n * sum(x^2) - (sum x)^2 is exact in integers: no cancellation error.
-    let spread = n.checked_mul(sum_of_squares).and_then(|scaled| {
-        sum.checked_mul(sum)
-            .and_then(|square| scaled.checked_sub(square))
-    });
+    let spread = n
+        .checked_mul(sum_of_squares)
+        .and_then(|scaled| sum.checked_mul(sum).and_then(|square| scaled.checked_sub(square)));
     let sample_variance = match spread {
         Some(spread) => spread as f64 / (n * (n - 1)) as f64 / (unit * unit),
         None => {
@@ -58,10 +49,7 @@ pub fn mean_estimate(
             (spread / (n - 1) as f64).max(0.0) / (unit * unit)
         }
     };
-    Some(GroupEstimate {
-        mean: sum as f64 / count as f64 / unit,
-        variance_of_mean: sample_variance / count as f64,
-    })
+    Some(GroupEstimate { mean: sum as f64 / count as f64 / unit, variance_of_mean: sample_variance / count as f64 })
 }
 
 /// The delta-method lift of `variant` over `control`; `None` when the control mean is 0.
@@ -71,15 +59,10 @@ pub fn relative_lift(variant: GroupEstimate, control: GroupEstimate) -> Option<L
         return None;
     }
     let lift = mv / mc - 1.0;
-    let se_squared =
-        variant.variance_of_mean / (mc * mc) + mv * mv * control.variance_of_mean / mc.powi(4);
+    let se_squared = variant.variance_of_mean / (mc * mc) + mv * mv * control.variance_of_mean / mc.powi(4);
     let se = se_squared.max(0.0).sqrt();
     let p_value = (se > 0.0).then(|| 2.0 * (1.0 - normal_cdf(lift.abs() / se)));
-    Some(Lift {
-        lift,
-        interval: [lift - Z_95 * se, lift + Z_95 * se],
-        p_value,
-    })
+    Some(Lift { lift, interval: [lift - Z_95 * se, lift + Z_95 * se], p_value })
 }
 
 /// Pearson's chi-square test of observed counts against expected shares (any scale);
@@ -223,10 +206,7 @@ mod tests {
     use super::*;
 
     fn close(actual: f64, expected: f64, tolerance: f64) {
-        assert!(
-            (actual - expected).abs() <= tolerance,
-            "{actual} != {expected}"
-        );
+        assert!((actual - expected).abs() <= tolerance, "{actual} != {expected}");
     }
 
     #[test]
@@ -242,11 +222,7 @@ mod tests {
     #[test]
     fn chi_square_tail_matches_tables() {
         // df = 1, statistic 3.841459 is the 95% point; df = 2: Q = exp(-x/2).
-        close(
-            chi_square_p_value(&[0, 0], &[1.0, 1.0]).unwrap_or(-1.0),
-            -1.0,
-            0.0,
-        );
+        close(chi_square_p_value(&[0, 0], &[1.0, 1.0]).unwrap_or(-1.0), -1.0, 0.0);
         let one_degree = regularized_upper_gamma(0.5, 3.841_459 / 2.0);
         close(one_degree, 0.05, 1e-7);
         close(regularized_upper_gamma(1.0, 3.0), (-3.0_f64).exp(), 1e-15);

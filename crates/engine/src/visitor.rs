@@ -79,10 +79,7 @@ pub struct Scratch {
 impl Context<'_> {
     /// Adds the visitor's events (ordered by (ts, event_id)) to `totals`.
     pub fn add_visitor(&self, scratch: &mut Scratch, totals: &mut Totals) {
-        debug_assert!(
-            self.visitor.is_sorted(),
-            "a visitor's events come ordered by (ts, event_id)"
-        );
+        debug_assert!(self.visitor.is_sorted(), "a visitor's events come ordered by (ts, event_id)");
         self.keep_counted_events(&self.visitor.events, scratch);
         self.form_sessions(scratch);
         self.mark_clicked_impressions(scratch);
@@ -104,17 +101,10 @@ impl Context<'_> {
         scratch.recommendation_clicks.clear();
         for ev in events {
             match ev.payload {
-                Payload::Order {
-                    order_id,
-                    revenue,
-                    lines,
-                } => {
+                Payload::Order { order_id, revenue, lines } => {
                     let order_id = self.visitor.texts.get(order_id);
                     let event_id = self.visitor.event_ids.get(ev.event_id);
-                    let Some(net_units) = self
-                        .book
-                        .counted_net_revenue(order_id, ev.ts, event_id, revenue)
-                    else {
+                    let Some(net_units) = self.book.counted_net_revenue(order_id, ev.ts, event_id, revenue) else {
                         continue;
                     };
                     scratch.orders.push(Order {
@@ -154,36 +144,22 @@ impl Context<'_> {
                 continue;
             }
             if last_web_ts.is_none_or(|last| ev.ts - last > self.settings.session_gap_ms) {
-                scratch.sessions.push(Session {
-                    first_ts: ev.ts,
-                    ..Session::default()
-                });
+                scratch.sessions.push(Session { first_ts: ev.ts, ..Session::default() });
                 scratch.shown_items.clear();
             }
             last_web_ts = Some(ev.ts);
             let session_index = (scratch.sessions.len() - 1) as u32;
             scratch.session_of.push(session_index);
-            let session = scratch
-                .sessions
-                .last_mut()
-                .expect("a session was just pushed");
+            let session = scratch.sessions.last_mut().expect("a session was just pushed");
             match ev.payload {
                 Payload::PageView => session.page_views += 1,
                 Payload::Impression { at, items } => {
-                    scratch.impressions.push(Impression {
-                        kept: kept_index,
-                        session: session_index,
-                        clicked: false,
-                    });
+                    scratch.impressions.push(Impression { kept: kept_index, session: session_index, clicked: false });
                     if self.filter.passes(self.dictionary, at.placement, ev) {
                         session.personalized = true;
-                        if self.dictionary.placements[at.placement as usize].1
-                            == Kind::Recommendation
-                        {
+                        if self.dictionary.placements[at.placement as usize].1 == Kind::Recommendation {
                             session.recommendation = true;
-                            scratch
-                                .shown_items
-                                .extend(&self.visitor.items[items.range()]);
+                            scratch.shown_items.extend(&self.visitor.items[items.range()]);
                         }
                     }
                 }
@@ -200,9 +176,7 @@ impl Context<'_> {
                     scratch.orders[order_index].session = session_index;
                     order_index += 1;
                 }
-                Payload::Interaction { .. } | Payload::AddToCart | Payload::Goal => {
-                    session.engaged = true
-                }
+                Payload::Interaction { .. } | Payload::AddToCart | Payload::Goal => session.engaged = true,
                 _ => {}
             }
         }
@@ -220,26 +194,16 @@ impl Context<'_> {
             }
         }
         let texts = &self.visitor.texts;
-        scratch
-            .impressions_by_id
-            .sort_unstable_by(|a, b| texts.get(a.0).cmp(texts.get(b.0)).then(a.1.cmp(&b.1)));
+        scratch.impressions_by_id.sort_unstable_by(|a, b| texts.get(a.0).cmp(texts.get(b.0)).then(a.1.cmp(&b.1)));
         for (kept_index, ev) in scratch.kept.iter().enumerate() {
-            let Payload::Interaction {
-                at,
-                action: Action::Click,
-                ..
-            } = ev.payload
-            else {
+            let Payload::Interaction { at, action: Action::Click, .. } = ev.payload else {
                 continue;
             };
             if at.impression_id != NONE {
                 let wanted = texts.get(at.impression_id);
                 let by_id = &scratch.impressions_by_id;
                 let first = by_id.partition_point(|&(id, _)| texts.get(id) < wanted);
-                for &(_, position) in by_id[first..]
-                    .iter()
-                    .take_while(|&&(id, _)| texts.get(id) == wanted)
-                {
+                for &(_, position) in by_id[first..].iter().take_while(|&&(id, _)| texts.get(id) == wanted) {
                     scratch.impressions[position].clicked = true;
                 }
                 continue;
@@ -249,9 +213,7 @@ impl Context<'_> {
             let session = scratch.session_of[kept_index];
             let placement_text = self.dictionary.placements[at.placement as usize].0;
             let kept = &scratch.kept;
-            let end = scratch
-                .impressions
-                .partition_point(|impression| kept[impression.kept].ts <= ev.ts);
+            let end = scratch.impressions.partition_point(|impression| kept[impression.kept].ts <= ev.ts);
             for impression in scratch.impressions[..end].iter_mut().rev() {
                 if impression.session != session {
                     break;
@@ -288,9 +250,7 @@ impl Context<'_> {
         if in_range {
             totals.orders += 1;
             totals.revenue += order.net;
-            let Payload::Order { order_id, .. } = order.ev.payload else {
-                unreachable!("orders hold order events")
-            };
+            let Payload::Order { order_id, .. } = order.ev.payload else { unreachable!("orders hold order events") };
             let text = |sym: Sym| self.dictionary.strings.resolve(sym).to_string();
             let variants = scratch.assignments_before(&scratch.kept, order.ev.ts);
             totals.push_recent(RecentCandidate {
@@ -299,15 +259,9 @@ impl Context<'_> {
                 order_id: self.visitor.texts.get(order_id).to_string(),
                 visitor: self.visitor.visitor.clone(),
                 net: order.net_units,
-                placement: last_touch.map(|touch| {
-                    self.dictionary
-                        .placement_text(interaction_of(&touch).placement)
-                        .to_string()
-                }),
-                variants: variants
-                    .into_iter()
-                    .map(|(experiment, variant)| (text(experiment), text(variant)))
-                    .collect(),
+                placement: last_touch
+                    .map(|touch| self.dictionary.placement_text(interaction_of(&touch).placement).to_string()),
+                variants: variants.into_iter().map(|(experiment, variant)| (text(experiment), text(variant))).collect(),
             });
         }
     }
@@ -321,26 +275,14 @@ impl Context<'_> {
         scratch: &mut Scratch,
         totals: &mut Totals,
     ) -> Option<Ev> {
-        let touches = window_slice(
-            &scratch.touches,
-            order.ev.ts,
-            self.settings.attribution_window_ms,
-        );
+        let touches = window_slice(&scratch.touches, order.ev.ts, self.settings.attribution_window_ms);
         let last = touches.last().copied();
         if !in_range || touches.is_empty() {
             return last;
         }
         scratch.ages.clear();
-        scratch
-            .ages
-            .extend(touches.iter().map(|touch| order.ev.ts - touch.ts));
-        split_order(
-            self.model,
-            order.net,
-            &scratch.ages,
-            TIME_DECAY_HALF_LIFE_MS,
-            &mut scratch.credits,
-        );
+        scratch.ages.extend(touches.iter().map(|touch| order.ev.ts - touch.ts));
+        split_order(self.model, order.net, &scratch.ages, TIME_DECAY_HALF_LIFE_MS, &mut scratch.credits);
         for (touch, credit) in touches.iter().zip(&scratch.credits) {
             let at = interaction_of(touch);
             if self.filter.passes(self.dictionary, at.placement, touch) {
@@ -355,18 +297,8 @@ impl Context<'_> {
 
     /// Direct and assisted revenue of a recommendation-clicked order; returns whether
     /// it has a direct line (whose credited click passes the filter).
-    fn credit_item_level(
-        &self,
-        order: &Order,
-        in_range: bool,
-        scratch: &mut Scratch,
-        totals: &mut Totals,
-    ) -> bool {
-        let clicks = window_slice(
-            &scratch.recommendation_clicks,
-            order.ev.ts,
-            self.settings.recommendation_window_ms,
-        );
+    fn credit_item_level(&self, order: &Order, in_range: bool, scratch: &mut Scratch, totals: &mut Totals) -> bool {
+        let clicks = window_slice(&scratch.recommendation_clicks, order.ev.ts, self.settings.recommendation_window_ms);
         let Some(latest) = clicks.last() else {
             return false;
         };
@@ -377,19 +309,13 @@ impl Context<'_> {
             }
             return false;
         }
-        let line_total: i128 = lines
-            .iter()
-            .map(|line| i128::from(line.quantity) * i128::from(line.price))
-            .sum();
+        let line_total: i128 = lines.iter().map(|line| i128::from(line.quantity) * i128::from(line.price)).sum();
         let mut has_direct_line = false;
         for line in lines {
             let value = if line_total == 0 {
                 Exact::ZERO
             } else {
-                order.net.scale(
-                    i128::from(line.quantity) * i128::from(line.price),
-                    line_total,
-                )
+                order.net.scale(i128::from(line.quantity) * i128::from(line.price), line_total)
             };
             let direct_click = clicks.iter().rev().find(|click| {
                 let Payload::Interaction { item, .. } = click.payload else {
@@ -401,9 +327,7 @@ impl Context<'_> {
                 Some(click) => (click, true),
                 None => (latest, false),
             };
-            let passes =
-                self.filter
-                    .passes(self.dictionary, interaction_of(click).placement, click);
+            let passes = self.filter.passes(self.dictionary, interaction_of(click).placement, click);
             has_direct_line |= direct && passes;
             if in_range {
                 self.credit_line(click, value, direct, totals);
@@ -463,32 +387,23 @@ impl Context<'_> {
                         row.recommendation_events += u64::from(is_recommendation);
                     });
                 }
-                Payload::Interaction {
-                    at, action, item, ..
-                } => {
+                Payload::Interaction { at, action, item, .. } => {
                     if !self.filter.passes(self.dictionary, at.placement, ev) {
                         continue;
                     }
                     let session = scratch.session_of[kept_index];
                     if action != Action::Discard && session != NO_SESSION {
                         for target in targets_of(self.dictionary, &at).into_iter().flatten() {
-                            scratch.session_actions.push((
-                                session,
-                                target,
-                                action == Action::Click,
-                            ));
+                            scratch.session_actions.push((session, target, action == Action::Click));
                         }
                     }
                     if !in_range {
                         continue;
                     }
-                    let is_recommendation =
-                        self.dictionary.placements[at.placement as usize].1 == Kind::Recommendation;
+                    let is_recommendation = self.dictionary.placements[at.placement as usize].1 == Kind::Recommendation;
                     let click = action == Action::Click;
-                    let converted = is_recommendation
-                        && click
-                        && item != NONE
-                        && self.click_converts(ev, item, scratch);
+                    let converted =
+                        is_recommendation && click && item != NONE && self.click_converts(ev, item, scratch);
                     totals.update_rows(self.dictionary, &at, |row| {
                         row.clicks += u64::from(click);
                         row.recommendation_events += u64::from(is_recommendation);
@@ -499,11 +414,7 @@ impl Context<'_> {
                 Payload::Assignment { experiment, .. } if is_active(ev.ts) => {
                     totals.active_experiments.insert(experiment);
                 }
-                Payload::Journey {
-                    journey,
-                    action,
-                    channel,
-                } => {
+                Payload::Journey { journey, action, channel } => {
                     if is_active(ev.ts) {
                         totals.active_journeys.insert(journey);
                     }
@@ -512,11 +423,7 @@ impl Context<'_> {
                     }
                 }
                 Payload::SequenceStart { sequence, campaign } if in_range => {
-                    let person = if ev.profile != NONE {
-                        ev.profile
-                    } else {
-                        self.visitor.visitor_sym
-                    };
+                    let person = if ev.profile != NONE { ev.profile } else { self.visitor.visitor_sym };
                     for rollup in [
                         Some(totals.sequences.entry(sequence).or_default()),
                         (campaign != NONE).then(|| totals.campaigns.entry(campaign).or_default()),
@@ -542,9 +449,7 @@ impl Context<'_> {
         scratch.orders.iter().any(|order| {
             click.ts <= order.ev.ts
                 && order.ev.ts <= horizon
-                && self.visitor.lines[order.lines.range()]
-                    .iter()
-                    .any(|line| line.item == item)
+                && self.visitor.lines[order.lines.range()].iter().any(|line| line.item == item)
         })
     }
 
@@ -564,17 +469,13 @@ impl Context<'_> {
             if session.recommendation {
                 totals.recommendation_sessions += 1;
                 totals.recommendation_ctr_sessions += u64::from(session.recommendation_ctr);
-                totals.recommendation_sessions_with_direct_order +=
-                    u64::from(session.has_direct_order);
+                totals.recommendation_sessions_with_direct_order += u64::from(session.has_direct_order);
             }
         }
         scratch.session_actions.sort_unstable();
         scratch.session_actions.dedup();
         for &(session, target, click) in &scratch.session_actions {
-            if !self
-                .window
-                .contains(scratch.sessions[session as usize].first_ts)
-            {
+            if !self.window.contains(scratch.sessions[session as usize].first_ts) {
                 continue;
             }
             let row = totals.row(target);
@@ -601,12 +502,7 @@ impl Context<'_> {
                     revenue += i128::from(order.net_units);
                 }
             }
-            let group = totals
-                .experiments
-                .entry(experiment)
-                .or_default()
-                .entry(variant)
-                .or_default();
+            let group = totals.experiments.entry(experiment).or_default().entry(variant).or_default();
             group.visitors += 1;
             group.converted += u64::from(orders > 0);
             group.orders += orders;
@@ -621,9 +517,7 @@ impl Context<'_> {
         scratch.topic_uses.clear();
         for ev in &scratch.kept {
             if let Payload::Interaction { at, label, .. } = ev.payload {
-                if label != NONE
-                    && self.window.contains(ev.ts)
-                    && self.filter.passes(self.dictionary, at.placement, ev)
+                if label != NONE && self.window.contains(ev.ts) && self.filter.passes(self.dictionary, at.placement, ev)
                 {
                     scratch.topic_uses.push((label, ev.ts));
                 }
@@ -636,10 +530,7 @@ impl Context<'_> {
             let label = scratch.topic_uses[start].0;
             let end = start + scratch.topic_uses[start..].partition_point(|use_| use_.0 == label);
             let converted = scratch.topic_uses[start..end].iter().any(|&(_, used_at)| {
-                scratch
-                    .orders
-                    .iter()
-                    .any(|order| used_at <= order.ev.ts && order.ev.ts <= used_at + window_ms)
+                scratch.orders.iter().any(|order| used_at <= order.ev.ts && order.ev.ts <= used_at + window_ms)
             });
             let topic = totals.topics.entry(label).or_default();
             topic.0 += 1;
@@ -654,16 +545,8 @@ impl Scratch {
     fn collect_assignments(&mut self) {
         self.assignments.clear();
         for ev in &self.kept {
-            if let Payload::Assignment {
-                experiment,
-                variant,
-            } = ev.payload
-            {
-                if !self
-                    .assignments
-                    .iter()
-                    .any(|&(seen, _, _)| seen == experiment)
-                {
+            if let Payload::Assignment { experiment, variant } = ev.payload {
+                if !self.assignments.iter().any(|&(seen, _, _)| seen == experiment) {
                     self.assignments.push((experiment, variant, ev.ts));
                 }
             }
@@ -674,11 +557,7 @@ impl Scratch {
     fn assignments_before(&self, kept: &[Ev], ts: i64) -> Vec<(Sym, Sym)> {
         let mut variants: Vec<(Sym, Sym)> = Vec::new();
         for ev in kept {
-            if let Payload::Assignment {
-                experiment,
-                variant,
-            } = ev.payload
-            {
+            if let Payload::Assignment { experiment, variant } = ev.payload {
                 if !variants.iter().any(|&(seen, _)| seen == experiment) && ev.ts <= ts {
                     variants.push((experiment, variant));
                 }

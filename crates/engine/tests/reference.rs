@@ -14,18 +14,9 @@ const DAY: i64 = 86_400_000;
 const START: i64 = 1_714_521_600_000; // 2024-05-01T00:00:00Z
 
 fn generated(seed: u64, edge_cases: bool) -> Vec<Event> {
-    let options = GenOptions {
-        seed,
-        visitors: 120,
-        days: 20,
-        start_ms: START,
-        lift: 0.2,
-        edge_cases,
-        ..GenOptions::default()
-    };
-    let context = ParseContext {
-        currency: "USD".into(),
-    };
+    let options =
+        GenOptions { seed, visitors: 120, days: 20, start_ms: START, lift: 0.2, edge_cases, ..GenOptions::default() };
+    let context = ParseContext { currency: "USD".into() };
     let mut seen = HashSet::new();
     let mut events = Vec::new();
     Generator::new(options).run(|value| {
@@ -58,26 +49,17 @@ fn key(event: &Event) -> (i64, &[u8]) {
 fn counted_orders(events: &[Event]) -> BTreeMap<String, i64> {
     let mut counted = BTreeMap::new();
     for event in events {
-        let Body::Order {
-            order_id, revenue, ..
-        } = &event.body
-        else {
+        let Body::Order { order_id, revenue, .. } = &event.body else {
             continue;
         };
-        let mut same_id = events
-            .iter()
-            .filter(|e| matches!(&e.body, Body::Order { order_id: o, .. } if o == order_id));
+        let mut same_id = events.iter().filter(|e| matches!(&e.body, Body::Order { order_id: o, .. } if o == order_id));
         if same_id.any(|other| key(other) < key(event)) {
             continue;
         }
         let refunds: Vec<(Option<i64>, bool)> = events
             .iter()
             .filter_map(|e| match &e.body {
-                Body::Refund {
-                    order_id: o,
-                    amount,
-                    cancel,
-                } if o == order_id => Some((amount.map(|a| a.0), *cancel)),
+                Body::Refund { order_id: o, amount, cancel } if o == order_id => Some((amount.map(|a| a.0), *cancel)),
                 _ => None,
             })
             .collect();
@@ -87,12 +69,7 @@ fn counted_orders(events: &[Event]) -> BTreeMap<String, i64> {
         let net = if refunds.iter().any(|(amount, _)| amount.is_none()) {
             0
         } else {
-            (revenue.0
-                - refunds
-                    .iter()
-                    .map(|(amount, _)| amount.unwrap_or(0))
-                    .sum::<i64>())
-            .max(0)
+            (revenue.0 - refunds.iter().map(|(amount, _)| amount.unwrap_or(0)).sum::<i64>()).max(0)
         };
         counted.insert(event.event_id.clone(), net);
     }
@@ -101,9 +78,7 @@ fn counted_orders(events: &[Event]) -> BTreeMap<String, i64> {
 
 fn placement_of(event: &Event) -> Option<String> {
     match &event.body {
-        Body::Impression { placement, .. } | Body::Interaction { placement, .. } => {
-            Some(placement.clone())
-        }
+        Body::Impression { placement, .. } | Body::Interaction { placement, .. } => Some(placement.clone()),
         _ => None,
     }
 }
@@ -120,14 +95,7 @@ fn qualifies(event: &Event) -> bool {
 }
 
 fn is_rec_click(event: &Event) -> bool {
-    matches!(
-        &event.body,
-        Body::Interaction {
-            kind: Kind::Recommendation,
-            action: Action::Click,
-            ..
-        }
-    )
+    matches!(&event.body, Body::Interaction { kind: Kind::Recommendation, action: Action::Click, .. })
 }
 
 fn latest<'a>(events: impl Iterator<Item = &'a Event>) -> Option<&'a Event> {
@@ -136,31 +104,23 @@ fn latest<'a>(events: impl Iterator<Item = &'a Event>) -> Option<&'a Event> {
 
 /// Whether `impression` (in `session`) is clicked by any of the visitor's clicks.
 fn is_clicked(impression: &Event, session: &[&Event], mine: &[&Event]) -> bool {
-    let Body::Impression {
-        placement,
-        attributes: shown,
-        ..
-    } = &impression.body
-    else {
+    let Body::Impression { placement, attributes: shown, .. } = &impression.body else {
         return false;
     };
     let impression_id = &shown.impression_id;
     mine.iter().any(|click| match &click.body {
-        Body::Interaction {
-            action: Action::Click,
-            attributes,
-            placement: clicked,
-            ..
-        } => {
+        Body::Interaction { action: Action::Click, attributes, placement: clicked, .. } => {
             match &attributes.impression_id {
                 Some(id) => impression_id.as_ref() == Some(id),
-                None => clicked == placement
-                    && session.iter().any(|e| std::ptr::eq(*e, *click))
-                    && latest(session.iter().copied().filter(|i| {
-                        matches!(&i.body, Body::Impression { placement: q, .. } if q == placement)
-                            && i.ts <= click.ts
-                    }))
-                    .is_some_and(|found| std::ptr::eq(found, impression)),
+                None => {
+                    clicked == placement
+                        && session.iter().any(|e| std::ptr::eq(*e, *click))
+                        && latest(session.iter().copied().filter(|i| {
+                            matches!(&i.body, Body::Impression { placement: q, .. } if q == placement)
+                                && i.ts <= click.ts
+                        }))
+                        .is_some_and(|found| std::ptr::eq(found, impression))
+                }
             }
         }
         _ => false,
@@ -170,30 +130,19 @@ fn is_clicked(impression: &Event, session: &[&Event], mine: &[&Event]) -> bool {
 /// The reference figures, as (path, value) pairs named like the report's JSON.
 fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
     let orders = counted_orders(events);
-    let kept: Vec<&Event> = events
-        .iter()
-        .filter(|e| !matches!(e.body, Body::Order { .. }) || orders.contains_key(&e.event_id))
-        .collect();
-    let visitors: BTreeSet<&str> = kept
-        .iter()
-        .filter_map(|e| e.visitor_id.as_deref())
-        .collect();
+    let kept: Vec<&Event> =
+        events.iter().filter(|e| !matches!(e.body, Body::Order { .. }) || orders.contains_key(&e.event_id)).collect();
+    let visitors: BTreeSet<&str> = kept.iter().filter_map(|e| e.visitor_id.as_deref()).collect();
     let mut out: BTreeMap<String, f64> = BTreeMap::new();
     let mut add = |key: String, value: f64| *out.entry(key).or_insert(0.0) += value;
     let in_range = |ts: i64| start <= ts && ts < end;
     for visitor in visitors {
-        let mut mine: Vec<&Event> = kept
-            .iter()
-            .copied()
-            .filter(|e| e.visitor_id.as_deref() == Some(visitor))
-            .collect();
+        let mut mine: Vec<&Event> = kept.iter().copied().filter(|e| e.visitor_id.as_deref() == Some(visitor)).collect();
         mine.sort_by(|a, b| key(a).cmp(&key(b)));
         let mut sessions: Vec<Vec<&Event>> = Vec::new();
         for event in mine.iter().copied().filter(|e| is_web(e)) {
             match sessions.last_mut() {
-                Some(session) if event.ts - session[session.len() - 1].ts <= 30 * 60_000 => {
-                    session.push(event)
-                }
+                Some(session) if event.ts - session[session.len() - 1].ts <= 30 * 60_000 => session.push(event),
                 _ => sessions.push(vec![event]),
             }
         }
@@ -203,37 +152,17 @@ fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
         let flag = |condition: bool| f64::from(u8::from(condition));
         for session in sessions.iter().filter(|s| in_range(s[0].ts)) {
             add("overview.sessions".into(), 1.0);
-            let page_views = session
-                .iter()
-                .filter(|e| matches!(e.body, Body::PageView))
-                .count();
-            let engaged = session
-                .iter()
-                .any(|e| !matches!(e.body, Body::PageView | Body::Impression { .. }));
+            let page_views = session.iter().filter(|e| matches!(e.body, Body::PageView)).count();
+            let engaged = session.iter().any(|e| !matches!(e.body, Body::PageView | Body::Impression { .. }));
             add("bounced".into(), flag(page_views <= 1 && !engaged));
-            add(
-                "with_order".into(),
-                flag(session.iter().any(|e| matches!(e.body, Body::Order { .. }))),
-            );
+            add("with_order".into(), flag(session.iter().any(|e| matches!(e.body, Body::Order { .. }))));
             add(
                 "overview.personalized_sessions".into(),
-                flag(
-                    session
-                        .iter()
-                        .any(|e| matches!(e.body, Body::Impression { .. })),
-                ),
+                flag(session.iter().any(|e| matches!(e.body, Body::Impression { .. }))),
             );
             add(
                 "recommendations.sessions".into(),
-                flag(session.iter().any(|e| {
-                    matches!(
-                        e.body,
-                        Body::Impression {
-                            kind: Kind::Recommendation,
-                            ..
-                        }
-                    )
-                })),
+                flag(session.iter().any(|e| matches!(e.body, Body::Impression { kind: Kind::Recommendation, .. }))),
             );
         }
         for event in mine.iter().copied().filter(|e| in_range(e.ts)) {
@@ -243,55 +172,32 @@ fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
             match &event.body {
                 Body::Impression { items, .. } => {
                     add(format!("placements[{placement}].impressions"), 1.0);
-                    add(
-                        format!("placements[{placement}].product_impressions"),
-                        items.len() as f64,
-                    );
-                    let session = sessions
-                        .iter()
-                        .find(|s| s.iter().any(|e| std::ptr::eq(*e, event)))
-                        .expect("in a session");
-                    add(
-                        format!("clicked[{placement}]"),
-                        flag(is_clicked(event, session, &mine)),
-                    );
+                    add(format!("placements[{placement}].product_impressions"), items.len() as f64);
+                    let session =
+                        sessions.iter().find(|s| s.iter().any(|e| std::ptr::eq(*e, event))).expect("in a session");
+                    add(format!("clicked[{placement}]"), flag(is_clicked(event, session, &mine)));
                 }
-                Body::Interaction {
-                    action: Action::Click,
-                    item,
-                    ..
-                } => {
+                Body::Interaction { action: Action::Click, item, .. } => {
                     add(format!("placements[{placement}].clicks"), 1.0);
                     if let (true, Some(item)) = (is_rec_click(event), item) {
                         let converts = mine.iter().any(|o| match &o.body {
                             Body::Order { lines, .. } => {
-                                event.ts <= o.ts
-                                    && o.ts <= event.ts + 7 * DAY
-                                    && lines.iter().any(|l| &l.item == item)
+                                event.ts <= o.ts && o.ts <= event.ts + 7 * DAY && lines.iter().any(|l| &l.item == item)
                             }
                             _ => false,
                         });
-                        add(
-                            format!("placements[{placement}].converted_clicks"),
-                            flag(converts),
-                        );
+                        add(format!("placements[{placement}].converted_clicks"), flag(converts));
                     }
                 }
                 _ => {}
             }
         }
-        for order in mine
-            .iter()
-            .copied()
-            .filter(|e| matches!(e.body, Body::Order { .. }) && in_range(e.ts))
-        {
+        for order in mine.iter().copied().filter(|e| matches!(e.body, Body::Order { .. }) && in_range(e.ts)) {
             let net = orders[&order.event_id] as f64 / 1e4;
             add("overview.orders".into(), 1.0);
             add("overview.revenue".into(), net);
             let touch = latest(
-                mine.iter()
-                    .copied()
-                    .filter(|t| qualifies(t) && order.ts - 30 * DAY <= t.ts && t.ts <= order.ts),
+                mine.iter().copied().filter(|t| qualifies(t) && order.ts - 30 * DAY <= t.ts && t.ts <= order.ts),
             );
             if let Some(placement) = touch.and_then(placement_of) {
                 add(format!("placements[{placement}].orders"), 1.0);
@@ -310,15 +216,9 @@ fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
             };
             let last_placement = placement_of(last_click).expect("a click has a placement");
             if lines.is_empty() {
-                add(
-                    format!("placements[{last_placement}].assisted_revenue"),
-                    net,
-                );
+                add(format!("placements[{last_placement}].assisted_revenue"), net);
             }
-            let total: i64 = lines
-                .iter()
-                .map(|l| i64::from(l.quantity) * l.price.0)
-                .sum();
+            let total: i64 = lines.iter().map(|l| i64::from(l.quantity) * l.price.0).sum();
             for line in lines {
                 let value = if total == 0 {
                     0.0
@@ -326,16 +226,14 @@ fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
                     net * (i64::from(line.quantity) * line.price.0) as f64 / total as f64
                 };
                 let direct = latest(
-                    clicks.iter().copied().filter(|c| matches!(&c.body, Body::Interaction { item: Some(i), .. } if i == &line.item)),
+                    clicks
+                        .iter()
+                        .copied()
+                        .filter(|c| matches!(&c.body, Body::Interaction { item: Some(i), .. } if i == &line.item)),
                 );
                 match direct.and_then(placement_of) {
-                    Some(placement) => {
-                        add(format!("placements[{placement}].direct_revenue"), value)
-                    }
-                    None => add(
-                        format!("placements[{last_placement}].assisted_revenue"),
-                        value,
-                    ),
+                    Some(placement) => add(format!("placements[{placement}].direct_revenue"), value),
+                    None => add(format!("placements[{last_placement}].assisted_revenue"), value),
                 }
             }
         }
@@ -345,9 +243,7 @@ fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
 
 fn engine_value(report: &Value, path: &str) -> f64 {
     let value = match path.split_once('[') {
-        None => path
-            .split('.')
-            .try_fold(report, |value, key| value.get(key)),
+        None => path.split('.').try_fold(report, |value, key| value.get(key)),
         Some((section, rest)) => {
             let (name, field) = rest.split_once("].").expect("row path");
             report[section]
@@ -386,40 +282,23 @@ fn compare(seed: u64, edge_cases: bool) {
             continue;
         }
         // The reference sums rounded-per-line floats; the engine is exact.
-        let tolerance = if path.contains("revenue") || path.ends_with("value") {
-            0.006
-        } else {
-            1e-9
-        };
+        let tolerance = if path.contains("revenue") || path.ends_with("value") { 0.006 } else { 1e-9 };
         let actual = engine_value(&report, path);
-        assert!(
-            (actual - value).abs() <= tolerance,
-            "{context}: {path} engine {actual} reference {value}"
-        );
+        assert!((actual - value).abs() <= tolerance, "{context}: {path} engine {actual} reference {value}");
     }
     let sessions = expected["overview.sessions"];
-    let ratio =
-        |section: &str, field: &str| report[section][field].as_f64().expect("sessions exist");
+    let ratio = |section: &str, field: &str| report[section][field].as_f64().expect("sessions exist");
     assert!(
         (ratio("overview", "bounce_rate") - expected["bounced"] / sessions).abs() < 1e-12,
         "{context}: bounce_rate"
     );
     let with_order = expected.get("with_order").copied().unwrap_or(0.0);
-    assert!(
-        (ratio("overview", "conversion_rate") - with_order / sessions).abs() < 1e-12,
-        "{context}: conversion_rate"
-    );
+    assert!((ratio("overview", "conversion_rate") - with_order / sessions).abs() < 1e-12, "{context}: conversion_rate");
     for row in report["placements"].as_array().expect("placements") {
         let name = row["placement"].as_str().expect("name");
-        let impressions = expected
-            .get(&format!("placements[{name}].impressions"))
-            .copied()
-            .unwrap_or(0.0);
+        let impressions = expected.get(&format!("placements[{name}].impressions")).copied().unwrap_or(0.0);
         if impressions > 0.0 {
-            let clicked = expected
-                .get(&format!("clicked[{name}]"))
-                .copied()
-                .unwrap_or(0.0);
+            let clicked = expected.get(&format!("clicked[{name}]")).copied().unwrap_or(0.0);
             assert!(
                 (row["ctr"].as_f64().expect("ctr") - clicked / impressions).abs() < 1e-12,
                 "{context}: ctr of {name}"

@@ -34,8 +34,7 @@ impl<W: Write> NdjsonExporter<W> {
     }
 
     pub fn push(&mut self, event: &Event) -> Result<(), ExportError> {
-        serde_json::to_writer(&mut self.out, &event_to_json(event))
-            .map_err(std::io::Error::from)?;
+        serde_json::to_writer(&mut self.out, &event_to_json(event)).map_err(std::io::Error::from)?;
         self.out.write_all(b"\n")?;
         self.rows += 1;
         Ok(())
@@ -56,131 +55,44 @@ enum Physical {
 }
 
 const SCHEMA: &[(&str, Physical, &str)] = &[
-    (
-        "event_id",
-        Physical::Text,
-        "required binary event_id (STRING)",
-    ),
+    ("event_id", Physical::Text, "required binary event_id (STRING)"),
     ("type", Physical::Text, "required binary type (STRING)"),
-    (
-        "ts",
-        Physical::Int64,
-        "required int64 ts (TIMESTAMP(MILLIS,true))",
-    ),
-    (
-        "visitor_id",
-        Physical::Text,
-        "optional binary visitor_id (STRING)",
-    ),
-    (
-        "profile_id",
-        Physical::Text,
-        "optional binary profile_id (STRING)",
-    ),
-    (
-        "page_type",
-        Physical::Text,
-        "optional binary page_type (STRING)",
-    ),
+    ("ts", Physical::Int64, "required int64 ts (TIMESTAMP(MILLIS,true))"),
+    ("visitor_id", Physical::Text, "optional binary visitor_id (STRING)"),
+    ("profile_id", Physical::Text, "optional binary profile_id (STRING)"),
+    ("page_type", Physical::Text, "optional binary page_type (STRING)"),
     ("url", Physical::Text, "optional binary url (STRING)"),
-    (
-        "sent_at",
-        Physical::Int64,
-        "optional int64 sent_at (TIMESTAMP(MILLIS,true))",
-    ),
-    (
-        "placement",
-        Physical::Text,
-        "optional binary placement (STRING)",
-    ),
+    ("sent_at", Physical::Int64, "optional int64 sent_at (TIMESTAMP(MILLIS,true))"),
+    ("placement", Physical::Text, "optional binary placement (STRING)"),
     ("kind", Physical::Text, "optional binary kind (STRING)"),
     ("action", Physical::Text, "optional binary action (STRING)"),
     ("item", Physical::Text, "optional binary item (STRING)"),
     ("items", Physical::Text, "optional binary items (STRING)"),
-    (
-        "impression_id",
-        Physical::Text,
-        "optional binary impression_id (STRING)",
-    ),
-    (
-        "campaign",
-        Physical::Text,
-        "optional binary campaign (STRING)",
-    ),
-    (
-        "sequence",
-        Physical::Text,
-        "optional binary sequence (STRING)",
-    ),
-    (
-        "experience",
-        Physical::Text,
-        "optional binary experience (STRING)",
-    ),
+    ("impression_id", Physical::Text, "optional binary impression_id (STRING)"),
+    ("campaign", Physical::Text, "optional binary campaign (STRING)"),
+    ("sequence", Physical::Text, "optional binary sequence (STRING)"),
+    ("experience", Physical::Text, "optional binary experience (STRING)"),
     ("label", Physical::Text, "optional binary label (STRING)"),
     ("quantity", Physical::Int32, "optional int32 quantity"),
-    (
-        "price",
-        Physical::Int64,
-        "optional int64 price (DECIMAL(18,4))",
-    ),
-    (
-        "order_id",
-        Physical::Text,
-        "optional binary order_id (STRING)",
-    ),
-    (
-        "revenue",
-        Physical::Int64,
-        "optional int64 revenue (DECIMAL(18,4))",
-    ),
-    (
-        "shipping",
-        Physical::Int64,
-        "optional int64 shipping (DECIMAL(18,4))",
-    ),
+    ("price", Physical::Int64, "optional int64 price (DECIMAL(18,4))"),
+    ("order_id", Physical::Text, "optional binary order_id (STRING)"),
+    ("revenue", Physical::Int64, "optional int64 revenue (DECIMAL(18,4))"),
+    ("shipping", Physical::Int64, "optional int64 shipping (DECIMAL(18,4))"),
     ("tax", Physical::Int64, "optional int64 tax (DECIMAL(18,4))"),
     ("lines", Physical::Text, "optional binary lines (STRING)"),
-    (
-        "amount",
-        Physical::Int64,
-        "optional int64 amount (DECIMAL(18,4))",
-    ),
+    ("amount", Physical::Int64, "optional int64 amount (DECIMAL(18,4))"),
     ("cancel", Physical::Bool, "optional boolean cancel"),
-    (
-        "experiment",
-        Physical::Text,
-        "optional binary experiment (STRING)",
-    ),
-    (
-        "variant",
-        Physical::Text,
-        "optional binary variant (STRING)",
-    ),
+    ("experiment", Physical::Text, "optional binary experiment (STRING)"),
+    ("variant", Physical::Text, "optional binary variant (STRING)"),
     ("goal", Physical::Text, "optional binary goal (STRING)"),
-    (
-        "value",
-        Physical::Int64,
-        "optional int64 value (DECIMAL(18,4))",
-    ),
-    (
-        "journey",
-        Physical::Text,
-        "optional binary journey (STRING)",
-    ),
-    (
-        "channel",
-        Physical::Text,
-        "optional binary channel (STRING)",
-    ),
+    ("value", Physical::Int64, "optional int64 value (DECIMAL(18,4))"),
+    ("journey", Physical::Text, "optional binary journey (STRING)"),
+    ("channel", Physical::Text, "optional binary channel (STRING)"),
     ("run_id", Physical::Text, "optional binary run_id (STRING)"),
 ];
 
 fn column_index(name: &str) -> usize {
-    SCHEMA
-        .iter()
-        .position(|(column, _, _)| *column == name)
-        .expect("a schema column")
+    SCHEMA.iter().position(|(column, _, _)| *column == name).expect("a schema column")
 }
 
 /// One column's values of the current row group, with definition levels.
@@ -208,23 +120,13 @@ enum Cell {
 
 impl<W: Write + Send> ParquetExporter<W> {
     pub fn new(out: W) -> Result<ParquetExporter<W>, ExportError> {
-        let fields: Vec<String> = SCHEMA
-            .iter()
-            .map(|(_, _, field)| format!("  {field};"))
-            .collect();
+        let fields: Vec<String> = SCHEMA.iter().map(|(_, _, field)| format!("  {field};")).collect();
         let message = format!("message upshot_event {{\n{}\n}}", fields.join("\n"));
         let schema = Arc::new(parse_message_type(&message)?);
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
+        let properties = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
         let writer = SerializedFileWriter::new(out, schema, Arc::new(properties))?;
         let buffers = SCHEMA.iter().map(|_| Buffer::default()).collect();
-        Ok(ParquetExporter {
-            writer,
-            buffers,
-            pending: 0,
-            rows: 0,
-        })
+        Ok(ParquetExporter { writer, buffers, pending: 0, rows: 0 })
     }
 
     pub fn push(&mut self, event: &Event) -> Result<(), ExportError> {
@@ -263,31 +165,14 @@ impl<W: Write + Send> ParquetExporter<W> {
             let required = SCHEMA[index].2.starts_with("required");
             let levels = (!required).then_some(buffer.levels.as_slice());
             match SCHEMA[index].1 {
-                Physical::Text => {
-                    column
-                        .typed::<ByteArrayType>()
-                        .write_batch(&buffer.texts, levels, None)?
-                }
-                Physical::Int64 => {
-                    column
-                        .typed::<Int64Type>()
-                        .write_batch(&buffer.numbers, levels, None)?
-                }
+                Physical::Text => column.typed::<ByteArrayType>().write_batch(&buffer.texts, levels, None)?,
+                Physical::Int64 => column.typed::<Int64Type>().write_batch(&buffer.numbers, levels, None)?,
                 Physical::Int32 => {
-                    let values: Vec<i32> = buffer
-                        .numbers
-                        .iter()
-                        .map(|&n| i32::try_from(n).unwrap_or(i32::MAX))
-                        .collect();
-                    column
-                        .typed::<Int32Type>()
-                        .write_batch(&values, levels, None)?
+                    let values: Vec<i32> =
+                        buffer.numbers.iter().map(|&n| i32::try_from(n).unwrap_or(i32::MAX)).collect();
+                    column.typed::<Int32Type>().write_batch(&values, levels, None)?
                 }
-                Physical::Bool => {
-                    column
-                        .typed::<BoolType>()
-                        .write_batch(&buffer.bools, levels, None)?
-                }
+                Physical::Bool => column.typed::<BoolType>().write_batch(&buffer.bools, levels, None)?,
             };
             column.close()?;
             index += 1;
@@ -328,22 +213,13 @@ fn event_cells(event: &Event) -> Vec<(&'static str, Cell)> {
 }
 
 fn body_cells(body: &Body, cells: &mut Vec<(&'static str, Cell)>) {
-    let Body::Impression {
-        placement,
-        kind,
-        items,
-        attributes,
-    } = body
-    else {
+    let Body::Impression { placement, kind, items, attributes } = body else {
         return body_cells_rest(body, cells);
     };
     cells.push(("placement", Cell::Text(placement.clone())));
     cells.push(("kind", Cell::Text(kind.as_str().to_string())));
     if !items.is_empty() {
-        cells.push((
-            "items",
-            Cell::Text(serde_json::Value::from(items.clone()).to_string()),
-        ));
+        cells.push(("items", Cell::Text(serde_json::Value::from(items.clone()).to_string())));
     }
     for (name, value) in [
         ("impression_id", &attributes.impression_id),
@@ -360,27 +236,18 @@ fn body_cells(body: &Body, cells: &mut Vec<(&'static str, Cell)>) {
 
 fn body_cells_rest(body: &Body, cells: &mut Vec<(&'static str, Cell)>) {
     let text = |value: &str| Cell::Text(value.to_string());
-    let push_optional =
-        |cells: &mut Vec<(&'static str, Cell)>, name: &'static str, value: &Option<String>| {
-            if let Some(value) = value {
-                cells.push((name, Cell::Text(value.clone())));
-            }
-        };
-    let push_money = |cells: &mut Vec<(&'static str, Cell)>,
-                      name: &'static str,
-                      value: Option<upshot_model::Money>| {
+    let push_optional = |cells: &mut Vec<(&'static str, Cell)>, name: &'static str, value: &Option<String>| {
+        if let Some(value) = value {
+            cells.push((name, Cell::Text(value.clone())));
+        }
+    };
+    let push_money = |cells: &mut Vec<(&'static str, Cell)>, name: &'static str, value: Option<upshot_model::Money>| {
         if let Some(value) = value {
             cells.push((name, Cell::Number(value.0)));
         }
     };
     match body {
-        Body::Interaction {
-            placement,
-            kind,
-            action,
-            item,
-            attributes,
-        } => {
+        Body::Interaction { placement, kind, action, item, attributes } => {
             cells.push(("placement", text(placement)));
             cells.push(("kind", text(kind.as_str())));
             cells.push(("action", text(action.as_str())));
@@ -392,22 +259,12 @@ fn body_cells_rest(body: &Body, cells: &mut Vec<(&'static str, Cell)>) {
             push_optional(cells, "label", &attributes.label);
         }
         Body::ProductView { item } => cells.push(("item", text(item))),
-        Body::AddToCart {
-            item,
-            quantity,
-            price,
-        } => {
+        Body::AddToCart { item, quantity, price } => {
             cells.push(("item", text(item)));
             cells.push(("quantity", Cell::Number(i64::from(*quantity))));
             push_money(cells, "price", *price);
         }
-        Body::Order {
-            order_id,
-            revenue,
-            shipping,
-            tax,
-            lines,
-        } => {
+        Body::Order { order_id, revenue, shipping, tax, lines } => {
             cells.push(("order_id", text(order_id)));
             cells.push(("revenue", Cell::Number(revenue.0)));
             push_money(cells, "shipping", *shipping);
@@ -416,24 +273,14 @@ fn body_cells_rest(body: &Body, cells: &mut Vec<(&'static str, Cell)>) {
                 .iter()
                 .map(|line| serde_json::json!({"item": line.item, "quantity": line.quantity, "price": line.price.to_string()}))
                 .collect();
-            cells.push((
-                "lines",
-                Cell::Text(serde_json::Value::from(lines).to_string()),
-            ));
+            cells.push(("lines", Cell::Text(serde_json::Value::from(lines).to_string())));
         }
-        Body::Refund {
-            order_id,
-            amount,
-            cancel,
-        } => {
+        Body::Refund { order_id, amount, cancel } => {
             cells.push(("order_id", text(order_id)));
             push_money(cells, "amount", *amount);
             cells.push(("cancel", Cell::Bool(*cancel)));
         }
-        Body::Assignment {
-            experiment,
-            variant,
-        } => {
+        Body::Assignment { experiment, variant } => {
             cells.push(("experiment", text(experiment)));
             cells.push(("variant", text(variant)));
         }
@@ -441,12 +288,7 @@ fn body_cells_rest(body: &Body, cells: &mut Vec<(&'static str, Cell)>) {
             cells.push(("goal", text(goal)));
             push_money(cells, "value", *value);
         }
-        Body::Journey {
-            journey,
-            action,
-            channel,
-            run_id,
-        } => {
+        Body::Journey { journey, action, channel, run_id } => {
             cells.push(("journey", text(journey)));
             cells.push(("action", text(action.as_str())));
             push_optional(cells, "channel", channel);
@@ -468,9 +310,7 @@ mod tests {
 
     #[test]
     fn parquet_export_reads_back_with_every_row_and_typed_columns() {
-        let context = ParseContext {
-            currency: "USD".into(),
-        };
+        let context = ParseContext { currency: "USD".into() };
         let events: Vec<Event> = [
             r#"{"event_id":"e1","type":"order","ts":1000,"visitor_id":"v","order_id":"o","revenue":"10.5","items":[{"item":"p","price":5.25,"quantity":2}]}"#,
             r#"{"event_id":"e2","type":"impression","ts":900,"visitor_id":"v","placement":"h","kind":"recommendation","items":["p"]}"#,
@@ -481,29 +321,16 @@ mod tests {
         .collect();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("events.parquet");
-        let mut exporter =
-            ParquetExporter::new(std::fs::File::create(&path).expect("create")).expect("exporter");
+        let mut exporter = ParquetExporter::new(std::fs::File::create(&path).expect("create")).expect("exporter");
         for event in &events {
             exporter.push(event).expect("push");
         }
         assert_eq!(exporter.finish().expect("finish"), 3);
-        let reader = SerializedFileReader::new(std::fs::File::open(&path).expect("open"))
-            .expect("parquet reader");
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).expect("open")).expect("parquet reader");
         assert_eq!(reader.metadata().file_metadata().num_rows(), 3);
-        let rows: Vec<String> = reader
-            .get_row_iter(None)
-            .expect("rows")
-            .map(|row| row.expect("row").to_string())
-            .collect();
-        assert!(
-            rows[0].contains("revenue: 10.5000") || rows[0].contains("revenue: 10.5"),
-            "{}",
-            rows[0]
-        );
-        assert!(
-            rows[2].contains("cancel: true") && rows[2].contains("visitor_id: null"),
-            "{}",
-            rows[2]
-        );
+        let rows: Vec<String> =
+            reader.get_row_iter(None).expect("rows").map(|row| row.expect("row").to_string()).collect();
+        assert!(rows[0].contains("revenue: 10.5000") || rows[0].contains("revenue: 10.5"), "{}", rows[0]);
+        assert!(rows[2].contains("cancel: true") && rows[2].contains("visitor_id: null"), "{}", rows[2]);
     }
 }

@@ -7,9 +7,7 @@ pub struct SplitMix64 {
 
 impl SplitMix64 {
     pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64 {
-            state: seed ^ 0x9E37_79B9_7F4A_7C15,
-        }
+        SplitMix64 { state: seed ^ 0x9E37_79B9_7F4A_7C15 }
     }
 
     pub fn next_u64(&mut self) -> u64 {

@@ -132,9 +132,7 @@ const PLACEMENTS: [Placement; 9] = [
     },
 ];
 
-const PAGE_FLOW: [&str; 7] = [
-    "home", "category", "product", "search", "product", "cart", "checkout",
-];
+const PAGE_FLOW: [&str; 7] = ["home", "category", "product", "search", "product", "cart", "checkout"];
 const TOPICS: [&str; 4] = ["shipping", "returns", "sizing", "payment \"options\""];
 const CHANNELS: [&str; 4] = ["email", "sms", "push", "web"];
 const CATALOG_SIZE: u64 = 400;
@@ -152,14 +150,7 @@ pub struct Generator {
 impl Generator {
     pub fn new(options: GenOptions) -> Generator {
         let rng = SplitMix64::new(options.seed);
-        Generator {
-            options,
-            rng,
-            visitor: String::new(),
-            profile: None,
-            counter: 0,
-            order_counter: 0,
-        }
+        Generator { options, rng, visitor: String::new(), profile: None, counter: 0, order_counter: 0 }
     }
 
     fn price(&self, item: u64) -> i64 {
@@ -178,17 +169,11 @@ impl Generator {
     fn base(&mut self, kind: &str, ts: i64, page_type: Option<&str>) -> Map<String, Value> {
         self.counter += 1;
         let mut event = Map::new();
-        event.insert(
-            "event_id".into(),
-            json!(format!("{}-{:x}", self.visitor, self.counter)),
-        );
+        event.insert("event_id".into(), json!(format!("{}-{:x}", self.visitor, self.counter)));
         event.insert("type".into(), json!(kind));
         // Mostly integer milliseconds, sometimes RFC 3339, as real senders mix both.
         if self.rng.chance(0.2) {
-            event.insert(
-                "ts".into(),
-                json!(upshot_model::time::format_utc_millis(ts)),
-            );
+            event.insert("ts".into(), json!(upshot_model::time::format_utc_millis(ts)));
         } else {
             event.insert("ts".into(), json!(ts));
         }
@@ -213,16 +198,8 @@ impl Generator {
 
     fn gap_between_sessions(&mut self) -> i64 {
         if self.options.edge_cases {
-            let gaps = [
-                30 * MINUTE_MS,
-                30 * MINUTE_MS + 1,
-                29 * MINUTE_MS,
-                7 * DAY_MS,
-                7 * DAY_MS + 1,
-                30 * DAY_MS,
-                0,
-                1,
-            ];
+            let gaps =
+                [30 * MINUTE_MS, 30 * MINUTE_MS + 1, 29 * MINUTE_MS, 7 * DAY_MS, 7 * DAY_MS + 1, 30 * DAY_MS, 0, 1];
             return *self.rng.pick(&gaps);
         }
         self.rng.range(35 * MINUTE_MS, 9 * DAY_MS)
@@ -230,28 +207,19 @@ impl Generator {
 
     fn dwell(&mut self) -> i64 {
         if self.options.edge_cases {
-            return *self
-                .rng
-                .pick(&[0, 0, 1, MINUTE_MS, 30 * MINUTE_MS, 31 * MINUTE_MS]);
+            return *self.rng.pick(&[0, 0, 1, MINUTE_MS, 30 * MINUTE_MS, 31 * MINUTE_MS]);
         }
         self.rng.range(5_000, 6 * MINUTE_MS)
     }
 
     fn visitor_events(&mut self, visitor: u64, sink: &mut impl FnMut(Value)) {
         self.visitor = format!("v{}-{visitor}", self.options.seed);
-        self.profile = self
-            .rng
-            .chance(0.3)
-            .then(|| format!("cust-{}-{visitor}", self.options.seed));
+        self.profile = self.rng.chance(0.3).then(|| format!("cust-{}-{visitor}", self.options.seed));
         self.counter = 0;
         let span = i64::from(self.options.days) * DAY_MS;
         let mut ts = self.options.start_ms + self.rng.below(span.max(1) as u64) as i64;
         let variant = if self.rng.chance(0.8) {
-            let variant = if self.rng.chance(0.5) {
-                "control"
-            } else {
-                "variant_b"
-            };
+            let variant = if self.rng.chance(0.5) { "control" } else { "variant_b" };
             let mut event = self.base("assignment", ts, None);
             event.insert("experiment".into(), json!("hero_test"));
             event.insert("variant".into(), json!(variant));
@@ -260,11 +228,7 @@ impl Generator {
         } else {
             None
         };
-        let boost = if variant == Some("variant_b") {
-            1.0 + self.options.lift
-        } else {
-            1.0
-        };
+        let boost = if variant == Some("variant_b") { 1.0 + self.options.lift } else { 1.0 };
         let sessions = 1 + (self.rng.unit() * self.rng.unit() * 5.0) as u32;
         let mut ordered = false;
         for _ in 0..sessions {
@@ -278,11 +242,7 @@ impl Generator {
 
     /// One session; returns whether it placed an order.
     fn session(&mut self, ts: &mut i64, boost: f64, sink: &mut impl FnMut(Value)) -> bool {
-        let pages = if self.rng.chance(0.35) {
-            1
-        } else {
-            self.rng.range(2, 9) as usize
-        };
+        let pages = if self.rng.chance(0.35) { 1 } else { self.rng.range(2, 9) as usize };
         let mut cart: Vec<u64> = Vec::new();
         let mut clicked_recommendation = false;
         let first_page = self.rng.below(4) as usize;
@@ -293,8 +253,7 @@ impl Generator {
             for placement in PLACEMENTS.iter().filter(|p| p.page == page) {
                 *ts += self.dwell() / 4;
                 if self.rng.chance(placement.show) {
-                    clicked_recommendation |=
-                        self.placement_events(placement, *ts, &mut cart, sink);
+                    clicked_recommendation |= self.placement_events(placement, *ts, &mut cart, sink);
                 }
             }
             if page == "product" || self.rng.chance(0.2) {
@@ -310,10 +269,7 @@ impl Generator {
                     cart.push(item);
                     let mut event = self.base("add_to_cart", *ts + 1, Some("product"));
                     event.insert("item".into(), json!(format!("p{item:04}")));
-                    event.insert(
-                        "price".into(),
-                        json!(format!("{:.2}", self.price(item) as f64 / 100.0)),
-                    );
+                    event.insert("price".into(), json!(format!("{:.2}", self.price(item) as f64 / 100.0)));
                     self.emit(event, sink);
                 }
             }
@@ -324,9 +280,7 @@ impl Generator {
             event.insert("goal".into(), json!("newsletter_signup"));
             self.emit(event, sink);
         }
-        let conversion =
-            (0.04 + if clicked_recommendation { 0.08 } else { 0.0 } + cart.len() as f64 * 0.05)
-                * boost;
+        let conversion = (0.04 + if clicked_recommendation { 0.08 } else { 0.0 } + cart.len() as f64 * 0.05) * boost;
         if self.rng.chance(conversion.min(0.9)) {
             self.order(*ts, &mut cart, sink);
             return true;
@@ -365,18 +319,11 @@ impl Generator {
             for _ in 0..self.rng.range(3, 6) {
                 items.push(self.rng.below(CATALOG_SIZE));
             }
-            impression.insert(
-                "items".into(),
-                json!(items.iter().map(|i| format!("p{i:04}")).collect::<Vec<_>>()),
-            );
+            impression.insert("items".into(), json!(items.iter().map(|i| format!("p{i:04}")).collect::<Vec<_>>()));
         }
         self.emit(impression, sink);
-        let click_ts = ts
-            + if self.options.edge_cases {
-                *self.rng.pick(&[0, 1, 2_000])
-            } else {
-                self.rng.range(800, 40_000)
-            };
+        let click_ts =
+            ts + if self.options.edge_cases { *self.rng.pick(&[0, 1, 2_000]) } else { self.rng.range(800, 40_000) };
         let mut clicked = false;
         let action = if self.rng.chance(placement.click) {
             clicked = placement.kind == "recommendation";
@@ -413,10 +360,7 @@ impl Generator {
             cart.push(self.rng.below(CATALOG_SIZE));
         }
         self.order_counter += 1;
-        let order_id = format!(
-            "o{}-{}-{}",
-            self.options.seed, self.visitor, self.order_counter
-        );
+        let order_id = format!("o{}-{}-{}", self.options.seed, self.visitor, self.order_counter);
         let mut line_total = 0;
         let lines: Vec<Value> = cart
             .iter()
@@ -427,23 +371,13 @@ impl Generator {
             })
             .collect();
         // Some orders carry a discount, so their lines do not sum to the revenue.
-        let discount = if self.rng.chance(0.25) {
-            line_total / 10
-        } else {
-            0
-        };
+        let discount = if self.rng.chance(0.25) { line_total / 10 } else { 0 };
         let revenue = line_total - discount;
         let mut event = self.base("order", ts, Some("confirmation"));
         event.insert("order_id".into(), json!(order_id));
-        event.insert(
-            "revenue".into(),
-            json!(format!("{}.{:02}", revenue / 100, revenue % 100)),
-        );
+        event.insert("revenue".into(), json!(format!("{}.{:02}", revenue / 100, revenue % 100)));
         event.insert("shipping".into(), json!(4.95));
-        event.insert(
-            "tax".into(),
-            json!(format!("{:.2}", revenue as f64 * 0.0007)),
-        );
+        event.insert("tax".into(), json!(format!("{:.2}", revenue as f64 * 0.0007)));
         event.insert("currency".into(), json!(self.options.currency));
         if !(self.options.edge_cases && self.rng.chance(0.2)) {
             event.insert("items".into(), Value::from(lines));
@@ -453,10 +387,7 @@ impl Generator {
         if let Some(mut duplicate) = duplicate {
             // The same order reported again later under a new event id: ignored.
             self.counter += 1;
-            duplicate.insert(
-                "event_id".into(),
-                json!(format!("{}-{:x}", self.visitor, self.counter)),
-            );
+            duplicate.insert("event_id".into(), json!(format!("{}-{:x}", self.visitor, self.counter)));
             duplicate.insert("ts".into(), json!(ts + 90_000));
             self.emit(duplicate, sink);
         }
@@ -478,10 +409,7 @@ impl Generator {
             // No amount: the whole order is refunded.
         } else {
             let amount = revenue * self.rng.range(10, 60) / 100;
-            event.insert(
-                "amount".into(),
-                json!(format!("{}.{:02}", amount / 100, amount % 100)),
-            );
+            event.insert("amount".into(), json!(format!("{}.{:02}", amount / 100, amount % 100)));
         }
         if self.rng.chance(0.5) {
             // Refunds from the shop's backend often carry no visitor.
@@ -492,11 +420,7 @@ impl Generator {
     }
 
     fn journey(&mut self, ts: i64, ordered: bool, sink: &mut impl FnMut(Value)) {
-        let journey = if self.rng.chance(0.5) {
-            "cart_recovery"
-        } else {
-            "winback"
-        };
+        let journey = if self.rng.chance(0.5) { "cart_recovery" } else { "winback" };
         let run_id = format!("{}-run", self.visitor);
         let mut at = ts;
         self.journey_step(journey, &run_id, "started", at, None, sink);
@@ -508,22 +432,14 @@ impl Generator {
         self.emit(event, sink);
         for _ in 0..self.rng.range(1, 3) {
             at += self.rng.range(MINUTE_MS, DAY_MS);
-            let channel = if self.rng.chance(0.9) {
-                Some(*self.rng.pick(&CHANNELS))
-            } else {
-                None
-            };
+            let channel = if self.rng.chance(0.9) { Some(*self.rng.pick(&CHANNELS)) } else { None };
             self.journey_step(journey, &run_id, "notification", at, channel, sink);
         }
         at += MINUTE_MS;
         if ordered && self.rng.chance(0.5) {
             self.journey_step(journey, &run_id, "converted", at, None, sink);
         }
-        let end = if self.rng.chance(0.7) {
-            "completed"
-        } else {
-            "cancelled"
-        };
+        let end = if self.rng.chance(0.7) { "completed" } else { "cancelled" };
         self.journey_step(journey, &run_id, end, at + 1, None, sink);
     }
 

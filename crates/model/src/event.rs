@@ -14,14 +14,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::Recommendation,
-        Kind::Popup,
-        Kind::Notification,
-        Kind::Block,
-        Kind::Widget,
-        Kind::Other,
-    ];
+    pub const ALL: [Kind; 6] =
+        [Kind::Recommendation, Kind::Popup, Kind::Notification, Kind::Block, Kind::Widget, Kind::Other];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -63,9 +57,7 @@ impl Action {
     }
 
     pub fn parse(text: &str) -> Option<Action> {
-        Action::ALL
-            .into_iter()
-            .find(|action| action.as_str() == text)
+        Action::ALL.into_iter().find(|action| action.as_str() == text)
     }
 }
 
@@ -99,9 +91,7 @@ impl JourneyAction {
     }
 
     pub fn parse(text: &str) -> Option<JourneyAction> {
-        JourneyAction::ALL
-            .into_iter()
-            .find(|action| action.as_str() == text)
+        JourneyAction::ALL.into_iter().find(|action| action.as_str() == text)
     }
 }
 
@@ -127,57 +117,16 @@ pub struct OrderLine {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     PageView,
-    Impression {
-        placement: String,
-        kind: Kind,
-        items: Vec<String>,
-        attributes: PlacementAttributes,
-    },
-    Interaction {
-        placement: String,
-        kind: Kind,
-        action: Action,
-        item: Option<String>,
-        attributes: PlacementAttributes,
-    },
-    ProductView {
-        item: String,
-    },
-    AddToCart {
-        item: String,
-        quantity: u32,
-        price: Option<Money>,
-    },
-    Order {
-        order_id: String,
-        revenue: Money,
-        shipping: Option<Money>,
-        tax: Option<Money>,
-        lines: Vec<OrderLine>,
-    },
-    Refund {
-        order_id: String,
-        amount: Option<Money>,
-        cancel: bool,
-    },
-    Assignment {
-        experiment: String,
-        variant: String,
-    },
-    Goal {
-        goal: String,
-        value: Option<Money>,
-    },
-    Journey {
-        journey: String,
-        action: JourneyAction,
-        channel: Option<String>,
-        run_id: Option<String>,
-    },
-    SequenceStart {
-        sequence: String,
-        campaign: Option<String>,
-    },
+    Impression { placement: String, kind: Kind, items: Vec<String>, attributes: PlacementAttributes },
+    Interaction { placement: String, kind: Kind, action: Action, item: Option<String>, attributes: PlacementAttributes },
+    ProductView { item: String },
+    AddToCart { item: String, quantity: u32, price: Option<Money> },
+    Order { order_id: String, revenue: Money, shipping: Option<Money>, tax: Option<Money>, lines: Vec<OrderLine> },
+    Refund { order_id: String, amount: Option<Money>, cancel: bool },
+    Assignment { experiment: String, variant: String },
+    Goal { goal: String, value: Option<Money> },
+    Journey { journey: String, action: JourneyAction, channel: Option<String>, run_id: Option<String> },
+    SequenceStart { sequence: String, campaign: Option<String> },
 }
 
 impl Body {

@@ -131,11 +131,7 @@ impl Exact {
         debug_assert!(denominator > 0, "scale denominator must be positive");
         let product = self.0.saturating_mul(numerator);
         let half = denominator / 2;
-        let adjusted = if product >= 0 {
-            product + half
-        } else {
-            product - half
-        };
+        let adjusted = if product >= 0 { product + half } else { product - half };
         Exact(adjusted / denominator)
     }
 }
@@ -177,21 +173,14 @@ mod tests {
         assert_eq!(Money::parse_decimal("1.123400"), Ok(Money(11_234)));
         assert_eq!(Money::parse_decimal("1.12345"), Err(MoneyError::TooPrecise));
         for bad in ["", ".5", "1.", "+1", " 1", "1e2", "0x10", "--1"] {
-            assert_eq!(
-                Money::parse_decimal(bad),
-                Err(MoneyError::Syntax),
-                "{bad:?}"
-            );
+            assert_eq!(Money::parse_decimal(bad), Err(MoneyError::Syntax), "{bad:?}");
         }
     }
 
     #[test]
     fn json_numbers_keep_their_written_decimals() {
         assert_eq!(Money::from_json_number(19.99), Ok(Money(199_900)));
-        assert_eq!(
-            Money::from_json_number(0.1 + 0.2),
-            Err(MoneyError::TooPrecise)
-        );
+        assert_eq!(Money::from_json_number(0.1 + 0.2), Err(MoneyError::TooPrecise));
         assert_eq!(Money::from_json_number(1e2), Ok(Money(1_000_000)));
     }
 

@@ -31,10 +31,7 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Rejection {
-        Rejection {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Rejection { field: field.into(), reason: reason.into() }
     }
 }
 
@@ -48,27 +45,20 @@ pub struct ParseContext {
 /// Parses one NDJSON line (already known not to be blank).
 pub fn parse_event_line(line: &str, context: &ParseContext) -> Result<Event, Rejection> {
     if line.len() > LINE_BYTES_MAX {
-        return Err(Rejection::new(
-            "event",
-            format!("line longer than {LINE_BYTES_MAX} bytes"),
-        ));
+        return Err(Rejection::new("event", format!("line longer than {LINE_BYTES_MAX} bytes")));
     }
-    let value: Value = serde_json::from_str(line)
-        .map_err(|error| Rejection::new("event", format!("malformed JSON: {error}")))?;
+    let value: Value =
+        serde_json::from_str(line).map_err(|error| Rejection::new("event", format!("malformed JSON: {error}")))?;
     parse_event_value(&value, context)
 }
 
 /// Validates one JSON value as an event.
 pub fn parse_event_value(value: &Value, context: &ParseContext) -> Result<Event, Rejection> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| Rejection::new("event", "not a JSON object"))?;
+    let object = value.as_object().ok_or_else(|| Rejection::new("event", "not a JSON object"))?;
     let fields = Fields { object, prefix: "" };
     let type_name = fields.required_text("type", TEXT_CHARS_MAX)?;
     let event_id = fields.required_text("event_id", ID_CHARS_MAX)?;
-    let ts = fields
-        .timestamp("ts")?
-        .ok_or_else(|| Rejection::new("ts", "missing"))?;
+    let ts = fields.timestamp("ts")?.ok_or_else(|| Rejection::new("ts", "missing"))?;
     let visitor_id = fields.optional_text("visitor_id", ID_CHARS_MAX)?;
     if visitor_id.is_none() && type_name != "refund" {
         return Err(Rejection::new("visitor_id", "missing"));
@@ -102,9 +92,7 @@ fn parse_body(type_name: &str, fields: &Fields, context: &ParseContext) -> Resul
             item: fields.optional_text("item", TEXT_CHARS_MAX)?,
             attributes: fields.placement_attributes()?,
         },
-        "product_view" => Body::ProductView {
-            item: fields.required_text("item", TEXT_CHARS_MAX)?,
-        },
+        "product_view" => Body::ProductView { item: fields.required_text("item", TEXT_CHARS_MAX)? },
         "add_to_cart" => Body::AddToCart {
             item: fields.required_text("item", TEXT_CHARS_MAX)?,
             quantity: fields.quantity("quantity")?,
@@ -120,10 +108,9 @@ fn parse_body(type_name: &str, fields: &Fields, context: &ParseContext) -> Resul
             experiment: fields.required_text("experiment", TEXT_CHARS_MAX)?,
             variant: fields.required_text("variant", TEXT_CHARS_MAX)?,
         },
-        "goal" => Body::Goal {
-            goal: fields.required_text("goal", TEXT_CHARS_MAX)?,
-            value: fields.money("value", Sign::Any)?,
-        },
+        "goal" => {
+            Body::Goal { goal: fields.required_text("goal", TEXT_CHARS_MAX)?, value: fields.money("value", Sign::Any)? }
+        }
         "journey" => Body::Journey {
             journey: fields.required_text("journey", TEXT_CHARS_MAX)?,
             action: fields.enumerated(
@@ -154,17 +141,12 @@ fn parse_body(type_name: &str, fields: &Fields, context: &ParseContext) -> Resul
 
 fn parse_order(fields: &Fields, context: &ParseContext) -> Result<Body, Rejection> {
     let order_id = fields.required_text("order_id", TEXT_CHARS_MAX)?;
-    let revenue = fields
-        .money("revenue", Sign::NonNegative)?
-        .ok_or_else(|| Rejection::new("revenue", "missing"))?;
+    let revenue = fields.money("revenue", Sign::NonNegative)?.ok_or_else(|| Rejection::new("revenue", "missing"))?;
     if let Some(currency) = fields.optional_text("currency", TEXT_CHARS_MAX)? {
         if currency != context.currency {
             return Err(Rejection::new(
                 "currency",
-                format!(
-                    "{currency:?} differs from the site's currency {:?}",
-                    context.currency
-                ),
+                format!("{currency:?} differs from the site's currency {:?}", context.currency),
             ));
         }
     }
@@ -172,13 +154,8 @@ fn parse_order(fields: &Fields, context: &ParseContext) -> Result<Body, Rejectio
     if let Some(items) = fields.array("items")? {
         for (index, entry) in items.iter().enumerate() {
             let prefix = format!("items[{index}]");
-            let object = entry
-                .as_object()
-                .ok_or_else(|| Rejection::new(prefix.clone(), "expected an object"))?;
-            let line = Fields {
-                object,
-                prefix: &prefix,
-            };
+            let object = entry.as_object().ok_or_else(|| Rejection::new(prefix.clone(), "expected an object"))?;
+            let line = Fields { object, prefix: &prefix };
             lines.push(OrderLine {
                 item: line.required_text("item", TEXT_CHARS_MAX)?,
                 quantity: line.quantity("quantity")?,
@@ -227,9 +204,7 @@ impl Fields<'_> {
         let Some(value) = self.get(field) else {
             return Ok(None);
         };
-        let text = value
-            .as_str()
-            .ok_or_else(|| Rejection::new(self.name(field), "expected a string"))?;
+        let text = value.as_str().ok_or_else(|| Rejection::new(self.name(field), "expected a string"))?;
         check_length(text, chars_max).map_err(|reason| Rejection::new(self.name(field), reason))?;
         Ok(Some(text.to_string()))
     }
@@ -244,31 +219,16 @@ impl Fields<'_> {
     }
 
     fn required_text(&self, field: &str, chars_max: usize) -> Result<String, Rejection> {
-        self.optional_text(field, chars_max)?
-            .ok_or_else(|| Rejection::new(self.name(field), "missing"))
+        self.optional_text(field, chars_max)?.ok_or_else(|| Rejection::new(self.name(field), "missing"))
     }
 
-    fn enumerated<T>(
-        &self,
-        field: &str,
-        parse: fn(&str) -> Option<T>,
-        expected: &str,
-    ) -> Result<T, Rejection> {
+    fn enumerated<T>(&self, field: &str, parse: fn(&str) -> Option<T>, expected: &str) -> Result<T, Rejection> {
         let text = self.required_text(field, TEXT_CHARS_MAX)?;
-        parse(&text).ok_or_else(|| {
-            Rejection::new(
-                self.name(field),
-                format!("{text:?} is not one of {expected}"),
-            )
-        })
+        parse(&text).ok_or_else(|| Rejection::new(self.name(field), format!("{text:?} is not one of {expected}")))
     }
 
     fn kind(&self) -> Result<Kind, Rejection> {
-        self.enumerated(
-            "kind",
-            Kind::parse,
-            "recommendation, popup, notification, block, widget, other",
-        )
+        self.enumerated("kind", Kind::parse, "recommendation, popup, notification, block, widget, other")
     }
 
     fn placement_attributes(&self) -> Result<PlacementAttributes, Rejection> {
@@ -285,14 +245,9 @@ impl Fields<'_> {
         let Some(value) = self.get(field) else {
             return Ok(None);
         };
-        let array = value
-            .as_array()
-            .ok_or_else(|| Rejection::new(self.name(field), "expected an array"))?;
+        let array = value.as_array().ok_or_else(|| Rejection::new(self.name(field), "expected an array"))?;
         if array.len() > ITEMS_MAX {
-            return Err(Rejection::new(
-                self.name(field),
-                format!("more than {ITEMS_MAX} entries"),
-            ));
+            return Err(Rejection::new(self.name(field), format!("more than {ITEMS_MAX} entries")));
         }
         Ok(Some(array))
     }
@@ -306,11 +261,8 @@ impl Fields<'_> {
             .enumerate()
             .map(|(index, value)| {
                 let name = || format!("{}[{index}]", self.name(field));
-                let text = value
-                    .as_str()
-                    .ok_or_else(|| Rejection::new(name(), "expected a product id string"))?;
-                check_length(text, TEXT_CHARS_MAX)
-                    .map_err(|reason| Rejection::new(name(), reason))?;
+                let text = value.as_str().ok_or_else(|| Rejection::new(name(), "expected a product id string"))?;
+                check_length(text, TEXT_CHARS_MAX).map_err(|reason| Rejection::new(name(), reason))?;
                 Ok(text.to_string())
             })
             .collect()
@@ -318,11 +270,7 @@ impl Fields<'_> {
 
     fn boolean(&self, field: &str) -> Result<Option<bool>, Rejection> {
         self.get(field)
-            .map(|value| {
-                value
-                    .as_bool()
-                    .ok_or_else(|| Rejection::new(self.name(field), "expected true or false"))
-            })
+            .map(|value| value.as_bool().ok_or_else(|| Rejection::new(self.name(field), "expected true or false")))
             .transpose()
     }
 
@@ -334,10 +282,9 @@ impl Fields<'_> {
         let whole = match value.as_u64() {
             Some(quantity) => Some(quantity),
             // 2.0 is a whole number too, however the sender wrote it.
-            None => value
-                .as_f64()
-                .filter(|q| q.fract() == 0.0 && *q >= 0.0 && *q <= f64::from(u32::MAX))
-                .map(|q| q as u64),
+            None => {
+                value.as_f64().filter(|q| q.fract() == 0.0 && *q >= 0.0 && *q <= f64::from(u32::MAX)).map(|q| q as u64)
+            }
         };
         whole
             .and_then(|quantity| u32::try_from(quantity).ok())
@@ -354,12 +301,7 @@ impl Fields<'_> {
                 None => Err(MoneyError::Syntax),
             },
             Value::String(text) => Money::parse_decimal(text),
-            _ => {
-                return Err(Rejection::new(
-                    self.name(field),
-                    "expected a number or a decimal string",
-                ))
-            }
+            _ => return Err(Rejection::new(self.name(field), "expected a number or a decimal string")),
         };
         let money = parsed.map_err(|error| Rejection::new(self.name(field), error.to_string()))?;
         if matches!(sign, Sign::NonNegative) && money.0 < 0 {
@@ -370,9 +312,7 @@ impl Fields<'_> {
 
     fn timestamp(&self, field: &str) -> Result<Option<i64>, Rejection> {
         self.get(field)
-            .map(|value| {
-                parse_timestamp(value).map_err(|reason| Rejection::new(self.name(field), reason))
-            })
+            .map(|value| parse_timestamp(value).map_err(|reason| Rejection::new(self.name(field), reason)))
             .transpose()
     }
 }
@@ -432,12 +372,7 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
     };
     match body {
         Body::PageView => {}
-        Body::Impression {
-            placement,
-            kind,
-            items,
-            attributes: a,
-        } => {
+        Body::Impression { placement, kind, items, attributes: a } => {
             put("placement", text(placement));
             put("kind", text(kind.as_str()));
             if !items.is_empty() {
@@ -445,13 +380,7 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
             }
             attributes(&mut put, a);
         }
-        Body::Interaction {
-            placement,
-            kind,
-            action,
-            item,
-            attributes: a,
-        } => {
+        Body::Interaction { placement, kind, action, item, attributes: a } => {
             put("placement", text(placement));
             put("kind", text(kind.as_str()));
             put("action", text(action.as_str()));
@@ -459,22 +388,12 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
             attributes(&mut put, a);
         }
         Body::ProductView { item } => put("item", text(item)),
-        Body::AddToCart {
-            item,
-            quantity,
-            price,
-        } => {
+        Body::AddToCart { item, quantity, price } => {
             put("item", text(item));
             put("quantity", Some(Value::from(*quantity)));
             put("price", money(price));
         }
-        Body::Order {
-            order_id,
-            revenue,
-            shipping,
-            tax,
-            lines,
-        } => {
+        Body::Order { order_id, revenue, shipping, tax, lines } => {
             put("order_id", text(order_id));
             put("revenue", money(&Some(*revenue)));
             put("shipping", money(shipping));
@@ -488,19 +407,12 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
                 .collect();
             put("items", Some(Value::from(lines)));
         }
-        Body::Refund {
-            order_id,
-            amount,
-            cancel,
-        } => {
+        Body::Refund { order_id, amount, cancel } => {
             put("order_id", text(order_id));
             put("amount", money(amount));
             put("cancel", Some(Value::from(*cancel)));
         }
-        Body::Assignment {
-            experiment,
-            variant,
-        } => {
+        Body::Assignment { experiment, variant } => {
             put("experiment", text(experiment));
             put("variant", text(variant));
         }
@@ -508,12 +420,7 @@ fn body_to_json(body: &Body, object: &mut Map<String, Value>) {
             put("goal", text(goal));
             put("value", money(value));
         }
-        Body::Journey {
-            journey,
-            action,
-            channel,
-            run_id,
-        } => {
+        Body::Journey { journey, action, channel, run_id } => {
             put("journey", text(journey));
             put("action", text(action.as_str()));
             put("channel", optional(channel));
@@ -531,36 +438,18 @@ mod tests {
     use super::*;
 
     fn parse(line: &str) -> Result<Event, Rejection> {
-        parse_event_line(
-            line,
-            &ParseContext {
-                currency: "USD".into(),
-            },
-        )
+        parse_event_line(line, &ParseContext { currency: "USD".into() })
     }
 
     #[test]
     fn rejections_name_the_field() {
-        let field = |line: &str| {
-            parse(line)
-                .map(|_| ())
-                .expect_err("the line is invalid")
-                .field
-        };
+        let field = |line: &str| parse(line).map(|_| ()).expect_err("the line is invalid").field;
         assert_eq!(field(r#"{"type":"page_view","ts":1}"#), "event_id");
-        assert_eq!(
-            field(r#"{"event_id":"e","type":"page_view","ts":1}"#),
-            "visitor_id"
-        );
-        assert_eq!(
-            field(r#"{"event_id":"","type":"page_view","ts":1,"visitor_id":"v"}"#),
-            "event_id"
-        );
+        assert_eq!(field(r#"{"event_id":"e","type":"page_view","ts":1}"#), "visitor_id");
+        assert_eq!(field(r#"{"event_id":"","type":"page_view","ts":1,"visitor_id":"v"}"#), "event_id");
         let long = "x".repeat(129);
         assert_eq!(
-            field(&format!(
-                r#"{{"event_id":"{long}","type":"page_view","ts":1,"visitor_id":"v"}}"#
-            )),
+            field(&format!(r#"{{"event_id":"{long}","type":"page_view","ts":1,"visitor_id":"v"}}"#)),
             "event_id"
         );
         assert_eq!(
@@ -570,9 +459,7 @@ mod tests {
             "action"
         );
         assert_eq!(
-            field(
-                r#"{"event_id":"e","type":"order","ts":1,"visitor_id":"v","order_id":"o","revenue":-1}"#
-            ),
+            field(r#"{"event_id":"e","type":"order","ts":1,"visitor_id":"v","order_id":"o","revenue":-1}"#),
             "revenue"
         );
         assert_eq!(
@@ -581,27 +468,23 @@ mod tests {
             ),
             "items[0].quantity"
         );
-        assert_eq!(
-            field(r#"{"event_id":"e","type":"refund","ts":1,"order_id":"o","cancel":"yes"}"#),
-            "cancel"
-        );
+        assert_eq!(field(r#"{"event_id":"e","type":"refund","ts":1,"order_id":"o","cancel":"yes"}"#), "cancel");
         assert_eq!(field(r#"[1]"#), "event");
     }
 
     #[test]
     fn lenient_where_the_spec_is() {
-        let event = parse(r#"{"event_id":"e","type":"page_view","ts":1,"visitor_id":"v","page_type":"","campaign":5,"url":null}"#)
-            .expect("unknown fields are ignored, empty page types accepted");
+        let event = parse(
+            r#"{"event_id":"e","type":"page_view","ts":1,"visitor_id":"v","page_type":"","campaign":5,"url":null}"#,
+        )
+        .expect("unknown fields are ignored, empty page types accepted");
         assert_eq!(event.page_type.as_deref(), Some(""));
         let order = parse(r#"{"event_id":"e","type":"order","ts":1,"visitor_id":"v","order_id":"o","revenue":"10","items":[{"item":"i","price":"5","quantity":2.0}]}"#)
             .expect("2.0 is a whole quantity");
-        let Body::Order { lines, .. } = order.body else {
-            panic!("an order")
-        };
+        let Body::Order { lines, .. } = order.body else { panic!("an order") };
         assert_eq!(lines[0].quantity, 2);
-        let refund =
-            parse(r#"{"event_id":"e","type":"refund","ts":"2024-01-01T00:00:00Z","order_id":"o"}"#)
-                .expect("refunds need no visitor");
+        let refund = parse(r#"{"event_id":"e","type":"refund","ts":"2024-01-01T00:00:00Z","order_id":"o"}"#)
+            .expect("refunds need no visitor");
         assert!(refund.visitor_id.is_none());
     }
 

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Action, Kind};
-use crate::time::{
-    format_duration_setting, parse_duration_setting, MILLIS_PER_DAY, MILLIS_PER_MINUTE,
-};
+use crate::time::{format_duration_setting, parse_duration_setting, MILLIS_PER_DAY, MILLIS_PER_MINUTE};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingError {
@@ -29,9 +27,7 @@ pub const SETTING_KEYS: &str = "timezone, session_gap, attribution_window, \
 
 pub fn validate_site_id(site: &str) -> Result<(), SettingError> {
     let valid = (1..=64).contains(&site.len())
-        && site
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && site.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if valid {
         Ok(())
     } else {
@@ -77,10 +73,7 @@ impl QualifyingActions {
     }
 
     fn parse(text: &str) -> Result<QualifyingActions, String> {
-        let mut actions = QualifyingActions {
-            click: false,
-            hover: false,
-        };
+        let mut actions = QualifyingActions { click: false, hover: false };
         if text == "none" {
             return Ok(actions);
         }
@@ -89,11 +82,7 @@ impl QualifyingActions {
                 "click" => actions.click = true,
                 "hover" => actions.hover = true,
                 "discard" => return Err("a discard never qualifies as a touch".into()),
-                _ => {
-                    return Err(format!(
-                        "{part:?} is not click or hover (write e.g. click,hover or none)"
-                    ))
-                }
+                _ => return Err(format!("{part:?} is not click or hover (write e.g. click,hover or none)")),
             }
         }
         Ok(actions)
@@ -123,14 +112,8 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Settings {
-        let click = QualifyingActions {
-            click: true,
-            hover: false,
-        };
-        let click_or_hover = QualifyingActions {
-            click: true,
-            hover: true,
-        };
+        let click = QualifyingActions { click: true, hover: false };
+        let click_or_hover = QualifyingActions { click: true, hover: true };
         Settings {
             session_gap_ms: 30 * MILLIS_PER_MINUTE,
             attribution_window_ms: 30 * MILLIS_PER_DAY,
@@ -146,55 +129,28 @@ pub const DEFAULT_CONTROL_VARIANT: &str = "control";
 
 impl Settings {
     pub fn control_variant<'a>(&'a self, experiment: &str) -> &'a str {
-        self.experiments
-            .get(experiment)
-            .map_or(DEFAULT_CONTROL_VARIANT, |settings| {
-                settings.control.as_str()
-            })
+        self.experiments.get(experiment).map_or(DEFAULT_CONTROL_VARIANT, |settings| settings.control.as_str())
     }
 
     pub fn expected_split(&self, experiment: &str) -> Option<&BTreeMap<String, f64>> {
-        self.experiments
-            .get(experiment)
-            .and_then(|settings| settings.split.as_ref())
+        self.experiments.get(experiment).and_then(|settings| settings.split.as_ref())
     }
 
     /// Every setting as `(key, value)` text, as `upshot site show` prints them.
     pub fn describe(&self) -> Vec<(String, String)> {
         let mut rows = vec![
-            (
-                "session_gap".to_string(),
-                format_duration_setting(self.session_gap_ms),
-            ),
-            (
-                "attribution_window".to_string(),
-                format_duration_setting(self.attribution_window_ms),
-            ),
-            (
-                "recommendation_window".to_string(),
-                format_duration_setting(self.recommendation_window_ms),
-            ),
+            ("session_gap".to_string(), format_duration_setting(self.session_gap_ms)),
+            ("attribution_window".to_string(), format_duration_setting(self.attribution_window_ms)),
+            ("recommendation_window".to_string(), format_duration_setting(self.recommendation_window_ms)),
         ];
         for kind in Kind::ALL {
-            rows.push((
-                format!("qualifying.{}", kind.as_str()),
-                self.qualifying[kind.index()].describe(),
-            ));
+            rows.push((format!("qualifying.{}", kind.as_str()), self.qualifying[kind.index()].describe()));
         }
         for (name, experiment) in &self.experiments {
-            rows.push((
-                format!("experiment.{name}.control"),
-                experiment.control.clone(),
-            ));
+            rows.push((format!("experiment.{name}.control"), experiment.control.clone()));
             let split = experiment.split.as_ref().map_or_else(
                 || "equal".to_string(),
-                |split| {
-                    split
-                        .iter()
-                        .map(|(v, s)| format!("{v}={s}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                },
+                |split| split.iter().map(|(v, s)| format!("{v}={s}")).collect::<Vec<_>>().join(","),
             );
             rows.push((format!("experiment.{name}.split"), split));
         }
@@ -203,17 +159,10 @@ impl Settings {
 
     /// Changes one setting (not `timezone`, which lives on the site).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
-        let invalid = |reason: String| SettingError::Value {
-            key: key.to_string(),
-            reason,
-        };
+        let invalid = |reason: String| SettingError::Value { key: key.to_string(), reason };
         match key {
-            "session_gap" => {
-                self.session_gap_ms = parse_duration_setting(value).map_err(invalid)?
-            }
-            "attribution_window" => {
-                self.attribution_window_ms = parse_duration_setting(value).map_err(invalid)?
-            }
+            "session_gap" => self.session_gap_ms = parse_duration_setting(value).map_err(invalid)?,
+            "attribution_window" => self.attribution_window_ms = parse_duration_setting(value).map_err(invalid)?,
             "recommendation_window" => {
                 self.recommendation_window_ms = parse_duration_setting(value).map_err(invalid)?
             }
@@ -223,32 +172,23 @@ impl Settings {
     }
 
     fn set_keyed(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
-        let invalid = |reason: String| SettingError::Value {
-            key: key.to_string(),
-            reason,
-        };
+        let invalid = |reason: String| SettingError::Value { key: key.to_string(), reason };
         if let Some(kind) = key.strip_prefix("qualifying.") {
-            let kind = Kind::parse(kind)
-                .ok_or_else(|| invalid(format!("{kind:?} is not a placement kind")))?;
+            let kind = Kind::parse(kind).ok_or_else(|| invalid(format!("{kind:?} is not a placement kind")))?;
             self.qualifying[kind.index()] = QualifyingActions::parse(value).map_err(invalid)?;
             return Ok(());
         }
         let Some(rest) = key.strip_prefix("experiment.") else {
             return Err(SettingError::UnknownKey(key.to_string()));
         };
-        let (name, field) = rest
-            .rsplit_once('.')
-            .ok_or_else(|| SettingError::UnknownKey(key.to_string()))?;
+        let (name, field) = rest.rsplit_once('.').ok_or_else(|| SettingError::UnknownKey(key.to_string()))?;
         if name.is_empty() {
             return Err(invalid("the experiment name is empty".into()));
         }
-        let experiment =
-            self.experiments
-                .entry(name.to_string())
-                .or_insert_with(|| ExperimentSettings {
-                    control: DEFAULT_CONTROL_VARIANT.to_string(),
-                    split: None,
-                });
+        let experiment = self
+            .experiments
+            .entry(name.to_string())
+            .or_insert_with(|| ExperimentSettings { control: DEFAULT_CONTROL_VARIANT.to_string(), split: None });
         match field {
             "control" if !value.is_empty() => experiment.control = value.to_string(),
             "control" => return Err(invalid("the control variant name is empty".into())),
@@ -266,9 +206,9 @@ fn parse_split(text: &str) -> Result<Option<BTreeMap<String, f64>>, String> {
     }
     let mut split = BTreeMap::new();
     for part in text.split(',') {
-        let (variant, share) = part.split_once('=').ok_or_else(|| {
-            format!("{part:?} is not variant=share (write e.g. control=50,b=50 or equal)")
-        })?;
+        let (variant, share) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not variant=share (write e.g. control=50,b=50 or equal)"))?;
         let share: f64 = share
             .trim()
             .parse()
@@ -288,24 +228,15 @@ mod tests {
     fn settings_are_validated_and_described() {
         let mut settings = Settings::default();
         settings.set("session_gap", "45m").expect("valid gap");
-        settings
-            .set("qualifying.popup", "click,hover")
-            .expect("valid actions");
-        settings
-            .set("experiment.hero.control", "baseline")
-            .expect("valid control");
-        settings
-            .set("experiment.hero.split", "baseline=90,b=10")
-            .expect("valid split");
+        settings.set("qualifying.popup", "click,hover").expect("valid actions");
+        settings.set("experiment.hero.control", "baseline").expect("valid control");
+        settings.set("experiment.hero.split", "baseline=90,b=10").expect("valid split");
         assert_eq!(settings.session_gap_ms, 45 * MILLIS_PER_MINUTE);
         assert_eq!(settings.control_variant("hero"), "baseline");
         assert_eq!(settings.control_variant("other"), "control");
         assert!(settings.set("qualifying.popup", "discard").is_err());
         assert!(settings.set("session_gap", "soon").is_err());
-        assert!(matches!(
-            settings.set("colour", "red"),
-            Err(SettingError::UnknownKey(_))
-        ));
+        assert!(matches!(settings.set("colour", "red"), Err(SettingError::UnknownKey(_))));
         let described = settings.describe();
         assert!(described.contains(&("experiment.hero.split".into(), "b=10,baseline=90".into())));
     }

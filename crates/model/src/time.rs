@@ -26,9 +26,7 @@ pub fn parse_timestamp(value: &Value) -> Result<i64, String> {
         Value::String(text) => text
             .parse::<Timestamp>()
             .map(|timestamp| timestamp.as_millisecond())
-            .map_err(|_| {
-                "expected an RFC 3339 timestamp with offset, like 2024-05-01T12:00:00Z".to_string()
-            }),
+            .map_err(|_| "expected an RFC 3339 timestamp with offset, like 2024-05-01T12:00:00Z".to_string()),
         _ => Err("expected an RFC 3339 string or integer milliseconds".to_string()),
     }
 }
@@ -48,9 +46,7 @@ pub fn local_midnight_millis(date: Date, zone: &TimeZone) -> Result<i64, jiff::E
 
 /// The local date of an instant.
 pub fn local_date(millis: i64, zone: &TimeZone) -> Option<Date> {
-    Timestamp::from_millisecond(millis)
-        .ok()
-        .map(|timestamp| timestamp.to_zoned(zone.clone()).date())
+    Timestamp::from_millisecond(millis).ok().map(|timestamp| timestamp.to_zoned(zone.clone()).date())
 }
 
 /// Parses a duration setting like `30m`, `2h` or `7d` into milliseconds.
@@ -91,14 +87,8 @@ mod tests {
         let parse = |v: Value| parse_timestamp(&v);
         assert_eq!(parse(Value::from("1970-01-01T00:00:01.2349Z")), Ok(1234));
         assert_eq!(parse(Value::from("1970-01-01T01:00:00+01:00")), Ok(0));
-        assert_eq!(
-            parse(Value::from(1_700_000_000_000_i64)),
-            Ok(1_700_000_000_000)
-        );
-        assert!(
-            parse(Value::from("2024-01-01T00:00:00")).is_err(),
-            "offset is required"
-        );
+        assert_eq!(parse(Value::from(1_700_000_000_000_i64)), Ok(1_700_000_000_000));
+        assert!(parse(Value::from("2024-01-01T00:00:00")).is_err(), "offset is required");
         assert!(parse(Value::from(1.5)).is_err());
         assert!(parse(Value::from(true)).is_err());
     }

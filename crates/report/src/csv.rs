@@ -4,16 +4,7 @@ use serde_json::Value;
 use upshot_engine::Report;
 
 /// Fields that name a row of an array section rather than being a figure.
-const ROW_KEYS: [&str; 8] = [
-    "placement",
-    "kind",
-    "campaign",
-    "sequence",
-    "journey",
-    "experiment",
-    "label",
-    "variant",
-];
+const ROW_KEYS: [&str; 8] = ["placement", "kind", "campaign", "sequence", "journey", "experiment", "label", "variant"];
 
 pub fn render_csv(report: &Report) -> String {
     let value = serde_json::to_value(report).expect("a report always serializes");
@@ -35,12 +26,7 @@ fn flatten(section: &str, row: &str, figure: &str, value: &Value, out: &mut Stri
             let row_name = ROW_KEYS
                 .iter()
                 .chain(&["date", "order_id"])
-                .find_map(|key| {
-                    fields
-                        .get(*key)
-                        .and_then(Value::as_str)
-                        .map(|name| (*key, name))
-                });
+                .find_map(|key| fields.get(*key).and_then(Value::as_str).map(|name| (*key, name)));
             let row = match row_name {
                 Some((_, name)) if row.is_empty() => name.to_string(),
                 Some((_, name)) => format!("{row}/{name}"),
@@ -50,11 +36,7 @@ fn flatten(section: &str, row: &str, figure: &str, value: &Value, out: &mut Stri
                 if row_name.is_some_and(|(row_key, _)| row_key == key) {
                     continue;
                 }
-                let figure = if figure.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{figure}.{key}")
-                };
+                let figure = if figure.is_empty() { key.clone() } else { format!("{figure}.{key}") };
                 flatten(section, &row, &figure, child, out);
             }
         }

@@ -11,10 +11,7 @@ fn percent(ratio: Ratio) -> String {
 }
 
 fn signed_percent(ratio: Ratio) -> String {
-    ratio.map_or_else(
-        || "-".to_string(),
-        |value| format!("{:+.2}%", value * 100.0),
-    )
+    ratio.map_or_else(|| "-".to_string(), |value| format!("{:+.2}%", value * 100.0))
 }
 
 fn money(amount: Amount) -> String {
@@ -60,10 +57,7 @@ struct Table {
 
 impl Table {
     fn new(header: &[&str]) -> Table {
-        Table {
-            header: header.iter().map(|h| h.to_string()).collect(),
-            rows: Vec::new(),
-        }
+        Table { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
     }
 
     fn render(&self, out: &mut String) {
@@ -132,9 +126,7 @@ fn placement_cells(name: String, figures: &PlacementFigures) -> Vec<String> {
         percent(figures.ctr),
         count(figures.clicked_sessions),
         count(figures.hovered_sessions),
-        figures
-            .converted_clicks
-            .map_or_else(|| "-".to_string(), count),
+        figures.converted_clicks.map_or_else(|| "-".to_string(), count),
         percent(figures.cr),
         shares(figures.orders),
         money(figures.value),
@@ -147,14 +139,11 @@ pub fn render_table(report: &Report) -> String {
     let range = &report.range;
     let currency = &range.currency;
     let mut out = String::new();
-    let filters: Vec<String> = [
-        ("page type", &range.page_type),
-        ("placement", &range.placement),
-        ("kind", &range.kind),
-    ]
-    .iter()
-    .filter_map(|(name, value)| value.as_ref().map(|value| format!("{name} {value}")))
-    .collect();
+    let filters: Vec<String> =
+        [("page type", &range.page_type), ("placement", &range.placement), ("kind", &range.kind)]
+            .iter()
+            .filter_map(|(name, value)| value.as_ref().map(|value| format!("{name} {value}")))
+            .collect();
     let _ = writeln!(
         out,
         "upshot report {} .. {} ({}, {currency}), attribution model {}{}",
@@ -162,11 +151,7 @@ pub fn render_table(report: &Report) -> String {
         range.to,
         range.timezone,
         range.model,
-        if filters.is_empty() {
-            String::new()
-        } else {
-            format!(", filtered by {}", filters.join(", "))
-        }
+        if filters.is_empty() { String::new() } else { format!(", filtered by {}", filters.join(", ")) }
     );
     render_overview(report, &mut out);
     render_placements(report, &mut out);
@@ -190,30 +175,15 @@ fn render_overview(report: &Report, out: &mut String) {
             ("conversion rate", percent(o.conversion_rate)),
             ("orders", count(o.orders)),
             ("revenue", format!("{} {currency}", money(o.revenue))),
-            (
-                "average order value",
-                format!("{} {currency}", money_ratio(o.aov)),
-            ),
+            ("average order value", format!("{} {currency}", money_ratio(o.aov))),
             (
                 "active placements / experiments / journeys (last 24 h)",
-                format!(
-                    "{} / {} / {}",
-                    o.active_placements, o.active_experiments, o.active_journeys
-                ),
+                format!("{} / {} / {}", o.active_placements, o.active_experiments, o.active_journeys),
             ),
         ],
     );
-    let mut segments = Table::new(&[
-        "segment",
-        "conversion rate",
-        "orders",
-        &format!("revenue {currency}"),
-        "AOV",
-    ]);
-    for (name, segment) in [
-        ("personalized", &o.personalized),
-        ("not personalized", &o.non_personalized),
-    ] {
+    let mut segments = Table::new(&["segment", "conversion rate", "orders", &format!("revenue {currency}"), "AOV"]);
+    for (name, segment) in [("personalized", &o.personalized), ("not personalized", &o.non_personalized)] {
         segments.rows.push(vec![
             name.to_string(),
             percent(segment.conversion_rate),
@@ -231,15 +201,9 @@ fn render_overview(report: &Report, out: &mut String) {
         &[
             ("orders in personalized sessions", count(p.orders)),
             ("revenue", format!("{} {currency}", money(p.revenue))),
-            (
-                "change against previous period",
-                signed_percent(p.revenue_change),
-            ),
+            ("change against previous period", signed_percent(p.revenue_change)),
             ("conversion rate", percent(p.conversion_rate)),
-            (
-                "average order value",
-                format!("{} {currency}", money_ratio(p.aov)),
-            ),
+            ("average order value", format!("{} {currency}", money_ratio(p.aov))),
         ],
     );
     let r = &report.recommendations;
@@ -247,26 +211,14 @@ fn render_overview(report: &Report, out: &mut String) {
         out,
         "Recommendations",
         &[
-            (
-                "direct revenue",
-                format!("{} {currency}", money(r.direct_revenue)),
-            ),
-            (
-                "assisted revenue",
-                format!("{} {currency}", money(r.assisted_revenue)),
-            ),
+            ("direct revenue", format!("{} {currency}", money(r.direct_revenue))),
+            ("assisted revenue", format!("{} {currency}", money(r.assisted_revenue))),
             ("recommendation sessions", count(r.sessions)),
-            (
-                "CTR (sessions viewing a recommended product)",
-                percent(r.ctr),
-            ),
+            ("CTR (sessions viewing a recommended product)", percent(r.ctr)),
             ("conversion rate", percent(r.conversion_rate)),
             ("unique visitors", count(r.unique_visitors)),
             ("purchases (direct lines)", count(r.purchases)),
-            (
-                "share of purchasing sessions",
-                percent(r.purchase_sessions_share),
-            ),
+            ("share of purchasing sessions", percent(r.purchase_sessions_share)),
         ],
     );
 }
@@ -280,18 +232,13 @@ fn render_placements(report: &Report, out: &mut String) {
     }
     let mut table = placement_columns("placement (kind)", currency);
     for row in &report.placements {
-        table.rows.push(placement_cells(
-            format!("{} ({})", row.placement, row.kind),
-            &row.figures,
-        ));
+        table.rows.push(placement_cells(format!("{} ({})", row.placement, row.kind), &row.figures));
     }
     table.render(out);
     let _ = writeln!(out, "\nKinds");
     let mut table = placement_columns("kind", currency);
     for row in &report.kinds {
-        table
-            .rows
-            .push(placement_cells(row.kind.clone(), &row.figures));
+        table.rows.push(placement_cells(row.kind.clone(), &row.figures));
     }
     table.render(out);
 }
@@ -301,36 +248,16 @@ fn render_rollups(report: &Report, out: &mut String) {
     for (title, rows) in [
         (
             "Campaigns",
-            report
-                .campaigns
-                .iter()
-                .map(|r| (&r.campaign, r.started, r.profiles, &r.figures))
-                .collect::<Vec<_>>(),
+            report.campaigns.iter().map(|r| (&r.campaign, r.started, r.profiles, &r.figures)).collect::<Vec<_>>(),
         ),
-        (
-            "Sequences",
-            report
-                .sequences
-                .iter()
-                .map(|r| (&r.sequence, r.started, r.profiles, &r.figures))
-                .collect(),
-        ),
+        ("Sequences", report.sequences.iter().map(|r| (&r.sequence, r.started, r.profiles, &r.figures)).collect()),
     ] {
         if rows.is_empty() {
             continue;
         }
         let _ = writeln!(out, "\n{title}");
         let value = format!("value {currency}");
-        let mut table = Table::new(&[
-            "name",
-            "started",
-            "profiles",
-            "impressions",
-            "clicks",
-            "CTR",
-            "orders",
-            &value,
-        ]);
+        let mut table = Table::new(&["name", "started", "profiles", "impressions", "clicks", "CTR", "orders", &value]);
         for (name, started, profiles, figures) in rows {
             table.rows.push(vec![
                 name.clone(),
@@ -353,19 +280,8 @@ fn render_journeys(report: &Report, out: &mut String) {
         return;
     }
     let _ = writeln!(out, "\nJourneys");
-    let mut table = Table::new(&[
-        "journey",
-        "started",
-        "completed",
-        "cancelled",
-        "notifications",
-        "converted",
-        "CR",
-    ]);
-    let rows = journeys
-        .journeys
-        .iter()
-        .map(|row| (row.journey.clone(), &row.figures));
+    let mut table = Table::new(&["journey", "started", "completed", "cancelled", "notifications", "converted", "CR"]);
+    let rows = journeys.journeys.iter().map(|row| (row.journey.clone(), &row.figures));
     for (name, figures) in rows.chain(std::iter::once(("total".to_string(), &journeys.total))) {
         table.rows.push(vec![
             name,
@@ -412,12 +328,9 @@ fn render_experiments(report: &Report, out: &mut String) {
             "p",
         ]);
         let interval = |lift: Option<f64>, ci: Option<[f64; 2]>| match (lift, ci) {
-            (Some(lift), Some([low, high])) => format!(
-                "{:+.1}% [{:+.1}%, {:+.1}%]",
-                lift * 100.0,
-                low * 100.0,
-                high * 100.0
-            ),
+            (Some(lift), Some([low, high])) => {
+                format!("{:+.1}% [{:+.1}%, {:+.1}%]", lift * 100.0, low * 100.0, high * 100.0)
+            }
             _ => "-".to_string(),
         };
         let p_value = |p: Option<f64>| p.map_or_else(|| "-".to_string(), |p| format!("{p:.4}"));
@@ -430,9 +343,7 @@ fn render_experiments(report: &Report, out: &mut String) {
                 count(variant.orders),
                 money(variant.revenue),
                 money_ratio(variant.revenue_per_visitor),
-                variant
-                    .incremental_revenue
-                    .map_or_else(|| "-".to_string(), money),
+                variant.incremental_revenue.map_or_else(|| "-".to_string(), money),
                 interval(variant.cr_lift, variant.cr_lift_ci),
                 p_value(variant.cr_lift_p_value),
                 interval(variant.rpv_lift, variant.rpv_lift_ci),
@@ -445,11 +356,7 @@ fn render_experiments(report: &Report, out: &mut String) {
         let _ = writeln!(out, "\nTopics");
         let mut table = Table::new(&["label", "visitors", "converted"]);
         for topic in &report.topics {
-            table.rows.push(vec![
-                topic.label.clone(),
-                count(topic.visitors),
-                count(topic.converted),
-            ]);
+            table.rows.push(vec![topic.label.clone(), count(topic.visitors), count(topic.converted)]);
         }
         table.render(out);
     }

@@ -29,18 +29,10 @@ pub struct EraseReport {
 impl Store {
     /// Drops every segment of `site` whose UTC day is before `first_kept_day`
     /// (`YYYY-MM-DD`); returns the segments and events dropped.
-    pub fn drop_days_before(
-        &mut self,
-        site: &str,
-        first_kept_day: &str,
-    ) -> Result<(u64, u64), StoreError> {
+    pub fn drop_days_before(&mut self, site: &str, first_kept_day: &str) -> Result<(u64, u64), StoreError> {
         self.seal()?;
-        let dropped: Vec<SegmentEntry> = self
-            .manifest
-            .site_segments(site)
-            .filter(|entry| entry.day.as_str() < first_kept_day)
-            .cloned()
-            .collect();
+        let dropped: Vec<SegmentEntry> =
+            self.manifest.site_segments(site).filter(|entry| entry.day.as_str() < first_kept_day).cloned().collect();
         if dropped.is_empty() {
             return Ok((0, 0));
         }
@@ -53,18 +45,11 @@ impl Store {
             let path = self.root.join(&entry.file);
             std::fs::remove_file(&path).map_err(io_error(&path))?;
         }
-        Ok((
-            dropped.len() as u64,
-            dropped.iter().map(|entry| entry.events).sum(),
-        ))
+        Ok((dropped.len() as u64, dropped.iter().map(|entry| entry.events).sum()))
     }
 
     /// Erases one person's events everywhere, durably; returns how many.
-    pub fn forget(
-        &mut self,
-        record: &SiteRecord,
-        person: &Person,
-    ) -> Result<EraseReport, StoreError> {
+    pub fn forget(&mut self, record: &SiteRecord, person: &Person) -> Result<EraseReport, StoreError> {
         self.seal()?;
         let mut visitors: HashSet<String> = HashSet::new();
         let profile = match person {
@@ -74,8 +59,7 @@ impl Store {
             }
             Person::Profile(profile) => Some(profile.as_str()),
         };
-        let entries: Vec<SegmentEntry> =
-            self.manifest.site_segments(&record.site).cloned().collect();
+        let entries: Vec<SegmentEntry> = self.manifest.site_segments(&record.site).cloned().collect();
         if let Some(profile) = profile {
             for entry in &entries {
                 for event in read_segment(&self.root.join(&entry.file))?.1 {
@@ -86,10 +70,7 @@ impl Store {
             }
         }
         let matches = |event: &Event| {
-            event
-                .visitor_id
-                .as_ref()
-                .is_some_and(|visitor| visitors.contains(visitor))
+            event.visitor_id.as_ref().is_some_and(|visitor| visitors.contains(visitor))
                 || (profile.is_some() && event.profile_id.as_deref() == profile)
         };
         let mut report = EraseReport::default();
@@ -97,11 +78,7 @@ impl Store {
         let mut written = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
             let (_, events) = read_segment(&self.root.join(&entry.file))?;
-            let kept: Vec<Event> = events
-                .iter()
-                .filter(|event| !matches(event))
-                .cloned()
-                .collect();
+            let kept: Vec<Event> = events.iter().filter(|event| !matches(event)).cloned().collect();
             if kept.len() == events.len() {
                 continue;
             }
@@ -109,10 +86,7 @@ impl Store {
             report.segments_rewritten += 1;
             replaced.push(entry.clone());
             if !kept.is_empty() {
-                let name = format!(
-                    "{:020}-erased-{index}.seg",
-                    self.manifest.sealed_through_lsn
-                );
+                let name = format!("{:020}-erased-{index}.seg", self.manifest.sealed_through_lsn);
                 written.push(self.write_entry(&entry.site, &entry.day, &name, &kept)?);
             }
         }
@@ -133,12 +107,7 @@ impl Store {
     }
 
     /// Drops rejected lines that belong to the person from the rejects file.
-    fn erase_rejects(
-        &self,
-        site: &str,
-        visitors: &HashSet<String>,
-        profile: Option<&str>,
-    ) -> Result<u64, StoreError> {
+    fn erase_rejects(&self, site: &str, visitors: &HashSet<String>, profile: Option<&str>) -> Result<u64, StoreError> {
         let path = self.rejects_path(site);
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(0);
@@ -148,20 +117,13 @@ impl Store {
         for line in text.lines() {
             let raw = serde_json::from_str::<serde_json::Value>(line)
                 .ok()
-                .and_then(|reject| {
-                    reject
-                        .get("event")
-                        .and_then(|e| e.as_str())
-                        .map(str::to_string)
-                })
+                .and_then(|reject| reject.get("event").and_then(|e| e.as_str()).map(str::to_string))
                 .unwrap_or_default();
             let event = serde_json::from_str::<serde_json::Value>(&raw).unwrap_or_default();
             let field = |name: &str| event.get(name).and_then(|v| v.as_str()).map(str::to_string);
             let belongs = field("visitor_id").is_some_and(|v| visitors.contains(&v))
                 || (profile.is_some() && field("profile_id").as_deref() == profile)
-                || visitors
-                    .iter()
-                    .any(|visitor| raw.contains(&format!("\"{visitor}\"")));
+                || visitors.iter().any(|visitor| raw.contains(&format!("\"{visitor}\"")));
             if belongs {
                 erased += 1;
             } else {
@@ -172,9 +134,7 @@ impl Store {
         if erased > 0 {
             let temporary = path.with_extension("ndjson.tmp");
             std::fs::write(&temporary, kept).map_err(io_error(&temporary))?;
-            std::fs::File::open(&temporary)
-                .and_then(|file| file.sync_all())
-                .map_err(io_error(&temporary))?;
+            std::fs::File::open(&temporary).and_then(|file| file.sync_all()).map_err(io_error(&temporary))?;
             std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
         }
         Ok(erased)
@@ -194,26 +154,16 @@ mod tests {
     use upshot_model::{parse_event_line, ParseContext};
 
     fn event(id: &str, visitor: &str, profile: Option<&str>, day: u32) -> Event {
-        let profile = profile
-            .map(|p| format!(r#","profile_id":"{p}""#))
-            .unwrap_or_default();
+        let profile = profile.map(|p| format!(r#","profile_id":"{p}""#)).unwrap_or_default();
         let line = format!(
             r#"{{"event_id":"{id}","type":"page_view","ts":"2024-05-{day:02}T10:00:00Z","visitor_id":"{visitor}"{profile}}}"#
         );
-        parse_event_line(
-            &line,
-            &ParseContext {
-                currency: "USD".into(),
-            },
-        )
-        .expect("valid event")
+        parse_event_line(&line, &ParseContext { currency: "USD".into() }).expect("valid event")
     }
 
     fn visitors(store: &Store, record: &SiteRecord) -> Vec<String> {
         let mut seen = Vec::new();
-        store
-            .scan_events(record, |e| seen.push(e.visitor_id.unwrap_or_default()))
-            .expect("scan");
+        store.scan_events(record, |e| seen.push(e.visitor_id.unwrap_or_default())).expect("scan");
         seen.sort();
         seen
     }
@@ -226,31 +176,15 @@ mod tests {
         store
             .append_events(
                 &record,
-                &[
-                    event("1", "a", None, 1),
-                    event("2", "b", Some("p"), 1),
-                    event("3", "c", None, 2),
-                ],
+                &[event("1", "a", None, 1), event("2", "b", Some("p"), 1), event("3", "c", None, 2)],
             )
             .expect("append");
         store.seal().expect("seal");
-        store
-            .append_events(
-                &record,
-                &[event("4", "b", None, 2), event("5", "a", None, 3)],
-            )
-            .expect("append");
-        let erased = store
-            .forget(&record, &Person::Profile("p".into()))
-            .expect("forget");
-        assert_eq!(
-            erased.events, 2,
-            "b's profiled event and b's later anonymous one"
-        );
+        store.append_events(&record, &[event("4", "b", None, 2), event("5", "a", None, 3)]).expect("append");
+        let erased = store.forget(&record, &Person::Profile("p".into())).expect("forget");
+        assert_eq!(erased.events, 2, "b's profiled event and b's later anonymous one");
         assert_eq!(visitors(&store, &record), ["a", "a", "c"]);
-        let erased = store
-            .forget(&record, &Person::Visitor("a".into()))
-            .expect("forget");
+        let erased = store.forget(&record, &Person::Visitor("a".into())).expect("forget");
         assert_eq!(erased.events, 2);
         drop(store);
         let store = Store::open(dir.path()).expect("reopens");
@@ -264,21 +198,9 @@ mod tests {
         let mut store = Store::open(dir.path()).expect("opens");
         let (record, _) = store.create_site("shop", "UTC", "USD").expect("site");
         store
-            .append_events(
-                &record,
-                &[
-                    event("1", "a", None, 1),
-                    event("2", "b", None, 2),
-                    event("3", "c", None, 3),
-                ],
-            )
+            .append_events(&record, &[event("1", "a", None, 1), event("2", "b", None, 2), event("3", "c", None, 3)])
             .expect("append");
-        assert_eq!(
-            store
-                .drop_days_before("shop", "2024-05-03")
-                .expect("retain"),
-            (2, 2)
-        );
+        assert_eq!(store.drop_days_before("shop", "2024-05-03").expect("retain"), (2, 2));
         assert_eq!(visitors(&store, &record), ["c"]);
     }
 }

@@ -16,9 +16,7 @@ pub struct SiteKeys {
 fn random_hex(bytes: usize) -> Result<String, StoreError> {
     let path = std::path::Path::new("/dev/urandom");
     let mut buffer = vec![0u8; bytes];
-    std::fs::File::open(path)
-        .and_then(|mut file| file.read_exact(&mut buffer))
-        .map_err(crate::io_error(path))?;
+    std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut buffer)).map_err(crate::io_error(path))?;
     Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
@@ -33,8 +31,5 @@ impl SiteKeys {
 
 /// SHA-256 of a key, hex encoded, as stored in the site record.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    Sha256::digest(key.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
 }

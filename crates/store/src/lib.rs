@@ -29,20 +29,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("site {0:?} does not exist (create it with `upshot site create {0}`)")]
     UnknownSite(String),
     #[error("site {0:?} already exists")]
     SiteExists(String),
     #[error("{path}: line {line}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        line: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, line: u64, reason: String },
     #[error("data dir {path} is in use by another upshot process{owner}; stop it or use another --data dir")]
     Locked { path: PathBuf, owner: String },
     #[error("segment {path}: {reason}")]
@@ -56,37 +49,22 @@ pub enum StoreError {
 pub(crate) use wal::sync_dir;
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
 /// Takes the data dir's lock, or says who holds it.
 fn lock_data_dir(root: &Path) -> Result<File, StoreError> {
     let path = root.join("LOCK");
-    let mut file = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .write(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io_error(&path))?;
+    let mut file =
+        OpenOptions::new().create(true).read(true).write(true).truncate(false).open(&path).map_err(io_error(&path))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut owner = String::new();
             let _ = file.read_to_string(&mut owner);
             let owner = owner.trim();
-            let owner = if owner.is_empty() {
-                String::new()
-            } else {
-                format!(" (pid {owner})")
-            };
-            return Err(StoreError::Locked {
-                path: root.to_path_buf(),
-                owner,
-            });
+            let owner = if owner.is_empty() { String::new() } else { format!(" (pid {owner})") };
+            return Err(StoreError::Locked { path: root.to_path_buf(), owner });
         }
         Err(std::fs::TryLockError::Error(error)) => return Err(io_error(&path)(error)),
     }
@@ -125,17 +103,8 @@ impl Store {
         let (mut wal, recovery) = wal::Wal::open(&root.join("wal"), |_, _| {})?;
         wal.ensure_next_lsn_at_least(manifest.sealed_through_lsn + 1);
         remove_orphan_segments(&root, &manifest)?;
-        let writer = Writer {
-            _lock: lock,
-            wal,
-            recovery,
-            taken_ids: HashMap::new(),
-        };
-        Ok(Store {
-            root,
-            manifest,
-            writer: Some(writer),
-        })
+        let writer = Writer { _lock: lock, wal, recovery, taken_ids: HashMap::new() };
+        Ok(Store { root, manifest, writer: Some(writer) })
     }
 
     /// Opens the data dir for reading only: no lock, no repair; a record still being
@@ -147,11 +116,7 @@ impl Store {
             std::fs::create_dir_all(&sites).map_err(io_error(&sites))?;
         }
         let manifest = Manifest::load(&root)?;
-        Ok(Store {
-            root,
-            manifest,
-            writer: None,
-        })
+        Ok(Store { root, manifest, writer: None })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -194,11 +159,7 @@ impl Store {
 /// Deletes segment files the manifest does not list: left by a crash while sealing or
 /// compacting, before the manifest swap that would have made them part of the store.
 fn remove_orphan_segments(root: &Path, manifest: &Manifest) -> Result<(), StoreError> {
-    let listed: HashSet<PathBuf> = manifest
-        .segments
-        .iter()
-        .map(|entry| root.join(&entry.file))
-        .collect();
+    let listed: HashSet<PathBuf> = manifest.segments.iter().map(|entry| root.join(&entry.file)).collect();
     let sites = root.join("sites");
     for site in std::fs::read_dir(&sites).map_err(io_error(&sites))? {
         let segments = site.map_err(io_error(&sites))?.path().join("segments");

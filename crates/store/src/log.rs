@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use upshot_model::{event_to_json, parse_event_line, Event, ParseContext};
 
 use crate::seal::record_lines;
-use crate::segment::read_segment;
+use crate::segment::{read_segment, SegmentFile};
 use crate::{wal, SiteRecord, Store, StoreError};
 
 /// What happened to an appended event.
@@ -27,15 +27,8 @@ pub(crate) fn site_prefix(site: &str) -> Vec<u8> {
 impl Store {
     /// Appends a batch of a site's events as one durable record: when this returns
     /// `Ok`, every `Taken` event is on disk. On error nothing was taken.
-    pub fn append_events(
-        &mut self,
-        record: &SiteRecord,
-        events: &[Event],
-    ) -> Result<Vec<Appended>, StoreError> {
-        let loaded = self
-            .writer
-            .as_ref()
-            .is_some_and(|writer| writer.taken_ids.contains_key(&record.site));
+    pub fn append_events(&mut self, record: &SiteRecord, events: &[Event]) -> Result<Vec<Appended>, StoreError> {
+        let loaded = self.writer.as_ref().is_some_and(|writer| writer.taken_ids.contains_key(&record.site));
         if !loaded {
             let mut ids = HashSet::new();
             self.scan_events(record, |event| {
@@ -53,36 +46,26 @@ impl Store {
                 outcomes.push(Appended::Duplicate);
                 continue;
             }
-            serde_json::to_writer(&mut payload, &event_to_json(event))
-                .expect("writing to a Vec cannot fail");
+            serde_json::to_writer(&mut payload, &event_to_json(event)).expect("writing to a Vec cannot fail");
             payload.push(b'\n');
             outcomes.push(Appended::Taken);
         }
         if !batch_ids.is_empty() {
             writer.wal.append_batch(&[&payload])?;
-            let taken_ids = writer
-                .taken_ids
-                .get_mut(&record.site)
-                .expect("loaded above");
+            let taken_ids = writer.taken_ids.get_mut(&record.site).expect("loaded above");
             taken_ids.extend(batch_ids.into_iter().map(Box::from));
         }
         Ok(outcomes)
     }
 
     fn writer_mut(&mut self) -> &mut crate::Writer {
-        self.writer
-            .as_mut()
-            .expect("appends need a store opened with Store::open, not open_read_only")
+        self.writer.as_mut().expect("appends need a store opened with Store::open, not open_read_only")
     }
 
     /// Calls `visit` with every stored event of the site: sealed segments first, then
     /// the log's unsealed tail. A damaged segment or log record is skipped and named in
     /// the summary (and logged); everything else is still read.
-    pub fn scan_events(
-        &self,
-        record: &SiteRecord,
-        mut visit: impl FnMut(Event),
-    ) -> Result<ScanSummary, StoreError> {
+    pub fn scan_events(&self, record: &SiteRecord, mut visit: impl FnMut(Event)) -> Result<ScanSummary, StoreError> {
         let mut summary = ScanSummary::default();
         for entry in self.manifest.site_segments(&record.site) {
             let path = self.root().join(&entry.file);
@@ -97,9 +80,22 @@ impl Store {
                 }
             }
         }
-        let context = ParseContext {
-            currency: record.currency.clone(),
-        };
+        let tail = self.scan_tail(record, visit)?;
+        summary.events += tail.events;
+        summary.problems.extend(tail.problems);
+        Ok(summary)
+    }
+
+    /// Opens the site's segment files (headers checked); a damaged one is an error in
+    /// its place, so a scan can skip it and say so.
+    pub fn site_segments(&self, site: &str) -> Vec<Result<SegmentFile, StoreError>> {
+        self.manifest.site_segments(site).map(|entry| SegmentFile::open(&self.root().join(&entry.file))).collect()
+    }
+
+    /// Calls `visit` with the site's events still in the log (not yet sealed).
+    pub fn scan_tail(&self, record: &SiteRecord, mut visit: impl FnMut(Event)) -> Result<ScanSummary, StoreError> {
+        let mut summary = ScanSummary::default();
+        let context = ParseContext { currency: record.currency.clone() };
         let dir = self.root().join("wal");
         let sealed = self.manifest.sealed_through_lsn;
         let recovery = wal::read_records(&dir, |lsn, payload| {
@@ -112,17 +108,13 @@ impl Store {
             for (index, line) in lines.enumerate() {
                 let parsed = std::str::from_utf8(line)
                     .map_err(|error| error.to_string())
-                    .and_then(|line| {
-                        parse_event_line(line, &context).map_err(|rejection| rejection.to_string())
-                    });
+                    .and_then(|line| parse_event_line(line, &context).map_err(|rejection| rejection.to_string()));
                 match parsed {
                     Ok(event) => {
                         visit(event);
                         summary.events += 1;
                     }
-                    Err(reason) => summary
-                        .problems
-                        .push(format!("log record {lsn}, event {}: {reason}", index + 1)),
+                    Err(reason) => summary.problems.push(format!("log record {lsn}, event {}: {reason}", index + 1)),
                 }
             }
         })?;
@@ -143,39 +135,23 @@ mod tests {
     use super::*;
 
     fn event(id: &str, visitor: &str) -> Event {
-        let line = format!(
-            r#"{{"event_id":"{id}","type":"page_view","ts":1000,"visitor_id":"{visitor}"}}"#
-        );
-        parse_event_line(
-            &line,
-            &ParseContext {
-                currency: "USD".into(),
-            },
-        )
-        .expect("valid event")
+        let line = format!(r#"{{"event_id":"{id}","type":"page_view","ts":1000,"visitor_id":"{visitor}"}}"#);
+        parse_event_line(&line, &ParseContext { currency: "USD".into() }).expect("valid event")
     }
 
     #[test]
     fn first_event_of_an_id_is_kept_across_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = Store::open(dir.path()).expect("store opens");
-        let (record, _) = store
-            .create_site("shop", "UTC", "USD")
-            .expect("site created");
-        let outcomes = store
-            .append_events(&record, &[event("a", "v1"), event("a", "v2")])
-            .expect("append");
+        let (record, _) = store.create_site("shop", "UTC", "USD").expect("site created");
+        let outcomes = store.append_events(&record, &[event("a", "v1"), event("a", "v2")]).expect("append");
         assert_eq!(outcomes, [Appended::Taken, Appended::Duplicate]);
         drop(store);
         let mut store = Store::open(dir.path()).expect("store reopens");
-        let outcomes = store
-            .append_events(&record, &[event("a", "v3"), event("b", "v3")])
-            .expect("append");
+        let outcomes = store.append_events(&record, &[event("a", "v3"), event("b", "v3")]).expect("append");
         assert_eq!(outcomes, [Appended::Duplicate, Appended::Taken]);
         let mut visitors = Vec::new();
-        store
-            .scan_events(&record, |e| visitors.push(e.visitor_id.unwrap_or_default()))
-            .expect("scan");
+        store.scan_events(&record, |e| visitors.push(e.visitor_id.unwrap_or_default())).expect("scan");
         assert_eq!(visitors, ["v1", "v3"]);
     }
 
@@ -183,15 +159,8 @@ mod tests {
     fn a_second_writer_is_refused_with_a_clear_error_but_readers_are_not() {
         let dir = tempfile::tempdir().expect("temp dir");
         let _first = Store::open(dir.path()).expect("store opens");
-        let second = Store::open(dir.path())
-            .err()
-            .expect("second writer refused");
-        assert!(
-            second
-                .to_string()
-                .contains("in use by another upshot process"),
-            "{second}"
-        );
+        let second = Store::open(dir.path()).err().expect("second writer refused");
+        assert!(second.to_string().contains("in use by another upshot process"), "{second}");
         assert!(Store::open_read_only(dir.path()).is_ok());
     }
 
@@ -201,19 +170,10 @@ mod tests {
         let mut store = Store::open(dir.path()).expect("store opens");
         let (shop, _) = store.create_site("shop", "UTC", "USD").expect("site");
         let (other, _) = store.create_site("shop2", "UTC", "USD").expect("site");
-        store
-            .append_events(&shop, &[event("a", "v1")])
-            .expect("append");
-        assert_eq!(
-            store
-                .append_events(&other, &[event("a", "v9")])
-                .expect("append"),
-            [Appended::Taken]
-        );
+        store.append_events(&shop, &[event("a", "v1")]).expect("append");
+        assert_eq!(store.append_events(&other, &[event("a", "v9")]).expect("append"), [Appended::Taken]);
         let mut seen = Vec::new();
-        store
-            .scan_events(&other, |e| seen.push(e.visitor_id.unwrap_or_default()))
-            .expect("scan");
+        store.scan_events(&other, |e| seen.push(e.visitor_id.unwrap_or_default())).expect("scan");
         assert_eq!(seen, ["v9"]);
     }
 }

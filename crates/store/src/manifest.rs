@@ -31,11 +31,7 @@ pub struct Manifest {
 
 impl Default for Manifest {
     fn default() -> Manifest {
-        Manifest {
-            format_version: MANIFEST_FORMAT_VERSION,
-            sealed_through_lsn: 0,
-            segments: Vec::new(),
-        }
+        Manifest { format_version: MANIFEST_FORMAT_VERSION, sealed_through_lsn: 0, segments: Vec::new() }
     }
 }
 
@@ -44,25 +40,19 @@ impl Manifest {
         let path = root.join(MANIFEST_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Manifest::default())
-            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
             Err(error) => return Err(io_error(&path)(error)),
         };
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|error| StoreError::Corrupt {
-                path: path.clone(),
-                line: error.line() as u64,
-                reason: error.to_string(),
-            })?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|error| StoreError::Corrupt {
+            path: path.clone(),
+            line: error.line() as u64,
+            reason: error.to_string(),
+        })?;
         if manifest.format_version != MANIFEST_FORMAT_VERSION {
             return Err(StoreError::Corrupt {
                 path,
                 line: 1,
-                reason: format!(
-                    "manifest format {} is not {MANIFEST_FORMAT_VERSION}",
-                    manifest.format_version
-                ),
+                reason: format!("manifest format {} is not {MANIFEST_FORMAT_VERSION}", manifest.format_version),
             });
         }
         Ok(manifest)
@@ -73,17 +63,12 @@ impl Manifest {
         let temporary = root.join("manifest.json.tmp");
         let text = serde_json::to_string_pretty(self).expect("a manifest always serializes");
         std::fs::write(&temporary, text).map_err(io_error(&temporary))?;
-        std::fs::File::open(&temporary)
-            .and_then(|file| file.sync_all())
-            .map_err(io_error(&temporary))?;
+        std::fs::File::open(&temporary).and_then(|file| file.sync_all()).map_err(io_error(&temporary))?;
         std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
         crate::sync_dir(root)
     }
 
-    pub fn site_segments<'a>(
-        &'a self,
-        site: &'a str,
-    ) -> impl Iterator<Item = &'a SegmentEntry> + 'a {
+    pub fn site_segments<'a>(&'a self, site: &'a str) -> impl Iterator<Item = &'a SegmentEntry> + 'a {
         self.segments.iter().filter(move |entry| entry.site == site)
     }
 }

@@ -27,12 +27,7 @@ pub struct CompactReport {
 /// The UTC day of an instant, as segments are partitioned.
 pub fn utc_day(ts: i64) -> String {
     jiff::Timestamp::from_millisecond(ts)
-        .map(|timestamp| {
-            timestamp
-                .to_zoned(jiff::tz::TimeZone::UTC)
-                .date()
-                .to_string()
-        })
+        .map(|timestamp| timestamp.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
         .unwrap_or_else(|_| "out-of-range".to_string())
 }
 
@@ -40,12 +35,7 @@ pub fn utc_day(ts: i64) -> String {
 pub(crate) fn record_lines(payload: &[u8]) -> Option<(&str, impl Iterator<Item = &[u8]>)> {
     let newline = payload.iter().position(|&byte| byte == b'\n')?;
     let site = std::str::from_utf8(&payload[..newline]).ok()?;
-    Some((
-        site,
-        payload[newline + 1..]
-            .split(|&byte| byte == b'\n')
-            .filter(|line| !line.is_empty()),
-    ))
+    Some((site, payload[newline + 1..].split(|&byte| byte == b'\n').filter(|line| !line.is_empty())))
 }
 
 impl Store {
@@ -53,10 +43,7 @@ impl Store {
     /// swaps the manifest and deletes the sealed log files.
     pub fn seal(&mut self) -> Result<SealReport, StoreError> {
         let sealed_before = self.manifest.sealed_through_lsn;
-        let writer = self
-            .writer
-            .as_mut()
-            .expect("sealing needs a store opened for writing");
+        let writer = self.writer.as_mut().expect("sealing needs a store opened for writing");
         let last = writer.wal.last_lsn();
         if last <= sealed_before {
             return Ok(SealReport::default());
@@ -64,9 +51,7 @@ impl Store {
         writer.wal.rotate()?;
         let mut report = SealReport::default();
         let mut groups: BTreeMap<(String, String), Vec<Event>> = BTreeMap::new();
-        let context = ParseContext {
-            currency: String::new(),
-        };
+        let context = ParseContext { currency: String::new() };
         let mut failure = None;
         wal::read_records(&self.root.join("wal"), |lsn, payload| {
             if lsn <= sealed_before || lsn > last || failure.is_some() {
@@ -80,23 +65,15 @@ impl Store {
             for line in lines {
                 match std::str::from_utf8(line)
                     .map_err(|e| e.to_string())
-                    .and_then(|line| {
-                        parse_event_line(line, &context).map_err(|rejection| rejection.to_string())
-                    }) {
-                    Ok(event) => groups
-                        .entry((site.to_string(), utc_day(event.ts)))
-                        .or_default()
-                        .push(event),
+                    .and_then(|line| parse_event_line(line, &context).map_err(|rejection| rejection.to_string()))
+                {
+                    Ok(event) => groups.entry((site.to_string(), utc_day(event.ts))).or_default().push(event),
                     Err(reason) => failure = Some(format!("log record {lsn}: {reason}")),
                 }
             }
         })?;
         if let Some(reason) = failure {
-            return Err(StoreError::Corrupt {
-                path: self.root.join("wal"),
-                line: 0,
-                reason,
-            });
+            return Err(StoreError::Corrupt { path: self.root.join("wal"), line: 0, reason });
         }
         let mut entries = Vec::new();
         for (index, ((site, day), mut events)) in groups.into_iter().enumerate() {
@@ -128,48 +105,25 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let (_, bytes) = write_segment(&path, site, day, events)?;
         sync_dir(dir)?;
-        let file = path
-            .strip_prefix(&self.root)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .into_owned();
-        Ok(SegmentEntry {
-            site: site.to_string(),
-            day: day.to_string(),
-            file,
-            events: events.len() as u64,
-            bytes,
-        })
+        let file = path.strip_prefix(&self.root).unwrap_or(&path).to_string_lossy().into_owned();
+        Ok(SegmentEntry { site: site.to_string(), day: day.to_string(), file, events: events.len() as u64, bytes })
     }
 
     /// Merges every site-day that has at least `segments_min` segments into one.
     pub fn compact(&mut self, segments_min: usize) -> Result<CompactReport, StoreError> {
-        assert!(
-            self.writer.is_some(),
-            "compaction needs a store opened for writing"
-        );
+        assert!(self.writer.is_some(), "compaction needs a store opened for writing");
         let mut by_day: BTreeMap<(String, String), Vec<SegmentEntry>> = BTreeMap::new();
         for entry in &self.manifest.segments {
-            by_day
-                .entry((entry.site.clone(), entry.day.clone()))
-                .or_default()
-                .push(entry.clone());
+            by_day.entry((entry.site.clone(), entry.day.clone())).or_default().push(entry.clone());
         }
         let mut report = CompactReport::default();
-        for ((site, day), old) in by_day
-            .into_iter()
-            .filter(|(_, old)| old.len() >= segments_min.max(2))
-        {
+        for ((site, day), old) in by_day.into_iter().filter(|(_, old)| old.len() >= segments_min.max(2)) {
             let mut events = Vec::new();
             for entry in &old {
                 events.extend(read_segment(&self.root.join(&entry.file))?.1);
             }
             sort_for_segment(&mut events);
-            let name = format!(
-                "{:020}-compacted-{}.seg",
-                self.manifest.sealed_through_lsn,
-                old.len()
-            );
+            let name = format!("{:020}-compacted-{}.seg", self.manifest.sealed_through_lsn, old.len());
             let new = self.write_entry(&site, &day, &name, &events)?;
             let mut manifest = self.manifest.clone();
             manifest.segments.retain(|entry| !old.contains(entry));
@@ -193,23 +147,13 @@ mod tests {
     use upshot_model::ParseContext;
 
     fn event(id: &str, visitor: &str, ts: i64) -> Event {
-        let line = format!(
-            r#"{{"event_id":"{id}","type":"page_view","ts":{ts},"visitor_id":"{visitor}"}}"#
-        );
-        parse_event_line(
-            &line,
-            &ParseContext {
-                currency: "USD".into(),
-            },
-        )
-        .expect("valid event")
+        let line = format!(r#"{{"event_id":"{id}","type":"page_view","ts":{ts},"visitor_id":"{visitor}"}}"#);
+        parse_event_line(&line, &ParseContext { currency: "USD".into() }).expect("valid event")
     }
 
     fn ids(store: &Store, record: &crate::SiteRecord) -> Vec<String> {
         let mut ids = Vec::new();
-        store
-            .scan_events(record, |e| ids.push(e.event_id))
-            .expect("scan");
+        store.scan_events(record, |e| ids.push(e.event_id)).expect("scan");
         ids.sort();
         ids
     }
@@ -221,15 +165,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = Store::open(dir.path()).expect("opens");
         let (record, _) = store.create_site("shop", "UTC", "USD").expect("site");
-        store
-            .append_events(&record, &[event("a", "v", 1000)])
-            .expect("append");
+        store.append_events(&record, &[event("a", "v", 1000)]).expect("append");
         store.seal().expect("seal");
         drop(store);
         let mut store = Store::open(dir.path()).expect("reopens");
-        store
-            .append_events(&record, &[event("b", "v", 2000)])
-            .expect("append");
+        store.append_events(&record, &[event("b", "v", 2000)]).expect("append");
         assert_eq!(ids(&store, &record), ["a", "b"]);
         store.seal().expect("seal");
         drop(store);
@@ -246,16 +186,12 @@ mod tests {
         let mut expected = Vec::new();
         let mut state = 0x9E37_79B9_u64;
         for step in 0..60u64 {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             let roll = state >> 60;
             let ts = 1_714_521_600_000 + (state >> 20) as i64 % (5 * 86_400_000);
             let id = format!("e{step}");
             let visitor = format!("v{}", (state >> 8) % 5);
-            store
-                .append_events(&record, &[event(&id, &visitor, ts), event(&id, "dup", ts)])
-                .expect("append");
+            store.append_events(&record, &[event(&id, &visitor, ts), event(&id, "dup", ts)]).expect("append");
             expected.push(id);
             match roll {
                 0..=3 => {
@@ -276,17 +212,8 @@ mod tests {
         store.seal().expect("seal");
         store.compact(2).expect("compact");
         assert_eq!(ids(&store, &record), expected);
-        let days: std::collections::HashSet<&str> = store
-            .manifest()
-            .segments
-            .iter()
-            .map(|s| s.day.as_str())
-            .collect();
-        assert_eq!(
-            days.len(),
-            store.manifest().segments.len(),
-            "one segment per day after compaction"
-        );
+        let days: std::collections::HashSet<&str> = store.manifest().segments.iter().map(|s| s.day.as_str()).collect();
+        assert_eq!(days.len(), store.manifest().segments.len(), "one segment per day after compaction");
         // Within a segment, events come back by bucket, then visitor, then time.
         for entry in &store.manifest().segments {
             let (_, events) = read_segment(&dir.path().join(&entry.file)).expect("segment reads");

@@ -73,20 +73,13 @@ impl Store {
         let temporary = dir.join("site.json.tmp");
         let text = serde_json::to_string_pretty(record).expect("a site record always serializes");
         std::fs::write(&temporary, text).map_err(io_error(&temporary))?;
-        std::fs::File::open(&temporary)
-            .and_then(|file| file.sync_all())
-            .map_err(io_error(&temporary))?;
+        std::fs::File::open(&temporary).and_then(|file| file.sync_all()).map_err(io_error(&temporary))?;
         std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
         Ok(())
     }
 
     /// Changes one setting (or the time zone) of a site, validated.
-    pub fn set_site_setting(
-        &self,
-        site: &str,
-        key: &str,
-        value: &str,
-    ) -> Result<SiteRecord, StoreError> {
+    pub fn set_site_setting(&self, site: &str, key: &str, value: &str) -> Result<SiteRecord, StoreError> {
         let mut record = self.load_site(site)?;
         if key == "timezone" {
             validate_time_zone(value)?;

@@ -29,10 +29,7 @@ impl Store {
             match read_segment(&path) {
                 Ok((header, events)) => {
                     report.segment_events += events.len() as u64;
-                    if header.site != entry.site
-                        || header.day != entry.day
-                        || events.len() as u64 != entry.events
-                    {
+                    if header.site != entry.site || header.day != entry.day || events.len() as u64 != entry.events {
                         report.problems.push(format!(
                             "segment {}: holds {} events of {} {}, the manifest says {} of {} {}",
                             path.display(),
@@ -50,7 +47,10 @@ impl Store {
         }
         for path in self.segment_files()? {
             if !listed.contains(&path) {
-                report.problems.push(format!("segment {}: not in the manifest (left by a crash; removed at the next open for writing)", path.display()));
+                report.problems.push(format!(
+                    "segment {}: not in the manifest (left by a crash; removed at the next open for writing)",
+                    path.display()
+                ));
             }
         }
         let recovery = wal::read_records(&self.root.join("wal"), |_, _| {})?;

@@ -35,50 +35,39 @@ enum Frame<'a> {
         end: usize,
     },
     /// The bytes from here on are not a whole, valid frame.
-    Incomplete { reason: &'static str },
+    Incomplete {
+        reason: &'static str,
+    },
     /// A whole frame whose checksum (or version) is wrong; the next frame starts at `end`.
-    Corrupt { end: usize, reason: String },
+    Corrupt {
+        end: usize,
+        reason: String,
+    },
 }
 
 fn read_frame(buffer: &[u8], position: usize) -> Frame<'_> {
     let rest = &buffer[position..];
     if rest.len() < FRAME_HEADER_BYTES {
-        return Frame::Incomplete {
-            reason: "a frame header cut short",
-        };
+        return Frame::Incomplete { reason: "a frame header cut short" };
     }
     let length = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
     let checksum = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
     if !(RECORD_PREFIX_BYTES..=RECORD_PAYLOAD_BYTES_MAX + RECORD_PREFIX_BYTES).contains(&length) {
-        return Frame::Incomplete {
-            reason: "a frame length out of bounds",
-        };
+        return Frame::Incomplete { reason: "a frame length out of bounds" };
     }
     if rest.len() < FRAME_HEADER_BYTES + length {
-        return Frame::Incomplete {
-            reason: "a frame cut short",
-        };
+        return Frame::Incomplete { reason: "a frame cut short" };
     }
     let body = &rest[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + length];
     let end = position + FRAME_HEADER_BYTES + length;
     if crc32c::crc32c(body) != checksum {
-        return Frame::Corrupt {
-            end,
-            reason: "checksum mismatch".into(),
-        };
+        return Frame::Corrupt { end, reason: "checksum mismatch".into() };
     }
     if body[0] != WAL_FORMAT_VERSION {
-        return Frame::Corrupt {
-            end,
-            reason: format!("unknown record format version {}", body[0]),
-        };
+        return Frame::Corrupt { end, reason: format!("unknown record format version {}", body[0]) };
     }
     let lsn = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
-    Frame::Record {
-        lsn,
-        payload: &body[RECORD_PREFIX_BYTES..],
-        end,
-    }
+    Frame::Record { lsn, payload: &body[RECORD_PREFIX_BYTES..], end }
 }
 
 fn encode_frame(lsn: u64, payload: &[u8], out: &mut Vec<u8>) {
@@ -111,9 +100,7 @@ fn wal_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(io_error(dir))
+    File::open(dir).and_then(|handle| handle.sync_all()).map_err(io_error(dir))
 }
 
 /// Calls `visit(lsn, payload)` for every valid record of one log file's bytes, and
@@ -137,10 +124,7 @@ fn replay_buffer(
             }
             Frame::Corrupt { end, reason } => {
                 report.corrupt_records += 1;
-                let problem = format!(
-                    "{}: record at byte {position} skipped: {reason}",
-                    path.display()
-                );
+                let problem = format!("{}: record at byte {position} skipped: {reason}", path.display());
                 tracing::error!(file = %path.display(), offset = position, %reason, "corrupt log record skipped");
                 report.problems.push(problem);
                 position = end;
@@ -163,10 +147,7 @@ pub struct Wal {
 impl Wal {
     /// Opens (creating) the log in `dir`, replaying every record in order through
     /// `visit(lsn, payload)`, cutting off a torn tail and reporting corrupt records.
-    pub fn open(
-        dir: &Path,
-        mut visit: impl FnMut(u64, &[u8]),
-    ) -> Result<(Wal, RecoveryReport), StoreError> {
+    pub fn open(dir: &Path, mut visit: impl FnMut(u64, &[u8])) -> Result<(Wal, RecoveryReport), StoreError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let files = wal_files(dir)?;
         let mut report = RecoveryReport::default();
@@ -191,21 +172,14 @@ impl Wal {
                 if is_last {
                     // A crash mid-write: that record was never acknowledged.
                     tracing::warn!(file = %path.display(), offset = valid_bytes, bytes = cut, reason, "truncating torn log tail");
-                    let file = OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .map_err(io_error(path))?;
-                    file.set_len(valid_bytes as u64)
-                        .and_then(|()| file.sync_all())
-                        .map_err(io_error(path))?;
+                    let file = OpenOptions::new().write(true).open(path).map_err(io_error(path))?;
+                    file.set_len(valid_bytes as u64).and_then(|()| file.sync_all()).map_err(io_error(path))?;
                     report.torn_tail_bytes += cut as u64;
                     last_valid_bytes = valid_bytes as u64;
                 } else {
                     report.corrupt_records += 1;
-                    let problem = format!(
-                        "{}: {cut} bytes from byte {valid_bytes} unreadable: {reason}",
-                        path.display()
-                    );
+                    let problem =
+                        format!("{}: {cut} bytes from byte {valid_bytes} unreadable: {reason}", path.display());
                     tracing::error!(file = %path.display(), offset = valid_bytes, bytes = cut, reason, "unreadable log bytes skipped");
                     report.problems.push(problem);
                 }
@@ -215,27 +189,13 @@ impl Wal {
             Some((_, path)) => (path.clone(), last_valid_bytes),
             None => (dir.join(format!("{next_lsn:020}.wal")), 0),
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_error(&path))?;
-        file.seek(SeekFrom::Start(file_bytes))
-            .map_err(io_error(&path))?;
+        let mut file =
+            OpenOptions::new().create(true).write(true).truncate(false).open(&path).map_err(io_error(&path))?;
+        file.seek(SeekFrom::Start(file_bytes)).map_err(io_error(&path))?;
         if files.is_empty() {
             sync_dir(dir)?;
         }
-        Ok((
-            Wal {
-                dir: dir.to_path_buf(),
-                file,
-                path,
-                file_bytes,
-                next_lsn,
-            },
-            report,
-        ))
+        Ok((Wal { dir: dir.to_path_buf(), file, path, file_bytes, next_lsn }, report))
     }
 
     /// Appends records and makes them durable with one write and one fsync; returns
@@ -245,14 +205,8 @@ impl Wal {
         if payloads.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(payload) = payloads
-            .iter()
-            .find(|payload| payload.len() > RECORD_PAYLOAD_BYTES_MAX)
-        {
-            return Err(StoreError::RecordTooLarge {
-                bytes: payload.len(),
-                bytes_max: RECORD_PAYLOAD_BYTES_MAX,
-            });
+        if let Some(payload) = payloads.iter().find(|payload| payload.len() > RECORD_PAYLOAD_BYTES_MAX) {
+            return Err(StoreError::RecordTooLarge { bytes: payload.len(), bytes_max: RECORD_PAYLOAD_BYTES_MAX });
         }
         if self.file_bytes >= WAL_FILE_BYTES_MAX {
             self.rotate()?;
@@ -263,10 +217,7 @@ impl Wal {
             encode_frame(self.next_lsn + lsns.len() as u64, payload, &mut buffer);
             lsns.push(self.next_lsn + lsns.len() as u64);
         }
-        let written = self
-            .file
-            .write_all(&buffer)
-            .and_then(|()| self.file.sync_data());
+        let written = self.file.write_all(&buffer).and_then(|()| self.file.sync_data());
         if let Err(error) = written {
             // Leave no partial frame behind a later good one.
             let _ = self.file.set_len(self.file_bytes);
@@ -295,11 +246,7 @@ impl Wal {
             return Ok(());
         }
         let path = self.dir.join(format!("{:020}.wal", self.next_lsn));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        let file = OpenOptions::new().create_new(true).write(true).open(&path).map_err(io_error(&path))?;
         sync_dir(&self.dir)?;
         self.file = file;
         self.path = path;
@@ -319,10 +266,7 @@ impl Wal {
 
     /// Every log file, oldest first.
     pub fn files(&self) -> Result<Vec<PathBuf>, StoreError> {
-        Ok(wal_files(&self.dir)?
-            .into_iter()
-            .map(|(_, path)| path)
-            .collect())
+        Ok(wal_files(&self.dir)?.into_iter().map(|(_, path)| path).collect())
     }
 
     pub fn dir(&self) -> &Path {
@@ -331,10 +275,7 @@ impl Wal {
 }
 
 /// Replays the log read-only (no repair), for scans.
-pub fn read_records(
-    dir: &Path,
-    mut visit: impl FnMut(u64, &[u8]),
-) -> Result<RecoveryReport, StoreError> {
+pub fn read_records(dir: &Path, mut visit: impl FnMut(u64, &[u8])) -> Result<RecoveryReport, StoreError> {
     let mut report = RecoveryReport::default();
     if !dir.exists() {
         return Ok(report);
@@ -349,10 +290,9 @@ pub fn read_records(
                 report.torn_tail_bytes += cut;
             } else {
                 report.corrupt_records += 1;
-                report.problems.push(format!(
-                    "{}: {cut} bytes from byte {valid_bytes} unreadable: {reason}",
-                    path.display()
-                ));
+                report
+                    .problems
+                    .push(format!("{}: {cut} bytes from byte {valid_bytes} unreadable: {reason}", path.display()));
             }
         }
     }
@@ -365,8 +305,7 @@ mod tests {
 
     fn replay(dir: &Path) -> (Vec<(u64, Vec<u8>)>, RecoveryReport) {
         let mut records = Vec::new();
-        let (_, report) =
-            Wal::open(dir, |lsn, payload| records.push((lsn, payload.to_vec()))).expect("opens");
+        let (_, report) = Wal::open(dir, |lsn, payload| records.push((lsn, payload.to_vec()))).expect("opens");
         (records, report)
     }
 
@@ -374,28 +313,14 @@ mod tests {
     fn appended_records_come_back_in_order_with_their_lsns() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (mut wal, _) = Wal::open(dir.path(), |_, _| {}).expect("opens");
-        assert_eq!(
-            wal.append_batch(&[b"one", b"two"]).expect("append"),
-            vec![1, 2]
-        );
+        assert_eq!(wal.append_batch(&[b"one", b"two"]).expect("append"), vec![1, 2]);
         assert_eq!(wal.append_batch(&[b"three"]).expect("append"), vec![3]);
         drop(wal);
         let (records, report) = replay(dir.path());
-        assert_eq!(
-            records,
-            vec![
-                (1, b"one".to_vec()),
-                (2, b"two".to_vec()),
-                (3, b"three".to_vec())
-            ]
-        );
+        assert_eq!(records, vec![(1, b"one".to_vec()), (2, b"two".to_vec()), (3, b"three".to_vec())]);
         assert_eq!(report.records, 3);
         let (mut wal, _) = Wal::open(dir.path(), |_, _| {}).expect("reopens");
-        assert_eq!(
-            wal.append_batch(&[b"four"]).expect("append"),
-            vec![4],
-            "lsns continue after reopening"
-        );
+        assert_eq!(wal.append_batch(&[b"four"]).expect("append"), vec![4], "lsns continue after reopening");
     }
 
     #[test]
@@ -410,18 +335,12 @@ mod tests {
         file.set_len(length - 3).expect("tear the last frame");
         let (records, report) = replay(dir.path());
         assert_eq!(records, vec![(1, b"kept".to_vec())]);
-        assert_eq!(
-            report.torn_tail_bytes,
-            (FRAME_HEADER_BYTES + RECORD_PREFIX_BYTES + 4 - 3) as u64
-        );
+        assert_eq!(report.torn_tail_bytes, (FRAME_HEADER_BYTES + RECORD_PREFIX_BYTES + 4 - 3) as u64);
         let (mut wal, _) = Wal::open(dir.path(), |_, _| {}).expect("reopens");
         wal.append_batch(&[b"after"]).expect("append");
         drop(wal);
         let (records, report) = replay(dir.path());
-        assert_eq!(
-            records.iter().map(|r| r.1.as_slice()).collect::<Vec<_>>(),
-            vec![&b"kept"[..], b"after"]
-        );
+        assert_eq!(records.iter().map(|r| r.1.as_slice()).collect::<Vec<_>>(), vec![&b"kept"[..], b"after"]);
         assert_eq!(report.corrupt_records, 0);
     }
 
@@ -429,8 +348,7 @@ mod tests {
     fn a_corrupt_record_in_the_middle_is_skipped_and_reported() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (mut wal, _) = Wal::open(dir.path(), |_, _| {}).expect("opens");
-        wal.append_batch(&[b"first", b"second", b"third"])
-            .expect("append");
+        wal.append_batch(&[b"first", b"second", b"third"]).expect("append");
         let path = wal.files().expect("files")[0].clone();
         drop(wal);
         let mut bytes = std::fs::read(&path).expect("read");
@@ -440,10 +358,6 @@ mod tests {
         let (records, report) = replay(dir.path());
         assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 3]);
         assert_eq!(report.corrupt_records, 1);
-        assert!(
-            report.problems[0].contains("checksum"),
-            "{:?}",
-            report.problems
-        );
+        assert!(report.problems[0].contains("checksum"), "{:?}", report.problems);
     }
 }

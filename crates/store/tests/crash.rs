@@ -18,9 +18,7 @@ const EVENTS_PER_BATCH: usize = 8;
 const ROUNDS: u64 = 200;
 
 fn batch(number: u64) -> Vec<Event> {
-    let context = ParseContext {
-        currency: "USD".into(),
-    };
+    let context = ParseContext { currency: "USD".into() };
     (0..EVENTS_PER_BATCH)
         .map(|index| {
             let line = format!(
@@ -44,14 +42,10 @@ fn crash_writer_child() {
     let mut store = Store::open(&dir).expect("child opens the store");
     let record = store.load_site("shop").expect("site exists");
     if round > 0 {
-        store
-            .append_events(&record, &batch((round - 1) * 1000))
-            .expect("retry append");
+        store.append_events(&record, &batch((round - 1) * 1000)).expect("retry append");
     }
     for number in round * 1000.. {
-        store
-            .append_events(&record, &batch(number))
-            .expect("append");
+        store.append_events(&record, &batch(number)).expect("append");
         println!("ack {number}");
     }
 }
@@ -73,21 +67,13 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    Store::open(dir.path())
-        .expect("store")
-        .create_site("shop", "UTC", "USD")
-        .expect("site");
+    Store::open(dir.path()).expect("store").create_site("shop", "UTC", "USD").expect("site");
     let test_binary = std::env::current_exe().expect("test binary path");
     let mut acknowledged = BTreeSet::new();
     let mut jitter = Jitter(0x2545_F491_4F6C_DD1D);
     for round in 0..ROUNDS {
         let mut child = Command::new(&test_binary)
-            .args([
-                "--exact",
-                "crash_writer_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", "crash_writer_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
             .env(ROUND_ENV, round.to_string())
             .stdout(Stdio::piped())
@@ -97,12 +83,7 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
         std::thread::sleep(Duration::from_millis(5 + jitter.next_millis(40)));
         child.kill().expect("SIGKILL the child");
         let mut output = String::new();
-        child
-            .stdout
-            .take()
-            .expect("stdout")
-            .read_to_string(&mut output)
-            .expect("read child output");
+        child.stdout.take().expect("stdout").read_to_string(&mut output).expect("read child output");
         child.wait().expect("child reaped");
         // Only whole lines count: a line cut by the kill was never fully acknowledged.
         let whole = output.rsplit_once('\n').map_or("", |(whole, _)| whole);
@@ -118,16 +99,8 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
     let mut seen = BTreeSet::new();
     store
         .scan_events(&record, |event| {
-            assert!(
-                seen.insert(event.event_id.clone()),
-                "event {} stored twice",
-                event.event_id
-            );
-            let number = event.event_id[1..]
-                .split('-')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .expect("batch id");
+            assert!(seen.insert(event.event_id.clone()), "event {} stored twice", event.event_id);
+            let number = event.event_id[1..].split('-').next().and_then(|n| n.parse().ok()).expect("batch id");
             per_batch.entry(number).or_default().insert(event.event_id);
         })
         .expect("scan");
@@ -137,16 +110,9 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
         acknowledged.len()
     );
     for number in &acknowledged {
-        assert!(
-            per_batch.contains_key(number),
-            "acknowledged batch {number} is missing"
-        );
+        assert!(per_batch.contains_key(number), "acknowledged batch {number} is missing");
     }
     for (number, events) in &per_batch {
-        assert_eq!(
-            events.len(),
-            EVENTS_PER_BATCH,
-            "batch {number} is half-present"
-        );
+        assert_eq!(events.len(), EVENTS_PER_BATCH, "batch {number} is half-present");
     }
 }

@@ -4,13 +4,10 @@
 
 use std::path::Path;
 
-use upshot_model::{
-    Action, Body, Event, JourneyAction, Kind, Money, OrderLine, PlacementAttributes,
-};
+use upshot_model::{Action, Body, Event, JourneyAction, Kind, Money, OrderLine, PlacementAttributes};
 
 use super::{
-    corrupt, BucketInfo, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, ORDER_TYPE, REFUND_TYPE, STRINGS,
-    TS, TYPES, VISITORS,
+    corrupt, BucketInfo, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, ORDER_TYPE, REFUND_TYPE, STRINGS, TS, TYPES, VISITORS,
 };
 use crate::StoreError;
 
@@ -51,9 +48,10 @@ pub struct BucketColumns {
 }
 
 impl BucketColumns {
+    /// Loads a bucket's wanted columns; `fetch(offset, bytes)` reads a byte range of the file.
     pub(super) fn load(
         path: &Path,
-        file: &[u8],
+        fetch: &dyn Fn(u64, u64) -> Result<Vec<u8>, String>,
         info: &BucketInfo,
         set: ColumnSet,
     ) -> Result<BucketColumns, StoreError> {
@@ -63,18 +61,10 @@ impl BucketColumns {
                 columns.push(Vec::new());
                 continue;
             }
-            let (start, end) = (
-                column.offset as usize,
-                (column.offset + column.bytes) as usize,
-            );
             let name = format!("bucket {} column {}", info.bucket, column.name);
-            if end > file.len() || start > end {
-                return Err(corrupt(
-                    path,
-                    format!("{name} runs past the end of the file"),
-                ));
-            }
-            let bytes = &file[start..end];
+            let fetched =
+                fetch(column.offset, column.bytes).map_err(|reason| corrupt(path, format!("{name}: {reason}")))?;
+            let bytes = fetched.as_slice();
             if crc32c::crc32c(bytes) != column.crc32c {
                 return Err(corrupt(path, format!("{name}: checksum mismatch")));
             }
@@ -83,36 +73,17 @@ impl BucketColumns {
             columns.push(raw);
         }
         let mut dictionary = Vec::new();
-        let mut cursor = Cursor {
-            bytes: &columns[STRINGS],
-            position: 0,
-            name: "strings",
-        };
+        let mut cursor = Cursor { bytes: &columns[STRINGS], position: 0, name: "strings" };
         while cursor.position < cursor.bytes.len() {
-            let text = cursor
-                .bytes_slice()
-                .map_err(|reason| corrupt(path, reason))?;
+            let text = cursor.bytes_slice().map_err(|reason| corrupt(path, reason))?;
             if std::str::from_utf8(text).is_err() {
-                return Err(corrupt(
-                    path,
-                    format!("bucket {} column strings: invalid UTF-8", info.bucket),
-                ));
+                return Err(corrupt(path, format!("bucket {} column strings: invalid UTF-8", info.bucket)));
             }
             let end = cursor.position;
             dictionary.push((end - text.len(), end));
         }
-        let names = info
-            .columns
-            .iter()
-            .map(|column| column.name.clone())
-            .collect();
-        Ok(BucketColumns {
-            columns,
-            names,
-            dictionary,
-            set,
-            info: info.clone(),
-        })
+        let names = info.columns.iter().map(|column| column.name.clone()).collect();
+        Ok(BucketColumns { columns, names, dictionary, set, info: info.clone() })
     }
 
     pub fn dictionary_len(&self) -> usize {
@@ -126,23 +97,9 @@ impl BucketColumns {
     }
 
     pub fn reader(&self) -> RowReader<'_> {
-        let cursors = self
-            .columns
-            .iter()
-            .zip(&self.names)
-            .map(|(bytes, name)| Cursor {
-                bytes,
-                position: 0,
-                name,
-            })
-            .collect();
-        RowReader {
-            bucket: self,
-            cursors,
-            visitors_left: self.info.visitors,
-            rows_left: 0,
-            ts: self.info.min_ts,
-        }
+        let cursors =
+            self.columns.iter().zip(&self.names).map(|(bytes, name)| Cursor { bytes, position: 0, name }).collect();
+        RowReader { bucket: self, cursors, visitors_left: self.info.visitors, rows_left: 0, ts: self.info.min_ts }
     }
 
     /// Appends every row as an `Event`.
@@ -171,23 +128,13 @@ impl BucketColumns {
         };
         let body = match row.body {
             RowBody::Skipped | RowBody::PageView => Body::PageView,
-            RowBody::Impression {
-                placement,
-                kind,
-                attributes: a,
-            } => Body::Impression {
+            RowBody::Impression { placement, kind, attributes: a } => Body::Impression {
                 placement: text(placement),
                 kind,
                 items: items.iter().map(|&item| text(item)).collect(),
                 attributes: attributes(&a),
             },
-            RowBody::Interaction {
-                placement,
-                kind,
-                action,
-                item,
-                attributes: a,
-            } => Body::Interaction {
+            RowBody::Interaction { placement, kind, action, item, attributes: a } => Body::Interaction {
                 placement: text(placement),
                 kind,
                 action,
@@ -195,69 +142,32 @@ impl BucketColumns {
                 attributes: attributes(&a),
             },
             RowBody::ProductView { item } => Body::ProductView { item: text(item) },
-            RowBody::AddToCart {
-                item,
-                quantity,
-                price,
-            } => Body::AddToCart {
-                item: text(item),
-                quantity,
-                price: money(price),
-            },
-            RowBody::Order {
-                order_id,
-                revenue,
-                shipping,
-                tax,
-            } => Body::Order {
+            RowBody::AddToCart { item, quantity, price } => {
+                Body::AddToCart { item: text(item), quantity, price: money(price) }
+            }
+            RowBody::Order { order_id, revenue, shipping, tax } => Body::Order {
                 order_id: text(order_id),
                 revenue: Money(revenue),
                 shipping: money(shipping),
                 tax: money(tax),
                 lines: lines
                     .iter()
-                    .map(|l| OrderLine {
-                        item: text(l.item),
-                        quantity: l.quantity,
-                        price: Money(l.price),
-                    })
+                    .map(|l| OrderLine { item: text(l.item), quantity: l.quantity, price: Money(l.price) })
                     .collect(),
             },
-            RowBody::Refund {
-                order_id,
-                amount,
-                cancel,
-            } => Body::Refund {
-                order_id: text(order_id),
-                amount: money(amount),
-                cancel,
-            },
-            RowBody::Assignment {
-                experiment,
-                variant,
-            } => Body::Assignment {
-                experiment: text(experiment),
-                variant: text(variant),
-            },
-            RowBody::Goal { goal, value } => Body::Goal {
-                goal: text(goal),
-                value: money(value),
-            },
-            RowBody::Journey {
-                journey,
-                action,
-                channel,
-                run_id,
-            } => Body::Journey {
-                journey: text(journey),
-                action,
-                channel: optional(channel),
-                run_id: optional(run_id),
-            },
-            RowBody::SequenceStart { sequence, campaign } => Body::SequenceStart {
-                sequence: text(sequence),
-                campaign: optional(campaign),
-            },
+            RowBody::Refund { order_id, amount, cancel } => {
+                Body::Refund { order_id: text(order_id), amount: money(amount), cancel }
+            }
+            RowBody::Assignment { experiment, variant } => {
+                Body::Assignment { experiment: text(experiment), variant: text(variant) }
+            }
+            RowBody::Goal { goal, value } => Body::Goal { goal: text(goal), value: money(value) },
+            RowBody::Journey { journey, action, channel, run_id } => {
+                Body::Journey { journey: text(journey), action, channel: optional(channel), run_id: optional(run_id) }
+            }
+            RowBody::SequenceStart { sequence, campaign } => {
+                Body::SequenceStart { sequence: text(sequence), campaign: optional(campaign) }
+            }
         };
         Event {
             event_id: row.event_id.to_string(),
@@ -283,10 +193,7 @@ impl<'a> Cursor<'a> {
     fn varint(&mut self) -> Result<u64, String> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let byte = *self
-                .bytes
-                .get(self.position)
-                .ok_or_else(|| format!("column {} ends early", self.name))?;
+            let byte = *self.bytes.get(self.position).ok_or_else(|| format!("column {} ends early", self.name))?;
             self.position += 1;
             value |= u64::from(byte & 0x7f) << shift;
             if byte < 0x80 {
@@ -301,20 +208,14 @@ impl<'a> Cursor<'a> {
     }
 
     fn byte(&mut self) -> Result<u8, String> {
-        let byte = *self
-            .bytes
-            .get(self.position)
-            .ok_or_else(|| format!("column {} ends early", self.name))?;
+        let byte = *self.bytes.get(self.position).ok_or_else(|| format!("column {} ends early", self.name))?;
         self.position += 1;
         Ok(byte)
     }
 
     fn bytes_slice(&mut self) -> Result<&'a [u8], String> {
         let length = self.varint()? as usize;
-        let end = self
-            .position
-            .checked_add(length)
-            .filter(|&end| end <= self.bytes.len());
+        let end = self.position.checked_add(length).filter(|&end| end <= self.bytes.len());
         let end = end.ok_or_else(|| format!("column {} ends early", self.name))?;
         let slice = &self.bytes[self.position..end];
         self.position = end;
@@ -442,10 +343,7 @@ impl<'a> RowReader<'a> {
     fn index(&mut self, column: usize) -> Result<u32, String> {
         let index = self.cursors[column].varint()?;
         if index as usize >= self.bucket.dictionary.len() {
-            return Err(format!(
-                "column {}: string index {index} out of the dictionary",
-                self.bucket.names[column]
-            ));
+            return Err(format!("column {}: string index {index} out of the dictionary", self.bucket.names[column]));
         }
         Ok(index as u32)
     }
@@ -466,10 +364,7 @@ impl<'a> RowReader<'a> {
 
     fn kind(&mut self, column: usize) -> Result<Kind, String> {
         let byte = self.cursors[column].byte()? as usize;
-        Kind::ALL
-            .get(byte)
-            .copied()
-            .ok_or_else(|| format!("unknown kind {byte}"))
+        Kind::ALL.get(byte).copied().ok_or_else(|| format!("unknown kind {byte}"))
     }
 
     fn attributes(&mut self, column: usize) -> Result<RowAttributes, String> {
@@ -484,11 +379,7 @@ impl<'a> RowReader<'a> {
 
     /// The next row of the current visitor; `items` and `lines` receive an
     /// impression's items and an order's lines.
-    pub fn next_row(
-        &mut self,
-        items: &mut Vec<u32>,
-        lines: &mut Vec<RowLine>,
-    ) -> Result<Row<'a>, String> {
+    pub fn next_row(&mut self, items: &mut Vec<u32>, lines: &mut Vec<RowLine>) -> Result<Row<'a>, String> {
         if self.rows_left == 0 {
             return Err("next_row called past the visitor's rows".into());
         }
@@ -521,12 +412,7 @@ impl<'a> RowReader<'a> {
         Ok(row)
     }
 
-    fn body(
-        &mut self,
-        type_code: u8,
-        items: &mut Vec<u32>,
-        lines: &mut Vec<RowLine>,
-    ) -> Result<RowBody, String> {
+    fn body(&mut self, type_code: u8, items: &mut Vec<u32>, lines: &mut Vec<RowLine>) -> Result<RowBody, String> {
         let c = BODIES + type_code as usize;
         Ok(match type_code {
             0 => RowBody::PageView,
@@ -537,34 +423,19 @@ impl<'a> RowReader<'a> {
                 for _ in 0..count {
                     items.push(self.index(c)?);
                 }
-                RowBody::Impression {
-                    placement,
-                    kind,
-                    attributes: self.attributes(c)?,
-                }
+                RowBody::Impression { placement, kind, attributes: self.attributes(c)? }
             }
             2 => {
                 let placement = self.index(c)?;
                 let kind = self.kind(c)?;
-                let action = *Action::ALL
-                    .get(self.cursors[c].byte()? as usize)
-                    .ok_or("unknown action")?;
+                let action = *Action::ALL.get(self.cursors[c].byte()? as usize).ok_or("unknown action")?;
                 let item = self.optional_index(c)?;
-                RowBody::Interaction {
-                    placement,
-                    kind,
-                    action,
-                    item,
-                    attributes: self.attributes(c)?,
-                }
+                RowBody::Interaction { placement, kind, action, item, attributes: self.attributes(c)? }
             }
-            3 => RowBody::ProductView {
-                item: self.index(c)?,
-            },
+            3 => RowBody::ProductView { item: self.index(c)? },
             4 => RowBody::AddToCart {
                 item: self.index(c)?,
-                quantity: u32::try_from(self.cursors[c].varint()?)
-                    .map_err(|_| "quantity out of range")?,
+                quantity: u32::try_from(self.cursors[c].varint()?).map_err(|_| "quantity out of range")?,
                 price: self.optional_number(c)?,
             },
             5 => {
@@ -575,46 +446,25 @@ impl<'a> RowReader<'a> {
                 let count = self.cursors[c].varint()?;
                 for _ in 0..count {
                     let item = self.index(c)?;
-                    let quantity = u32::try_from(self.cursors[c].varint()?)
-                        .map_err(|_| "quantity out of range")?;
-                    lines.push(RowLine {
-                        item,
-                        quantity,
-                        price: self.cursors[c].number()?,
-                    });
+                    let quantity = u32::try_from(self.cursors[c].varint()?).map_err(|_| "quantity out of range")?;
+                    lines.push(RowLine { item, quantity, price: self.cursors[c].number()? });
                 }
-                RowBody::Order {
-                    order_id,
-                    revenue,
-                    shipping,
-                    tax,
-                }
+                RowBody::Order { order_id, revenue, shipping, tax }
             }
             6 => RowBody::Refund {
                 order_id: self.index(c)?,
                 amount: self.optional_number(c)?,
                 cancel: self.cursors[c].byte()? != 0,
             },
-            7 => RowBody::Assignment {
-                experiment: self.index(c)?,
-                variant: self.index(c)?,
-            },
-            8 => RowBody::Goal {
-                goal: self.index(c)?,
-                value: self.optional_number(c)?,
-            },
+            7 => RowBody::Assignment { experiment: self.index(c)?, variant: self.index(c)? },
+            8 => RowBody::Goal { goal: self.index(c)?, value: self.optional_number(c)? },
             9 => RowBody::Journey {
                 journey: self.index(c)?,
-                action: *JourneyAction::ALL
-                    .get(self.cursors[c].byte()? as usize)
-                    .ok_or("unknown journey action")?,
+                action: *JourneyAction::ALL.get(self.cursors[c].byte()? as usize).ok_or("unknown journey action")?,
                 channel: self.optional_index(c)?,
                 run_id: self.optional_index(c)?,
             },
-            10 => RowBody::SequenceStart {
-                sequence: self.index(c)?,
-                campaign: self.optional_index(c)?,
-            },
+            10 => RowBody::SequenceStart { sequence: self.index(c)?, campaign: self.optional_index(c)? },
             other => return Err(format!("unknown event type {other}")),
         })
     }

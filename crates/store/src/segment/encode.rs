@@ -80,12 +80,7 @@ impl Encoder {
         let column = BODIES + type_index(body);
         match body {
             Body::PageView => {}
-            Body::Impression {
-                placement,
-                kind,
-                items,
-                attributes,
-            } => {
+            Body::Impression { placement, kind, items, attributes } => {
                 self.string(column, placement);
                 self.columns[column].push(*kind as u8);
                 put_varint(&mut self.columns[column], items.len() as u64);
@@ -94,13 +89,7 @@ impl Encoder {
                 }
                 self.attributes(column, attributes);
             }
-            Body::Interaction {
-                placement,
-                kind,
-                action,
-                item,
-                attributes,
-            } => {
+            Body::Interaction { placement, kind, action, item, attributes } => {
                 self.string(column, placement);
                 self.columns[column].push(*kind as u8);
                 self.columns[column].push(*action as u8);
@@ -108,22 +97,12 @@ impl Encoder {
                 self.attributes(column, attributes);
             }
             Body::ProductView { item } => self.string(column, item),
-            Body::AddToCart {
-                item,
-                quantity,
-                price,
-            } => {
+            Body::AddToCart { item, quantity, price } => {
                 self.string(column, item);
                 put_varint(&mut self.columns[column], u64::from(*quantity));
                 self.optional_number(column, price.map(|p| p.0));
             }
-            Body::Order {
-                order_id,
-                revenue,
-                shipping,
-                tax,
-                lines,
-            } => {
+            Body::Order { order_id, revenue, shipping, tax, lines } => {
                 self.string(column, order_id);
                 self.number(column, revenue.0);
                 self.optional_number(column, shipping.map(|m| m.0));
@@ -135,19 +114,12 @@ impl Encoder {
                     self.number(column, line.price.0);
                 }
             }
-            Body::Refund {
-                order_id,
-                amount,
-                cancel,
-            } => {
+            Body::Refund { order_id, amount, cancel } => {
                 self.string(column, order_id);
                 self.optional_number(column, amount.map(|m| m.0));
                 self.columns[column].push(u8::from(*cancel));
             }
-            Body::Assignment {
-                experiment,
-                variant,
-            } => {
+            Body::Assignment { experiment, variant } => {
                 self.string(column, experiment);
                 self.string(column, variant);
             }
@@ -155,12 +127,7 @@ impl Encoder {
                 self.string(column, goal);
                 self.optional_number(column, value.map(|m| m.0));
             }
-            Body::Journey {
-                journey,
-                action,
-                channel,
-                run_id,
-            } => {
+            Body::Journey { journey, action, channel, run_id } => {
                 self.string(column, journey);
                 self.columns[column].push(*action as u8);
                 self.optional_string(column, channel.as_deref());
@@ -175,20 +142,14 @@ impl Encoder {
 }
 
 pub(super) fn encode_columns(events: &[Event]) -> (Vec<Vec<u8>>, u64) {
-    let mut encoder = Encoder {
-        columns: vec![Vec::new(); COLUMN_COUNT],
-        dictionary: HashMap::new(),
-    };
+    let mut encoder = Encoder { columns: vec![Vec::new(); COLUMN_COUNT], dictionary: HashMap::new() };
     let min_ts = events.iter().map(|event| event.ts).min().unwrap_or(0);
     let mut visitors = 0;
     let mut start = 0;
     while start < events.len() {
         let visitor = events[start].visitor_id.as_deref().unwrap_or("");
-        let end = start
-            + events[start..]
-                .iter()
-                .take_while(|e| e.visitor_id.as_deref().unwrap_or("") == visitor)
-                .count();
+        let end =
+            start + events[start..].iter().take_while(|e| e.visitor_id.as_deref().unwrap_or("") == visitor).count();
         visitors += 1;
         put_bytes(&mut encoder.columns[VISITORS], visitor.as_bytes());
         put_varint(&mut encoder.columns[VISITORS], (end - start) as u64);

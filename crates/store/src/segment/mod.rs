@@ -62,10 +62,7 @@ fn column_name(index: usize) -> String {
 }
 
 pub(crate) fn type_index(body: &Body) -> usize {
-    TYPE_NAMES
-        .iter()
-        .position(|name| *name == body.type_name())
-        .expect("every body type has a column")
+    TYPE_NAMES.iter().position(|name| *name == body.type_name()).expect("every body type has a column")
 }
 
 /// The stable bucket of a visitor id (FNV-1a): the same in every segment and version.
@@ -127,12 +124,7 @@ pub fn sort_for_segment(events: &mut [Event]) {
 
 /// Writes `events` (sorted with `sort_for_segment`) as a segment file, durably:
 /// temporary file, fsync, rename. Returns the header and the file's size.
-pub fn write_segment(
-    path: &Path,
-    site: &str,
-    day: &str,
-    events: &[Event],
-) -> Result<(SegmentHeader, u64), StoreError> {
+pub fn write_segment(path: &Path, site: &str, day: &str, events: &[Event]) -> Result<(SegmentHeader, u64), StoreError> {
     let mut header = SegmentHeader {
         site: site.to_string(),
         day: day.to_string(),
@@ -146,11 +138,7 @@ pub fn write_segment(
     let mut start = 0;
     while start < events.len() {
         let bucket = bucket_of(visitor_key(&events[start]));
-        let end = start
-            + events[start..]
-                .iter()
-                .take_while(|e| bucket_of(visitor_key(e)) == bucket)
-                .count();
+        let end = start + events[start..].iter().take_while(|e| bucket_of(visitor_key(e)) == bucket).count();
         let rows = &events[start..end];
         let (columns, visitors) = encode::encode_columns(rows);
         header.visitors += visitors;
@@ -167,13 +155,7 @@ pub fn write_segment(
             blobs.push(bytes);
         }
         let min_ts = rows.iter().map(|e| e.ts).min().unwrap_or(0);
-        header.buckets.push(BucketInfo {
-            bucket,
-            events: rows.len() as u64,
-            visitors,
-            min_ts,
-            columns: infos,
-        });
+        header.buckets.push(BucketInfo { bucket, events: rows.len() as u64, visitors, min_ts, columns: infos });
         start = end;
     }
     // Column offsets depend on the header's length, which depends on the offsets'
@@ -181,11 +163,7 @@ pub fn write_segment(
     let mut reserved = 1024 + 200 * blobs.len();
     let header_json = loop {
         let mut offset = (SEGMENT_MAGIC.len() + 2 + 4 + reserved + 4) as u64;
-        for info in header
-            .buckets
-            .iter_mut()
-            .flat_map(|bucket| bucket.columns.iter_mut())
-        {
+        for info in header.buckets.iter_mut().flat_map(|bucket| bucket.columns.iter_mut()) {
             info.offset = offset;
             offset += info.bytes;
         }
@@ -197,8 +175,7 @@ pub fn write_segment(
         }
         reserved *= 2;
     };
-    let mut file_bytes =
-        Vec::with_capacity(header_json.len() + blobs.iter().map(Vec::len).sum::<usize>() + 32);
+    let mut file_bytes = Vec::with_capacity(header_json.len() + blobs.iter().map(Vec::len).sum::<usize>() + 32);
     file_bytes.extend_from_slice(SEGMENT_MAGIC);
     file_bytes.extend_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
     file_bytes.extend_from_slice(&(header_json.len() as u32).to_le_bytes());
@@ -209,18 +186,13 @@ pub fn write_segment(
     }
     let temporary = path.with_extension("seg.tmp");
     let mut file = std::fs::File::create(&temporary).map_err(io_error(&temporary))?;
-    file.write_all(&file_bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error(&temporary))?;
+    file.write_all(&file_bytes).and_then(|()| file.sync_all()).map_err(io_error(&temporary))?;
     std::fs::rename(&temporary, path).map_err(io_error(path))?;
     Ok((header, file_bytes.len() as u64))
 }
 
 pub(crate) fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
-    StoreError::CorruptSegment {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    StoreError::CorruptSegment { path: path.to_path_buf(), reason: reason.into() }
 }
 
 /// Reads and checks a segment's header.
@@ -241,64 +213,52 @@ pub fn read_header(path: &Path, file: &[u8]) -> Result<SegmentHeader, StoreError
         return Err(corrupt(path, "header cut short"));
     }
     let json = &file[prefix..prefix + length];
-    let stored = u32::from_le_bytes(
-        file[prefix + length..prefix + length + 4]
-            .try_into()
-            .expect("4 bytes"),
-    );
+    let stored = u32::from_le_bytes(file[prefix + length..prefix + length + 4].try_into().expect("4 bytes"));
     if crc32c::crc32c(json) != stored {
         return Err(corrupt(path, "header checksum mismatch"));
     }
-    let header: SegmentHeader = serde_json::from_slice(json)
-        .map_err(|error| corrupt(path, format!("header unreadable: {error}")))?;
-    if header
-        .buckets
-        .iter()
-        .any(|bucket| bucket.columns.len() != COLUMN_COUNT)
-    {
-        return Err(corrupt(
-            path,
-            format!("a bucket without its {COLUMN_COUNT} columns"),
-        ));
+    let header: SegmentHeader =
+        serde_json::from_slice(json).map_err(|error| corrupt(path, format!("header unreadable: {error}")))?;
+    if header.buckets.iter().any(|bucket| bucket.columns.len() != COLUMN_COUNT) {
+        return Err(corrupt(path, format!("a bucket without its {COLUMN_COUNT} columns")));
     }
     Ok(header)
 }
 
-/// A segment file read into memory with its checked header; columns are checked and
-/// decompressed as a scan asks for them.
+/// An open segment file with its checked header; columns are read (only the byte
+/// ranges asked for), checked and decompressed as a scan asks for them.
 pub struct SegmentFile {
     pub path: PathBuf,
     pub header: SegmentHeader,
-    bytes: Vec<u8>,
+    file: std::fs::File,
 }
 
 impl SegmentFile {
     pub fn open(path: &Path) -> Result<SegmentFile, StoreError> {
-        let bytes = std::fs::read(path).map_err(io_error(path))?;
-        let header = read_header(path, &bytes)?;
-        Ok(SegmentFile {
-            path: path.to_path_buf(),
-            header,
-            bytes,
-        })
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(path).map_err(io_error(path))?;
+        let mut prefix = [0u8; 14];
+        file.read_exact_at(&mut prefix, 0).map_err(|_| corrupt(path, "not an upshot segment (too short)"))?;
+        let length = u32::from_le_bytes(prefix[10..14].try_into().expect("4 bytes")) as usize;
+        let mut head = vec![0u8; 14 + length.min(HEADER_BYTES_MAX) + 4];
+        file.read_exact_at(&mut head, 0).map_err(|_| corrupt(path, "header cut short"))?;
+        let header = read_header(path, &head)?;
+        Ok(SegmentFile { path: path.to_path_buf(), header, file })
     }
 
-    /// The given columns of one bucket (all when `None`), checked and decompressed;
-    /// `None` when the bucket is empty in this segment.
-    pub fn bucket(
-        &self,
-        bucket: u32,
-        columns: ColumnSet,
-    ) -> Result<Option<BucketColumns>, StoreError> {
-        let Some(info) = self
-            .header
-            .buckets
-            .iter()
-            .find(|info| info.bucket == bucket)
-        else {
+    /// The given columns of one bucket, checked and decompressed; `None` when the
+    /// bucket is empty in this segment.
+    pub fn bucket(&self, bucket: u32, columns: ColumnSet) -> Result<Option<BucketColumns>, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let Some(info) = self.header.buckets.iter().find(|info| info.bucket == bucket) else {
             return Ok(None);
         };
-        BucketColumns::load(&self.path, &self.bytes, info, columns).map(Some)
+        let fetch = |offset: u64, bytes: u64| -> Result<Vec<u8>, String> {
+            let mut buffer = vec![0u8; bytes as usize];
+            self.file.read_exact_at(&mut buffer, offset).map_err(|error| format!("read failed: {error}"))?;
+            Ok(buffer)
+        };
+        BucketColumns::load(&self.path, &fetch, info, columns).map(Some)
     }
 }
 
@@ -308,22 +268,11 @@ pub fn read_segment(path: &Path) -> Result<(SegmentHeader, Vec<Event>), StoreErr
     let file = SegmentFile::open(path)?;
     let mut events = Vec::with_capacity(file.header.events.min(1 << 24) as usize);
     for info in &file.header.buckets {
-        let bucket = file
-            .bucket(info.bucket, ColumnSet::All)?
-            .expect("the header lists this bucket");
-        bucket
-            .decode_events(&mut events)
-            .map_err(|reason| corrupt(path, reason))?;
+        let bucket = file.bucket(info.bucket, ColumnSet::All)?.expect("the header lists this bucket");
+        bucket.decode_events(&mut events).map_err(|reason| corrupt(path, reason))?;
     }
     if events.len() as u64 != file.header.events {
-        return Err(corrupt(
-            path,
-            format!(
-                "{} events decoded, header says {}",
-                events.len(),
-                file.header.events
-            ),
-        ));
+        return Err(corrupt(path, format!("{} events decoded, header says {}", events.len(), file.header.events)));
     }
     Ok((file.header, events))
 }
@@ -339,9 +288,7 @@ mod tests {
     use upshot_model::{parse_event_line, ParseContext};
 
     fn events() -> Vec<Event> {
-        let context = ParseContext {
-            currency: "USD".into(),
-        };
+        let context = ParseContext { currency: "USD".into() };
         [
             r#"{"event_id":"e1","type":"order","ts":1000,"visitor_id":"b","order_id":"o","revenue":"10.5","shipping":-1,"tax":"0.0001","items":[{"item":"p","quantity":2,"price":5.25}],"profile_id":"x","page_type":"","url":"https://shop/x","sent_at":1500}"#,
             r#"{"event_id":"e2","type":"impression","ts":900,"visitor_id":"b","placement":"h","kind":"recommendation","items":["p","q"],"impression_id":"i","campaign":"c","sequence":"s","experience":"x","label":"l"}"#,
@@ -372,10 +319,7 @@ mod tests {
         let (read_header, read) = read_segment(&path).expect("read back");
         assert_eq!(read_header, header);
         assert_eq!(read, written);
-        assert_eq!(
-            read[0].visitor_id, None,
-            "refunds without visitor sort first"
-        );
+        assert_eq!(read[0].visitor_id, None, "refunds without visitor sort first");
     }
 
     #[test]
@@ -394,18 +338,11 @@ mod tests {
             .expect("an order column");
         bytes[target.offset as usize + 1] ^= 0x40;
         std::fs::write(&path, &bytes).expect("write");
-        let error = read_segment(&path)
-            .expect_err("corruption detected")
-            .to_string();
-        assert!(
-            error.contains("body.order") && error.contains("checksum"),
-            "{error}"
-        );
+        let error = read_segment(&path).expect_err("corruption detected").to_string();
+        assert!(error.contains("body.order") && error.contains("checksum"), "{error}");
         bytes[20] ^= 0x01;
         std::fs::write(&path, &bytes).expect("write");
-        let error = read_segment(&path)
-            .expect_err("corruption detected")
-            .to_string();
+        let error = read_segment(&path).expect_err("corruption detected").to_string();
         assert!(error.contains("header"), "{error}");
     }
 }
