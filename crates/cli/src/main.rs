@@ -4,12 +4,13 @@ mod export;
 mod import;
 mod input;
 mod progress;
+mod scan;
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use upshot_engine::{compute_report, Dataset, Model, Query, Report};
+use upshot_engine::{Model, Query, Report};
 use upshot_model::Kind;
 use upshot_report::Format;
 use upshot_store::{Person, SiteRecord, Store};
@@ -309,20 +310,11 @@ fn report(store: &Store, args: &ReportArgs) -> Result<Report> {
         placement: args.placement.clone(),
         kind,
     };
-    let dataset = load_dataset(store, &record)?;
-    Ok(compute_report(&dataset, &record.settings, &query)?)
-}
-
-fn load_dataset(store: &Store, record: &SiteRecord) -> Result<Dataset> {
-    let mut dataset = Dataset::new();
-    let summary = store
-        .scan_events(record, |event| dataset.push(&event))
-        .with_context(|| format!("reading the events of site {}", record.site))?;
-    for problem in &summary.problems {
+    let (report, problems) = scan::site_report(store, &record, &query)?;
+    for problem in &problems {
         eprintln!("warning: skipped damaged data: {problem} (figures leave it out; `upshot verify` checks everything)");
     }
-    dataset.finish();
-    Ok(dataset)
+    Ok(report)
 }
 
 fn gen_options(args: &GenArgs) -> Result<upshot_gen::GenOptions> {

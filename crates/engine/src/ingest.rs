@@ -1,1 +1,219 @@
-//! Turning the store's decoded segment rows into the engine's compact events.
+//! Turning the store's decoded segment rows into the engine's compact events, and
+//! walking one bucket's visitors merged across segments (days) and the log's tail.
+//! The caller loads the buckets (IO); nothing here reads a file.
+
+use std::collections::HashMap;
+
+use upshot_model::{Event, Kind};
+use upshot_store::segment::{BucketColumns, Row, RowAttributes, RowBody, RowLine, RowReader};
+
+use crate::dataset::{Dictionary, Ev, Line, Payload, PlacementId, PlacementTouch, Span, Sym, VisitorEvents, NONE};
+use crate::orders::OrderBook;
+use crate::{ReportPlan, Worker};
+
+const UNSEEN: Sym = NONE - 1;
+
+/// Maps one bucket's dictionary indices to a worker's symbols, interning on first use.
+pub struct Translation {
+    syms: Vec<Sym>,
+    placements: HashMap<(u32, Kind), PlacementId>,
+}
+
+impl Translation {
+    pub fn new(bucket: &BucketColumns) -> Translation {
+        Translation { syms: vec![UNSEEN; bucket.dictionary_len()], placements: HashMap::new() }
+    }
+
+    fn sym(&mut self, dictionary: &mut Dictionary, bucket: &BucketColumns, index: u32) -> Sym {
+        let slot = &mut self.syms[index as usize];
+        if *slot == UNSEEN {
+            *slot = dictionary.strings.intern(bucket.string(index));
+        }
+        *slot
+    }
+
+    fn optional(&mut self, dictionary: &mut Dictionary, bucket: &BucketColumns, index: Option<u32>) -> Sym {
+        index.map_or(NONE, |index| self.sym(dictionary, bucket, index))
+    }
+
+    fn placement(
+        &mut self,
+        dictionary: &mut Dictionary,
+        bucket: &BucketColumns,
+        index: u32,
+        kind: Kind,
+    ) -> PlacementId {
+        if let Some(&id) = self.placements.get(&(index, kind)) {
+            return id;
+        }
+        let text = self.sym(dictionary, bucket, index);
+        let id = dictionary.placement(text, kind);
+        self.placements.insert((index, kind), id);
+        id
+    }
+}
+
+impl VisitorEvents {
+    /// Adds one decoded segment row of this visitor.
+    pub fn push_row(
+        &mut self,
+        dictionary: &mut Dictionary,
+        translation: &mut Translation,
+        bucket: &BucketColumns,
+        row: &Row,
+        items: &[u32],
+        lines: &[RowLine],
+    ) {
+        let touch = |this: &mut VisitorEvents,
+                     dictionary: &mut Dictionary,
+                     translation: &mut Translation,
+                     placement: u32,
+                     kind: Kind,
+                     attributes: &RowAttributes| PlacementTouch {
+            placement: translation.placement(dictionary, bucket, placement, kind),
+            impression_id: this.optional_text(attributes.impression_id.map(|index| bucket.string(index))),
+            campaign: translation.optional(dictionary, bucket, attributes.campaign),
+            sequence: translation.optional(dictionary, bucket, attributes.sequence),
+        };
+        let payload = match row.body {
+            RowBody::Skipped | RowBody::PageView => Payload::PageView,
+            RowBody::Impression { placement, kind, attributes } => {
+                let start = self.items.len();
+                for &item in items {
+                    let sym = translation.sym(dictionary, bucket, item);
+                    self.items.push(sym);
+                }
+                let items = Span::of(start, self.items.len());
+                Payload::Impression { at: touch(self, dictionary, translation, placement, kind, &attributes), items }
+            }
+            RowBody::Interaction { placement, kind, action, item, attributes } => Payload::Interaction {
+                at: touch(self, dictionary, translation, placement, kind, &attributes),
+                action,
+                item: translation.optional(dictionary, bucket, item),
+                label: translation.optional(dictionary, bucket, attributes.label),
+            },
+            RowBody::ProductView { item } => Payload::ProductView { item: translation.sym(dictionary, bucket, item) },
+            RowBody::AddToCart { .. } => Payload::AddToCart,
+            RowBody::Order { order_id, revenue, .. } => {
+                let start = self.lines.len();
+                for line in lines {
+                    let item = translation.sym(dictionary, bucket, line.item);
+                    self.lines.push(Line { item, quantity: line.quantity, price: line.price });
+                }
+                let order_id = self.texts.push(bucket.string(order_id));
+                Payload::Order { order_id, revenue, lines: Span::of(start, self.lines.len()) }
+            }
+            RowBody::Refund { order_id, amount, cancel } => {
+                Payload::Refund { order_id: self.texts.push(bucket.string(order_id)), amount, cancel }
+            }
+            RowBody::Assignment { experiment, variant } => Payload::Assignment {
+                experiment: translation.sym(dictionary, bucket, experiment),
+                variant: translation.sym(dictionary, bucket, variant),
+            },
+            RowBody::Goal { .. } => Payload::Goal,
+            RowBody::Journey { journey, action, channel, .. } => Payload::Journey {
+                journey: translation.sym(dictionary, bucket, journey),
+                action,
+                channel: translation.optional(dictionary, bucket, channel),
+            },
+            RowBody::SequenceStart { sequence, campaign } => Payload::SequenceStart {
+                sequence: translation.sym(dictionary, bucket, sequence),
+                campaign: translation.optional(dictionary, bucket, campaign),
+            },
+        };
+        let profile = match (row.body, row.profile) {
+            (RowBody::SequenceStart { .. }, Some(profile)) => dictionary.strings.intern(bucket.string(profile)),
+            _ => NONE,
+        };
+        let page_type = match row.page_type {
+            Some(index) => translation.sym(dictionary, bucket, index),
+            None => dictionary.other_page_type,
+        };
+        let event_id = self.event_ids.push(row.event_id);
+        self.events.push(Ev { ts: row.ts, event_id, profile, page_type, payload });
+    }
+}
+
+/// Adds a bucket's orders and refunds (loaded with `ColumnSet::OrdersAndRefunds` or
+/// more) to the book.
+pub fn add_bucket_to_order_book(book: &mut OrderBook, bucket: &BucketColumns) -> Result<(), String> {
+    let mut reader = bucket.reader();
+    let (mut items, mut lines) = (Vec::new(), Vec::new());
+    while let Some((_, rows)) = reader.next_visitor()? {
+        for _ in 0..rows {
+            let row = reader.next_row(&mut items, &mut lines)?;
+            match row.body {
+                RowBody::Order { order_id, .. } => book.add_order(bucket.string(order_id), row.ts, row.event_id),
+                RowBody::Refund { order_id, amount, cancel } => {
+                    book.add_refund(bucket.string(order_id), amount, cancel)
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Source<'a> {
+    bucket: &'a BucketColumns,
+    reader: RowReader<'a>,
+    translation: Translation,
+    current: Option<(&'a str, u64)>,
+}
+
+/// Feeds `worker` every visitor of one bucket: the same bucket of several segments
+/// (each sorted by visitor) merged with `tail`, the log's unsealed events of this
+/// bucket sorted by visitor. Refunds without a visitor only feed the order book.
+pub fn run_bucket(
+    worker: &mut Worker,
+    plan: &ReportPlan,
+    book: &OrderBook,
+    buckets: &[BucketColumns],
+    tail: &[Event],
+) -> Result<(), String> {
+    let mut sources = Vec::with_capacity(buckets.len());
+    for bucket in buckets {
+        let mut reader = bucket.reader();
+        let current = reader.next_visitor()?;
+        sources.push(Source { bucket, reader, translation: Translation::new(bucket), current });
+    }
+    let (mut items, mut lines) = (Vec::new(), Vec::new());
+    let mut tail_position = 0;
+    let tail_visitor = |position: usize| tail.get(position).map(|event| event.visitor_id.as_deref().unwrap_or(""));
+    loop {
+        let next = sources
+            .iter()
+            .filter_map(|source| source.current.map(|(visitor, _)| visitor))
+            .chain(tail_visitor(tail_position))
+            .min_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let Some(visitor) = next.map(str::to_string) else {
+            return Ok(());
+        };
+        worker.begin_visitor(&visitor);
+        for source in sources.iter_mut() {
+            let Some((current, rows)) = source.current else { continue };
+            if current != visitor {
+                continue;
+            }
+            for _ in 0..rows {
+                let row = source.reader.next_row(&mut items, &mut lines)?;
+                worker.visitor.push_row(
+                    &mut worker.dictionary,
+                    &mut source.translation,
+                    source.bucket,
+                    &row,
+                    &items,
+                    &lines,
+                );
+            }
+            source.current = source.reader.next_visitor()?;
+        }
+        while tail_visitor(tail_position) == Some(visitor.as_str()) {
+            worker.push_event(&tail[tail_position]);
+            tail_position += 1;
+        }
+        if !visitor.is_empty() {
+            worker.end_visitor(plan, book);
+        }
+    }
+}

@@ -15,7 +15,7 @@ use upshot_model::{Body, Event};
 
 use crate::{io_error, StoreError};
 
-pub use decode::{BucketColumns, ColumnSet, Row, RowBody, RowLine, RowReader};
+pub use decode::{BucketColumns, ColumnSet, Row, RowAttributes, RowBody, RowLine, RowReader};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"UPSHOTSG";
 pub const SEGMENT_FORMAT_VERSION: u16 = 2;
