@@ -89,6 +89,13 @@ pub fn split_order(model: Model, net: Exact, touch_ages_ms: &[i64], half_life_ms
             }
         }
     }
+    // Rounded shares may miss the whole by a few units: the last touch takes the
+    // remainder, so an order's shares add up to exactly one order and its net revenue.
+    let (shares, values): (i128, i128) =
+        credits[..count - 1].iter().fold((0, 0), |(s, v), c| (s + c.share, v + c.value.0));
+    let last = &mut credits[count - 1];
+    last.share = SHARE_ONE - shares;
+    last.value = Exact(net.0 - values);
 }
 
 #[cfg(test)]
@@ -112,6 +119,19 @@ mod tests {
     fn time_decay_halves_every_half_life() {
         let decay = shares(Model::TimeDecay, &[7, 0]);
         assert!((decay[0] - 1.0 / 3.0).abs() < 1e-15 && (decay[1] - 2.0 / 3.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn shares_add_up_to_exactly_one_order() {
+        for model in Model::ALL {
+            for ages in [&[1][..], &[3, 2, 1], &[30, 20, 10, 5, 1, 0], &[6, 5, 4, 3, 2, 1, 0]] {
+                let mut credits = Vec::new();
+                let net = Exact(1_000_000_000_000_000_007);
+                split_order(model, net, ages, 7, &mut credits);
+                assert_eq!(credits.iter().map(|c| c.share).sum::<i128>(), SHARE_ONE, "{model:?} {ages:?}");
+                assert_eq!(credits.iter().map(|c| c.value.0).sum::<i128>(), net.0, "{model:?} {ages:?}");
+            }
+        }
     }
 
     #[test]
