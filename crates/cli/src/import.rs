@@ -18,7 +18,9 @@ const ARRAY_BYTES_MAX: u64 = 1 << 30;
 /// How much of a rejected line the rejects file keeps.
 const REJECT_LINE_BYTES_MAX: usize = 4096;
 /// A site-day with this many segments is merged into one after an import.
-const COMPACT_SEGMENTS_MIN: usize = 4;
+const COMPACT_SEGMENTS_MIN: usize = 8;
+/// The log is sealed into segments whenever this many events were appended.
+const SEAL_EVENTS_MIN: u64 = 2_000_000;
 /// Events per log record: each record is one write and one fsync.
 const BATCH_EVENTS_MAX: usize = 32_768;
 
@@ -67,6 +69,10 @@ impl Importer<'_> {
     /// Makes the pending events durable; only then are they counted as taken.
     fn flush(&mut self) -> Result<()> {
         let outcomes = self.store.append_events(self.record, &self.pending)?;
+        if self.store.appended_since_seal() >= SEAL_EVENTS_MIN {
+            // Keep the log's tail, and so the memory sealing needs, bounded.
+            self.store.seal().context("sealing the log into segments")?;
+        }
         for outcome in outcomes {
             match outcome {
                 Appended::Taken => self.counts.taken += 1,
@@ -140,26 +146,17 @@ fn import_one(importer: &mut Importer) -> Result<()> {
         input.reader.by_ref().take(ARRAY_BYTES_MAX).read_to_string(&mut text).context("reading the JSON array")?;
         return import_array(importer, &text);
     }
-    let mut line = Vec::new();
-    let mut line_number = 0u64;
-    loop {
-        line.clear();
-        if input.reader.read_until(b'\n', &mut line).context("reading")? == 0 {
-            break;
-        }
-        line_number += 1;
-        let text = String::from_utf8_lossy(&line);
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            continue;
-        }
-        let parsed = if std::str::from_utf8(&line).is_err() {
-            Err(Rejection::new("event", "not valid UTF-8"))
-        } else {
-            parse_event_line(trimmed, &importer.context)
-        };
-        importer.take(line_number, trimmed, parsed)?;
-        if line_number.is_multiple_of(4096) {
+    // A second thread reads and parses chunks of lines while this one appends them,
+    // in input order (the first valid event of an id is the one kept).
+    let context = importer.context.clone();
+    let reader = &mut input.reader;
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Vec<Parsed>>>(PARSED_CHUNKS_QUEUED);
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || parse_chunks(reader, &context, &sender));
+        for chunk in receiver {
+            for parsed in chunk? {
+                importer.take(parsed.line_number, parsed.raw.as_deref().unwrap_or(""), parsed.event)?;
+            }
             let counts = importer.counts;
             progress.update(
                 input.bytes_read.load(Ordering::Relaxed),
@@ -167,9 +164,60 @@ fn import_one(importer: &mut Importer) -> Result<()> {
                 counts.taken + counts.duplicate + counts.rejected,
             );
         }
-    }
+        Ok(())
+    })?;
     progress.finish();
     Ok(())
+}
+
+/// Lines per parsed chunk handed from the parsing thread to the appending one.
+const CHUNK_LINES: usize = 8192;
+/// Parsed chunks waiting to be appended: bounds the import's memory.
+const PARSED_CHUNKS_QUEUED: usize = 4;
+
+/// One input line, parsed; the raw line is kept only when it was rejected.
+struct Parsed {
+    line_number: u64,
+    raw: Option<String>,
+    event: Result<upshot_model::Event, Rejection>,
+}
+
+fn parse_chunks(
+    reader: &mut (dyn BufRead + Send),
+    context: &ParseContext,
+    sender: &std::sync::mpsc::SyncSender<Result<Vec<Parsed>>>,
+) {
+    let mut line = Vec::new();
+    let mut line_number = 0u64;
+    loop {
+        let mut chunk = Vec::with_capacity(CHUNK_LINES);
+        let mut finished = false;
+        while chunk.len() < CHUNK_LINES {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => {
+                    finished = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    let _ = sender.send(Err(anyhow::Error::new(error).context("reading")));
+                    return;
+                }
+            }
+            line_number += 1;
+            let event = match std::str::from_utf8(&line) {
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => parse_event_line(text.trim(), context),
+                Err(_) => Err(Rejection::new("event", "not valid UTF-8")),
+            };
+            let raw = event.is_err().then(|| String::from_utf8_lossy(&line).trim().to_string());
+            chunk.push(Parsed { line_number, raw, event });
+        }
+        if sender.send(Ok(chunk)).is_err() || finished {
+            return;
+        }
+    }
 }
 
 /// A JSON array input: each element is one event; a malformed array is one rejection.

@@ -22,7 +22,7 @@ impl<R: Read> Read for CountingReader<R> {
 }
 
 pub struct Input {
-    pub reader: Box<dyn BufRead>,
+    pub reader: Box<dyn BufRead + Send>,
     /// Raw bytes read so far, and the total when known (files, not stdin).
     pub bytes_read: Arc<AtomicU64>,
     pub bytes_total: Option<u64>,
@@ -30,15 +30,15 @@ pub struct Input {
 
 pub fn open(name: &str) -> Result<Input> {
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let (raw, bytes_total): (Box<dyn Read>, Option<u64>) = if name == "-" {
-        (Box::new(std::io::stdin().lock()), None)
+    let (raw, bytes_total): (Box<dyn Read + Send>, Option<u64>) = if name == "-" {
+        (Box::new(std::io::stdin()), None)
     } else {
         let file = File::open(name).with_context(|| format!("opening {name}"))?;
         let size = file.metadata().ok().map(|metadata| metadata.len());
         (Box::new(file), size)
     };
     let counted = CountingReader { inner: raw, bytes: bytes_read.clone() };
-    let reader: Box<dyn BufRead> = if name.ends_with(".gz") {
+    let reader: Box<dyn BufRead + Send> = if name.ends_with(".gz") {
         Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::new(counted))))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, counted))

@@ -1,7 +1,7 @@
 //! Running totals that the per-visitor pass adds to, kept exact until `finish`, and
 //! merged across workers by re-keying one worker's symbols into another's dictionary.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::hash::Hash;
 
 use upshot_model::Exact;

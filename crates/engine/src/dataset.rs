@@ -3,7 +3,7 @@
 //! (ts, event_id), with impression items and order lines in pools.
 //! `Dataset` keeps a whole site's events in memory, for tests and small sites.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::ops::Range;
 
 use upshot_model::{Action, Body, Event, JourneyAction, Kind};
@@ -60,7 +60,7 @@ impl Default for Dictionary {
     fn default() -> Dictionary {
         let mut strings = Interner::default();
         let other_page_type = strings.intern("other");
-        Dictionary { strings, placements: Vec::new(), placement_index: HashMap::new(), other_page_type }
+        Dictionary { strings, placements: Vec::new(), placement_index: HashMap::default(), other_page_type }
     }
 }
 

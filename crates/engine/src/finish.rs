@@ -183,7 +183,7 @@ impl Finisher<'_> {
 
     fn rollup_rows<'t>(
         &'t self,
-        rollups: &'t std::collections::HashMap<Sym, RollupTotals>,
+        rollups: &'t rustc_hash::FxHashMap<Sym, RollupTotals>,
     ) -> impl Iterator<Item = (String, u64, u64, PlacementFigures)> + 't {
         let mut rows: Vec<(String, &RollupTotals)> = rollups
             .iter()
@@ -262,7 +262,7 @@ impl Finisher<'_> {
         rows
     }
 
-    fn experiment(&self, name: &str, groups: &std::collections::HashMap<Sym, VariantTotals>) -> Option<ExperimentRow> {
+    fn experiment(&self, name: &str, groups: &rustc_hash::FxHashMap<Sym, VariantTotals>) -> Option<ExperimentRow> {
         let mut groups: Vec<(String, &VariantTotals)> = groups
             .iter()
             .filter(|(_, group)| group.visitors > 0)

@@ -2,7 +2,7 @@
 //! walking one bucket's visitors merged across segments (days) and the log's tail.
 //! The caller loads the buckets (IO); nothing here reads a file.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use upshot_model::{Event, Kind};
 use upshot_store::segment::{BucketColumns, Row, RowAttributes, RowBody, RowLine, RowReader};
@@ -21,7 +21,7 @@ pub struct Translation {
 
 impl Translation {
     pub fn new(bucket: &BucketColumns) -> Translation {
-        Translation { syms: vec![UNSEEN; bucket.dictionary_len()], placements: HashMap::new() }
+        Translation { syms: vec![UNSEEN; bucket.dictionary_len()], placements: HashMap::default() }
     }
 
     fn sym(&mut self, dictionary: &mut Dictionary, bucket: &BucketColumns, index: u32) -> Sym {
@@ -171,30 +171,48 @@ pub fn run_bucket(
     buckets: &[BucketColumns],
     tail: &[Event],
 ) -> Result<(), String> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     let mut sources = Vec::with_capacity(buckets.len());
-    for bucket in buckets {
+    // The heap holds each source's current visitor: a k-way merge over days.
+    let mut heap: BinaryHeap<Reverse<(&[u8], usize)>> = BinaryHeap::with_capacity(buckets.len() + 1);
+    for (index, bucket) in buckets.iter().enumerate() {
         let mut reader = bucket.reader();
         let current = reader.next_visitor()?;
+        if let Some((visitor, _)) = current {
+            heap.push(Reverse((visitor.as_bytes(), index)));
+        }
         sources.push(Source { bucket, reader, translation: Translation::new(bucket), current });
     }
-    let (mut items, mut lines) = (Vec::new(), Vec::new());
-    let mut tail_position = 0;
+    let tail_source = buckets.len();
     let tail_visitor = |position: usize| tail.get(position).map(|event| event.visitor_id.as_deref().unwrap_or(""));
-    loop {
-        let next = sources
-            .iter()
-            .filter_map(|source| source.current.map(|(visitor, _)| visitor))
-            .chain(tail_visitor(tail_position))
-            .min_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let Some(visitor) = next.map(str::to_string) else {
-            return Ok(());
-        };
+    let mut tail_position = 0;
+    if let Some(visitor) = tail_visitor(0) {
+        heap.push(Reverse((visitor.as_bytes(), tail_source)));
+    }
+    let (mut items, mut lines) = (Vec::new(), Vec::new());
+    let mut visitor = String::new();
+    while let Some(Reverse((next, _))) = heap.peek() {
+        visitor.clear();
+        visitor.push_str(std::str::from_utf8(next).expect("visitor ids are str"));
         worker.begin_visitor(&visitor);
-        for source in sources.iter_mut() {
-            let Some((current, rows)) = source.current else { continue };
-            if current != visitor {
+        while let Some(Reverse((current, index))) = heap.peek().copied() {
+            if current != visitor.as_bytes() {
+                break;
+            }
+            heap.pop();
+            if index == tail_source {
+                while tail_visitor(tail_position) == Some(visitor.as_str()) {
+                    worker.push_event(&tail[tail_position]);
+                    tail_position += 1;
+                }
+                if let Some(next) = tail_visitor(tail_position) {
+                    heap.push(Reverse((next.as_bytes(), tail_source)));
+                }
                 continue;
             }
+            let source = &mut sources[index];
+            let (_, rows) = source.current.expect("a source in the heap has a visitor");
             for _ in 0..rows {
                 let row = source.reader.next_row(&mut items, &mut lines)?;
                 worker.visitor.push_row(
@@ -207,13 +225,13 @@ pub fn run_bucket(
                 );
             }
             source.current = source.reader.next_visitor()?;
-        }
-        while tail_visitor(tail_position) == Some(visitor.as_str()) {
-            worker.push_event(&tail[tail_position]);
-            tail_position += 1;
+            if let Some((next, _)) = source.current {
+                heap.push(Reverse((next.as_bytes(), index)));
+            }
         }
         if !visitor.is_empty() {
             worker.end_visitor(plan, book);
         }
     }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! Built from every order and refund of the site whatever their ts, by one or more
 //! workers whose books are merged.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 #[derive(Clone, Debug)]
 struct OrderState {

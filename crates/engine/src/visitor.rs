@@ -2,7 +2,7 @@
 //! touches, credited orders and counts, added to `Totals`. All of SPEC sections 3 and 4
 //! that concern one visitor happens here; nothing here looks at another visitor.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use upshot_model::{Action, Exact, JourneyAction, Kind, Settings};
 

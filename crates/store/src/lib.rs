@@ -2,6 +2,7 @@
 //! events, appended durably to a write-ahead log (docs/adr/0002-write-ahead-log.md).
 //! A data dir is opened for writing by one process at a time; readers need no lock.
 
+mod dedupe;
 mod erase;
 mod keys;
 mod log;
@@ -81,7 +82,9 @@ struct Writer {
     wal: wal::Wal,
     recovery: RecoveryReport,
     /// Event ids taken per site, loaded on the site's first append.
-    taken_ids: HashMap<String, HashSet<Box<str>>>,
+    taken_ids: HashMap<String, dedupe::IdSet>,
+    /// Events appended since the last seal (or since opening).
+    appended_since_seal: u64,
 }
 
 /// A data dir: `LOCK`, `wal/`, `sites/<site>/site.json` and `rejects.ndjson`.
@@ -103,7 +106,7 @@ impl Store {
         let (mut wal, recovery) = wal::Wal::open(&root.join("wal"), |_, _| {})?;
         wal.ensure_next_lsn_at_least(manifest.sealed_through_lsn + 1);
         remove_orphan_segments(&root, &manifest)?;
-        let writer = Writer { _lock: lock, wal, recovery, taken_ids: HashMap::new() };
+        let writer = Writer { _lock: lock, wal, recovery, taken_ids: HashMap::new(), appended_since_seal: 0 };
         Ok(Store { root, manifest, writer: Some(writer) })
     }
 
@@ -121,6 +124,12 @@ impl Store {
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// Events appended since the last seal: callers seal when it grows, to bound the
+    /// log's tail (and so sealing's memory).
+    pub fn appended_since_seal(&self) -> u64 {
+        self.writer.as_ref().map_or(0, |writer| writer.appended_since_seal)
     }
 
     /// What recovery found when the data dir was opened for writing.

@@ -2,12 +2,11 @@
 //! lines), deduplicated on event_id before it is written: the first valid event of an
 //! id is kept, across appends and restarts.
 
-use std::collections::HashSet;
-
 use upshot_model::{event_to_json, parse_event_line, Event, ParseContext};
 
+use crate::dedupe::{digest, IdSet};
 use crate::seal::record_lines;
-use crate::segment::{read_segment, SegmentFile};
+use crate::segment::{read_segment, ColumnSet, SegmentFile};
 use crate::{wal, SiteRecord, Store, StoreError};
 
 /// What happened to an appended event.
@@ -30,19 +29,17 @@ impl Store {
     pub fn append_events(&mut self, record: &SiteRecord, events: &[Event]) -> Result<Vec<Appended>, StoreError> {
         let loaded = self.writer.as_ref().is_some_and(|writer| writer.taken_ids.contains_key(&record.site));
         if !loaded {
-            let mut ids = HashSet::new();
-            self.scan_events(record, |event| {
-                ids.insert(event.event_id.into_boxed_str());
-            })?;
+            let ids = self.load_taken_ids(record)?;
             self.writer_mut().taken_ids.insert(record.site.clone(), ids);
         }
         let writer = self.writer_mut();
         let taken_ids = writer.taken_ids.get(&record.site).expect("loaded above");
         let mut payload = site_prefix(&record.site);
-        let mut batch_ids: HashSet<&str> = HashSet::new();
+        let mut batch_ids = IdSet::default();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
-            if taken_ids.contains(event.event_id.as_str()) || !batch_ids.insert(&event.event_id) {
+            let id = digest(event.event_id.as_bytes());
+            if taken_ids.contains(&id) || !batch_ids.insert(id) {
                 outcomes.push(Appended::Duplicate);
                 continue;
             }
@@ -52,10 +49,33 @@ impl Store {
         }
         if !batch_ids.is_empty() {
             writer.wal.append_batch(&[&payload])?;
+            writer.appended_since_seal += batch_ids.len() as u64;
             let taken_ids = writer.taken_ids.get_mut(&record.site).expect("loaded above");
-            taken_ids.extend(batch_ids.into_iter().map(Box::from));
+            taken_ids.extend(batch_ids);
         }
         Ok(outcomes)
+    }
+
+    /// Every event id the site holds, from the segments' event-id columns (only those
+    /// are read) and the log's tail.
+    fn load_taken_ids(&self, record: &SiteRecord) -> Result<IdSet, StoreError> {
+        let mut ids = IdSet::default();
+        for entry in self.manifest.site_segments(&record.site) {
+            let file = SegmentFile::open(&self.root().join(&entry.file))?;
+            for info in &file.header.buckets {
+                if let Some(bucket) = file.bucket(info.bucket, ColumnSet::EventIds)? {
+                    bucket
+                        .for_each_event_id(|event_id| {
+                            ids.insert(digest(event_id));
+                        })
+                        .map_err(|reason| StoreError::CorruptSegment { path: file.path.clone(), reason })?;
+                }
+            }
+        }
+        self.scan_tail(record, |event| {
+            ids.insert(digest(event.event_id.as_bytes()));
+        })?;
+        Ok(ids)
     }
 
     fn writer_mut(&mut self) -> &mut crate::Writer {

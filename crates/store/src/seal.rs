@@ -90,6 +90,7 @@ impl Store {
         self.manifest = manifest;
         let writer = self.writer.as_mut().expect("checked above");
         writer.wal.remove_files_before_current()?;
+        writer.appended_since_seal = 0;
         Ok(report)
     }
 

@@ -11,6 +11,22 @@ use super::{
 };
 use crate::StoreError;
 
+thread_local! {
+    /// One zstd context per thread: creating one per column cost more than decoding.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn decompress(bytes: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        slot.as_mut().expect("set above").decompress(bytes, capacity)
+    })
+}
+
 fn unzigzag(value: u64) -> i64 {
     ((value >> 1) as i64) ^ -((value & 1) as i64)
 }
@@ -21,12 +37,15 @@ pub enum ColumnSet {
     All,
     /// Enough to read order and refund rows (and skip every other row's body).
     OrdersAndRefunds,
+    /// Only the event ids (for `for_each_event_id`).
+    EventIds,
 }
 
 impl ColumnSet {
     fn wants(self, column: usize) -> bool {
         match self {
             ColumnSet::All => true,
+            ColumnSet::EventIds => column == EVENT_IDS || column == STRINGS,
             ColumnSet::OrdersAndRefunds => {
                 column <= TYPES
                     || column == STRINGS
@@ -68,7 +87,7 @@ impl BucketColumns {
             if crc32c::crc32c(bytes) != column.crc32c {
                 return Err(corrupt(path, format!("{name}: checksum mismatch")));
             }
-            let raw = zstd::bulk::decompress(bytes, column.raw_bytes as usize)
+            let raw = decompress(bytes, column.raw_bytes as usize)
                 .map_err(|error| corrupt(path, format!("{name} does not decompress: {error}")))?;
             columns.push(raw);
         }
@@ -84,6 +103,15 @@ impl BucketColumns {
         }
         let names = info.columns.iter().map(|column| column.name.clone()).collect();
         Ok(BucketColumns { columns, names, dictionary, set, info: info.clone() })
+    }
+
+    /// Calls `visit` with every row's event id, in row order.
+    pub fn for_each_event_id(&self, mut visit: impl FnMut(&[u8])) -> Result<(), String> {
+        let mut cursor = Cursor { bytes: &self.columns[EVENT_IDS], position: 0, name: "event_ids" };
+        while cursor.position < cursor.bytes.len() {
+            visit(cursor.bytes_slice()?);
+        }
+        Ok(())
     }
 
     pub fn dictionary_len(&self) -> usize {
@@ -191,6 +219,13 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn varint(&mut self) -> Result<u64, String> {
+        // Most values fit one byte: take that path without the loop.
+        if let Some(&byte) = self.bytes.get(self.position) {
+            if byte < 0x80 {
+                self.position += 1;
+                return Ok(u64::from(byte));
+            }
+        }
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = *self.bytes.get(self.position).ok_or_else(|| format!("column {} ends early", self.name))?;
