@@ -2,11 +2,11 @@
 //! lines), deduplicated on event_id before it is written: the first valid event of an
 //! id is kept, across appends and restarts.
 
-use upshot_model::{event_to_json, parse_event_line, Event, ParseContext};
+use upshot_model::{Event, ParseContext};
 
 use crate::dedupe::{digest, IdSet};
-use crate::seal::record_lines;
-use crate::segment::{read_segment, ColumnSet, SegmentFile};
+use crate::seal::{record_events, BLOCK_PAYLOAD};
+use crate::segment::{encode_block, read_segment, ColumnSet, SegmentFile};
 use crate::{wal, SiteRecord, Store, StoreError};
 
 /// What happened to an appended event.
@@ -34,8 +34,8 @@ impl Store {
         }
         let writer = self.writer_mut();
         let taken_ids = writer.taken_ids.get(&record.site).expect("loaded above");
-        let mut payload = site_prefix(&record.site);
         let mut batch_ids = IdSet::default();
+        let mut taken: Vec<&Event> = Vec::with_capacity(events.len());
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
             let id = digest(event.event_id.as_bytes());
@@ -43,11 +43,13 @@ impl Store {
                 outcomes.push(Appended::Duplicate);
                 continue;
             }
-            serde_json::to_writer(&mut payload, &event_to_json(event)).expect("writing to a Vec cannot fail");
-            payload.push(b'\n');
+            taken.push(event);
             outcomes.push(Appended::Taken);
         }
         if !batch_ids.is_empty() {
+            let mut payload = site_prefix(&record.site);
+            payload.push(BLOCK_PAYLOAD);
+            payload.extend_from_slice(&encode_block(&taken));
             writer.wal.append_batch(&[&payload])?;
             writer.appended_since_seal += batch_ids.len() as u64;
             let taken_ids = writer.taken_ids.get_mut(&record.site).expect("loaded above");
@@ -119,23 +121,16 @@ impl Store {
         let dir = self.root().join("wal");
         let sealed = self.manifest.sealed_through_lsn;
         let recovery = wal::read_records(&dir, |lsn, payload| {
-            let Some((site, lines)) = record_lines(payload) else {
-                return;
-            };
-            if lsn <= sealed || site != record.site {
+            let site = payload.split(|&byte| byte == b'\n').next().unwrap_or_default();
+            if lsn <= sealed || site != record.site.as_bytes() {
                 return;
             }
-            for (index, line) in lines.enumerate() {
-                let parsed = std::str::from_utf8(line)
-                    .map_err(|error| error.to_string())
-                    .and_then(|line| parse_event_line(line, &context).map_err(|rejection| rejection.to_string()));
-                match parsed {
-                    Ok(event) => {
-                        visit(event);
-                        summary.events += 1;
-                    }
-                    Err(reason) => summary.problems.push(format!("log record {lsn}, event {}: {reason}", index + 1)),
+            match record_events(payload, &context) {
+                Ok((_, events)) => {
+                    summary.events += events.len() as u64;
+                    events.into_iter().for_each(&mut visit);
                 }
+                Err(reason) => summary.problems.push(format!("log record {lsn}: {reason}")),
             }
         })?;
         summary.problems.extend(recovery.problems);
@@ -153,6 +148,7 @@ pub struct ScanSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use upshot_model::parse_event_line;
 
     fn event(id: &str, visitor: &str) -> Event {
         let line = format!(r#"{{"event_id":"{id}","type":"page_view","ts":1000,"visitor_id":"{visitor}"}}"#);

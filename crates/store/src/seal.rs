@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use upshot_model::{parse_event_line, Event, ParseContext};
 
 use crate::manifest::SegmentEntry;
-use crate::segment::{read_segment, segment_path, sort_for_segment, write_segment};
+use crate::segment::{decode_block, read_segment, segment_path, sort_for_segment, write_segment};
 use crate::{io_error, sync_dir, wal, Store, StoreError};
 
 /// What `seal` did.
@@ -31,11 +31,28 @@ pub fn utc_day(ts: i64) -> String {
         .unwrap_or_else(|_| "out-of-range".to_string())
 }
 
-/// Splits a log record into its site and canonical event lines.
-pub(crate) fn record_lines(payload: &[u8]) -> Option<(&str, impl Iterator<Item = &[u8]>)> {
-    let newline = payload.iter().position(|&byte| byte == b'\n')?;
-    let site = std::str::from_utf8(&payload[..newline]).ok()?;
-    Some((site, payload[newline + 1..].split(|&byte| byte == b'\n').filter(|line| !line.is_empty())))
+/// The byte after a log record's site line that marks a binary block payload
+/// (`segment::encode_block`); records of the first format hold canonical NDJSON there.
+pub(crate) const BLOCK_PAYLOAD: u8 = 2;
+
+/// Decodes a log record into its site and events.
+pub(crate) fn record_events<'a>(payload: &'a [u8], context: &ParseContext) -> Result<(&'a str, Vec<Event>), String> {
+    let newline = payload.iter().position(|&byte| byte == b'\n').ok_or("a log record without its site line")?;
+    let site = std::str::from_utf8(&payload[..newline]).map_err(|_| "a site line that is not UTF-8")?;
+    let rest = &payload[newline + 1..];
+    let mut events = Vec::new();
+    match rest.split_first() {
+        Some((&BLOCK_PAYLOAD, block)) => decode_block(block, &mut events)?,
+        _ => {
+            for (index, line) in rest.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()).enumerate() {
+                let line = std::str::from_utf8(line).map_err(|_| format!("event {}: not UTF-8", index + 1))?;
+                let event =
+                    parse_event_line(line, context).map_err(|rejection| format!("event {}: {rejection}", index + 1))?;
+                events.push(event);
+            }
+        }
+    }
+    Ok((site, events))
 }
 
 impl Store {
@@ -58,18 +75,13 @@ impl Store {
                 return;
             }
             report.records += 1;
-            let Some((site, lines)) = record_lines(payload) else {
-                failure = Some(format!("log record {lsn} has no site line"));
-                return;
-            };
-            for line in lines {
-                match std::str::from_utf8(line)
-                    .map_err(|e| e.to_string())
-                    .and_then(|line| parse_event_line(line, &context).map_err(|rejection| rejection.to_string()))
-                {
-                    Ok(event) => groups.entry((site.to_string(), utc_day(event.ts))).or_default().push(event),
-                    Err(reason) => failure = Some(format!("log record {lsn}: {reason}")),
+            match record_events(payload, &context) {
+                Ok((site, events)) => {
+                    for event in events {
+                        groups.entry((site.to_string(), utc_day(event.ts))).or_default().push(event);
+                    }
                 }
+                Err(reason) => failure = Some(format!("log record {lsn}: {reason}")),
             }
         })?;
         if let Some(reason) = failure {

@@ -91,18 +91,35 @@ impl BucketColumns {
                 .map_err(|error| corrupt(path, format!("{name} does not decompress: {error}")))?;
             columns.push(raw);
         }
-        let mut dictionary = Vec::new();
-        let mut cursor = Cursor { bytes: &columns[STRINGS], position: 0, name: "strings" };
-        while cursor.position < cursor.bytes.len() {
-            let text = cursor.bytes_slice().map_err(|reason| corrupt(path, reason))?;
-            if std::str::from_utf8(text).is_err() {
-                return Err(corrupt(path, format!("bucket {} column strings: invalid UTF-8", info.bucket)));
-            }
-            let end = cursor.position;
-            dictionary.push((end - text.len(), end));
-        }
+        let dictionary = dictionary_of(&columns[STRINGS])
+            .map_err(|reason| corrupt(path, format!("bucket {} column strings: {reason}", info.bucket)))?;
         let names = info.columns.iter().map(|column| column.name.clone()).collect();
         Ok(BucketColumns { columns, names, dictionary, set, info: info.clone() })
+    }
+
+    /// A block of uncompressed columns as `encode_block` writes them.
+    pub(super) fn from_block(bytes: &[u8]) -> Result<BucketColumns, String> {
+        let mut cursor = Cursor { bytes, position: 0, name: "block" };
+        let events = cursor.varint()?;
+        let visitors = cursor.varint()?;
+        let min_ts = cursor.number()?;
+        let mut columns = Vec::with_capacity(COLUMN_COUNT);
+        let mut infos = Vec::with_capacity(COLUMN_COUNT);
+        for index in 0..COLUMN_COUNT {
+            let column = cursor.bytes_slice()?.to_vec();
+            infos.push(super::ColumnInfo {
+                name: super::column_name(index),
+                offset: 0,
+                bytes: column.len() as u64,
+                raw_bytes: column.len() as u64,
+                crc32c: 0,
+            });
+            columns.push(column);
+        }
+        let info = BucketInfo { bucket: 0, events, visitors, min_ts, columns: infos };
+        let dictionary = dictionary_of(&columns[STRINGS]).map_err(|_| "block strings: invalid UTF-8".to_string())?;
+        let names = info.columns.iter().map(|column| column.name.clone()).collect();
+        Ok(BucketColumns { columns, names, dictionary, set: ColumnSet::All, info })
     }
 
     /// Calls `visit` with every row's event id, in row order.
@@ -208,6 +225,21 @@ impl BucketColumns {
             body,
         }
     }
+}
+
+/// The (start, end) of each string of a strings column, checked as UTF-8.
+fn dictionary_of(strings: &[u8]) -> Result<Vec<(usize, usize)>, String> {
+    let mut dictionary = Vec::new();
+    let mut cursor = Cursor { bytes: strings, position: 0, name: "strings" };
+    while cursor.position < cursor.bytes.len() {
+        let text = cursor.bytes_slice()?;
+        if std::str::from_utf8(text).is_err() {
+            return Err("invalid UTF-8".into());
+        }
+        let end = cursor.position;
+        dictionary.push((end - text.len(), end));
+    }
+    Ok(dictionary)
 }
 
 /// Sequential reads from a decompressed column.

@@ -6,7 +6,7 @@ use upshot_model::{Body, Event, PlacementAttributes};
 
 use super::{type_index, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, STRINGS, TS, TYPES, VISITORS};
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -14,7 +14,7 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn zigzag(value: i64) -> u64 {
+pub(super) fn zigzag(value: i64) -> u64 {
     ((value << 1) ^ (value >> 63)) as u64
 }
 
@@ -76,7 +76,8 @@ impl Encoder {
         self.optional_string(column, attributes.label.as_deref());
     }
 
-    fn body(&mut self, body: &Body) {
+    fn body(&mut self, event: &Event) {
+        let body = &event.body;
         let column = BODIES + type_index(body);
         match body {
             Body::PageView => {}
@@ -141,20 +142,21 @@ impl Encoder {
     }
 }
 
-pub(super) fn encode_columns(events: &[Event]) -> (Vec<Vec<u8>>, u64) {
+pub(super) fn encode_columns<E: std::borrow::Borrow<Event>>(events: &[E]) -> (Vec<Vec<u8>>, u64) {
     let mut encoder = Encoder { columns: vec![Vec::new(); COLUMN_COUNT], dictionary: HashMap::new() };
-    let min_ts = events.iter().map(|event| event.ts).min().unwrap_or(0);
+    let min_ts = events.iter().map(|event| event.borrow().ts).min().unwrap_or(0);
+    let visitor_of = |event: &E| event.borrow().visitor_id.as_deref().unwrap_or("").to_string();
     let mut visitors = 0;
     let mut start = 0;
     while start < events.len() {
-        let visitor = events[start].visitor_id.as_deref().unwrap_or("");
-        let end =
-            start + events[start..].iter().take_while(|e| e.visitor_id.as_deref().unwrap_or("") == visitor).count();
+        let visitor = visitor_of(&events[start]);
+        let end = start + events[start..].iter().take_while(|e| visitor_of(e) == visitor).count();
         visitors += 1;
         put_bytes(&mut encoder.columns[VISITORS], visitor.as_bytes());
         put_varint(&mut encoder.columns[VISITORS], (end - start) as u64);
         let mut previous_ts = min_ts;
         for event in &events[start..end] {
+            let event = event.borrow();
             encoder.number(TS, event.ts - previous_ts);
             previous_ts = event.ts;
             put_bytes(&mut encoder.columns[EVENT_IDS], event.event_id.as_bytes());
@@ -163,7 +165,7 @@ pub(super) fn encode_columns(events: &[Event]) -> (Vec<Vec<u8>>, u64) {
             encoder.optional_string(COMMON, event.page_type.as_deref());
             encoder.optional_string(COMMON, event.url.as_deref());
             encoder.optional_number(COMMON, event.sent_at.map(|sent_at| sent_at - event.ts));
-            encoder.body(&event.body);
+            encoder.body(event);
         }
         start = end;
     }

@@ -49,7 +49,7 @@ pub(crate) const COLUMN_COUNT: usize = BODIES + TYPE_NAMES.len();
 pub const ORDER_TYPE: u8 = 5;
 pub const REFUND_TYPE: u8 = 6;
 
-fn column_name(index: usize) -> String {
+pub(crate) fn column_name(index: usize) -> String {
     match index {
         VISITORS => "visitors".into(),
         TS => "ts".into(),
@@ -275,6 +275,28 @@ pub fn read_segment(path: &Path) -> Result<(SegmentHeader, Vec<Event>), StoreErr
         return Err(corrupt(path, format!("{} events decoded, header says {}", events.len(), file.header.events)));
     }
     Ok((file.header, events))
+}
+
+/// Encodes a batch of events, in any order, as one uncompressed block of the
+/// segment columns: the log's record payload, which sealing decodes without parsing JSON.
+pub fn encode_block<E: std::borrow::Borrow<Event>>(events: &[E]) -> Vec<u8> {
+    let (columns, visitors) = encode::encode_columns(events);
+    let min_ts = events.iter().map(|event| event.borrow().ts).min().unwrap_or(0);
+    let mut out = Vec::with_capacity(columns.iter().map(Vec::len).sum::<usize>() + 64);
+    encode::put_varint(&mut out, events.len() as u64);
+    encode::put_varint(&mut out, visitors);
+    encode::put_varint(&mut out, encode::zigzag(min_ts));
+    for column in &columns {
+        encode::put_varint(&mut out, column.len() as u64);
+        out.extend_from_slice(column);
+    }
+    out
+}
+
+/// Decodes a block written by `encode_block`, appending its events.
+pub fn decode_block(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), String> {
+    let bucket = BucketColumns::from_block(bytes)?;
+    bucket.decode_events(out)
 }
 
 /// A segment's path from its site dir, day and name.
