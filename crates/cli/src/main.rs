@@ -161,6 +161,11 @@ struct GenArgs {
     out: Option<PathBuf>,
 }
 
+/// mimalloc: the import and report allocate many small strings across two threads,
+/// where glibc's malloc measured ~30% of import time (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     if let Err(error) = run(cli) {

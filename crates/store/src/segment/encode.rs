@@ -1,6 +1,6 @@
 //! Encoding one bucket's events into columns (see `mod.rs` for the layout).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use upshot_model::{Body, Event, PlacementAttributes};
 
@@ -25,26 +25,27 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Builds the columns of one segment.
 #[derive(Default)]
-struct Encoder {
+struct Encoder<'a> {
     columns: Vec<Vec<u8>>,
-    dictionary: HashMap<String, u64>,
+    /// Borrowed from the events being encoded: no allocation per new string.
+    dictionary: HashMap<&'a str, u64>,
 }
 
-impl Encoder {
-    fn string(&mut self, column: usize, text: &str) {
+impl<'a> Encoder<'a> {
+    fn string(&mut self, column: usize, text: &'a str) {
         let next = self.dictionary.len() as u64;
         let index = match self.dictionary.get(text) {
             Some(&index) => index,
             None => {
                 put_bytes(&mut self.columns[STRINGS], text.as_bytes());
-                self.dictionary.insert(text.to_string(), next);
+                self.dictionary.insert(text, next);
                 next
             }
         };
         put_varint(&mut self.columns[column], index);
     }
 
-    fn optional_string(&mut self, column: usize, text: Option<&str>) {
+    fn optional_string(&mut self, column: usize, text: Option<&'a str>) {
         match text {
             None => put_varint(&mut self.columns[column], 0),
             Some(text) => {
@@ -68,7 +69,7 @@ impl Encoder {
         put_varint(&mut self.columns[column], zigzag(value));
     }
 
-    fn attributes(&mut self, column: usize, attributes: &PlacementAttributes) {
+    fn attributes(&mut self, column: usize, attributes: &'a PlacementAttributes) {
         self.optional_string(column, attributes.impression_id.as_deref());
         self.optional_string(column, attributes.campaign.as_deref());
         self.optional_string(column, attributes.sequence.as_deref());
@@ -76,7 +77,7 @@ impl Encoder {
         self.optional_string(column, attributes.label.as_deref());
     }
 
-    fn body(&mut self, event: &Event) {
+    fn body(&mut self, event: &'a Event) {
         let body = &event.body;
         let column = BODIES + type_index(body);
         match body {
@@ -143,7 +144,7 @@ impl Encoder {
 }
 
 pub(super) fn encode_columns<E: std::borrow::Borrow<Event>>(events: &[E]) -> (Vec<Vec<u8>>, u64) {
-    let mut encoder = Encoder { columns: vec![Vec::new(); COLUMN_COUNT], dictionary: HashMap::new() };
+    let mut encoder = Encoder { columns: vec![Vec::new(); COLUMN_COUNT], dictionary: HashMap::default() };
     let min_ts = events.iter().map(|event| event.borrow().ts).min().unwrap_or(0);
     let visitor_of = |event: &E| event.borrow().visitor_id.as_deref().unwrap_or("").to_string();
     let mut visitors = 0;

@@ -144,7 +144,7 @@ pub fn write_segment(path: &Path, site: &str, day: &str, events: &[Event]) -> Re
         header.visitors += visitors;
         let mut infos = Vec::with_capacity(columns.len());
         for (index, column) in columns.iter().enumerate() {
-            let bytes = zstd::bulk::compress(column, ZSTD_LEVEL).map_err(io_error(path))?;
+            let bytes = compress(column).map_err(io_error(path))?;
             infos.push(ColumnInfo {
                 name: column_name(index),
                 offset: 0,
@@ -189,6 +189,22 @@ pub fn write_segment(path: &Path, site: &str, day: &str, events: &[Event]) -> Re
     file.write_all(&file_bytes).and_then(|()| file.sync_all()).map_err(io_error(&temporary))?;
     std::fs::rename(&temporary, path).map_err(io_error(path))?;
     Ok((header, file_bytes.len() as u64))
+}
+
+thread_local! {
+    /// One zstd context per thread: creating one per column cost more than compressing.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+        }
+        slot.as_mut().expect("set above").compress(bytes)
+    })
 }
 
 pub(crate) fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
