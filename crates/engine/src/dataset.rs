@@ -86,25 +86,25 @@ impl Dictionary {
 /// order ids), appended to one arena rather than interned.
 #[derive(Default, Debug, Clone)]
 pub struct TextArena {
-    text: String,
+    bytes: Vec<u8>,
     ends: Vec<usize>,
 }
 
 impl TextArena {
-    pub fn push(&mut self, event_id: &str) -> u32 {
-        self.text.push_str(event_id);
-        self.ends.push(self.text.len());
+    pub fn push(&mut self, text: &[u8]) -> u32 {
+        self.bytes.extend_from_slice(text);
+        self.ends.push(self.bytes.len());
         u32::try_from(self.ends.len() - 1).expect("fewer than 2^32 events per visitor")
     }
 
-    pub fn get(&self, id: u32) -> &str {
+    pub fn get(&self, id: u32) -> &[u8] {
         let index = id as usize;
         let start = if index == 0 { 0 } else { self.ends[index - 1] };
-        &self.text[start..self.ends[index]]
+        &self.bytes[start..self.ends[index]]
     }
 
     fn clear(&mut self) {
-        self.text.clear();
+        self.bytes.clear();
         self.ends.clear();
     }
 }
@@ -248,15 +248,12 @@ impl VisitorEvents {
     /// Orders the events by (ts, event_id bytes), as SPEC section 3 does.
     pub fn sort(&mut self) {
         let ids = &self.event_ids;
-        self.events.sort_unstable_by(|a, b| {
-            a.ts.cmp(&b.ts).then_with(|| ids.get(a.event_id).as_bytes().cmp(ids.get(b.event_id).as_bytes()))
-        });
+        self.events.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then_with(|| ids.get(a.event_id).cmp(ids.get(b.event_id))));
     }
 
     pub fn is_sorted(&self) -> bool {
         self.events.windows(2).all(|pair| {
-            (pair[0].ts, self.event_ids.get(pair[0].event_id).as_bytes())
-                <= (pair[1].ts, self.event_ids.get(pair[1].event_id).as_bytes())
+            (pair[0].ts, self.event_ids.get(pair[0].event_id)) <= (pair[1].ts, self.event_ids.get(pair[1].event_id))
         })
     }
 
@@ -271,7 +268,8 @@ impl VisitorEvents {
             (Body::SequenceStart { .. }, Some(profile)) => dictionary.strings.intern(profile),
             _ => NONE,
         };
-        let ev = Ev { ts: event.ts, event_id: self.event_ids.push(&event.event_id), profile, page_type, payload };
+        let ev =
+            Ev { ts: event.ts, event_id: self.event_ids.push(event.event_id.as_bytes()), profile, page_type, payload };
         self.events.push(ev);
     }
 
@@ -283,7 +281,7 @@ impl VisitorEvents {
     }
 
     pub fn optional_text(&mut self, text: Option<&str>) -> TextId {
-        text.map_or(NONE, |text| self.texts.push(text))
+        text.map_or(NONE, |text| self.texts.push(text.as_bytes()))
     }
 
     fn payload(&mut self, dictionary: &mut Dictionary, body: &Body) -> Payload {
@@ -320,13 +318,13 @@ impl VisitorEvents {
                     self.lines.push(Line { item, quantity: line.quantity, price: line.price.0 });
                 }
                 Payload::Order {
-                    order_id: self.texts.push(order_id),
+                    order_id: self.texts.push(order_id.as_bytes()),
                     revenue: revenue.0,
                     lines: Span::of(start, self.lines.len()),
                 }
             }
             Body::Refund { order_id, amount, cancel } => Payload::Refund {
-                order_id: self.texts.push(order_id),
+                order_id: self.texts.push(order_id.as_bytes()),
                 amount: amount.map(|amount| amount.0),
                 cancel: *cancel,
             },

@@ -100,11 +100,11 @@ impl VisitorEvents {
                     let item = translation.sym(dictionary, bucket, line.item);
                     self.lines.push(Line { item, quantity: line.quantity, price: line.price });
                 }
-                let order_id = self.texts.push(bucket.string(order_id));
+                let order_id = self.texts.push(bucket.string(order_id).as_bytes());
                 Payload::Order { order_id, revenue, lines: Span::of(start, self.lines.len()) }
             }
             RowBody::Refund { order_id, amount, cancel } => {
-                Payload::Refund { order_id: self.texts.push(bucket.string(order_id)), amount, cancel }
+                Payload::Refund { order_id: self.texts.push(bucket.string(order_id).as_bytes()), amount, cancel }
             }
             RowBody::Assignment { experiment, variant } => Payload::Assignment {
                 experiment: translation.sym(dictionary, bucket, experiment),
@@ -143,9 +143,11 @@ pub fn add_bucket_to_order_book(book: &mut OrderBook, bucket: &BucketColumns) ->
         for _ in 0..rows {
             let row = reader.next_row(&mut items, &mut lines)?;
             match row.body {
-                RowBody::Order { order_id, .. } => book.add_order(bucket.string(order_id), row.ts, row.event_id),
+                RowBody::Order { order_id, .. } => {
+                    book.add_order(bucket.string(order_id).as_bytes(), row.ts, row.event_id)
+                }
                 RowBody::Refund { order_id, amount, cancel } => {
-                    book.add_refund(bucket.string(order_id), amount, cancel)
+                    book.add_refund(bucket.string(order_id).as_bytes(), amount, cancel)
                 }
                 _ => {}
             }

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap as HashMap;
 #[derive(Clone, Debug)]
 struct OrderState {
     /// The smallest (ts, event_id) order event seen; `None` while only refunds are known.
-    winner: Option<(i64, Box<str>)>,
+    winner: Option<(i64, Box<[u8]>)>,
     cancelled: bool,
     refund_all: bool,
     refunded: i64,
@@ -20,22 +20,22 @@ impl OrderState {
 
 #[derive(Debug, Default, Clone)]
 pub struct OrderBook {
-    orders: HashMap<Box<str>, OrderState>,
+    orders: HashMap<Box<[u8]>, OrderState>,
 }
 
 impl OrderBook {
-    fn state(&mut self, order_id: &str) -> &mut OrderState {
+    fn state(&mut self, order_id: &[u8]) -> &mut OrderState {
         if !self.orders.contains_key(order_id) {
             self.orders.insert(order_id.into(), OrderState::EMPTY);
         }
         self.orders.get_mut(order_id).expect("inserted above")
     }
 
-    pub fn add_order(&mut self, order_id: &str, ts: i64, event_id: &str) {
+    pub fn add_order(&mut self, order_id: &[u8], ts: i64, event_id: &[u8]) {
         let state = self.state(order_id);
         let earlier = match &state.winner {
             None => true,
-            Some((winner_ts, winner_id)) => (ts, event_id.as_bytes()) < (*winner_ts, winner_id.as_bytes()),
+            Some((winner_ts, winner_id)) => (ts, event_id) < (*winner_ts, &winner_id[..]),
         };
         if earlier {
             state.winner = Some((ts, event_id.into()));
@@ -43,7 +43,7 @@ impl OrderBook {
     }
 
     /// A refund of an order that never shows up does nothing.
-    pub fn add_refund(&mut self, order_id: &str, amount: Option<i64>, cancel: bool) {
+    pub fn add_refund(&mut self, order_id: &[u8], amount: Option<i64>, cancel: bool) {
         let state = self.state(order_id);
         state.cancelled |= cancel;
         match amount {
@@ -62,7 +62,7 @@ impl OrderBook {
             if let Some((ts, event_id)) = theirs.winner {
                 let earlier = match &ours.winner {
                     None => true,
-                    Some((our_ts, our_id)) => (ts, event_id.as_bytes()) < (*our_ts, our_id.as_bytes()),
+                    Some((our_ts, our_id)) => (ts, &event_id[..]) < (*our_ts, &our_id[..]),
                 };
                 if earlier {
                     ours.winner = Some((ts, event_id));
@@ -76,10 +76,10 @@ impl OrderBook {
 
     /// The net revenue (money units) when this order event is the counted event of a
     /// live order; `None` for duplicates and cancelled orders.
-    pub fn counted_net_revenue(&self, order_id: &str, ts: i64, event_id: &str, revenue: i64) -> Option<i64> {
+    pub fn counted_net_revenue(&self, order_id: &[u8], ts: i64, event_id: &[u8], revenue: i64) -> Option<i64> {
         let state = self.orders.get(order_id)?;
         let (winner_ts, winner_id) = state.winner.as_ref()?;
-        if state.cancelled || *winner_ts != ts || winner_id.as_ref() != event_id {
+        if state.cancelled || *winner_ts != ts || &winner_id[..] != event_id {
             return None;
         }
         if state.refund_all {

@@ -255,8 +255,8 @@ impl Context<'_> {
             let variants = scratch.assignments_before(&scratch.kept, order.ev.ts);
             totals.push_recent(RecentCandidate {
                 ts: order.ev.ts,
-                event_id: self.visitor.event_ids.get(order.ev.event_id).to_string(),
-                order_id: self.visitor.texts.get(order_id).to_string(),
+                event_id: String::from_utf8_lossy(self.visitor.event_ids.get(order.ev.event_id)).into_owned(),
+                order_id: String::from_utf8_lossy(self.visitor.texts.get(order_id)).into_owned(),
                 visitor: self.visitor.visitor.clone(),
                 net: order.net_units,
                 placement: last_touch

@@ -215,7 +215,8 @@ impl BucketColumns {
             }
         };
         Event {
-            event_id: row.event_id.to_string(),
+            // Ids were valid UTF-8 when taken and are checksummed since.
+            event_id: String::from_utf8_lossy(row.event_id).into_owned(),
             ts: row.ts,
             visitor_id: (!visitor.is_empty()).then(|| visitor.to_string()),
             profile_id: optional(row.profile),
@@ -373,7 +374,8 @@ pub enum RowBody {
 #[derive(Clone, Copy, Debug)]
 pub struct Row<'a> {
     pub ts: i64,
-    pub event_id: &'a str,
+    /// Bytes of a valid UTF-8 id: not re-checked per row (checksums guard the column).
+    pub event_id: &'a [u8],
     pub type_code: u8,
     pub profile: Option<u32>,
     pub page_type: Option<u32>,
@@ -452,7 +454,7 @@ impl<'a> RowReader<'a> {
         }
         self.rows_left -= 1;
         self.ts += self.cursors[TS].number()?;
-        let event_id = self.cursors[EVENT_IDS].text()?;
+        let event_id = self.cursors[EVENT_IDS].bytes_slice()?;
         let type_code = self.cursors[TYPES].byte()?;
         items.clear();
         lines.clear();
