@@ -137,21 +137,13 @@ impl VisitorEvents {
 /// Adds a bucket's orders and refunds (loaded with `ColumnSet::OrdersAndRefunds` or
 /// more) to the book.
 pub fn add_bucket_to_order_book(book: &mut OrderBook, bucket: &BucketColumns) -> Result<(), String> {
-    let mut reader = bucket.reader();
-    let (mut items, mut lines) = (Vec::new(), Vec::new());
-    while let Some((_, rows)) = reader.next_visitor()? {
-        for _ in 0..rows {
-            let row = reader.next_row(&mut items, &mut lines)?;
-            match row.body {
-                RowBody::Order { order_id, .. } => {
-                    book.add_order(bucket.string(order_id).as_bytes(), row.ts, row.event_id)
-                }
-                RowBody::Refund { order_id, amount, cancel } => {
-                    book.add_refund(bucket.string(order_id).as_bytes(), amount, cancel)
-                }
-                _ => {}
-            }
-        }
+    let mut refunds = Vec::new();
+    bucket.for_each_order_fact(
+        |order_id, ts, event_id| book.add_order(order_id, ts, event_id),
+        |order_id, amount, cancel| refunds.push((order_id.to_vec(), amount, cancel)),
+    )?;
+    for (order_id, amount, cancel) in refunds {
+        book.add_refund(&order_id, amount, cancel);
     }
     Ok(())
 }

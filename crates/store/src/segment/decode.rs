@@ -35,7 +35,7 @@ fn unzigzag(value: u64) -> i64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColumnSet {
     All,
-    /// Enough to read order and refund rows (and skip every other row's body).
+    /// Only the order and refund columns (for `for_each_order_fact`).
     OrdersAndRefunds,
     /// Only the event ids (for `for_each_event_id`).
     EventIds,
@@ -47,10 +47,7 @@ impl ColumnSet {
             ColumnSet::All => true,
             ColumnSet::EventIds => column == EVENT_IDS || column == STRINGS,
             ColumnSet::OrdersAndRefunds => {
-                column <= TYPES
-                    || column == STRINGS
-                    || column == BODIES + ORDER_TYPE as usize
-                    || column == BODIES + REFUND_TYPE as usize
+                column == BODIES + ORDER_TYPE as usize || column == BODIES + REFUND_TYPE as usize
             }
         }
     }
@@ -120,6 +117,50 @@ impl BucketColumns {
         let dictionary = dictionary_of(&columns[STRINGS]).map_err(|_| "block strings: invalid UTF-8".to_string())?;
         let names = info.columns.iter().map(|column| column.name.clone()).collect();
         Ok(BucketColumns { columns, names, dictionary, set: ColumnSet::All, info })
+    }
+
+    /// Calls `order(order_id, ts, event_id)` for every order row and
+    /// `refund(order_id, amount, cancel)` for every refund row, reading only their two
+    /// columns (load with `ColumnSet::OrdersAndRefunds` or `All`).
+    pub fn for_each_order_fact(
+        &self,
+        mut order: impl FnMut(&[u8], i64, &[u8]),
+        mut refund: impl FnMut(&[u8], Option<i64>, bool),
+    ) -> Result<(), String> {
+        let column = BODIES + ORDER_TYPE as usize;
+        let mut cursor = Cursor { bytes: &self.columns[column], position: 0, name: "body.order" };
+        while cursor.position < cursor.bytes.len() {
+            let ts = cursor.number()?;
+            let event_id = cursor.bytes_slice()?;
+            let order_id = cursor.bytes_slice()?;
+            order(order_id, ts, event_id);
+            cursor.varint()?; // order id in the dictionary
+            cursor.varint()?; // revenue
+            for _ in 0..2 {
+                if cursor.varint()? != 0 {
+                    cursor.varint()?; // shipping, tax
+                }
+            }
+            for _ in 0..cursor.varint()? {
+                cursor.varint()?; // item, quantity, price
+                cursor.varint()?;
+                cursor.varint()?;
+            }
+        }
+        let column = BODIES + REFUND_TYPE as usize;
+        let mut cursor = Cursor { bytes: &self.columns[column], position: 0, name: "body.refund" };
+        while cursor.position < cursor.bytes.len() {
+            cursor.varint()?; // ts
+            cursor.bytes_slice()?; // event id
+            let order_id = cursor.bytes_slice()?;
+            cursor.varint()?; // order id in the dictionary
+            let amount = match cursor.varint()? {
+                0 => None,
+                _ => Some(cursor.number()?),
+            };
+            refund(order_id, amount, cursor.byte()? != 0);
+        }
+        Ok(())
     }
 
     /// Calls `visit` with every row's event id, in row order.
@@ -431,6 +472,13 @@ impl<'a> RowReader<'a> {
         }
     }
 
+    fn skip_order_fact_prefix(&mut self, column: usize) -> Result<(), String> {
+        self.cursors[column].varint()?;
+        self.cursors[column].bytes_slice()?;
+        self.cursors[column].bytes_slice()?;
+        Ok(())
+    }
+
     fn kind(&mut self, column: usize) -> Result<Kind, String> {
         let byte = self.cursors[column].byte()? as usize;
         Kind::ALL.get(byte).copied().ok_or_else(|| format!("unknown kind {byte}"))
@@ -458,27 +506,15 @@ impl<'a> RowReader<'a> {
         let type_code = self.cursors[TYPES].byte()?;
         items.clear();
         lines.clear();
-        let full = self.bucket.set == ColumnSet::All;
-        let mut row = Row {
-            ts: self.ts,
-            event_id,
-            type_code,
-            profile: None,
-            page_type: None,
-            url: None,
-            sent_at: None,
-            body: RowBody::Skipped,
-        };
-        if full {
-            row.profile = self.optional_index(COMMON)?;
-            row.page_type = self.optional_index(COMMON)?;
-            row.url = self.optional_index(COMMON)?;
-            row.sent_at = self.optional_number(COMMON)?.map(|offset| self.ts + offset);
+        if self.bucket.set != ColumnSet::All {
+            return Err("rows need every column (ColumnSet::All)".into());
         }
-        if full || type_code == ORDER_TYPE || type_code == REFUND_TYPE {
-            row.body = self.body(type_code, items, lines)?;
-        }
-        Ok(row)
+        let profile = self.optional_index(COMMON)?;
+        let page_type = self.optional_index(COMMON)?;
+        let url = self.optional_index(COMMON)?;
+        let sent_at = self.optional_number(COMMON)?.map(|offset| self.ts + offset);
+        let body = self.body(type_code, items, lines)?;
+        Ok(Row { ts: self.ts, event_id, type_code, profile, page_type, url, sent_at, body })
     }
 
     fn body(&mut self, type_code: u8, items: &mut Vec<u32>, lines: &mut Vec<RowLine>) -> Result<RowBody, String> {
@@ -508,6 +544,7 @@ impl<'a> RowReader<'a> {
                 price: self.optional_number(c)?,
             },
             5 => {
+                self.skip_order_fact_prefix(c)?;
                 let order_id = self.index(c)?;
                 let revenue = self.cursors[c].number()?;
                 let shipping = self.optional_number(c)?;
@@ -521,7 +558,10 @@ impl<'a> RowReader<'a> {
                 RowBody::Order { order_id, revenue, shipping, tax }
             }
             6 => RowBody::Refund {
-                order_id: self.index(c)?,
+                order_id: {
+                    self.skip_order_fact_prefix(c)?;
+                    self.index(c)?
+                },
                 amount: self.optional_number(c)?,
                 cancel: self.cursors[c].byte()? != 0,
             },

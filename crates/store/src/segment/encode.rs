@@ -77,6 +77,14 @@ impl<'a> Encoder<'a> {
         self.optional_string(column, attributes.label.as_deref());
     }
 
+    /// Order and refund entries repeat their ts, event id and order id inline, so the
+    /// order book can be built from these two small columns alone.
+    fn order_fact_prefix(&mut self, column: usize, event: &Event, order_id: &str) {
+        put_varint(&mut self.columns[column], zigzag(event.ts));
+        put_bytes(&mut self.columns[column], event.event_id.as_bytes());
+        put_bytes(&mut self.columns[column], order_id.as_bytes());
+    }
+
     fn body(&mut self, event: &'a Event) {
         let body = &event.body;
         let column = BODIES + type_index(body);
@@ -105,6 +113,7 @@ impl<'a> Encoder<'a> {
                 self.optional_number(column, price.map(|p| p.0));
             }
             Body::Order { order_id, revenue, shipping, tax, lines } => {
+                self.order_fact_prefix(column, event, order_id);
                 self.string(column, order_id);
                 self.number(column, revenue.0);
                 self.optional_number(column, shipping.map(|m| m.0));
@@ -117,6 +126,7 @@ impl<'a> Encoder<'a> {
                 }
             }
             Body::Refund { order_id, amount, cancel } => {
+                self.order_fact_prefix(column, event, order_id);
                 self.string(column, order_id);
                 self.optional_number(column, amount.map(|m| m.0));
                 self.columns[column].push(u8::from(*cancel));
