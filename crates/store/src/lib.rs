@@ -169,6 +169,18 @@ impl Store {
 /// compacting, before the manifest swap that would have made them part of the store.
 fn remove_orphan_segments(root: &Path, manifest: &Manifest) -> Result<(), StoreError> {
     let listed: HashSet<PathBuf> = manifest.segments.iter().map(|entry| root.join(&entry.file)).collect();
+    for path in segment_files(root)? {
+        if !listed.contains(&path) {
+            tracing::warn!(file = %path.display(), "removing a segment file no manifest lists (left by a crash)");
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every file under `sites/*/segments/*/`, listed or not.
+pub(crate) fn segment_files(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let mut files = Vec::new();
     let sites = root.join("sites");
     for site in std::fs::read_dir(&sites).map_err(io_error(&sites))? {
         let segments = site.map_err(io_error(&sites))?.path().join("segments");
@@ -178,13 +190,9 @@ fn remove_orphan_segments(root: &Path, manifest: &Manifest) -> Result<(), StoreE
         for day in days {
             let day = day.map_err(io_error(&segments))?.path();
             for file in std::fs::read_dir(&day).map_err(io_error(&day))? {
-                let path = file.map_err(io_error(&day))?.path();
-                if !listed.contains(&path) {
-                    tracing::warn!(file = %path.display(), "removing a segment file no manifest lists (left by a crash)");
-                    std::fs::remove_file(&path).map_err(io_error(&path))?;
-                }
+                files.push(file.map_err(io_error(&day))?.path());
             }
         }
     }
-    Ok(())
+    Ok(files)
 }

@@ -2,10 +2,9 @@
 //! says precisely what is damaged. It changes nothing.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use crate::segment::read_segment;
-use crate::{io_error, wal, Store, StoreError};
+use crate::{wal, Store, StoreError};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -45,7 +44,7 @@ impl Store {
                 Err(error) => report.problems.push(error.to_string()),
             }
         }
-        for path in self.segment_files()? {
+        for path in crate::segment_files(&self.root)? {
             if !listed.contains(&path) {
                 report.problems.push(format!(
                     "segment {}: not in the manifest (left by a crash; removed at the next open for writing)",
@@ -58,23 +57,5 @@ impl Store {
         report.unfinished_log_bytes = recovery.torn_tail_bytes;
         report.problems.extend(recovery.problems);
         Ok(report)
-    }
-
-    fn segment_files(&self) -> Result<Vec<PathBuf>, StoreError> {
-        let mut files = Vec::new();
-        let sites = self.root.join("sites");
-        for site in std::fs::read_dir(&sites).map_err(io_error(&sites))? {
-            let segments = site.map_err(io_error(&sites))?.path().join("segments");
-            let Ok(days) = std::fs::read_dir(&segments) else {
-                continue;
-            };
-            for day in days {
-                let day = day.map_err(io_error(&segments))?.path();
-                for file in std::fs::read_dir(&day).map_err(io_error(&day))? {
-                    files.push(file.map_err(io_error(&day))?.path());
-                }
-            }
-        }
-        Ok(files)
     }
 }
