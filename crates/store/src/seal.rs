@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use upshot_model::{parse_event_line, Event, ParseContext};
 
 use crate::manifest::SegmentEntry;
-use crate::segment::{decode_block, read_segment, segment_path, sort_for_segment, write_segment};
+use crate::segment::{
+    day_number, decode_block, read_segment, segment_path, sort_by_day_then_segment_order, sort_for_segment,
+    write_segment,
+};
 use crate::{io_error, sync_dir, wal, Store, StoreError};
 
 /// What `seal` did.
@@ -67,7 +70,10 @@ impl Store {
         }
         writer.wal.rotate()?;
         let mut report = SealReport::default();
-        let mut groups: BTreeMap<(String, String), Vec<Event>> = BTreeMap::new();
+        // One vector per site, reserved for the tail, sorted by day then segment order:
+        // no per-day vectors growing (and copying large events) while the log is read.
+        let expected = usize::try_from(writer.appended_since_seal).unwrap_or(0);
+        let mut groups: BTreeMap<String, Vec<Event>> = BTreeMap::new();
         let context = ParseContext { currency: String::new() };
         let mut failure = None;
         wal::read_records(&self.root.join("wal"), |lsn, payload| {
@@ -77,9 +83,8 @@ impl Store {
             report.records += 1;
             match record_events(payload, &context) {
                 Ok((site, events)) => {
-                    for event in events {
-                        groups.entry((site.to_string(), utc_day(event.ts))).or_default().push(event);
-                    }
+                    let group = groups.entry(site.to_string()).or_insert_with(|| Vec::with_capacity(expected));
+                    group.extend(events);
                 }
                 Err(reason) => failure = Some(format!("log record {lsn}: {reason}")),
             }
@@ -88,11 +93,14 @@ impl Store {
             return Err(StoreError::Corrupt { path: self.root.join("wal"), line: 0, reason });
         }
         let mut entries = Vec::new();
-        for (index, ((site, day), mut events)) in groups.into_iter().enumerate() {
-            sort_for_segment(&mut events);
-            let name = format!("{last:020}-{index}.seg");
-            entries.push(self.write_entry(&site, &day, &name, &events)?);
-            report.events += events.len() as u64;
+        for (site, mut events) in groups {
+            sort_by_day_then_segment_order(&mut events, |event| day_number(event.ts));
+            for day_events in events.chunk_by(|a, b| day_number(a.ts) == day_number(b.ts)) {
+                let day = utc_day(day_events[0].ts);
+                let name = format!("{last:020}-{}.seg", entries.len());
+                entries.push(self.write_entry(&site, &day, &name, day_events)?);
+                report.events += day_events.len() as u64;
+            }
         }
         report.segments = entries.len() as u64;
         let mut manifest = self.manifest.clone();

@@ -154,7 +154,19 @@ impl<'a> Encoder<'a> {
 }
 
 pub(super) fn encode_columns<E: std::borrow::Borrow<Event>>(events: &[E]) -> (Vec<Vec<u8>>, u64) {
-    let mut encoder = Encoder { columns: vec![Vec::new(); COLUMN_COUNT], dictionary: HashMap::default() };
+    // Sized from typical bytes per row, so columns rarely grow (and copy) while filled.
+    let rows = events.len();
+    let estimates = |index: usize| match index {
+        VISITORS => rows,
+        TS => 3 * rows,
+        EVENT_IDS => 16 * rows,
+        TYPES => rows,
+        COMMON => 4 * rows,
+        STRINGS => 4 * rows,
+        _ => rows,
+    };
+    let columns = (0..COLUMN_COUNT).map(|index| Vec::with_capacity(estimates(index))).collect();
+    let mut encoder = Encoder { columns, dictionary: HashMap::default() };
     let min_ts = events.iter().map(|event| event.borrow().ts).min().unwrap_or(0);
     let visitor_of = |event: &E| event.borrow().visitor_id.as_deref().unwrap_or("").to_string();
     let mut visitors = 0;

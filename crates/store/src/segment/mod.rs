@@ -111,15 +111,32 @@ fn visitor_key(event: &Event) -> &str {
 }
 
 /// Sorts events as a segment stores them: bucket, visitor id bytes, ts, event_id bytes.
-pub fn sort_for_segment(events: &mut [Event]) {
-    events.sort_by_cached_key(|event| {
-        (
-            bucket_of(visitor_key(event)),
-            visitor_key(event).as_bytes().to_vec(),
-            event.ts,
-            event.event_id.as_bytes().to_vec(),
-        )
+pub fn sort_for_segment(events: &mut Vec<Event>) {
+    sort_by_day_then_segment_order(events, |_| 0);
+}
+
+/// The UTC day number of an instant (days since 1970-01-01): how segments partition.
+pub fn day_number(ts: i64) -> i64 {
+    ts.div_euclid(86_400_000)
+}
+
+/// Sorts by `day(event)` first, then as a segment stores events, so each day's events
+/// are one run in segment order.
+pub fn sort_by_day_then_segment_order(events: &mut Vec<Event>, day: impl Fn(&Event) -> i64) {
+    // Hash each visitor once, sort positions by borrowed keys, then move the events:
+    // no allocation per event and no hashing per comparison.
+    let keys: Vec<(i64, u32)> = events.iter().map(|event| (day(event), bucket_of(visitor_key(event)))).collect();
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (x, y) = (&events[a], &events[b]);
+        keys[a]
+            .cmp(&keys[b])
+            .then_with(|| visitor_key(x).as_bytes().cmp(visitor_key(y).as_bytes()))
+            .then(x.ts.cmp(&y.ts))
+            .then_with(|| x.event_id.as_bytes().cmp(y.event_id.as_bytes()))
     });
+    let mut slots: Vec<Option<Event>> = std::mem::take(events).into_iter().map(Some).collect();
+    events.extend(order.into_iter().map(|index| slots[index].take().expect("each position is taken once")));
 }
 
 /// Writes `events` (sorted with `sort_for_segment`) as a segment file, durably:
@@ -175,20 +192,22 @@ pub fn write_segment(path: &Path, site: &str, day: &str, events: &[Event]) -> Re
         }
         reserved *= 2;
     };
-    let mut file_bytes = Vec::with_capacity(header_json.len() + blobs.iter().map(Vec::len).sum::<usize>() + 32);
-    file_bytes.extend_from_slice(SEGMENT_MAGIC);
-    file_bytes.extend_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
-    file_bytes.extend_from_slice(&(header_json.len() as u32).to_le_bytes());
-    file_bytes.extend_from_slice(&header_json);
-    file_bytes.extend_from_slice(&crc32c::crc32c(&header_json).to_le_bytes());
-    for blob in &blobs {
-        file_bytes.extend_from_slice(blob);
-    }
+    // Written piece by piece: no second copy of the whole file in memory.
     let temporary = path.with_extension("seg.tmp");
-    let mut file = std::fs::File::create(&temporary).map_err(io_error(&temporary))?;
-    file.write_all(&file_bytes).and_then(|()| file.sync_all()).map_err(io_error(&temporary))?;
+    let file = std::fs::File::create(&temporary).map_err(io_error(&temporary))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut size = 0u64;
+    let prefix = (header_json.len() as u32).to_le_bytes();
+    let checksum = crc32c::crc32c(&header_json).to_le_bytes();
+    let pieces = [&SEGMENT_MAGIC[..], &SEGMENT_FORMAT_VERSION.to_le_bytes(), &prefix, &header_json, &checksum];
+    for piece in pieces.into_iter().chain(blobs.iter().map(Vec::as_slice)) {
+        out.write_all(piece).map_err(io_error(&temporary))?;
+        size += piece.len() as u64;
+    }
+    let file = out.into_inner().map_err(|error| io_error(&temporary)(error.into_error()))?;
+    file.sync_all().map_err(io_error(&temporary))?;
     std::fs::rename(&temporary, path).map_err(io_error(path))?;
-    Ok((header, file_bytes.len() as u64))
+    Ok((header, size))
 }
 
 thread_local! {
