@@ -6,10 +6,7 @@ use std::collections::BTreeMap;
 use upshot_model::{parse_event_line, Event, ParseContext};
 
 use crate::manifest::SegmentEntry;
-use crate::segment::{
-    day_number, decode_block, read_segment, segment_path, sort_by_day_then_segment_order, sort_for_segment,
-    write_segment,
-};
+use crate::segment::{day_number, decode_block, read_segment, segment_order, segment_path, write_segment};
 use crate::{io_error, sync_dir, wal, Store, StoreError};
 
 /// What `seal` did.
@@ -93,9 +90,9 @@ impl Store {
             return Err(StoreError::Corrupt { path: self.root.join("wal"), line: 0, reason });
         }
         let mut entries = Vec::new();
-        for (site, mut events) in groups {
-            sort_by_day_then_segment_order(&mut events, |event| day_number(event.ts));
-            for day_events in events.chunk_by(|a, b| day_number(a.ts) == day_number(b.ts)) {
+        for (site, events) in groups {
+            let ordered = segment_order(&events, |event| day_number(event.ts));
+            for day_events in ordered.chunk_by(|a, b| day_number(a.ts) == day_number(b.ts)) {
                 let day = utc_day(day_events[0].ts);
                 let name = format!("{last:020}-{}.seg", entries.len());
                 entries.push(self.write_entry(&site, &day, &name, day_events)?);
@@ -114,12 +111,12 @@ impl Store {
         Ok(report)
     }
 
-    pub(crate) fn write_entry(
+    pub(crate) fn write_entry<E: std::borrow::Borrow<Event>>(
         &self,
         site: &str,
         day: &str,
         name: &str,
-        events: &[Event],
+        events: &[E],
     ) -> Result<SegmentEntry, StoreError> {
         let path = segment_path(&self.site_dir(site), day, name);
         let dir = path.parent().expect("a segment path has a parent");
@@ -143,7 +140,7 @@ impl Store {
             for entry in &old {
                 events.extend(read_segment(&self.root.join(&entry.file))?.1);
             }
-            sort_for_segment(&mut events);
+            let events = segment_order(&events, |_| 0);
             let name = format!("{:020}-compacted-{}.seg", self.manifest.sealed_through_lsn, old.len());
             let new = self.write_entry(&site, &day, &name, &events)?;
             let mut manifest = self.manifest.clone();

@@ -123,8 +123,20 @@ pub fn day_number(ts: i64) -> i64 {
 /// Sorts by `day(event)` first, then as a segment stores events, so each day's events
 /// are one run in segment order.
 pub fn sort_by_day_then_segment_order(events: &mut Vec<Event>, day: impl Fn(&Event) -> i64) {
-    // Hash each visitor once, sort positions by borrowed keys, then move the events:
-    // no allocation per event and no hashing per comparison.
+    let order = ordered_positions(events, day);
+    let mut slots: Vec<Option<Event>> = std::mem::take(events).into_iter().map(Some).collect();
+    events.extend(order.into_iter().map(|index| slots[index].take().expect("each position is taken once")));
+}
+
+/// The events in day then segment order, as references: writing segments from these
+/// moves no event (sealing millions of large events copied gigabytes otherwise).
+pub fn segment_order(events: &[Event], day: impl Fn(&Event) -> i64) -> Vec<&Event> {
+    ordered_positions(events, day).into_iter().map(|index| &events[index]).collect()
+}
+
+/// Positions of `events` sorted by day, bucket, visitor, ts, event_id: each visitor
+/// hashed once, keys borrowed, no allocation per event.
+fn ordered_positions(events: &[Event], day: impl Fn(&Event) -> i64) -> Vec<usize> {
     let keys: Vec<(i64, u32)> = events.iter().map(|event| (day(event), bucket_of(visitor_key(event)))).collect();
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_unstable_by(|&a, &b| {
@@ -135,27 +147,32 @@ pub fn sort_by_day_then_segment_order(events: &mut Vec<Event>, day: impl Fn(&Eve
             .then(x.ts.cmp(&y.ts))
             .then_with(|| x.event_id.as_bytes().cmp(y.event_id.as_bytes()))
     });
-    let mut slots: Vec<Option<Event>> = std::mem::take(events).into_iter().map(Some).collect();
-    events.extend(order.into_iter().map(|index| slots[index].take().expect("each position is taken once")));
+    order
 }
 
 /// Writes `events` (sorted with `sort_for_segment`) as a segment file, durably:
 /// temporary file, fsync, rename. Returns the header and the file's size.
-pub fn write_segment(path: &Path, site: &str, day: &str, events: &[Event]) -> Result<(SegmentHeader, u64), StoreError> {
+pub fn write_segment<E: std::borrow::Borrow<Event>>(
+    path: &Path,
+    site: &str,
+    day: &str,
+    events: &[E],
+) -> Result<(SegmentHeader, u64), StoreError> {
     let mut header = SegmentHeader {
         site: site.to_string(),
         day: day.to_string(),
         events: events.len() as u64,
         visitors: 0,
-        min_ts: events.iter().map(|e| e.ts).min().unwrap_or(0),
-        max_ts: events.iter().map(|e| e.ts).max().unwrap_or(0),
+        min_ts: events.iter().map(|e| e.borrow().ts).min().unwrap_or(0),
+        max_ts: events.iter().map(|e| e.borrow().ts).max().unwrap_or(0),
         buckets: Vec::new(),
     };
     let mut blobs: Vec<Vec<u8>> = Vec::new();
     let mut start = 0;
     while start < events.len() {
-        let bucket = bucket_of(visitor_key(&events[start]));
-        let end = start + events[start..].iter().take_while(|e| bucket_of(visitor_key(e)) == bucket).count();
+        let bucket = bucket_of(visitor_key(events[start].borrow()));
+        let end =
+            start + events[start..].iter().take_while(|e| bucket_of(visitor_key((*e).borrow())) == bucket).count();
         let rows = &events[start..end];
         let (columns, visitors) = encode::encode_columns(rows);
         header.visitors += visitors;
@@ -171,7 +188,7 @@ pub fn write_segment(path: &Path, site: &str, day: &str, events: &[Event]) -> Re
             });
             blobs.push(bytes);
         }
-        let min_ts = rows.iter().map(|e| e.ts).min().unwrap_or(0);
+        let min_ts = rows.iter().map(|e| e.borrow().ts).min().unwrap_or(0);
         header.buckets.push(BucketInfo { bucket, events: rows.len() as u64, visitors, min_ts, columns: infos });
         start = end;
     }
