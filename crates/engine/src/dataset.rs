@@ -280,6 +280,10 @@ impl VisitorEvents {
         }
     }
 
+    pub fn optional_bytes(&mut self, bytes: Option<&[u8]>) -> TextId {
+        bytes.map_or(NONE, |bytes| self.texts.push(bytes))
+    }
+
     pub fn optional_text(&mut self, text: Option<&str>) -> TextId {
         text.map_or(NONE, |text| self.texts.push(text.as_bytes()))
     }

@@ -71,7 +71,7 @@ impl VisitorEvents {
                      kind: Kind,
                      attributes: &RowAttributes| PlacementTouch {
             placement: translation.placement(dictionary, bucket, placement, kind),
-            impression_id: this.optional_text(attributes.impression_id.map(|index| bucket.string(index))),
+            impression_id: this.optional_bytes(attributes.impression_id),
             campaign: translation.optional(dictionary, bucket, attributes.campaign),
             sequence: translation.optional(dictionary, bucket, attributes.sequence),
         };

@@ -206,7 +206,7 @@ impl BucketColumns {
         let optional = |index: Option<u32>| index.map(text);
         let money = |value: Option<i64>| value.map(Money);
         let attributes = |a: &RowAttributes| PlacementAttributes {
-            impression_id: optional(a.impression_id),
+            impression_id: a.impression_id.map(|id| String::from_utf8_lossy(id).into_owned()),
             campaign: optional(a.campaign),
             sequence: optional(a.sequence),
             experience: optional(a.experience),
@@ -339,8 +339,9 @@ impl<'a> Cursor<'a> {
 
 /// Optional placement attributes as dictionary indices.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct RowAttributes {
-    pub impression_id: Option<u32>,
+pub struct RowAttributes<'a> {
+    /// Stored inline (unique per impression), as bytes of a valid UTF-8 id.
+    pub impression_id: Option<&'a [u8]>,
     pub campaign: Option<u32>,
     pub sequence: Option<u32>,
     pub experience: Option<u32>,
@@ -357,21 +358,21 @@ pub struct RowLine {
 /// A row's type-specific fields; strings are dictionary indices. Impression items and
 /// order lines go to the caller's buffers.
 #[derive(Clone, Copy, Debug)]
-pub enum RowBody {
+pub enum RowBody<'a> {
     /// A row a partial scan did not decode.
     Skipped,
     PageView,
     Impression {
         placement: u32,
         kind: Kind,
-        attributes: RowAttributes,
+        attributes: RowAttributes<'a>,
     },
     Interaction {
         placement: u32,
         kind: Kind,
         action: Action,
         item: Option<u32>,
-        attributes: RowAttributes,
+        attributes: RowAttributes<'a>,
     },
     ProductView {
         item: u32,
@@ -422,7 +423,7 @@ pub struct Row<'a> {
     pub page_type: Option<u32>,
     pub url: Option<u32>,
     pub sent_at: Option<i64>,
-    pub body: RowBody,
+    pub body: RowBody<'a>,
 }
 
 /// Reads a bucket visitor by visitor, row by row.
@@ -484,9 +485,13 @@ impl<'a> RowReader<'a> {
         Kind::ALL.get(byte).copied().ok_or_else(|| format!("unknown kind {byte}"))
     }
 
-    fn attributes(&mut self, column: usize) -> Result<RowAttributes, String> {
+    fn attributes(&mut self, column: usize) -> Result<RowAttributes<'a>, String> {
+        let impression_id = match self.cursors[column].varint()? {
+            0 => None,
+            _ => Some(self.cursors[column].bytes_slice()?),
+        };
         Ok(RowAttributes {
-            impression_id: self.optional_index(column)?,
+            impression_id,
             campaign: self.optional_index(column)?,
             sequence: self.optional_index(column)?,
             experience: self.optional_index(column)?,
@@ -517,7 +522,7 @@ impl<'a> RowReader<'a> {
         Ok(Row { ts: self.ts, event_id, type_code, profile, page_type, url, sent_at, body })
     }
 
-    fn body(&mut self, type_code: u8, items: &mut Vec<u32>, lines: &mut Vec<RowLine>) -> Result<RowBody, String> {
+    fn body(&mut self, type_code: u8, items: &mut Vec<u32>, lines: &mut Vec<RowLine>) -> Result<RowBody<'a>, String> {
         let c = BODIES + type_code as usize;
         Ok(match type_code {
             0 => RowBody::PageView,

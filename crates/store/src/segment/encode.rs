@@ -70,7 +70,14 @@ impl<'a> Encoder<'a> {
     }
 
     fn attributes(&mut self, column: usize, attributes: &'a PlacementAttributes) {
-        self.optional_string(column, attributes.impression_id.as_deref());
+        // Impression ids are unique: inline, not in the dictionary (format 4).
+        match &attributes.impression_id {
+            None => put_varint(&mut self.columns[column], 0),
+            Some(id) => {
+                put_varint(&mut self.columns[column], 1);
+                put_bytes(&mut self.columns[column], id.as_bytes());
+            }
+        }
         self.optional_string(column, attributes.campaign.as_deref());
         self.optional_string(column, attributes.sequence.as_deref());
         self.optional_string(column, attributes.experience.as_deref());

@@ -18,7 +18,7 @@ use crate::{io_error, StoreError};
 pub use decode::{BucketColumns, ColumnSet, Row, RowAttributes, RowBody, RowLine, RowReader};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"UPSHOTSG";
-pub const SEGMENT_FORMAT_VERSION: u16 = 3;
+pub const SEGMENT_FORMAT_VERSION: u16 = 4;
 /// Hash buckets of visitors per segment: the unit of parallel scanning.
 pub const BUCKETS: u32 = 16;
 const ZSTD_LEVEL: i32 = 3;
