@@ -1,10 +1,13 @@
-//! `cargo bench -p upshot-engine`: the full report over a generated shop.
-//! Prints the median of several runs and events per second. Set `UPSHOT_BENCH_VISITORS`
-//! to change the shop's size (default 50,000 visitors, about a million events).
+//! `cargo bench -p upshot-engine`: the report over a generated shop held in memory.
+//! Prints medians of several runs and events per second for: the whole in-memory report
+//! (`compute_report`: events converted to the engine's form, order book, per-visitor
+//! pass, finish), the conversion alone, and the per-visitor pass alone on visitors
+//! already converted. One core. `UPSHOT_BENCH_VISITORS` sets the shop's size (default
+//! 50,000 visitors, about a million events).
 
 use std::time::{Duration, Instant};
 
-use upshot_engine::{compute_report, Dataset, Model, Query};
+use upshot_engine::{add_to_order_book, compute_report, Dataset, Model, OrderBook, Query, ReportPlan, VisitorEvents};
 use upshot_gen::{GenOptions, Generator};
 use upshot_model::{parse_event_value, ParseContext, Settings};
 
@@ -13,21 +16,32 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+fn timed<T>(runs: usize, mut work: impl FnMut() -> T) -> Duration {
+    median(
+        (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(work());
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
 fn main() {
     let visitors = std::env::var("UPSHOT_BENCH_VISITORS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
     let options = GenOptions { seed: 42, visitors, days: 60, ..GenOptions::default() };
     let context = ParseContext { currency: "USD".into() };
     let mut events = Vec::new();
-    Generator::new(options).run(|value| events.push(parse_event_value(&value, &context).expect("valid")));
+    let mut seen = std::collections::HashSet::new();
+    Generator::new(options).run(|value| {
+        let event = parse_event_value(&value, &context).expect("valid");
+        if seen.insert(event.event_id.clone()) {
+            events.push(event);
+        }
+    });
     let count = events.len();
-
-    let mut build_times = Vec::new();
-    let mut dataset = Dataset::new();
-    for _ in 0..3 {
-        let started = Instant::now();
-        dataset = Dataset::from_events(&events);
-        build_times.push(started.elapsed());
-    }
+    let dataset = Dataset::from_events(&events);
     drop(events);
     let query = Query {
         from: jiff::civil::date(2024, 5, 1),
@@ -41,16 +55,43 @@ fn main() {
         kind: None,
     };
     let settings = Settings::default();
-    let mut report_times = Vec::new();
-    for _ in 0..7 {
-        let started = Instant::now();
-        let report = compute_report(&dataset, &settings, &query).expect("valid query");
-        report_times.push(started.elapsed());
-        std::hint::black_box(report);
-    }
-    let (build, report) = (median(build_times), median(report_times));
+    let plan = ReportPlan::new(&settings, &query).expect("valid query");
+    let mut book = OrderBook::default();
+    dataset.events.iter().for_each(|event| add_to_order_book(&mut book, event));
+
+    let whole = timed(7, || compute_report(&dataset, &settings, &query).expect("valid query"));
+    let mut base = plan.worker();
+    let convert = |base: &mut upshot_engine::Worker| -> Vec<VisitorEvents> {
+        dataset
+            .visitors()
+            .map(|group| {
+                let mut visitor = VisitorEvents::default();
+                visitor.clear(group[0].visitor_id.as_deref().unwrap_or(""));
+                group.iter().for_each(|event| visitor.push_event(&mut base.dictionary, event));
+                visitor.sort();
+                visitor
+            })
+            .collect()
+    };
+    let conversion = timed(5, || convert(&mut base));
+    let prepared = convert(&mut base);
+    let pass = timed(7, || {
+        let mut worker = plan.worker_with_dictionary(base.dictionary.clone());
+        for visitor in &prepared {
+            worker.visitor.clone_from(visitor);
+            worker.end_visitor(&plan, &book);
+        }
+        plan.finish(vec![worker])
+    });
     let rate = |time: Duration| count as f64 / time.as_secs_f64();
     println!("events: {count}");
-    println!("dataset build (intern, sort by visitor/time): median {build:?}, {:.0} events/s", rate(build));
-    println!("full report (last model, 60 days):           median {report:?}, {:.0} events/s", rate(report));
+    println!(
+        "whole in-memory report (convert + order book + pass + finish): median {whole:?}, {:.0} events/s",
+        rate(whole)
+    );
+    println!(
+        "conversion into the engine's compact form:                  median {conversion:?}, {:.0} events/s",
+        rate(conversion)
+    );
+    println!("per-visitor pass + finish on converted visitors:            median {pass:?}, {:.0} events/s", rate(pass));
 }

@@ -50,7 +50,12 @@ impl<'a> ReportPlan<'a> {
     }
 
     pub fn worker(&self) -> Worker {
-        let mut dictionary = Dictionary::default();
+        self.worker_with_dictionary(Dictionary::default())
+    }
+
+    /// A worker whose dictionary already holds strings (visitors prepared with it
+    /// can be handed over without converting again, as the benchmark does).
+    pub fn worker_with_dictionary(&self, mut dictionary: Dictionary) -> Worker {
         let filter = Filter::resolve(self.query, &mut dictionary);
         Worker {
             dictionary,
