@@ -144,6 +144,9 @@ pub struct Totals {
     /// Per label: visitors who used it, and of them visitors who converted.
     pub topics: HashMap<Sym, (u64, u64)>,
     pub recent: Vec<RecentCandidate>,
+    /// The 50th latest (ts, event_id) kept so far: an order older than it can never be
+    /// among the latest 50, so no candidate (and no string) is built for it.
+    pub recent_floor: Option<(i64, Vec<u8>)>,
 }
 
 /// How many recent conversions a report lists.
@@ -179,6 +182,11 @@ impl Totals {
     }
 
     /// Keeps the candidate list bounded while visitors stream through.
+    /// Whether an order at (ts, event_id) could still be among the latest 50.
+    pub fn may_be_recent(&self, ts: i64, event_id: &[u8]) -> bool {
+        self.recent_floor.as_ref().is_none_or(|(floor_ts, floor_id)| (ts, event_id) > (*floor_ts, floor_id.as_slice()))
+    }
+
     pub fn push_recent(&mut self, candidate: RecentCandidate) {
         self.recent.push(candidate);
         if self.recent.len() >= RECENT_CONVERSIONS_MAX * 20 {
@@ -190,6 +198,10 @@ impl Totals {
     pub fn trim_recent(&mut self) {
         self.recent.sort_by(|a, b| b.ts.cmp(&a.ts).then_with(|| b.event_id.as_bytes().cmp(a.event_id.as_bytes())));
         self.recent.truncate(RECENT_CONVERSIONS_MAX);
+        if self.recent.len() == RECENT_CONVERSIONS_MAX {
+            let last = &self.recent[RECENT_CONVERSIONS_MAX - 1];
+            self.recent_floor = Some((last.ts, last.event_id.as_bytes().to_vec()));
+        }
     }
 
     /// Adds another worker's totals, whose symbols belong to `theirs`, re-keyed into

@@ -252,8 +252,11 @@ impl VisitorEvents {
     }
 
     pub fn is_sorted(&self) -> bool {
+        // Ids are compared only on equal timestamps: most pairs never build a slice.
         self.events.windows(2).all(|pair| {
-            (pair[0].ts, self.event_ids.get(pair[0].event_id)) <= (pair[1].ts, self.event_ids.get(pair[1].event_id))
+            pair[0].ts < pair[1].ts
+                || (pair[0].ts == pair[1].ts
+                    && self.event_ids.get(pair[0].event_id) <= self.event_ids.get(pair[1].event_id))
         })
     }
 

@@ -250,6 +250,9 @@ impl Context<'_> {
         if in_range {
             totals.orders += 1;
             totals.revenue += order.net;
+            if !totals.may_be_recent(order.ev.ts, self.visitor.event_ids.get(order.ev.event_id)) {
+                return;
+            }
             let Payload::Order { order_id, .. } = order.ev.payload else { unreachable!("orders hold order events") };
             let text = |sym: Sym| self.dictionary.strings.resolve(sym).to_string();
             let variants = scratch.assignments_before(&scratch.kept, order.ev.ts);
