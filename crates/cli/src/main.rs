@@ -304,16 +304,13 @@ fn report(store: &Store, args: &ReportArgs) -> Result<Report> {
         None => None,
     };
     let time_zone = upshot_model::site::validate_time_zone(&record.timezone)?;
+    let range = (parse_date("--from", &args.from)?, parse_date("--to", &args.to)?);
     let query = Query {
-        from: parse_date("--from", &args.from)?,
-        to: parse_date("--to", &args.to)?,
-        time_zone,
-        time_zone_name: record.timezone.clone(),
-        currency: record.currency.clone(),
         model,
         page_type: args.page_type.clone(),
         placement: args.placement.clone(),
         kind,
+        ..Query::new(range.0, range.1, time_zone, &record.timezone, &record.currency)
     };
     let (report, problems) = scan::site_report(store, &record, &query)?;
     for problem in &problems {

@@ -75,15 +75,10 @@ fn store_scan_on_all_cores_equals_the_in_memory_engine() {
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
             let streamed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
             let query = Query {
-                from: jiff::civil::date(2024, 5, 3),
-                to: jiff::civil::date(2024, 5, 18),
-                time_zone: jiff::tz::TimeZone::UTC,
-                time_zone_name: "UTC".into(),
-                currency: "USD".into(),
                 model: Model::parse(model).expect("model"),
                 page_type: page_type.map(str::to_string),
-                placement: None,
                 kind: kind.and_then(Kind::parse),
+                ..Query::utc(jiff::civil::date(2024, 5, 3), jiff::civil::date(2024, 5, 18))
             };
             let in_memory = compute_report(&dataset, &Settings::default(), &query).expect("report");
             let in_memory = serde_json::to_value(in_memory).expect("json");

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use upshot_engine::{add_to_order_book, compute_report, Dataset, Model, OrderBook, Query, ReportPlan, VisitorEvents};
+use upshot_engine::{add_to_order_book, compute_report, Dataset, OrderBook, Query, ReportPlan, VisitorEvents};
 use upshot_gen::{GenOptions, Generator};
 use upshot_model::{parse_event_value, ParseContext, Settings};
 
@@ -43,17 +43,7 @@ fn main() {
     let count = events.len();
     let dataset = Dataset::from_events(&events);
     drop(events);
-    let query = Query {
-        from: jiff::civil::date(2024, 5, 1),
-        to: jiff::civil::date(2024, 6, 29),
-        time_zone: jiff::tz::TimeZone::UTC,
-        time_zone_name: "UTC".into(),
-        currency: "USD".into(),
-        model: Model::Last,
-        page_type: None,
-        placement: None,
-        kind: None,
-    };
+    let query = Query::utc(jiff::civil::date(2024, 5, 1), jiff::civil::date(2024, 6, 29));
     let settings = Settings::default();
     let plan = ReportPlan::new(&settings, &query).expect("valid query");
     let mut book = OrderBook::default();

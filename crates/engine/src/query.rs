@@ -35,6 +35,28 @@ pub struct Query {
     pub kind: Option<Kind>,
 }
 
+impl Query {
+    /// A report of whole local days, last-interaction model, no filters.
+    pub fn new(from: Date, to: Date, time_zone: TimeZone, time_zone_name: &str, currency: &str) -> Query {
+        Query {
+            from,
+            to,
+            time_zone,
+            time_zone_name: time_zone_name.to_string(),
+            currency: currency.to_string(),
+            model: Model::Last,
+            page_type: None,
+            placement: None,
+            kind: None,
+        }
+    }
+
+    /// The same days in UTC and USD, as tests and benchmarks on generated shops use.
+    pub fn utc(from: Date, to: Date) -> Query {
+        Query::new(from, to, TimeZone::UTC, "UTC", "USD")
+    }
+}
+
 /// The range as instants (epoch milliseconds).
 #[derive(Debug, Clone)]
 pub struct Window {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::Value;
-use upshot_engine::{compute_report, Dataset, Model, Query};
+use upshot_engine::{compute_report, Dataset, Query};
 use upshot_gen::{GenOptions, Generator};
 use upshot_model::{parse_event_value, Action, Body, Event, Kind, ParseContext, Settings};
 
@@ -258,17 +258,7 @@ fn engine_value(report: &Value, path: &str) -> f64 {
 fn compare(seed: u64, edge_cases: bool) {
     let events = generated(seed, edge_cases);
     let dataset = Dataset::from_events(&events);
-    let query = Query {
-        from: jiff::civil::date(2024, 5, 3),
-        to: jiff::civil::date(2024, 5, 16),
-        time_zone: jiff::tz::TimeZone::UTC,
-        time_zone_name: "UTC".into(),
-        currency: "USD".into(),
-        model: Model::Last,
-        page_type: None,
-        placement: None,
-        kind: None,
-    };
+    let query = Query::utc(jiff::civil::date(2024, 5, 3), jiff::civil::date(2024, 5, 16));
     let report = compute_report(&dataset, &Settings::default(), &query).expect("valid query");
     let report = serde_json::to_value(report).expect("serializes");
     let expected = reference(&events, START + 2 * DAY, START + 16 * DAY);
