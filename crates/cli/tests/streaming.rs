@@ -6,23 +6,18 @@
 use std::process::Command;
 
 use upshot_engine::{compute_report, Dataset, Model, Query};
-use upshot_gen::{GenOptions, Generator};
-use upshot_model::{parse_event_value, Event, Kind, ParseContext, Settings};
+use upshot_gen::{generate_events, GenOptions};
+use upshot_model::{Event, Kind, Settings};
 use upshot_store::Store;
 
 fn events(seed: u64) -> Vec<Event> {
-    let options =
-        GenOptions { seed, visitors: 400, days: 20, edge_cases: seed.is_multiple_of(2), ..GenOptions::default() };
-    let context = ParseContext { currency: "USD".into() };
-    let mut events = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    Generator::new(options).run(|value| {
-        let event = parse_event_value(&value, &context).expect("generated events are valid");
-        if seen.insert(event.event_id.clone()) {
-            events.push(event);
-        }
-    });
-    events
+    generate_events(GenOptions {
+        seed,
+        visitors: 400,
+        days: 20,
+        edge_cases: seed.is_multiple_of(2),
+        ..GenOptions::default()
+    })
 }
 
 #[test]

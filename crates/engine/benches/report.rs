@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use upshot_engine::{add_to_order_book, compute_report, Dataset, OrderBook, Query, ReportPlan, VisitorEvents};
-use upshot_gen::{GenOptions, Generator};
-use upshot_model::{parse_event_value, ParseContext, Settings};
+use upshot_gen::{generate_events, GenOptions};
+use upshot_model::Settings;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -31,15 +31,7 @@ fn timed<T>(runs: usize, mut work: impl FnMut() -> T) -> Duration {
 fn main() {
     let visitors = std::env::var("UPSHOT_BENCH_VISITORS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
     let options = GenOptions { seed: 42, visitors, days: 60, ..GenOptions::default() };
-    let context = ParseContext { currency: "USD".into() };
-    let mut events = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    Generator::new(options).run(|value| {
-        let event = parse_event_value(&value, &context).expect("valid");
-        if seen.insert(event.event_id.clone()) {
-            events.push(event);
-        }
-    });
+    let events = generate_events(options);
     let count = events.len();
     let dataset = Dataset::from_events(&events);
     drop(events);

@@ -76,7 +76,7 @@ impl VisitorEvents {
             sequence: translation.optional(dictionary, bucket, attributes.sequence),
         };
         let payload = match row.body {
-            RowBody::Skipped | RowBody::PageView => Payload::PageView,
+            RowBody::PageView => Payload::PageView,
             RowBody::Impression { placement, kind, attributes } => {
                 let start = self.items.len();
                 for &item in items {

@@ -3,12 +3,12 @@
 //! (flat lists, quadratic scans, owned strings), on many generated shops, including
 //! ones crowded onto the rules' edges (30-minute gaps, window ends, equal timestamps).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use upshot_engine::{compute_report, Dataset, Query};
-use upshot_gen::{GenOptions, Generator};
-use upshot_model::{parse_event_value, Action, Body, Event, Kind, ParseContext, Settings};
+use upshot_gen::{generate_events, GenOptions};
+use upshot_model::{Action, Body, Event, Kind, Settings};
 
 const DAY: i64 = 86_400_000;
 const START: i64 = 1_714_521_600_000; // 2024-05-01T00:00:00Z
@@ -16,16 +16,7 @@ const START: i64 = 1_714_521_600_000; // 2024-05-01T00:00:00Z
 fn generated(seed: u64, edge_cases: bool) -> Vec<Event> {
     let options =
         GenOptions { seed, visitors: 120, days: 20, start_ms: START, lift: 0.2, edge_cases, ..GenOptions::default() };
-    let context = ParseContext { currency: "USD".into() };
-    let mut seen = HashSet::new();
-    let mut events = Vec::new();
-    Generator::new(options).run(|value| {
-        let event = parse_event_value(&value, &context).expect("generated events are valid");
-        if seen.insert(event.event_id.clone()) {
-            events.push(event);
-        }
-    });
-    events
+    generate_events(options)
 }
 
 fn is_web(event: &Event) -> bool {

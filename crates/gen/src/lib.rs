@@ -8,3 +8,20 @@ mod shop;
 
 pub use rng::SplitMix64;
 pub use shop::{GenOptions, Generator};
+
+use upshot_model::{parse_event_value, Event, ParseContext};
+
+/// The generated shop as validated events, keeping the first event of each id as a
+/// store takes them (the generator repeats a few, as retrying senders do).
+pub fn generate_events(options: GenOptions) -> Vec<Event> {
+    let context = ParseContext { currency: options.currency.clone() };
+    let mut seen = std::collections::HashSet::new();
+    let mut events = Vec::new();
+    Generator::new(options).run(|value| {
+        let event = parse_event_value(&value, &context).expect("the generator writes only valid events");
+        if seen.insert(event.event_id.clone()) {
+            events.push(event);
+        }
+    });
+    events
+}

@@ -213,7 +213,7 @@ impl BucketColumns {
             label: optional(a.label),
         };
         let body = match row.body {
-            RowBody::Skipped | RowBody::PageView => Body::PageView,
+            RowBody::PageView => Body::PageView,
             RowBody::Impression { placement, kind, attributes: a } => Body::Impression {
                 placement: text(placement),
                 kind,
@@ -359,58 +359,17 @@ pub struct RowLine {
 /// order lines go to the caller's buffers.
 #[derive(Clone, Copy, Debug)]
 pub enum RowBody<'a> {
-    /// A row a partial scan did not decode.
-    Skipped,
     PageView,
-    Impression {
-        placement: u32,
-        kind: Kind,
-        attributes: RowAttributes<'a>,
-    },
-    Interaction {
-        placement: u32,
-        kind: Kind,
-        action: Action,
-        item: Option<u32>,
-        attributes: RowAttributes<'a>,
-    },
-    ProductView {
-        item: u32,
-    },
-    AddToCart {
-        item: u32,
-        quantity: u32,
-        price: Option<i64>,
-    },
-    Order {
-        order_id: u32,
-        revenue: i64,
-        shipping: Option<i64>,
-        tax: Option<i64>,
-    },
-    Refund {
-        order_id: u32,
-        amount: Option<i64>,
-        cancel: bool,
-    },
-    Assignment {
-        experiment: u32,
-        variant: u32,
-    },
-    Goal {
-        goal: u32,
-        value: Option<i64>,
-    },
-    Journey {
-        journey: u32,
-        action: JourneyAction,
-        channel: Option<u32>,
-        run_id: Option<u32>,
-    },
-    SequenceStart {
-        sequence: u32,
-        campaign: Option<u32>,
-    },
+    Impression { placement: u32, kind: Kind, attributes: RowAttributes<'a> },
+    Interaction { placement: u32, kind: Kind, action: Action, item: Option<u32>, attributes: RowAttributes<'a> },
+    ProductView { item: u32 },
+    AddToCart { item: u32, quantity: u32, price: Option<i64> },
+    Order { order_id: u32, revenue: i64, shipping: Option<i64>, tax: Option<i64> },
+    Refund { order_id: u32, amount: Option<i64>, cancel: bool },
+    Assignment { experiment: u32, variant: u32 },
+    Goal { goal: u32, value: Option<i64> },
+    Journey { journey: u32, action: JourneyAction, channel: Option<u32>, run_id: Option<u32> },
+    SequenceStart { sequence: u32, campaign: Option<u32> },
 }
 
 #[derive(Clone, Copy, Debug)]

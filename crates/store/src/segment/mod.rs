@@ -112,20 +112,14 @@ fn visitor_key(event: &Event) -> &str {
 
 /// Sorts events as a segment stores them: bucket, visitor id bytes, ts, event_id bytes.
 pub fn sort_for_segment(events: &mut Vec<Event>) {
-    sort_by_day_then_segment_order(events, |_| 0);
+    let order = ordered_positions(events, |_| 0);
+    let mut slots: Vec<Option<Event>> = std::mem::take(events).into_iter().map(Some).collect();
+    events.extend(order.into_iter().map(|index| slots[index].take().expect("each position is taken once")));
 }
 
 /// The UTC day number of an instant (days since 1970-01-01): how segments partition.
 pub fn day_number(ts: i64) -> i64 {
     ts.div_euclid(86_400_000)
-}
-
-/// Sorts by `day(event)` first, then as a segment stores events, so each day's events
-/// are one run in segment order.
-pub fn sort_by_day_then_segment_order(events: &mut Vec<Event>, day: impl Fn(&Event) -> i64) {
-    let order = ordered_positions(events, day);
-    let mut slots: Vec<Option<Event>> = std::mem::take(events).into_iter().map(Some).collect();
-    events.extend(order.into_iter().map(|index| slots[index].take().expect("each position is taken once")));
 }
 
 /// The events in day then segment order, as references: writing segments from these
