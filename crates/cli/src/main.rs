@@ -4,14 +4,12 @@ mod export;
 mod import;
 mod input;
 mod progress;
-mod scan;
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use upshot_engine::{Model, Query, Report};
-use upshot_model::Kind;
+use upshot_engine::Report;
 use upshot_report::Format;
 use upshot_store::{Person, SiteRecord, Store};
 
@@ -85,12 +83,69 @@ enum Command {
         #[arg(long)]
         today: Option<String>,
     },
+    /// Receive events over HTTP (collector, tracker, report API) until stopped.
+    Serve {
+        /// Address to listen on; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
     /// Generate a realistic shop, load it, and show its report: the first thing to run.
     Demo {
         /// Visitors in the demo shop.
         #[arg(long, default_value_t = 20_000)]
         visitors: u64,
     },
+}
+
+/// The collector's limits (see `upshot_server::Limits` for what each means).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Largest request body as sent.
+    #[arg(long, default_value_t = upshot_server::Limits::default().body_bytes_max)]
+    body_bytes_max: usize,
+    /// Largest request body once gunzipped.
+    #[arg(long, default_value_t = upshot_server::Limits::default().decompressed_bytes_max)]
+    decompressed_bytes_max: usize,
+    /// Most events in one request.
+    #[arg(long, default_value_t = upshot_server::Limits::default().batch_events_max)]
+    batch_events_max: usize,
+    /// Sustained events per second one key may send (429 past it).
+    #[arg(long, default_value_t = upshot_server::Limits::default().key_events_per_second)]
+    key_events_per_second: u32,
+    /// Events one key may send at once above its sustained rate.
+    #[arg(long, default_value_t = upshot_server::Limits::default().key_events_burst)]
+    key_events_burst: u32,
+    /// Batches waiting to be written (503 past it).
+    #[arg(long, default_value_t = upshot_server::Limits::default().queue_batches_max)]
+    queue_batches_max: usize,
+    /// Open connections at once.
+    #[arg(long, default_value_t = upshot_server::Limits::default().connections_max)]
+    connections_max: usize,
+    /// How many hours past the time of receipt an event's ts may lie.
+    #[arg(long, default_value_t = upshot_server::Limits::default().future_ms_max / 3_600_000)]
+    future_hours_max: i64,
+    /// Seconds a report may take (503 past it).
+    #[arg(long, default_value_t = upshot_server::Limits::default().report_seconds_max)]
+    report_seconds_max: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> upshot_server::Limits {
+        upshot_server::Limits {
+            body_bytes_max: self.body_bytes_max,
+            decompressed_bytes_max: self.decompressed_bytes_max,
+            batch_events_max: self.batch_events_max,
+            key_events_per_second: self.key_events_per_second,
+            key_events_burst: self.key_events_burst,
+            queue_batches_max: self.queue_batches_max,
+            connections_max: self.connections_max,
+            future_ms_max: self.future_hours_max.saturating_mul(3_600_000),
+            report_seconds_max: self.report_seconds_max,
+            ..upshot_server::Limits::default()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -168,6 +223,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
+    // Key/value log lines on stderr; UPSHOT_LOG=debug|info|warn|error sets how many.
+    let level = match std::env::var("UPSHOT_LOG").as_deref() {
+        Ok("debug") => tracing_subscriber::filter::LevelFilter::DEBUG,
+        Ok("warn") => tracing_subscriber::filter::LevelFilter::WARN,
+        Ok("error") => tracing_subscriber::filter::LevelFilter::ERROR,
+        _ => tracing_subscriber::filter::LevelFilter::INFO,
+    };
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false).init();
     if let Err(error) = run(cli) {
         eprintln!("error: {error:#}");
         std::process::exit(1);
@@ -242,6 +305,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("dropped {events} events in {segments} segments of days before {first_kept} from site {site}");
             Ok(())
         }
+        Command::Serve { listen, limits } => serve(open_for_writing(&cli.data)?, listen, limits.limits()),
         Command::Demo { visitors } => demo(&mut open_for_writing(&cli.data)?, visitors),
     }
 }
@@ -283,6 +347,9 @@ fn print_site(record: &SiteRecord) {
     println!("site      {}", record.site);
     println!("timezone  {}", record.timezone);
     println!("currency  {}", record.currency);
+    println!("{:<24}  {}", "orders_from_backend", record.orders_from_backend);
+    let shopify = if record.shopify_webhook_secret.is_some() { "set" } else { "not set" };
+    println!("{:<24}  {shopify}", "shopify_webhook_secret");
     for (key, value) in record.settings.describe() {
         println!("{key:<24}  {value}");
     }
@@ -295,24 +362,16 @@ pub(crate) fn parse_date(flag: &str, text: &str) -> Result<jiff::civil::Date> {
 /// Loads the site's events and computes the report.
 fn report(store: &Store, args: &ReportArgs) -> Result<Report> {
     let record = store.load_site(&args.site)?;
-    let model = Model::parse(&args.model)
-        .with_context(|| format!("--model {:?} is not last, first, linear, time_decay or position", args.model))?;
-    let kind = match &args.kind {
-        Some(kind) => Some(Kind::parse(kind).with_context(|| {
-            format!("--kind {kind:?} is not recommendation, popup, notification, block, widget or other")
-        })?),
-        None => None,
-    };
-    let time_zone = upshot_model::site::validate_time_zone(&record.timezone)?;
-    let range = (parse_date("--from", &args.from)?, parse_date("--to", &args.to)?);
-    let query = Query {
-        model,
+    let params = upshot_scan::ReportParams {
+        from: args.from.clone(),
+        to: args.to.clone(),
         page_type: args.page_type.clone(),
         placement: args.placement.clone(),
-        kind,
-        ..Query::new(range.0, range.1, time_zone, &record.timezone, &record.currency)
+        kind: args.kind.clone(),
+        model: Some(args.model.clone()),
     };
-    let (report, problems) = scan::site_report(store, &record, &query)?;
+    let query = params.query(&record, |name| format!("--{}", name.replace('_', "-")))?;
+    let (report, problems) = upshot_scan::site_report(store, &record, &query)?;
     for problem in &problems {
         eprintln!("warning: skipped damaged data: {problem} (figures leave it out; `upshot verify` checks everything)");
     }
@@ -404,6 +463,26 @@ fn demo(store: &mut Store, visitors: u64) -> Result<()> {
         args.from,
         args.to
     );
+    Ok(())
+}
+
+fn serve(store: Store, listen: std::net::SocketAddr, limits: upshot_server::Limits) -> Result<()> {
+    let sites = store.site_ids()?;
+    let root = store.root().display().to_string();
+    let options = upshot_server::ServeOptions { listen, limits };
+    upshot_server::run(
+        store,
+        options,
+        |address| {
+            println!("upshot is listening on http://{address}/ (data in {root}, {} sites)", sites.len());
+            println!("  events:  POST http://{address}/v1/events   tracker: http://{address}/t.js");
+            println!("  stop with Ctrl-C: requests in flight finish and everything is written first");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        },
+        upshot_server::shutdown_signal(),
+    )?;
+    println!("stopped; every acknowledged event is in {root}");
     Ok(())
 }
 

@@ -1,7 +1,9 @@
 //! upshot's event model: the events of SPEC section 2, money, time, site settings, and
 //! the validation that turns untrusted JSON into events. No IO happens here.
 
+pub mod batch;
 pub mod event;
+pub mod mapping;
 pub mod money;
 pub mod parse;
 pub mod site;

@@ -27,35 +27,60 @@ impl Store {
     /// Appends a batch of a site's events as one durable record: when this returns
     /// `Ok`, every `Taken` event is on disk. On error nothing was taken.
     pub fn append_events(&mut self, record: &SiteRecord, events: &[Event]) -> Result<Vec<Appended>, StoreError> {
-        let loaded = self.writer.as_ref().is_some_and(|writer| writer.taken_ids.contains_key(&record.site));
-        if !loaded {
-            let ids = self.load_taken_ids(record)?;
-            self.writer_mut().taken_ids.insert(record.site.clone(), ids);
+        let mut outcomes = self.append_event_batches(&[(record, events)])?;
+        Ok(outcomes.pop().expect("one outcome list per batch"))
+    }
+
+    /// Group commit: appends several batches (of any sites) as log records written
+    /// together and made durable by one fsync. Outcomes come back per batch, in order;
+    /// on error nothing of any batch was taken. A batch repeating an event_id of an
+    /// earlier batch in the same call gets `Duplicate` for it, as if appended after.
+    pub fn append_event_batches(
+        &mut self,
+        batches: &[(&SiteRecord, &[Event])],
+    ) -> Result<Vec<Vec<Appended>>, StoreError> {
+        for (record, _) in batches {
+            let loaded = self.writer.as_ref().is_some_and(|writer| writer.taken_ids.contains_key(&record.site));
+            if !loaded {
+                let ids = self.load_taken_ids(record)?;
+                self.writer_mut().taken_ids.insert(record.site.clone(), ids);
+            }
         }
         let writer = self.writer_mut();
-        let taken_ids = writer.taken_ids.get(&record.site).expect("loaded above");
-        let mut batch_ids = IdSet::default();
-        let mut taken: Vec<&Event> = Vec::with_capacity(events.len());
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            let id = digest(event.event_id.as_bytes());
-            if taken_ids.contains(&id) || !batch_ids.insert(id) {
-                outcomes.push(Appended::Duplicate);
-                continue;
+        let mut new_ids: std::collections::HashMap<&str, IdSet> = std::collections::HashMap::new();
+        let mut payloads = Vec::new();
+        let mut all_outcomes = Vec::with_capacity(batches.len());
+        for (record, events) in batches {
+            let taken_ids = writer.taken_ids.get(&record.site).expect("loaded above");
+            let batch_ids = new_ids.entry(record.site.as_str()).or_default();
+            let mut taken: Vec<&Event> = Vec::with_capacity(events.len());
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events.iter() {
+                let id = digest(event.event_id.as_bytes());
+                if taken_ids.contains(&id) || !batch_ids.insert(id) {
+                    outcomes.push(Appended::Duplicate);
+                    continue;
+                }
+                taken.push(event);
+                outcomes.push(Appended::Taken);
             }
-            taken.push(event);
-            outcomes.push(Appended::Taken);
+            if !taken.is_empty() {
+                let mut payload = site_prefix(&record.site);
+                payload.push(BLOCK_PAYLOAD);
+                payload.extend_from_slice(&encode_block(&taken));
+                payloads.push(payload);
+            }
+            all_outcomes.push(outcomes);
         }
-        if !batch_ids.is_empty() {
-            let mut payload = site_prefix(&record.site);
-            payload.push(BLOCK_PAYLOAD);
-            payload.extend_from_slice(&encode_block(&taken));
-            writer.wal.append_batch(&[&payload])?;
-            writer.appended_since_seal += batch_ids.len() as u64;
-            let taken_ids = writer.taken_ids.get_mut(&record.site).expect("loaded above");
-            taken_ids.extend(batch_ids);
+        if !payloads.is_empty() {
+            let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            writer.wal.append_batch(&slices)?;
+            for (site, ids) in new_ids {
+                writer.appended_since_seal += ids.len() as u64;
+                writer.taken_ids.get_mut(site).expect("loaded above").extend(ids);
+            }
         }
-        Ok(outcomes)
+        Ok(all_outcomes)
     }
 
     /// Every event id the site holds, from the segments' event-id columns (only those

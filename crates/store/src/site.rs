@@ -18,6 +18,14 @@ pub struct SiteRecord {
     pub secret_key_sha256: String,
     #[serde(default)]
     pub settings: Settings,
+    /// When true, the public (browser) key may not send `order` or `refund` events:
+    /// they must come from the shop's backend, with the secret key.
+    #[serde(default)]
+    pub orders_from_backend: bool,
+    /// The shared secret Shopify signs its webhooks with (`X-Shopify-Hmac-Sha256`);
+    /// the Shopify endpoint is closed while it is unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shopify_webhook_secret: Option<String>,
 }
 
 impl Store {
@@ -44,6 +52,8 @@ impl Store {
             public_key_sha256: hash_key(&keys.public_key),
             secret_key_sha256: hash_key(&keys.secret_key),
             settings: Settings::default(),
+            orders_from_backend: false,
+            shopify_webhook_secret: None,
         };
         self.save_site(&record)?;
         Ok((record, keys))
@@ -84,6 +94,17 @@ impl Store {
         if key == "timezone" {
             validate_time_zone(value)?;
             record.timezone = value.to_string();
+        } else if key == "orders_from_backend" {
+            record.orders_from_backend = match value {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    let reason = format!("{value:?} is not true or false");
+                    return Err(upshot_model::site::SettingError::Value { key: key.to_string(), reason }.into());
+                }
+            };
+        } else if key == "shopify_webhook_secret" {
+            record.shopify_webhook_secret = (!value.is_empty()).then(|| value.to_string());
         } else {
             record.settings.set(key, value)?;
         }

@@ -1,0 +1,176 @@
+//! A site's report from the store on every core. Taking a [`Snapshot`] (the site's
+//! segment files opened, the log's unsealed events read) needs the store for a moment;
+//! computing the report from it needs no store at all, so a server can keep appending
+//! while a report runs. The 16 visitor buckets are shared out between threads, first to
+//! build the order book, then to run the engine's workers, whose totals are merged at
+//! the end. Memory stays bounded by one bucket of every segment per thread.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use upshot_engine::ingest::{add_bucket_to_order_book, run_bucket};
+use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan};
+use upshot_model::{Event, Settings};
+use upshot_store::segment::{bucket_of, sort_for_segment, BucketColumns, ColumnSet, SegmentFile, BUCKETS};
+use upshot_store::{SiteRecord, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+/// What a report reads: the site's segment files (open, so a later compaction that
+/// removes them does not disturb the read) and the log's unsealed events.
+pub struct Snapshot {
+    segments: Vec<SegmentFile>,
+    /// Sorted like a segment: by bucket, visitor, ts, event_id.
+    tail: Vec<Event>,
+    /// Damaged parts met so far; the report leaves them out.
+    problems: Vec<String>,
+}
+
+impl Snapshot {
+    pub fn take(store: &Store, record: &SiteRecord) -> Result<Snapshot, ScanError> {
+        let mut problems = Vec::new();
+        let segments: Vec<SegmentFile> = store
+            .site_segments(&record.site)
+            .into_iter()
+            .filter_map(|segment| segment.map_err(|error| problems.push(error.to_string())).ok())
+            .collect();
+        let mut tail: Vec<Event> = Vec::new();
+        let summary = store.scan_tail(record, |event| tail.push(event))?;
+        problems.extend(summary.problems);
+        sort_for_segment(&mut tail);
+        Ok(Snapshot { segments, tail, problems })
+    }
+
+    fn tail_of(&self, bucket: u32) -> &[Event] {
+        let bucket_of_event = |event: &Event| bucket_of(event.visitor_id.as_deref().unwrap_or(""));
+        let start = self.tail.partition_point(|event| bucket_of_event(event) < bucket);
+        let end = self.tail.partition_point(|event| bucket_of_event(event) <= bucket);
+        &self.tail[start..end]
+    }
+
+    /// The report, and what had to be skipped as damaged (sorted, each once).
+    pub fn report(&self, settings: &Settings, query: &Query) -> Result<(Report, Vec<String>), ScanError> {
+        let plan = ReportPlan::new(settings, query)?;
+        let problems = Mutex::new(self.problems.clone());
+        let note = |problem: String| problems.lock().expect("no thread panics while holding it").push(problem);
+        let load = |bucket: u32, columns: ColumnSet| -> Vec<BucketColumns> {
+            self.segments
+                .iter()
+                .filter_map(|segment| match segment.bucket(bucket, columns) {
+                    Ok(loaded) => loaded,
+                    Err(error) => {
+                        note(error.to_string());
+                        None
+                    }
+                })
+                .collect()
+        };
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, BUCKETS as usize);
+
+        let next = AtomicU32::new(0);
+        let books = parallel(threads, || {
+            let mut book = OrderBook::default();
+            while let Some(bucket) = take(&next) {
+                for loaded in load(bucket, ColumnSet::OrdersAndRefunds) {
+                    if let Err(reason) = add_bucket_to_order_book(&mut book, &loaded) {
+                        note(format!("bucket {bucket}: {reason}"));
+                    }
+                }
+            }
+            book
+        });
+        let mut book = OrderBook::default();
+        books.into_iter().for_each(|partial| book.merge(partial));
+        self.tail.iter().for_each(|event| add_to_order_book(&mut book, event));
+
+        let next = AtomicU32::new(0);
+        let workers = parallel(threads, || {
+            let mut worker = plan.worker();
+            while let Some(bucket) = take(&next) {
+                let loaded = load(bucket, ColumnSet::All);
+                if let Err(reason) = run_bucket(&mut worker, &plan, &book, &loaded, self.tail_of(bucket)) {
+                    note(format!("bucket {bucket}: {reason}"));
+                }
+            }
+            worker
+        });
+        let report = plan.finish(workers);
+        let mut problems = problems.into_inner().expect("no thread panicked");
+        problems.sort();
+        problems.dedup();
+        Ok((report, problems))
+    }
+}
+
+/// The report of a site straight from the store, and what had to be skipped as damaged.
+pub fn site_report(store: &Store, record: &SiteRecord, query: &Query) -> Result<(Report, Vec<String>), ScanError> {
+    Snapshot::take(store, record)?.report(&record.settings, query)
+}
+
+fn take(next: &AtomicU32) -> Option<u32> {
+    let bucket = next.fetch_add(1, Ordering::Relaxed);
+    (bucket < BUCKETS).then_some(bucket)
+}
+
+/// Runs `work` on `threads` threads and collects their results.
+fn parallel<T: Send>(threads: usize, work: impl Fn() -> T + Sync) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(&work)).collect();
+        handles.into_iter().map(|handle| handle.join().expect("a report thread panicked")).collect()
+    })
+}
+
+/// A report's parameters as text, from the command line or a URL, checked.
+#[derive(Debug, Clone, Default)]
+pub struct ReportParams {
+    pub from: String,
+    pub to: String,
+    pub page_type: Option<String>,
+    pub placement: Option<String>,
+    pub kind: Option<String>,
+    pub model: Option<String>,
+}
+
+/// A parameter that is not valid; the message names it and what it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParamError(pub String);
+
+impl ReportParams {
+    /// The engine's query for the site. `flag` spells a parameter as the caller's user
+    /// knows it (`--from` on the command line, `from` in a URL).
+    pub fn query(&self, record: &SiteRecord, flag: impl Fn(&str) -> String) -> Result<Query, ParamError> {
+        let model_text = self.model.as_deref().unwrap_or("last");
+        let model = upshot_engine::Model::parse(model_text).ok_or_else(|| {
+            ParamError(format!("{} {model_text:?} is not last, first, linear, time_decay or position", flag("model")))
+        })?;
+        let kind = match &self.kind {
+            Some(kind) => Some(upshot_model::Kind::parse(kind).ok_or_else(|| {
+                ParamError(format!(
+                    "{} {kind:?} is not recommendation, popup, notification, block, widget or other",
+                    flag("kind")
+                ))
+            })?),
+            None => None,
+        };
+        let time_zone = upshot_model::site::validate_time_zone(&record.timezone)
+            .map_err(|error| ParamError(format!("the site's time zone: {error}")))?;
+        let date = |name: &str, text: &str| -> Result<jiff::civil::Date, ParamError> {
+            text.parse().map_err(|_| ParamError(format!("{} {text:?} is not a date like 2024-05-31", flag(name))))
+        };
+        let (from, to) = (date("from", &self.from)?, date("to", &self.to)?);
+        Ok(Query {
+            model,
+            page_type: self.page_type.clone(),
+            placement: self.placement.clone(),
+            kind,
+            ..Query::new(from, to, time_zone, &record.timezone, &record.currency)
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! The collector's limits: every queue, body and rate has one, each configurable.
+
+/// Limits of `upshot serve`; the defaults suit one shop on a small machine.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body as sent (possibly gzip'd).
+    pub body_bytes_max: usize,
+    /// Largest request body once gunzipped.
+    pub decompressed_bytes_max: usize,
+    /// Most events in one request.
+    pub batch_events_max: usize,
+    /// Sustained events per second one key may send (token bucket).
+    pub key_events_per_second: u32,
+    /// Events one key may send at once above its sustained rate.
+    pub key_events_burst: u32,
+    /// Batches waiting for the writer; when full, requests get 503 with Retry-After.
+    pub queue_batches_max: usize,
+    /// Batches written together under one fsync (group commit).
+    pub group_batches_max: usize,
+    /// Open connections; more wait in the kernel's accept queue.
+    pub connections_max: usize,
+    /// How far past the time of receipt an event's `ts` may lie.
+    pub future_ms_max: i64,
+    /// A report request that takes longer is answered 503.
+    pub report_seconds_max: u64,
+    /// Reports computed at once; more are answered 503.
+    pub reports_in_flight_max: usize,
+    /// The log is sealed into segments when this many events were appended...
+    pub seal_events_min: u64,
+    /// ...or when anything was appended and no batch came for this long.
+    pub seal_idle_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            body_bytes_max: 1 << 20,
+            decompressed_bytes_max: 16 << 20,
+            batch_events_max: 10_000,
+            key_events_per_second: 50_000,
+            key_events_burst: 100_000,
+            queue_batches_max: 256,
+            group_batches_max: 512,
+            connections_max: 1024,
+            future_ms_max: 24 * 3_600_000,
+            report_seconds_max: 30,
+            reports_in_flight_max: 2,
+            seal_events_min: 2_000_000,
+            seal_idle_ms: 5_000,
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! upshot's HTTP collector (`upshot serve`): events from browsers and backends, made
+//! durable before they are acknowledged; the report API; the tracker; metrics.
+//! Handlers are async and never touch the disk: appends go through the writer thread's
+//! bounded queue, reports and key reloads run in `spawn_blocking`.
+
+pub mod config;
+mod error;
+mod ingest;
+pub mod keys;
+mod listener;
+pub mod metrics;
+mod rate;
+mod report;
+mod shopify;
+mod tracker;
+mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::routing::{get, post};
+use axum::Router;
+use upshot_store::{Store, StoreError};
+
+pub use config::Limits;
+use keys::{Authorized, KeyRing};
+use metrics::Metrics;
+use writer::{WriterQueue, WriterSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("listening on {address}: {source}")]
+    Listen { address: SocketAddr, source: std::io::Error },
+    #[error("starting the server's threads: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Key rings are reloaded at most this often when an unknown key comes in.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// Site records (settings, keys) are reloaded this often in any case.
+const SITE_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+pub(crate) struct AppState {
+    store: Arc<RwLock<Store>>,
+    keys: RwLock<Arc<KeyRing>>,
+    keys_loaded: Mutex<Instant>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    writer: WriterQueue,
+    rate: rate::RateLimiter,
+    reports: tokio::sync::Semaphore,
+}
+
+impl AppState {
+    /// The site and role a key opens, reloading the sites once if it is unknown (a
+    /// site created while the server runs).
+    async fn authorize(self: &Arc<Self>, key: &str) -> Option<Authorized> {
+        let current = self.keys.read().expect("no thread panics while holding the keys").clone();
+        if let Some(found) = current.authorize(key) {
+            return Some(found);
+        }
+        let due = {
+            let mut loaded = self.keys_loaded.lock().expect("no thread panics while holding it");
+            let due = loaded.elapsed() >= KEY_RELOAD_INTERVAL;
+            if due {
+                *loaded = Instant::now();
+            }
+            due
+        };
+        if !due {
+            return None;
+        }
+        self.reload_keys().await;
+        let current = self.keys.read().expect("no thread panics while holding the keys").clone();
+        current.authorize(key)
+    }
+
+    async fn reload_keys(self: &Arc<Self>) {
+        let state = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let store = state.store.read().expect("no thread panics while holding the store");
+            KeyRing::load(&store)
+        })
+        .await;
+        match loaded {
+            Ok(Ok(ring)) => *self.keys.write().expect("no thread panics while holding the keys") = Arc::new(ring),
+            Ok(Err(error)) => tracing::warn!(%error, "reloading the sites failed; the previous keys stay"),
+            Err(error) => tracing::warn!(%error, "reloading the sites failed; the previous keys stay"),
+        }
+    }
+}
+
+/// What `serve` needs besides the store.
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub limits: Limits,
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/events", post(ingest::post_events).options(ingest::preflight))
+        .route("/v1/beacon", post(ingest::post_events).options(ingest::preflight))
+        .route("/v1/pixel.gif", get(ingest::pixel))
+        .route("/v1/sites/{site}/report", get(report::get_report))
+        .route("/v1/sites/{site}/shopify", post(shopify::post_webhook))
+        .route("/t.js", get(tracker::script))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .layer(axum::extract::DefaultBodyLimit::max(state.limits.body_bytes_max))
+        .with_state(state)
+}
+
+async fn metrics_text(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+async fn healthz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
+    let sites = state.keys.read().expect("no thread panics while holding the keys").site_count();
+    let depth = state.metrics.queue_depth.load(std::sync::atomic::Ordering::Relaxed);
+    axum::Json(serde_json::json!({"status": "ok", "sites": sites, "queue_depth": depth}))
+}
+
+/// Serves until `shutdown` completes, then stops taking requests, lets the ones in
+/// flight finish, writes and seals everything queued, and returns. `ready` hears the
+/// address actually bound (useful with port 0).
+pub fn run(
+    store: Store,
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("upshot-http")
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let keys = KeyRing::load(&store)?;
+    let store = Arc::new(RwLock::new(store));
+    let metrics = Arc::new(Metrics::default());
+    let limits = options.limits;
+    let settings = WriterSettings {
+        queue_batches_max: limits.queue_batches_max,
+        group_batches_max: limits.group_batches_max,
+        seal_events_min: limits.seal_events_min,
+        seal_idle: Duration::from_millis(limits.seal_idle_ms),
+    };
+    let (writer, writer_thread) = writer::start(store.clone(), metrics.clone(), settings).map_err(ServerError::Runtime)?;
+    let state = Arc::new(AppState {
+        store,
+        keys: RwLock::new(Arc::new(keys)),
+        keys_loaded: Mutex::new(Instant::now()),
+        rate: rate::RateLimiter::new(limits.key_events_per_second, limits.key_events_burst),
+        reports: tokio::sync::Semaphore::new(limits.reports_in_flight_max.max(1)),
+        limits,
+        metrics,
+        writer: writer.clone(),
+    });
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| ServerError::Listen { address: options.listen, source })?;
+        let address = listener.local_addr().map_err(|source| ServerError::Listen { address: options.listen, source })?;
+        let refresher = tokio::spawn(refresh_sites(state.clone()));
+        ready(address);
+        let listener = listener::LimitedListener::new(listener, state.limits.connections_max);
+        let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
+        refresher.abort();
+        served.map_err(ServerError::Runtime)
+    });
+    // Every request has been answered; what they queued is written, then sealed.
+    writer.shutdown();
+    drop(state);
+    let _ = writer_thread.join();
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    served
+}
+
+async fn refresh_sites(state: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(SITE_REFRESH_INTERVAL).await;
+        state.reload_keys().await;
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight, then writing and sealing the log");
+}
