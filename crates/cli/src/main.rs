@@ -470,18 +470,13 @@ fn serve(store: Store, listen: std::net::SocketAddr, limits: upshot_server::Limi
     let sites = store.site_ids()?;
     let root = store.root().display().to_string();
     let options = upshot_server::ServeOptions { listen, limits };
-    upshot_server::run(
-        store,
-        options,
-        |address| {
-            println!("upshot is listening on http://{address}/ (data in {root}, {} sites)", sites.len());
-            println!("  events:  POST http://{address}/v1/events   tracker: http://{address}/t.js");
-            println!("  stop with Ctrl-C: requests in flight finish and everything is written first");
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-        },
-        upshot_server::shutdown_signal(),
-    )?;
+    let server = upshot_server::start(store, options, upshot_server::shutdown_signal())?;
+    let address = server.address;
+    println!("upshot is listening on http://{address}/ (data in {root}, {} sites)", sites.len());
+    println!("  events:  POST http://{address}/v1/events   tracker: http://{address}/t.js");
+    println!("  stop with Ctrl-C: requests in flight finish and everything is written first");
+    std::io::Write::flush(&mut std::io::stdout()).context("writing to stdout")?;
+    server.join()?;
     println!("stopped; every acknowledged event is in {root}");
     Ok(())
 }

@@ -56,9 +56,8 @@ pub fn parse_any_value(value: &Value, context: &ParseContext, received_at_ms: i6
 /// id, so a resent GA4 event is a duplicate, not a second event.
 fn derived_id(prefix: &str, parts: &[&Value]) -> String {
     let text = parts.iter().map(|part| part.to_string()).collect::<Vec<_>>().join("\u{1f}");
-    let hash = |seed: u64| {
-        text.bytes().fold(seed, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
-    };
+    let hash =
+        |seed: u64| text.bytes().fold(seed, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
     format!("{prefix}-{:016x}{:016x}", hash(0xcbf2_9ce4_8422_2325), hash(0x6c62_272e_07bb_0142))
 }
 
@@ -91,7 +90,15 @@ fn ga4_events(body: &Map<String, Value>, context: &ParseContext, received_at_ms:
                 Some(other) => other.clone(),
                 None => json!(received_at_ms),
             };
-            let id = derived_id("ga4", &[body.get("client_id").unwrap_or(&Value::Null), &ts, &Value::from(name), &Value::Object(params.clone())]);
+            let id = derived_id(
+                "ga4",
+                &[
+                    body.get("client_id").unwrap_or(&Value::Null),
+                    &ts,
+                    &Value::from(name),
+                    &Value::Object(params.clone()),
+                ],
+            );
             let mut common = Map::new();
             common.insert("ts".into(), ts);
             put(&mut common, "visitor_id", body.get("client_id"));
@@ -136,7 +143,12 @@ fn order_lines(items: Option<&Value>, id_field: &str) -> Value {
 }
 
 /// The GA4 event as native JSON objects (several for a multi-item `add_to_cart`).
-fn ga4_mapped(name: &str, params: &Map<String, Value>, common: Map<String, Value>, id: &str) -> Vec<Result<Value, Rejection>> {
+fn ga4_mapped(
+    name: &str,
+    params: &Map<String, Value>,
+    common: Map<String, Value>,
+    id: &str,
+) -> Vec<Result<Value, Rejection>> {
     let item = first_item(params);
     let from_event_or_item = |key: &str| params.get(key).or_else(|| item.and_then(|item| item.get(key)));
     let mut native = common;
@@ -144,7 +156,11 @@ fn ga4_mapped(name: &str, params: &Map<String, Value>, common: Map<String, Value
     let kind_or = |default: &str| params.get("kind").cloned().unwrap_or_else(|| Value::from(default));
     match name {
         "view_promotion" | "select_promotion" => {
-            put(&mut native, "placement", from_event_or_item("promotion_id").or_else(|| from_event_or_item("promotion_name")));
+            put(
+                &mut native,
+                "placement",
+                from_event_or_item("promotion_id").or_else(|| from_event_or_item("promotion_name")),
+            );
             native.insert("kind".into(), kind_or("other"));
             put(&mut native, "campaign", from_event_or_item("promotion_name"));
             put(&mut native, "label", from_event_or_item("creative_name"));
@@ -158,7 +174,11 @@ fn ga4_mapped(name: &str, params: &Map<String, Value>, common: Map<String, Value
             }
         }
         "view_item_list" | "select_item" => {
-            put(&mut native, "placement", from_event_or_item("item_list_id").or_else(|| from_event_or_item("item_list_name")));
+            put(
+                &mut native,
+                "placement",
+                from_event_or_item("item_list_id").or_else(|| from_event_or_item("item_list_name")),
+            );
             native.insert("kind".into(), kind_or("recommendation"));
             if name == "view_item_list" {
                 native.insert("type".into(), json!("impression"));
@@ -230,7 +250,11 @@ fn segment_event(call: &Map<String, Value>, context: &ParseContext, received_at_
         .map_err(|rejection| rename_rejection("Segment", name, rejection))
 }
 
-fn segment_mapped(name: &str, properties: &Map<String, Value>, native: &mut Map<String, Value>) -> Result<(), Rejection> {
+fn segment_mapped(
+    name: &str,
+    properties: &Map<String, Value>,
+    native: &mut Map<String, Value>,
+) -> Result<(), Rejection> {
     let kind_or = |default: &str| properties.get("kind").cloned().unwrap_or_else(|| Value::from(default));
     match name {
         "Promotion Viewed" | "Promotion Clicked" => {
@@ -323,7 +347,10 @@ mod tests {
         let params = json!({"promotion_id": "summer", "promotion_name": "Summer sale", "creative_name": "hero",
             "items": [{"item_id": "p1"}, {"item_id": "p2"}]});
         let event = ga4("view_promotion", params.clone()).remove(0).expect("valid");
-        assert_eq!((event.ts, event.visitor_id.as_deref(), event.profile_id.as_deref()), (1_700_000_000_123, Some("c1"), Some("u1")));
+        assert_eq!(
+            (event.ts, event.visitor_id.as_deref(), event.profile_id.as_deref()),
+            (1_700_000_000_123, Some("c1"), Some("u1"))
+        );
         let Body::Impression { placement, kind, items, attributes } = event.body else { panic!("an impression") };
         assert_eq!((placement.as_str(), kind, items.len()), ("summer", Kind::Other, 2));
         assert_eq!((attributes.campaign.as_deref(), attributes.label.as_deref()), (Some("Summer sale"), Some("hero")));
@@ -335,7 +362,9 @@ mod tests {
     #[test]
     fn ga4_item_lists_are_recommendation_placements() {
         let params = json!({"item_list_id": "similar", "items": [{"item_id": "p1"}]});
-        let Body::Impression { placement, kind, .. } = ga4("view_item_list", params.clone()).remove(0).expect("valid").body else {
+        let Body::Impression { placement, kind, .. } =
+            ga4("view_item_list", params.clone()).remove(0).expect("valid").body
+        else {
             panic!("an impression")
         };
         assert_eq!((placement.as_str(), kind), ("similar", Kind::Recommendation));
@@ -349,12 +378,18 @@ mod tests {
     fn ga4_view_item_add_to_cart_purchase_and_refund() {
         let viewed = ga4("view_item", json!({"items": [{"item_id": "p1"}]})).remove(0).expect("valid");
         assert_eq!(viewed.body, Body::ProductView { item: "p1".into() });
-        let added = ga4("add_to_cart", json!({"items": [{"item_id": "p1", "quantity": 2, "price": 5}, {"item_id": "p2"}]}));
+        let added =
+            ga4("add_to_cart", json!({"items": [{"item_id": "p1", "quantity": 2, "price": 5}, {"item_id": "p2"}]}));
         assert_eq!(added.len(), 2, "one add_to_cart per item");
         let ids: Vec<String> = added.iter().map(|event| event.as_ref().expect("valid").event_id.clone()).collect();
         assert_ne!(ids[0], ids[1]);
-        let purchase = ga4("purchase", json!({"transaction_id": "o1", "value": 30, "shipping": 4.5, "tax": 2, "currency": "EUR",
-            "items": [{"item_id": "p1", "quantity": 2, "price": 15}]})).remove(0).expect("valid");
+        let purchase = ga4(
+            "purchase",
+            json!({"transaction_id": "o1", "value": 30, "shipping": 4.5, "tax": 2, "currency": "EUR",
+            "items": [{"item_id": "p1", "quantity": 2, "price": 15}]}),
+        )
+        .remove(0)
+        .expect("valid");
         let Body::Order { order_id, revenue, shipping, lines, .. } = purchase.body else { panic!("an order") };
         assert_eq!((order_id.as_str(), revenue, shipping, lines.len()), ("o1", money("30"), Some(money("4.5")), 1));
         let refund = ga4("refund", json!({"transaction_id": "o1", "value": 10})).remove(0).expect("valid");
@@ -374,28 +409,39 @@ mod tests {
 
     #[test]
     fn segment_promotions_lists_and_products() {
-        let viewed = segment("Promotion Viewed", json!({"promotion_id": "hero", "name": "Spring", "creative": "a"})).expect("valid");
+        let viewed = segment("Promotion Viewed", json!({"promotion_id": "hero", "name": "Spring", "creative": "a"}))
+            .expect("valid");
         assert_eq!((viewed.event_id.as_str(), viewed.visitor_id.as_deref()), ("m1", Some("a1")));
         let Body::Impression { placement, attributes, .. } = viewed.body else { panic!("an impression") };
         assert_eq!((placement.as_str(), attributes.campaign.as_deref()), ("hero", Some("Spring")));
         let clicked = segment("Promotion Clicked", json!({"promotion_id": "hero"})).expect("valid");
         assert!(matches!(clicked.body, Body::Interaction { action: Action::Click, .. }));
-        let list = segment("Product List Viewed", json!({"list_id": "recs", "products": [{"product_id": "p1"}]})).expect("valid");
-        assert!(matches!(list.body, Body::Impression { kind: Kind::Recommendation, ref items, .. } if items.len() == 1));
+        let list = segment("Product List Viewed", json!({"list_id": "recs", "products": [{"product_id": "p1"}]}))
+            .expect("valid");
+        assert!(
+            matches!(list.body, Body::Impression { kind: Kind::Recommendation, ref items, .. } if items.len() == 1)
+        );
         let product_click = segment("Product Clicked", json!({"list_id": "recs", "product_id": "p1"})).expect("valid");
         assert!(matches!(product_click.body, Body::Interaction { ref item, .. } if item.as_deref() == Some("p1")));
         assert_eq!(segment("Product Clicked", json!({"product_id": "p1"})).expect_err("no list").field, "placement");
         let product = segment("Product Viewed", json!({"product_id": "p1"})).expect("valid");
         assert_eq!(product.body, Body::ProductView { item: "p1".into() });
-        let added = segment("Product Added", json!({"product_id": "p1", "quantity": 3, "price": "2.50"})).expect("valid");
+        let added =
+            segment("Product Added", json!({"product_id": "p1", "quantity": 3, "price": "2.50"})).expect("valid");
         assert_eq!(added.body, Body::AddToCart { item: "p1".into(), quantity: 3, price: Some(money("2.5")) });
     }
 
     #[test]
     fn segment_orders_refunds_and_cancellations() {
-        let order = segment("Order Completed", json!({"order_id": "o1", "revenue": 25, "total": 31, "shipping": 4, "tax": 2,
-            "currency": "EUR", "products": [{"product_id": "p1", "quantity": 1, "price": 25}]})).expect("valid");
-        assert!(matches!(order.body, Body::Order { ref order_id, revenue, .. } if order_id == "o1" && revenue == money("25")));
+        let order = segment(
+            "Order Completed",
+            json!({"order_id": "o1", "revenue": 25, "total": 31, "shipping": 4, "tax": 2,
+            "currency": "EUR", "products": [{"product_id": "p1", "quantity": 1, "price": 25}]}),
+        )
+        .expect("valid");
+        assert!(
+            matches!(order.body, Body::Order { ref order_id, revenue, .. } if order_id == "o1" && revenue == money("25"))
+        );
         let subtotal = segment("Order Completed", json!({"order_id": "o2", "subtotal": 9})).expect("valid");
         assert!(matches!(subtotal.body, Body::Order { revenue, .. } if revenue == money("9")));
         let refunded = segment("Order Refunded", json!({"order_id": "o1", "total": 5})).expect("valid");

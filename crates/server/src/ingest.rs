@@ -27,8 +27,18 @@ const INLINE_PARSE_BYTES_MAX: usize = 16 << 10;
 
 /// User-Agent fragments of known bots (lowercase). Their events are counted, not stored.
 const BOT_AGENT_FRAGMENTS: [&str; 12] = [
-    "bot", "crawler", "spider", "slurp", "bingpreview", "facebookexternalhit", "headlesschrome", "lighthouse",
-    "pingdom", "phantomjs", "python-requests", "preview",
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "bingpreview",
+    "facebookexternalhit",
+    "headlesschrome",
+    "lighthouse",
+    "pingdom",
+    "phantomjs",
+    "python-requests",
+    "preview",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,7 +94,11 @@ pub async fn post_events(
 
 /// `GET /v1/pixel.gif?key=K&e=EVENTS`: for pages that can run no script. Answers a
 /// transparent GIF whatever happened; the status says what.
-pub async fn pixel(State(state): State<Arc<AppState>>, Query(params): Query<KeyParams>, headers: HeaderMap) -> Response {
+pub async fn pixel(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<KeyParams>,
+    headers: HeaderMap,
+) -> Response {
     const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
     let text = params.e.clone().unwrap_or_default();
     let status = match ingest_text(&state, &headers, &params, text).await {
@@ -94,7 +108,8 @@ pub async fn pixel(State(state): State<Arc<AppState>>, Query(params): Query<KeyP
             error.status
         }
     };
-    let mut response = (status, [(header::CONTENT_TYPE, "image/gif"), (header::CACHE_CONTROL, "no-store")], GIF).into_response();
+    let mut response =
+        (status, [(header::CONTENT_TYPE, "image/gif"), (header::CACHE_CONTROL, "no-store")], GIF).into_response();
     add_cors(response.headers_mut());
     response
 }
@@ -120,10 +135,9 @@ fn decode_body(headers: &HeaderMap, body: &[u8], decompressed_bytes_max: usize) 
         .is_some_and(|value| value.to_ascii_lowercase().contains("gzip"));
     let bytes = if gzip_header || body.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(body)
-            .take(decompressed_bytes_max as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("the gzip body does not decompress: {error}")))?;
+        flate2::read::GzDecoder::new(body).take(decompressed_bytes_max as u64 + 1).read_to_end(&mut out).map_err(
+            |error| ApiError::new(StatusCode::BAD_REQUEST, format!("the gzip body does not decompress: {error}")),
+        )?;
         if out.len() > decompressed_bytes_max {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,7 +149,10 @@ fn decode_body(headers: &HeaderMap, body: &[u8], decompressed_bytes_max: usize) 
         body.to_vec()
     };
     String::from_utf8(bytes).map_err(|error| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not UTF-8 (at byte {})", error.utf8_error().valid_up_to()))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not UTF-8 (at byte {})", error.utf8_error().valid_up_to()),
+        )
     })
 }
 
@@ -149,17 +166,23 @@ fn presented_key<'a>(headers: &'a HeaderMap, params: &'a KeyParams) -> Option<&'
     bearer.or(params.key.as_deref())
 }
 
-pub(crate) async fn authorize(state: &Arc<AppState>, key: Option<&str>, site: Option<&str>) -> Result<Authorized, ApiError> {
+pub(crate) async fn authorize(
+    state: &Arc<AppState>,
+    key: Option<&str>,
+    site: Option<&str>,
+) -> Result<Authorized, ApiError> {
     let key = key.ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "no key: send `Authorization: Bearer <key>` (or `?key=` for beacons)")
     })?;
-    let authorized = state
-        .authorize(key)
-        .await
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown key: use a key printed by `upshot site create`"))?;
+    let authorized = state.authorize(key).await.ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unknown key: use a key printed by `upshot site create`")
+    })?;
     if let Some(site) = site {
         if site != authorized.site.site {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, format!("this key belongs to another site, not {site:?}")));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this key belongs to another site, not {site:?}"),
+            ));
         }
     }
     Ok(authorized)
@@ -171,7 +194,12 @@ fn is_bot(headers: &HeaderMap) -> bool {
     BOT_AGENT_FRAGMENTS.iter().any(|fragment| agent.contains(fragment))
 }
 
-async fn ingest_text(state: &Arc<AppState>, headers: &HeaderMap, params: &KeyParams, text: String) -> Result<Value, ApiError> {
+async fn ingest_text(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    params: &KeyParams,
+    text: String,
+) -> Result<Value, ApiError> {
     let authorized = authorize(state, presented_key(headers, params), params.site.as_deref()).await?;
     let received_at_ms = jiff::Timestamp::now().as_millisecond();
     let context = ParseContext { currency: authorized.site.currency.clone() };
@@ -190,7 +218,10 @@ async fn ingest_text(state: &Arc<AppState>, headers: &HeaderMap, params: &KeyPar
     if let Err(seconds) = state.rate.take(authorized.key_hash, parsed.len(), Instant::now()) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("this key sent more than {} events a second; retry in {seconds} s", state.limits.key_events_per_second),
+            format!(
+                "this key sent more than {} events a second; retry in {seconds} s",
+                state.limits.key_events_per_second
+            ),
         )
         .retry_after(seconds));
     }
@@ -220,7 +251,10 @@ fn admit(event: &mut Event, authorized: &Authorized, received_at_ms: i64, future
     if event.ts > received_at_ms.saturating_add(future_ms_max) {
         return Err(Rejection::new(
             "ts",
-            format!("more than {} hours in the future (check the sender's clock, or send sent_at)", future_ms_max / 3_600_000),
+            format!(
+                "more than {} hours in the future (check the sender's clock, or send sent_at)",
+                future_ms_max / 3_600_000
+            ),
         ));
     }
     let backend_only = matches!(event.body, Body::Order { .. } | Body::Refund { .. });
@@ -242,14 +276,17 @@ pub(crate) async fn append(
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = AppendRequest { site: authorized.site.clone(), events: valid, reply };
         state.writer.try_send(request).map_err(|error| match error {
-            QueueError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the write queue is full; retry shortly")
-                .retry_after(1),
+            QueueError::Full => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the write queue is full; retry shortly").retry_after(1)
+            }
             QueueError::Closed => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; retry shortly").retry_after(5)
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; retry shortly")
+                    .retry_after(5)
             }
         })?;
         let reply = answer.await.map_err(|_| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the writer stopped before saving the batch; retry").retry_after(5)
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the writer stopped before saving the batch; retry")
+                .retry_after(5)
         })?;
         reply.map_err(|error| {
             ApiError::new(

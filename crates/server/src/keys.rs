@@ -57,13 +57,16 @@ impl KeyRing {
         let mut ring = KeyRing::default();
         for site in store.site_ids()? {
             let record = Arc::new(store.load_site(&site)?);
-            for (hex, role) in [(&record.public_key_sha256, KeyRole::Public), (&record.secret_key_sha256, KeyRole::Secret)]
+            for (hex, role) in
+                [(&record.public_key_sha256, KeyRole::Public), (&record.secret_key_sha256, KeyRole::Secret)]
             {
                 match decode_hex_hash(hex) {
                     Some(hash) => {
                         ring.by_hash.insert(hash, (record.clone(), role));
                     }
-                    None => tracing::warn!(site = %site, "a stored key hash is not 64 hex digits; that key opens nothing"),
+                    None => {
+                        tracing::warn!(site = %site, "a stored key hash is not 64 hex digits; that key opens nothing")
+                    }
                 }
             }
             ring.sites.insert(site, record);

@@ -114,7 +114,9 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn metrics_text(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> impl axum::response::IntoResponse {
+async fn metrics_text(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
@@ -124,15 +126,37 @@ async fn healthz(axum::extract::State(state): axum::extract::State<Arc<AppState>
     axum::Json(serde_json::json!({"status": "ok", "sites": sites, "queue_depth": depth}))
 }
 
-/// Serves until `shutdown` completes, then stops taking requests, lets the ones in
-/// flight finish, writes and seals everything queued, and returns. `ready` hears the
-/// address actually bound (useful with port 0).
-pub fn run(
+/// A server running on its own threads.
+pub struct RunningServer {
+    pub address: SocketAddr,
+    store: Arc<RwLock<Store>>,
+    thread: std::thread::JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// Waits until the server stopped (its shutdown future completed) and everything
+    /// queued was written and sealed.
+    pub fn join(self) -> Result<(), ServerError> {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(ServerError::Runtime(std::io::Error::other("the server thread panicked"))))
+    }
+
+    /// The store the server writes to. Holding its write lock stalls the writer, as a
+    /// slow disk would: tests use it to fill the queue.
+    pub fn store(&self) -> &Arc<RwLock<Store>> {
+        &self.store
+    }
+}
+
+/// Starts serving on a thread of its own and returns once the address is bound. When
+/// `shutdown` completes, the server stops taking requests, lets the ones in flight
+/// finish, writes and seals everything queued, and stops.
+pub fn start(
     store: Store,
     options: ServeOptions,
-    ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
+) -> Result<RunningServer, ServerError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("upshot-http")
@@ -148,9 +172,14 @@ pub fn run(
         seal_events_min: limits.seal_events_min,
         seal_idle: Duration::from_millis(limits.seal_idle_ms),
     };
-    let (writer, writer_thread) = writer::start(store.clone(), metrics.clone(), settings).map_err(ServerError::Runtime)?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(options.listen))
+        .map_err(|source| ServerError::Listen { address: options.listen, source })?;
+    let address = listener.local_addr().map_err(|source| ServerError::Listen { address: options.listen, source })?;
+    let (writer, writer_thread) =
+        writer::start(store.clone(), metrics.clone(), settings).map_err(ServerError::Runtime)?;
     let state = Arc::new(AppState {
-        store,
+        store: store.clone(),
         keys: RwLock::new(Arc::new(keys)),
         keys_loaded: Mutex::new(Instant::now()),
         rate: rate::RateLimiter::new(limits.key_events_per_second, limits.key_events_burst),
@@ -159,24 +188,25 @@ pub fn run(
         metrics,
         writer: writer.clone(),
     });
-    let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| ServerError::Listen { address: options.listen, source })?;
-        let address = listener.local_addr().map_err(|source| ServerError::Listen { address: options.listen, source })?;
-        let refresher = tokio::spawn(refresh_sites(state.clone()));
-        ready(address);
-        let listener = listener::LimitedListener::new(listener, state.limits.connections_max);
-        let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
-        refresher.abort();
-        served.map_err(ServerError::Runtime)
-    });
-    // Every request has been answered; what they queued is written, then sealed.
-    writer.shutdown();
-    drop(state);
-    let _ = writer_thread.join();
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    served
+    let thread = std::thread::Builder::new()
+        .name("upshot-server".into())
+        .spawn(move || {
+            let served = runtime.block_on(async {
+                let refresher = tokio::spawn(refresh_sites(state.clone()));
+                let listener = listener::LimitedListener::new(listener, state.limits.connections_max);
+                let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
+                refresher.abort();
+                served.map_err(ServerError::Runtime)
+            });
+            // Every request has been answered; what they queued is written, then sealed.
+            writer.shutdown();
+            drop(state);
+            let _ = writer_thread.join();
+            runtime.shutdown_timeout(Duration::from_secs(5));
+            served
+        })
+        .map_err(ServerError::Runtime)?;
+    Ok(RunningServer { address, store, thread })
 }
 
 async fn refresh_sites(state: Arc<AppState>) {

@@ -17,7 +17,11 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Histogram {
-        Histogram { counts: std::array::from_fn(|_| AtomicU64::new(0)), count: AtomicU64::new(0), sum_micros: AtomicU64::new(0) }
+        Histogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
     }
 }
 
@@ -75,15 +79,30 @@ impl Metrics {
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         };
-        counter(&mut out, "upshot_events_taken_total", "Events made durable.", self.events_taken.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "upshot_events_taken_total",
+            "Events made durable.",
+            self.events_taken.load(Ordering::Relaxed),
+        );
         counter(
             &mut out,
             "upshot_events_duplicate_total",
             "Events acknowledged as repeats of a taken event_id.",
             self.events_duplicate.load(Ordering::Relaxed),
         );
-        counter(&mut out, "upshot_bot_events_total", "Events from known bots, counted and not stored.", self.bot_events.load(Ordering::Relaxed));
-        counter(&mut out, "upshot_seals_total", "Times the log was sealed into segments.", self.seals.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "upshot_bot_events_total",
+            "Events from known bots, counted and not stored.",
+            self.bot_events.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "upshot_seals_total",
+            "Times the log was sealed into segments.",
+            self.seals.load(Ordering::Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP upshot_events_rejected_total Events not taken, by reason (the field at fault, or why the request was refused).\n# TYPE upshot_events_rejected_total counter"

@@ -41,7 +41,12 @@ pub async fn get_report(
     }
 }
 
-async fn report(state: &Arc<AppState>, site: &str, query: ReportQuery, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn report(
+    state: &Arc<AppState>,
+    site: &str,
+    query: ReportQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -51,7 +56,8 @@ async fn report(state: &Arc<AppState>, site: &str, query: ReportQuery, headers: 
     if authorized.role != KeyRole::Secret {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "reports need the site's secret key, not its public key"));
     }
-    let missing = |name: &str| ApiError::new(StatusCode::BAD_REQUEST, format!("{name} is missing: give a date like 2024-05-31"));
+    let missing =
+        |name: &str| ApiError::new(StatusCode::BAD_REQUEST, format!("{name} is missing: give a date like 2024-05-31"));
     let params = ReportParams {
         from: query.from.ok_or_else(|| missing("from"))?,
         to: query.to.ok_or_else(|| missing("to"))?,
@@ -66,8 +72,9 @@ async fn report(state: &Arc<AppState>, site: &str, query: ReportQuery, headers: 
         other => return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("format {other:?} is not json or csv"))),
     };
     let record = authorized.site.clone();
-    let engine_query =
-        params.query(&record, str::to_string).map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.to_string()))?;
+    let engine_query = params
+        .query(&record, str::to_string)
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.to_string()))?;
     let _permit = state.reports.try_acquire().map_err(|_| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "other reports are being computed; retry shortly").retry_after(2)
     })?;
@@ -91,8 +98,12 @@ async fn report(state: &Arc<AppState>, site: &str, query: ReportQuery, headers: 
                 format!("the report took longer than {} s; ask for a shorter range", limit.as_secs()),
             )
         })?
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}")))?
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}")))?;
+        .map_err(|error| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
+        })?
+        .map_err(|error| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
+        })?;
     state.metrics.report.observe(started.elapsed());
     for problem in &problems {
         tracing::warn!(site = %site, %problem, "report skipped damaged data");

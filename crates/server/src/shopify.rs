@@ -20,7 +20,12 @@ use crate::error::ApiError;
 use crate::keys::{Authorized, KeyRole};
 use crate::AppState;
 
-pub async fn post_webhook(State(state): State<Arc<AppState>>, Path(site): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post_webhook(
+    State(state): State<Arc<AppState>>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match webhook(&state, &site, &headers, &body).await {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(error) => {
@@ -64,14 +69,18 @@ async fn webhook(state: &Arc<AppState>, site: &str, headers: &HeaderMap, body: &
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "X-Shopify-Webhook-Id is missing"))?;
     let payload: Value = serde_json::from_slice(body)
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("the webhook body is not JSON: {error}")))?;
-    let payload = payload.as_object().ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "the webhook body is not a JSON object"))?;
+    let payload = payload
+        .as_object()
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "the webhook body is not a JSON object"))?;
     let native = match map_webhook(topic, payload, &format!("shopify-{webhook_id}")) {
         Some(native) => native,
         None => return Ok(json!({"taken": 0, "ignored_topic": topic})),
     };
     let context = ParseContext { currency: record.currency.clone() };
-    let parsed = vec![parse_event_value(&native, &context)
-        .map_err(|rejection| Rejection { reason: format!("{} (mapped from Shopify {topic})", rejection.reason), ..rejection })];
+    let parsed = vec![parse_event_value(&native, &context).map_err(|rejection| Rejection {
+        reason: format!("{} (mapped from Shopify {topic})", rejection.reason),
+        ..rejection
+    })];
     let authorized = Authorized { site: record, role: KeyRole::Secret, key_hash: [0u8; 32] };
     crate::ingest::append(state, &authorized, parsed).await
 }
@@ -129,7 +138,9 @@ pub fn map_webhook(topic: &str, payload: &Map<String, Value>, event_id: &str) ->
             if let Some(tax) = payload.get("total_tax") {
                 native.insert("tax".into(), tax.clone());
             }
-            if let Some(shipping) = payload.get("total_shipping_price_set").and_then(|set| set.pointer("/shop_money/amount")) {
+            if let Some(shipping) =
+                payload.get("total_shipping_price_set").and_then(|set| set.pointer("/shop_money/amount"))
+            {
                 native.insert("shipping".into(), shipping.clone());
             }
             if let Some(customer) = text_of(payload.get("customer").and_then(|customer| customer.get("id"))) {
@@ -189,10 +200,13 @@ mod tests {
             "subtotal_price": "398.00", "total_tax": "11.94", "total_shipping_price_set": {"shop_money": {"amount": "10.00"}},
             "customer": {"id": 115310627314723954u64}, "note_attributes": [{"name": "upshot_visitor_id", "value": "v-1"}],
             "line_items": [{"product_id": 632910392, "quantity": 2, "price": "199.00"}]});
-        let event = parse(map_webhook("orders/paid", payload.as_object().expect("an object"), "shopify-w1").expect("mapped"));
+        let event =
+            parse(map_webhook("orders/paid", payload.as_object().expect("an object"), "shopify-w1").expect("mapped"));
         assert_eq!((event.event_id.as_str(), event.visitor_id.as_deref()), ("shopify-w1", Some("v-1")));
         assert_eq!(event.profile_id.as_deref(), Some("115310627314723954"));
-        let upshot_model::Body::Order { order_id, revenue, shipping, tax, lines } = event.body else { panic!("an order") };
+        let upshot_model::Body::Order { order_id, revenue, shipping, tax, lines } = event.body else {
+            panic!("an order")
+        };
         assert_eq!(order_id, "820982911946154508");
         assert_eq!((revenue, shipping, tax), (Money(3_980_000), Some(Money(100_000)), Some(Money(119_400))));
         assert_eq!((lines[0].item.as_str(), lines[0].quantity), ("632910392", 2));
@@ -203,9 +217,13 @@ mod tests {
         let refund = json!({"order_id": 9, "created_at": "2024-05-02T00:00:00Z",
             "refund_line_items": [{"subtotal": 10.5}, {"subtotal": "4.25"}]});
         let event = parse(map_webhook("refunds/create", refund.as_object().expect("an object"), "r").expect("mapped"));
-        assert_eq!(event.body, upshot_model::Body::Refund { order_id: "9".into(), amount: Some(Money(147_500)), cancel: false });
+        assert_eq!(
+            event.body,
+            upshot_model::Body::Refund { order_id: "9".into(), amount: Some(Money(147_500)), cancel: false }
+        );
         let cancel = json!({"id": 9, "cancelled_at": "2024-05-03T00:00:00Z"});
-        let event = parse(map_webhook("orders/cancelled", cancel.as_object().expect("an object"), "c").expect("mapped"));
+        let event =
+            parse(map_webhook("orders/cancelled", cancel.as_object().expect("an object"), "c").expect("mapped"));
         assert_eq!(event.body, upshot_model::Body::Refund { order_id: "9".into(), amount: None, cancel: true });
         assert!(map_webhook("products/update", &Map::new(), "x").is_none());
     }

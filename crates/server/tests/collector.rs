@@ -1,0 +1,429 @@
+//! The collector over real sockets: every limit and error answers as documented, and
+//! nothing accepted is lost, nothing rejected is stored.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+
+use serde_json::{json, Value};
+use support::{request, Answer};
+use upshot_server::{Limits, RunningServer, ServeOptions};
+use upshot_store::{SiteKeys, Store};
+
+struct Harness {
+    server: Option<RunningServer>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    dir: tempfile::TempDir,
+    keys: HashMap<String, SiteKeys>,
+}
+
+fn start(limits: Limits, sites: &[&str]) -> Harness {
+    start_configured(limits, sites, |_| {})
+}
+
+/// Starts a server over a new data dir holding `sites`, after `configure` ran on its store.
+fn start_configured(limits: Limits, sites: &[&str], configure: impl Fn(&Store)) -> Harness {
+    let dir = tempfile::tempdir().expect("a temporary dir");
+    let store = Store::open(dir.path()).expect("a new data dir opens");
+    let mut keys = HashMap::new();
+    for site in sites {
+        let (_, site_keys) = store.create_site(site, "UTC", "USD").expect("the site is created");
+        keys.insert(site.to_string(), site_keys);
+    }
+    configure(&store);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = ServeOptions { listen: "127.0.0.1:0".parse().expect("an address"), limits };
+    let server = upshot_server::start(store, options, async move {
+        let _ = stopped.await;
+    })
+    .expect("the server starts");
+    Harness { server: Some(server), stop: Some(stop), dir, keys }
+}
+
+impl Harness {
+    fn address(&self) -> SocketAddr {
+        self.server.as_ref().expect("running").address
+    }
+
+    fn public(&self, site: &str) -> String {
+        self.keys[site].public_key.clone()
+    }
+
+    fn secret(&self, site: &str) -> String {
+        self.keys[site].secret_key.clone()
+    }
+
+    fn post(&self, key: &str, body: &str) -> Answer {
+        let authorization = format!("Bearer {key}");
+        request(self.address(), "POST", "/v1/events", &[("Authorization", &authorization)], body.as_bytes())
+    }
+
+    fn get(&self, path: &str, key: &str) -> Answer {
+        let authorization = format!("Bearer {key}");
+        request(self.address(), "GET", path, &[("Authorization", &authorization)], b"")
+    }
+
+    fn metric(&self, line_prefix: &str) -> u64 {
+        let text = request(self.address(), "GET", "/metrics", &[], b"").text();
+        text.lines()
+            .find_map(|line| line.strip_prefix(line_prefix).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+
+    /// Stops the server (drain, write, seal) and returns the ids of the site's stored events.
+    fn stop_and_read(&mut self, site: &str) -> Vec<String> {
+        let _ = self.stop.take().expect("running").send(());
+        self.server.take().expect("running").join().expect("the server stops cleanly");
+        let store = Store::open_read_only(self.dir.path()).expect("the data dir opens");
+        let record = store.load_site(site).expect("the site exists");
+        let mut ids = Vec::new();
+        let summary = store.scan_events(&record, |event| ids.push(event.event_id)).expect("the events read back");
+        assert!(summary.problems.is_empty(), "{:?}", summary.problems);
+        ids.sort();
+        ids
+    }
+}
+
+fn page_view(id: &str) -> Value {
+    json!({"event_id": id, "type": "page_view", "ts": 1_700_000_000_000i64, "visitor_id": "v1"})
+}
+
+fn ndjson(events: &[Value]) -> String {
+    events.iter().map(|event| format!("{event}\n")).collect()
+}
+
+#[test]
+fn events_are_answered_one_by_one_and_only_taken_ones_are_stored() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let body = ndjson(&[page_view("a"), json!({"event_id": "b", "type": "page_view"}), page_view("a"), page_view("c")]);
+    let answer = harness.post(&harness.public("shop"), &format!("{body}not json\n"));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let answer = answer.json();
+    assert_eq!(
+        (answer["taken"].as_u64(), answer["duplicate"].as_u64(), answer["rejected"].as_u64()),
+        (Some(2), Some(1), Some(2))
+    );
+    let statuses: Vec<&str> = answer["events"]
+        .as_array()
+        .expect("per event")
+        .iter()
+        .map(|e| e["status"].as_str().expect("a status"))
+        .collect();
+    assert_eq!(statuses, ["taken", "rejected", "duplicate", "taken", "rejected"]);
+    assert_eq!(answer["events"][1]["field"], "ts");
+    let again = harness.post(&harness.secret("shop"), &ndjson(&[page_view("c")])).json();
+    assert_eq!(again["duplicate"], 1, "a repeat after a restartless while is still a duplicate");
+    assert_eq!(harness.metric("upshot_events_taken_total"), 2);
+    assert_eq!(harness.stop_and_read("shop"), ["a", "c"]);
+}
+
+#[test]
+fn wrong_or_missing_key_is_401_and_stores_nothing() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let answer = harness.post("up_pub_not_a_key", &ndjson(&[page_view("a")]));
+    assert_eq!(answer.status, 401);
+    assert!(answer.json()["error"].as_str().expect("a message").contains("unknown key"));
+    let answer = request(harness.address(), "POST", "/v1/events", &[], ndjson(&[page_view("b")]).as_bytes());
+    assert_eq!(answer.status, 401);
+    assert!(harness.stop_and_read("shop").is_empty());
+}
+
+#[test]
+fn another_sites_key_is_403_for_its_reports_and_its_events() {
+    let mut harness = start(Limits::default(), &["shop", "other"]);
+    let answer = harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14", &harness.secret("other"));
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    let authorization = format!("Bearer {}", harness.public("other"));
+    let answer = request(
+        harness.address(),
+        "POST",
+        "/v1/events?site=shop",
+        &[("Authorization", &authorization)],
+        ndjson(&[page_view("x")]).as_bytes(),
+    );
+    assert_eq!(answer.status, 403);
+    let answer = harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14", &harness.public("shop"));
+    assert_eq!(answer.status, 403, "a public key reads no report");
+    assert!(harness.stop_and_read("shop").is_empty());
+}
+
+#[test]
+fn oversized_bodies_and_batches_are_413() {
+    let limits =
+        Limits { body_bytes_max: 2_000, batch_events_max: 3, decompressed_bytes_max: 4_000, ..Limits::default() };
+    let mut harness = start(limits, &["shop"]);
+    let many: Vec<Value> = (0..30).map(|index| page_view(&format!("e{index}"))).collect();
+    assert_eq!(harness.post(&harness.public("shop"), &ndjson(&many)).status, 413);
+    let answer = harness.post(&harness.public("shop"), &ndjson(&many[..4]));
+    assert_eq!(answer.status, 413);
+    assert!(answer.json()["error"].as_str().expect("a message").contains("at most 3"));
+    // A small gzip body that unpacks past the limit.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&vec![b' '; 10_000]).expect("compressing");
+    let bomb = encoder.finish().expect("compressing");
+    let authorization = format!("Bearer {}", harness.public("shop"));
+    let answer = request(
+        harness.address(),
+        "POST",
+        "/v1/events",
+        &[("Authorization", &authorization), ("Content-Encoding", "gzip")],
+        &bomb,
+    );
+    assert_eq!(answer.status, 413);
+    assert!(harness.stop_and_read("shop").is_empty());
+}
+
+#[test]
+fn malformed_json_array_is_400_naming_the_position() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let answer = harness.post(&harness.public("shop"), "[\n{\"event_id\": \"a\",\n  \"type\" \"page_view\"}]");
+    assert_eq!(answer.status, 400);
+    let message = answer.json()["error"].as_str().expect("a message").to_string();
+    assert!(message.contains("line 3, column 10"), "{message}");
+    assert!(harness.stop_and_read("shop").is_empty());
+}
+
+#[test]
+fn a_full_write_queue_is_503_with_retry_after_and_loses_nothing_it_took() {
+    let limits = Limits { queue_batches_max: 2, group_batches_max: 1, ..Limits::default() };
+    let mut harness = start(limits, &["shop"]);
+    let address = harness.address();
+    let key = harness.public("shop");
+    // Hold the store as a stalled disk would: the writer holds at most one batch and
+    // the queue two, so of six batches sent now at least three are refused.
+    let store = harness.server.as_ref().expect("running").store().clone();
+    let stalled = store.write().expect("the store lock");
+    let (results, answers) = std::sync::mpsc::channel();
+    for index in 0..6 {
+        let results = results.clone();
+        let authorization = format!("Bearer {key}");
+        std::thread::spawn(move || {
+            let id = format!("q{index}");
+            let body = ndjson(&[page_view(&id)]);
+            let answer = request(address, "POST", "/v1/events", &[("Authorization", &authorization)], body.as_bytes());
+            let _ = results.send((id, answer));
+        });
+    }
+    drop(results);
+    let mut refused = Vec::new();
+    for _ in 0..3 {
+        let (id, answer) = answers.recv().expect("an answer while the writer is stalled");
+        assert_eq!(answer.status, 503, "only refusals can be answered while the writer is stalled");
+        assert_eq!(answer.header("retry-after"), Some("1"));
+        refused.push(id);
+    }
+    drop(stalled);
+    let mut taken = Vec::new();
+    for (id, answer) in answers {
+        match answer.status {
+            200 => taken.push(id),
+            503 => refused.push(id),
+            status => panic!("unexpected status {status}"),
+        }
+    }
+    taken.sort();
+    assert!(!taken.is_empty() && taken.len() <= 3, "{taken:?}");
+    assert_eq!(harness.stop_and_read("shop"), taken, "every taken batch stored, no refused one");
+}
+
+#[test]
+fn a_key_over_its_rate_is_429_with_retry_after() {
+    let limits = Limits { key_events_per_second: 1, key_events_burst: 3, ..Limits::default() };
+    let mut harness = start(limits, &["shop", "other"]);
+    let events: Vec<Value> = (0..3).map(|index| page_view(&format!("r{index}"))).collect();
+    assert_eq!(harness.post(&harness.public("shop"), &ndjson(&events)).status, 200);
+    let answer = harness.post(&harness.public("shop"), &ndjson(&[page_view("r3"), page_view("r4")]));
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.header("retry-after"), Some("2"));
+    assert_eq!(
+        harness.post(&harness.public("other"), &ndjson(&[page_view("o")])).status,
+        200,
+        "other keys are not slowed"
+    );
+    assert_eq!(harness.stop_and_read("shop"), ["r0", "r1", "r2"]);
+}
+
+#[test]
+fn gzip_beacon_and_pixel_bodies_are_taken_with_cors() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(ndjson(&[page_view("gz")]).as_bytes()).expect("compressing");
+    let authorization = format!("Bearer {}", harness.public("shop"));
+    let body = encoder.finish().expect("compressing");
+    let answer = request(
+        harness.address(),
+        "POST",
+        "/v1/events",
+        &[("Authorization", &authorization), ("Content-Encoding", "gzip")],
+        &body,
+    );
+    assert_eq!((answer.status, answer.json()["taken"].as_u64()), (200, Some(1)));
+    assert_eq!(answer.header("access-control-allow-origin"), Some("*"));
+    let beacon = format!("/v1/beacon?key={}", harness.public("shop"));
+    let answer = request(
+        harness.address(),
+        "POST",
+        &beacon,
+        &[("Content-Type", "text/plain")],
+        page_view("beacon").to_string().as_bytes(),
+    );
+    assert_eq!(answer.json()["taken"], 1);
+    let event = page_view("pixel").to_string();
+    let encoded: String = event.bytes().map(|byte| format!("%{byte:02X}")).collect();
+    let pixel = format!("/v1/pixel.gif?key={}&e={encoded}", harness.public("shop"));
+    let answer = request(harness.address(), "GET", &pixel, &[], b"");
+    assert_eq!((answer.status, answer.header("content-type")), (200, Some("image/gif")));
+    let preflight = request(harness.address(), "OPTIONS", "/v1/events", &[("Origin", "https://shop.example")], b"");
+    assert_eq!(preflight.status, 204);
+    assert!(preflight.header("access-control-allow-headers").expect("allowed headers").contains("authorization"));
+    assert_eq!(harness.stop_and_read("shop"), ["beacon", "gz", "pixel"]);
+}
+
+#[test]
+fn collector_rules_skew_future_backend_orders_and_bots() {
+    let mut harness = start_configured(Limits::default(), &["shop"], |store| {
+        store.set_site_setting("shop", "orders_from_backend", "true").expect("a valid setting");
+    });
+    let now = jiff::Timestamp::now().as_millisecond();
+    let skewed = json!({"event_id": "skewed", "type": "page_view", "visitor_id": "v", "ts": now + 3_600_000, "sent_at": now + 3_600_500});
+    let future = json!({"event_id": "future", "type": "page_view", "visitor_id": "v", "ts": now + 3 * 86_400_000});
+    let order =
+        json!({"event_id": "order", "type": "order", "visitor_id": "v", "ts": now, "order_id": "o1", "revenue": 10});
+    let answer = harness.post(&harness.public("shop"), &ndjson(&[skewed, future, order.clone()])).json();
+    let statuses: Vec<&str> = answer["events"]
+        .as_array()
+        .expect("per event")
+        .iter()
+        .map(|e| e["status"].as_str().expect("a status"))
+        .collect();
+    assert_eq!(statuses, ["taken", "rejected", "rejected"], "{answer}");
+    assert_eq!(
+        (answer["events"][1]["field"].as_str(), answer["events"][2]["field"].as_str()),
+        (Some("ts"), Some("type"))
+    );
+    assert_eq!(
+        harness.post(&harness.secret("shop"), &ndjson(&[order])).json()["taken"],
+        1,
+        "the backend may send orders"
+    );
+    let bot = request(
+        harness.address(),
+        "POST",
+        "/v1/events",
+        &[
+            ("Authorization", &format!("Bearer {}", harness.public("shop"))),
+            ("User-Agent", "Mozilla/5.0 (compatible; Googlebot/2.1)"),
+        ],
+        ndjson(&[page_view("bot")]).as_bytes(),
+    );
+    assert_eq!(bot.json()["bot_events_ignored"], 1);
+    assert_eq!(harness.metric("upshot_bot_events_total"), 1);
+    assert_eq!(harness.stop_and_read("shop"), ["order", "skewed"]);
+    // The skewed event's clock was 500 ms ahead of the collector's: ts is corrected.
+    let store = Store::open_read_only(harness.dir.path()).expect("the data dir opens");
+    let record = store.load_site("shop").expect("the site");
+    store
+        .scan_events(&record, |event| {
+            if event.event_id == "skewed" {
+                assert!((event.ts - (now - 500)).abs() < 60_000, "ts {} corrected towards {}", event.ts, now - 500);
+            }
+        })
+        .expect("read back");
+}
+
+#[test]
+fn ga4_and_segment_bodies_are_mapped() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let ga4 = json!({"client_id": "c1", "timestamp_micros": 1_700_000_000_000_000i64,
+        "events": [{"name": "view_item", "params": {"items": [{"item_id": "p1"}]}}, {"name": "login", "params": {}}]});
+    let answer = harness.post(&harness.public("shop"), &ga4.to_string()).json();
+    assert_eq!((answer["taken"].as_u64(), answer["rejected"].as_u64()), (Some(1), Some(1)), "{answer}");
+    let segment = json!({"batch": [{"type": "track", "event": "Product Viewed", "messageId": "seg-1", "anonymousId": "a1",
+        "timestamp": "2023-11-14T22:13:20Z", "properties": {"product_id": "p1"}}]});
+    assert_eq!(harness.post(&harness.public("shop"), &segment.to_string()).json()["taken"], 1);
+    let ids = harness.stop_and_read("shop");
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&"seg-1".to_string()) && ids.iter().any(|id| id.starts_with("ga4-")));
+}
+
+#[test]
+fn the_report_api_gives_the_clis_json_for_the_same_events() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let events = vec![
+        json!({"event_id": "i", "type": "impression", "ts": "2023-11-14T10:00:00Z", "visitor_id": "v", "placement": "hero", "kind": "recommendation", "items": ["p"]}),
+        json!({"event_id": "c", "type": "interaction", "ts": "2023-11-14T10:00:05Z", "visitor_id": "v", "placement": "hero", "kind": "recommendation", "action": "click", "item": "p"}),
+        json!({"event_id": "o", "type": "order", "ts": "2023-11-14T10:05:00Z", "visitor_id": "v", "order_id": "o1", "revenue": "25.50", "items": [{"item": "p", "price": "25.50"}]}),
+    ];
+    assert_eq!(harness.post(&harness.secret("shop"), &ndjson(&events)).json()["taken"], 3);
+    let answer = harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14", &harness.secret("shop"));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let served = answer.json();
+    assert_eq!(served["placements"][0]["orders"], 1);
+    assert_eq!(served["recommendations"]["direct_revenue"], 25.5);
+    let bad = harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14&model=best", &harness.secret("shop"));
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"].as_str().expect("a message").contains("model \"best\""));
+    harness.stop_and_read("shop");
+    let store = Store::open_read_only(harness.dir.path()).expect("the data dir opens");
+    let record = store.load_site("shop").expect("the site");
+    let params = upshot_scan::ReportParams { from: "2023-11-14".into(), to: "2023-11-14".into(), ..Default::default() };
+    let query = params.query(&record, str::to_string).expect("valid");
+    let (report, _) = upshot_scan::site_report(&store, &record, &query).expect("a report");
+    let cli: Value = serde_json::from_str(&upshot_report::render_json(&report)).expect("JSON");
+    assert_eq!(served, cli);
+}
+
+#[test]
+fn shopify_webhooks_are_verified_mapped_and_deduplicated_by_webhook_id() {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut harness = start_configured(Limits::default(), &["shop"], |store| {
+        store.set_site_setting("shop", "shopify_webhook_secret", "whsec").expect("a valid setting");
+    });
+    let order =
+        json!({"id": 450789469, "processed_at": "2023-11-14T10:00:00Z", "currency": "USD", "subtotal_price": "80.00",
+        "total_tax": "8.00", "line_items": [{"product_id": 1, "quantity": 2, "price": "40.00"}]})
+        .to_string();
+    let sign = |body: &str, secret: &[u8]| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+        mac.update(body.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    };
+    let deliver = |body: &str, signature: &str, webhook_id: &str, topic: &str| {
+        let headers =
+            [("X-Shopify-Hmac-Sha256", signature), ("X-Shopify-Topic", topic), ("X-Shopify-Webhook-Id", webhook_id)];
+        request(harness.address(), "POST", "/v1/sites/shop/shopify", &headers, body.as_bytes())
+    };
+    let signature = sign(&order, b"whsec");
+    assert_eq!(deliver(&order, &signature, "w-1", "orders/paid").json()["taken"], 1);
+    assert_eq!(deliver(&order, &signature, "w-1", "orders/paid").json()["duplicate"], 1, "a redelivery counts once");
+    assert_eq!(deliver(&order, &sign(&order, b"wrong"), "w-2", "orders/paid").status, 401);
+    let cancel = json!({"id": 450789469, "cancelled_at": "2023-11-15T10:00:00Z"}).to_string();
+    assert_eq!(deliver(&cancel, &sign(&cancel, b"whsec"), "w-3", "orders/cancelled").json()["taken"], 1);
+    assert_eq!(harness.stop_and_read("shop"), ["shopify-w-1", "shopify-w-3"]);
+}
+
+#[test]
+fn past_its_connection_limit_the_server_serves_a_new_client_once_one_leaves() {
+    let limits = Limits { connections_max: 1, ..Limits::default() };
+    let mut harness = start(limits, &["shop"]);
+    let address = harness.address();
+    let idle = std::net::TcpStream::connect(address).expect("the first connection");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = done.clone();
+    let waiting = std::thread::spawn(move || {
+        let answer = request(address, "GET", "/healthz", &[], b"");
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        answer
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !done.load(std::sync::atomic::Ordering::SeqCst),
+        "the second client was served while the first held the only slot"
+    );
+    drop(idle);
+    assert_eq!(waiting.join().expect("the client thread").status, 200);
+    assert!(harness.stop_and_read("shop").is_empty());
+}
