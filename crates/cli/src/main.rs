@@ -5,6 +5,7 @@ mod import;
 mod input;
 mod progress;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -313,7 +314,8 @@ fn run(cli: Cli) -> Result<()> {
 fn site_command(data: &std::path::Path, command: SiteCommand) -> Result<()> {
     match command {
         SiteCommand::Create { site, timezone, currency, format } => {
-            let (record, keys) = open_for_writing(data)?.create_site(&site, &timezone, &currency)?;
+            // Site records need no lock: a site can be added while `upshot serve` runs.
+            let (record, keys) = open_for_reading(data)?.create_site(&site, &timezone, &currency)?;
             match format.as_str() {
                 "json" => println!(
                     "{}",
@@ -330,7 +332,7 @@ fn site_command(data: &std::path::Path, command: SiteCommand) -> Result<()> {
         }
         SiteCommand::Show { site } => print_site(&open_for_reading(data)?.load_site(&site)?),
         SiteCommand::Set { site, key, value } => {
-            let record = open_for_writing(data)?.set_site_setting(&site, &key, &value)?;
+            let record = open_for_reading(data)?.set_site_setting(&site, &key, &value)?;
             println!("set {key} = {value}");
             print_site(&record);
         }
@@ -477,7 +479,8 @@ fn serve(store: Store, listen: std::net::SocketAddr, limits: upshot_server::Limi
     println!("  stop with Ctrl-C: requests in flight finish and everything is written first");
     std::io::Write::flush(&mut std::io::stdout()).context("writing to stdout")?;
     server.join()?;
-    println!("stopped; every acknowledged event is in {root}");
+    // Stdout may be gone by now (a closed pipe): that is no reason to fail.
+    let _ = writeln!(std::io::stdout(), "stopped; every acknowledged event is in {root}");
     Ok(())
 }
 

@@ -1,0 +1,110 @@
+//! `upshot serve` as a real process: it answers on the address it prints, a second
+//! server on the same data dir is refused clearly, SIGTERM drains and seals, and a
+//! SIGKILL loses nothing that was acknowledged.
+
+#[path = "../../server/tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+fn upshot(data: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_upshot"));
+    command.arg("--data").arg(data);
+    command
+}
+
+/// Starts `upshot serve` on a free port and returns it with the address it printed.
+fn serve(data: &std::path::Path) -> (Child, SocketAddr) {
+    let mut child = upshot(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut first = String::new();
+    let mut reader = BufReader::new(stdout);
+    reader.read_line(&mut first).expect("the server prints where it listens");
+    // Keep reading, as a terminal would, so the server's last words find an open pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|address| address.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    (child, address)
+}
+
+fn create_site(data: &std::path::Path) -> String {
+    let output = upshot(data).args(["site", "create", "shop", "--format", "json"]).output().expect("the binary runs");
+    assert!(output.status.success());
+    let keys: serde_json::Value = serde_json::from_slice(&output.stdout).expect("keys as JSON");
+    keys["secret_key"].as_str().expect("a secret key").to_string()
+}
+
+fn post_page_views(address: SocketAddr, key: &str, ids: std::ops::Range<u32>) -> u64 {
+    let body: String = ids
+        .map(|id| format!("{{\"event_id\":\"e{id}\",\"type\":\"page_view\",\"ts\":\"2024-05-10T10:00:00Z\",\"visitor_id\":\"v{id}\"}}\n"))
+        .collect();
+    let authorization = format!("Bearer {key}");
+    let answer = support::request(address, "POST", "/v1/events", &[("Authorization", &authorization)], body.as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["taken"].as_u64().expect("a count")
+}
+
+fn visitors_reported(data: &std::path::Path) -> u64 {
+    let output = upshot(data)
+        .args(["report", "--site", "shop", "--from", "2024-05-10", "--to", "2024-05-10", "--format", "json"])
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("report JSON");
+    report["overview"]["visitors"].as_u64().expect("a count")
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+}
+
+#[test]
+fn sigterm_drains_and_seals_and_a_second_server_is_refused() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let key = create_site(data.path());
+    let (mut child, address) = serve(data.path());
+    assert_eq!(post_page_views(address, &key, 0..50), 50);
+    let second = upshot(data.path()).args(["serve", "--listen", "127.0.0.1:0"]).output().expect("the binary runs");
+    assert!(!second.status.success());
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(message.contains("another upshot process"), "{message}");
+    signal(&child, "TERM");
+    let status = child.wait().expect("the server exits");
+    assert!(status.success(), "{status}");
+    assert_eq!(visitors_reported(data.path()), 50);
+    let verified = upshot(data.path()).arg("verify").output().expect("the binary runs");
+    let printed = String::from_utf8_lossy(&verified.stdout);
+    assert!(printed.contains("(50 events) and 0 log records"), "sealed at shutdown: {printed}");
+}
+
+#[test]
+fn sigkill_loses_no_acknowledged_event() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let key = create_site(data.path());
+    let (mut child, address) = serve(data.path());
+    let mut acknowledged = 0;
+    for round in 0..10 {
+        acknowledged += post_page_views(address, &key, round * 10..round * 10 + 10);
+    }
+    signal(&child, "KILL");
+    let _ = child.wait();
+    assert_eq!(visitors_reported(data.path()), acknowledged);
+    // A restarted server recovers the log and goes on.
+    let (mut child, address) = serve(data.path());
+    assert_eq!(post_page_views(address, &key, 100..110), 10);
+    signal(&child, "TERM");
+    assert!(child.wait().expect("the server exits").success());
+    assert_eq!(visitors_reported(data.path()), acknowledged + 10);
+}
