@@ -1,6 +1,8 @@
 //! The one thread that appends to the store: it takes batches from a bounded queue,
-//! writes every batch waiting at that moment as one group (one fsync), answers each,
-//! and seals the log when it grew or went quiet. Async handlers never touch the disk.
+//! writes every batch waiting at that moment as one group (one fsync), and answers
+//! each. Beside it, a sealer thread moves the log into segments when it grew or went
+//! quiet, holding the store only for the brief first and last steps, so appends go on
+//! while segments are written. Async handlers never touch the disk.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -69,7 +71,7 @@ pub struct WriterSettings {
     pub seal_idle: Duration,
 }
 
-/// Starts the writer thread over the store.
+/// Starts the writer thread (and its sealer) over the store.
 pub fn start(
     store: Arc<RwLock<Store>>,
     metrics: Arc<Metrics>,
@@ -77,18 +79,42 @@ pub fn start(
 ) -> std::io::Result<(WriterQueue, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = std::sync::mpsc::sync_channel(settings.queue_batches_max.max(1));
     let queue = WriterQueue { sender, metrics: metrics.clone() };
-    let thread = std::thread::Builder::new()
-        .name("upshot-writer".into())
-        .spawn(move || run(&store, &metrics, &settings, &receiver))?;
+    // One seal may wait while another runs; more requests than that add nothing.
+    let (seal_sender, seal_receiver) = std::sync::mpsc::sync_channel::<()>(1);
+    let sealer_store = store.clone();
+    let sealer_metrics = metrics.clone();
+    let sealer = std::thread::Builder::new().name("upshot-sealer".into()).spawn(move || {
+        lower_this_threads_priority();
+        for () in seal_receiver.iter() {
+            seal_in_steps(&sealer_store, &sealer_metrics);
+        }
+        // The writer stopped: seal what is left, so the data dir is tidy at exit.
+        seal_in_steps(&sealer_store, &sealer_metrics);
+    })?;
+    let thread = std::thread::Builder::new().name("upshot-writer".into()).spawn(move || {
+        run(&store, &metrics, &settings, &receiver, &seal_sender);
+        drop(seal_sender);
+        let _ = sealer.join();
+        tracing::info!("writer stopped; every acknowledged event is in the store");
+    })?;
     Ok((queue, thread))
 }
 
-fn run(store: &RwLock<Store>, metrics: &Metrics, settings: &WriterSettings, receiver: &Receiver<WriterMessage>) {
+fn run(
+    store: &RwLock<Store>,
+    metrics: &Metrics,
+    settings: &WriterSettings,
+    receiver: &Receiver<WriterMessage>,
+    seal: &SyncSender<()>,
+) {
+    let appended = || store.read().expect("no thread panics while holding the store").appended_since_seal();
     loop {
         let first = match receiver.recv_timeout(settings.seal_idle) {
             Ok(message) => message,
             Err(RecvTimeoutError::Timeout) => {
-                seal_if(store, metrics, |appended| appended > 0);
+                if appended() > 0 {
+                    let _ = seal.try_send(());
+                }
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -115,10 +141,10 @@ fn run(store: &RwLock<Store>, metrics: &Metrics, settings: &WriterSettings, rece
         if stop {
             break;
         }
-        seal_if(store, metrics, |appended| appended >= settings.seal_events_min);
+        if appended() >= settings.seal_events_min {
+            let _ = seal.try_send(());
+        }
     }
-    seal_if(store, metrics, |appended| appended > 0);
-    tracing::info!("writer stopped; every acknowledged event is in the store");
 }
 
 fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendRequest>) {
@@ -150,22 +176,61 @@ fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendReques
     }
 }
 
-fn seal_if(store: &RwLock<Store>, metrics: &Metrics, due: impl Fn(u64) -> bool) {
-    let mut store = store.write().expect("no thread panics while holding the store");
-    if !due(store.appended_since_seal()) {
-        return;
+/// Sealing is background work: at a lower CPU priority it yields to the threads that
+/// acknowledge events (on two cores, a seal at equal priority doubled the p99 latency).
+/// Linux gives each thread its own nice value; `renice` sets it for this thread's id,
+/// read from /proc (no unsafe code needed). Failing that, the seal just runs as it is.
+fn lower_this_threads_priority() {
+    let thread_id = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|link| link.file_name().and_then(|name| name.to_str()).map(str::to_string));
+    let Some(thread_id) = thread_id else {
+        return tracing::debug!("no /proc/thread-self; the sealer keeps the normal priority");
+    };
+    let lowered = std::process::Command::new("renice")
+        .args(["-n", "10", "-p", &thread_id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !lowered.is_ok_and(|status| status.success()) {
+        tracing::debug!("renice failed; the sealer keeps the normal priority");
     }
+}
+
+/// Seals the log, then compacts days that piled up segments; the store is locked only
+/// for each job's first and last steps.
+fn seal_in_steps(store: &RwLock<Store>, metrics: &Metrics) {
+    let lock = || store.write().expect("no thread panics while holding the store");
     let started = Instant::now();
-    match store.seal() {
-        Ok(_) => {
+    let plan = match lock().begin_seal() {
+        Ok(Some(plan)) => plan,
+        Ok(None) => return,
+        Err(error) => return tracing::warn!(%error, "sealing the log failed; the events stay in the log"),
+    };
+    // The long step, with the store free for appends and reports.
+    let sealed = plan
+        .write_segments()
+        .and_then(|written| lock().finish_seal(written))
+        .and_then(|(report, sealed_log)| sealed_log.remove().map(|()| report));
+    match sealed {
+        Ok(report) => {
             metrics.seals.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "sealed the log into segments");
-            // Idle seals make small segments; merge a day's once they pile up.
-            if let Err(error) = store.compact(COMPACT_SEGMENTS_MIN) {
-                tracing::warn!(%error, "compacting segments failed; the segments stay as they are");
-            }
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(
+                events = report.events,
+                segments = report.segments,
+                elapsed_ms,
+                "sealed the log into segments"
+            );
         }
         // The events stay in the log, safe; the next seal tries again.
-        Err(error) => tracing::warn!(%error, "sealing the log failed; the events stay in the log"),
+        Err(error) => return tracing::warn!(%error, "sealing the log failed; the events stay in the log"),
+    }
+    let plan = store.read().expect("no thread panics while holding the store").plan_compaction(COMPACT_SEGMENTS_MIN);
+    if plan.is_empty() {
+        return;
+    }
+    if let Err(error) = plan.write_segments().and_then(|merged| lock().finish_compaction(merged)) {
+        tracing::warn!(%error, "compacting segments failed; the segments stay as they are");
     }
 }

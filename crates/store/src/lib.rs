@@ -17,7 +17,9 @@ pub use erase::{EraseReport, Person};
 pub use keys::{hash_key, SiteKeys};
 pub use log::{Appended, ScanSummary};
 pub use manifest::Manifest;
-pub use seal::{utc_day, CompactReport, SealReport};
+pub use seal::{
+    utc_day, CompactPlan, CompactReport, CompactedSegments, SealPlan, SealReport, SealedLogFiles, SealedSegments,
+};
 pub use site::SiteRecord;
 pub use verify::VerifyReport;
 pub use wal::RecoveryReport;
@@ -83,7 +85,7 @@ struct Writer {
     recovery: RecoveryReport,
     /// Event ids taken per site, loaded on the site's first append.
     taken_ids: HashMap<String, dedupe::IdSet>,
-    /// Events appended since the last seal (or since opening).
+    /// Events appended since the last seal began (or since opening).
     appended_since_seal: u64,
 }
 

@@ -2,6 +2,7 @@
 //! Both change the store by writing new files first and then swapping the manifest.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use upshot_model::{parse_event_line, Event, ParseContext};
 
@@ -55,24 +56,41 @@ pub(crate) fn record_events<'a>(payload: &'a [u8], context: &ParseContext) -> Re
     Ok((site, events))
 }
 
-impl Store {
-    /// Moves every unsealed log record into segments, one per site and UTC day, then
-    /// swaps the manifest and deletes the sealed log files.
-    pub fn seal(&mut self) -> Result<SealReport, StoreError> {
-        let sealed_before = self.manifest.sealed_through_lsn;
-        let writer = self.writer.as_mut().expect("sealing needs a store opened for writing");
-        let last = writer.wal.last_lsn();
-        if last <= sealed_before {
-            return Ok(SealReport::default());
-        }
-        writer.wal.rotate()?;
+/// A seal in three steps, so that a server goes on appending while segments are
+/// written: [`Store::begin_seal`] rotates the log (brief, needs the writer),
+/// [`SealPlan::write_segments`] reads the sealed log files and writes segment files (the
+/// long part; needs no access to the store), [`Store::finish_seal`] swaps the manifest
+/// and removes the sealed log files (brief). Until the swap, readers see the records in
+/// the log; a crash before it leaves only orphan segment files, removed at the next open.
+#[derive(Debug)]
+pub struct SealPlan {
+    root: PathBuf,
+    sealed_before: u64,
+    last: u64,
+    /// Events appended before the rotation: the ones this seal moves.
+    appended: u64,
+}
+
+/// Segment files written for a seal, not yet part of the store.
+#[derive(Debug)]
+pub struct SealedSegments {
+    plan: SealPlan,
+    entries: Vec<SegmentEntry>,
+    report: SealReport,
+}
+
+impl SealPlan {
+    /// Reads the log records of the plan and writes them as segments, one per site and
+    /// UTC day.
+    pub fn write_segments(self) -> Result<SealedSegments, StoreError> {
         let mut report = SealReport::default();
         // One vector per site, reserved for the tail, sorted by day then segment order:
         // no per-day vectors growing (and copying large events) while the log is read.
-        let expected = usize::try_from(writer.appended_since_seal).unwrap_or(0);
+        let expected = usize::try_from(self.appended).unwrap_or(0);
         let mut groups: BTreeMap<String, Vec<Event>> = BTreeMap::new();
         let context = ParseContext { currency: String::new() };
         let mut failure = None;
+        let (sealed_before, last) = (self.sealed_before, self.last);
         wal::read_records(&self.root.join("wal"), |lsn, payload| {
             if lsn <= sealed_before || lsn > last || failure.is_some() {
                 return;
@@ -95,20 +113,99 @@ impl Store {
             for day_events in ordered.chunk_by(|a, b| day_number(a.ts) == day_number(b.ts)) {
                 let day = utc_day(day_events[0].ts);
                 let name = format!("{last:020}-{}.seg", entries.len());
-                entries.push(self.write_entry(&site, &day, &name, day_events)?);
+                entries.push(write_entry(&self.root, &site, &day, &name, day_events)?);
                 report.events += day_events.len() as u64;
             }
         }
         report.segments = entries.len() as u64;
-        let mut manifest = self.manifest.clone();
-        manifest.sealed_through_lsn = last;
-        manifest.segments.extend(entries);
-        manifest.save(&self.root)?;
-        self.manifest = manifest;
-        let writer = self.writer.as_mut().expect("checked above");
-        writer.wal.remove_files_before_current()?;
-        writer.appended_since_seal = 0;
-        Ok(report)
+        Ok(SealedSegments { plan: self, entries, report })
+    }
+}
+
+/// Log files whose records are all in segments now.
+#[derive(Debug)]
+#[must_use = "sealed log files take disk space until removed"]
+pub struct SealedLogFiles {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl SealedLogFiles {
+    pub fn remove(self) -> Result<(), StoreError> {
+        for path in &self.files {
+            std::fs::remove_file(path).map_err(io_error(path))?;
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+/// Writes one segment file under the data dir and returns its manifest entry.
+pub(crate) fn write_entry<E: std::borrow::Borrow<Event>>(
+    root: &Path,
+    site: &str,
+    day: &str,
+    name: &str,
+    events: &[E],
+) -> Result<SegmentEntry, StoreError> {
+    let path = segment_path(&root.join("sites").join(site), day, name);
+    let dir = path.parent().expect("a segment path has a parent");
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let (_, bytes) = write_segment(&path, site, day, events)?;
+    sync_dir(dir)?;
+    let file = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+    Ok(SegmentEntry { site: site.to_string(), day: day.to_string(), file, events: events.len() as u64, bytes })
+}
+
+/// A compaction in three steps, like a seal: [`Store::plan_compaction`] picks the
+/// site-days, [`CompactPlan::write_segments`] merges them into new files (no access to
+/// the store), [`Store::finish_compaction`] swaps them in.
+#[derive(Debug)]
+pub struct CompactPlan {
+    root: PathBuf,
+    sealed_through_lsn: u64,
+    days: Vec<(String, String, Vec<SegmentEntry>)>,
+}
+
+/// Merged segment files, not yet part of the store.
+#[derive(Debug)]
+pub struct CompactedSegments {
+    root: PathBuf,
+    merged: Vec<(Vec<SegmentEntry>, SegmentEntry)>,
+}
+
+impl CompactPlan {
+    pub fn is_empty(&self) -> bool {
+        self.days.is_empty()
+    }
+
+    pub fn write_segments(self) -> Result<CompactedSegments, StoreError> {
+        let mut merged = Vec::new();
+        for (site, day, old) in self.days {
+            let mut events = Vec::new();
+            for entry in &old {
+                events.extend(read_segment(&self.root.join(&entry.file))?.1);
+            }
+            let events = segment_order(&events, |_| 0);
+            let name = format!("{:020}-compacted-{}.seg", self.sealed_through_lsn, old.len());
+            let new = write_entry(&self.root, &site, &day, &name, &events)?;
+            merged.push((old, new));
+        }
+        Ok(CompactedSegments { root: self.root, merged })
+    }
+}
+
+impl Store {
+    /// Moves every unsealed log record into segments, one per site and UTC day, then
+    /// swaps the manifest and deletes the sealed log files.
+    pub fn seal(&mut self) -> Result<SealReport, StoreError> {
+        match self.begin_seal()? {
+            Some(plan) => {
+                let (report, sealed_log) = self.finish_seal(plan.write_segments()?)?;
+                sealed_log.remove()?;
+                Ok(report)
+            }
+            None => Ok(SealReport::default()),
+        }
     }
 
     pub(crate) fn write_entry<E: std::borrow::Borrow<Event>>(
@@ -118,42 +215,94 @@ impl Store {
         name: &str,
         events: &[E],
     ) -> Result<SegmentEntry, StoreError> {
-        let path = segment_path(&self.site_dir(site), day, name);
-        let dir = path.parent().expect("a segment path has a parent");
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        let (_, bytes) = write_segment(&path, site, day, events)?;
-        sync_dir(dir)?;
-        let file = path.strip_prefix(&self.root).unwrap_or(&path).to_string_lossy().into_owned();
-        Ok(SegmentEntry { site: site.to_string(), day: day.to_string(), file, events: events.len() as u64, bytes })
+        write_entry(&self.root, site, day, name, events)
+    }
+
+    /// Rotates the log so that appends go on in a new file; `None` when there is
+    /// nothing to seal.
+    pub fn begin_seal(&mut self) -> Result<Option<SealPlan>, StoreError> {
+        let sealed_before = self.manifest.sealed_through_lsn;
+        let writer = self.writer.as_mut().expect("sealing needs a store opened for writing");
+        let last = writer.wal.last_lsn();
+        if last <= sealed_before {
+            return Ok(None);
+        }
+        writer.wal.rotate()?;
+        // From here on the count is of events this seal does not move: a writer asks for
+        // the next seal by it, not by events already being sealed.
+        let appended = std::mem::take(&mut writer.appended_since_seal);
+        Ok(Some(SealPlan { root: self.root.clone(), sealed_before, last, appended }))
+    }
+
+    /// Makes the written segments part of the store. The log files they came from are
+    /// returned for the caller to remove (after letting go of the store: removing large
+    /// files takes a while, and nothing reads them once the manifest says they are sealed).
+    pub fn finish_seal(&mut self, sealed: SealedSegments) -> Result<(SealReport, SealedLogFiles), StoreError> {
+        let SealedSegments { plan, entries, report } = sealed;
+        if self.manifest.sealed_through_lsn != plan.sealed_before {
+            return Err(StoreError::Corrupt {
+                path: self.root.join("manifest.json"),
+                line: 0,
+                reason: "another seal finished first; this one's segments are left as orphans".into(),
+            });
+        }
+        let mut manifest = self.manifest.clone();
+        manifest.sealed_through_lsn = plan.last;
+        manifest.segments.extend(entries);
+        manifest.save(&self.root)?;
+        self.manifest = manifest;
+        let writer = self.writer.as_mut().expect("sealing needs a store opened for writing");
+        let files = writer.wal.files_sealed_through(plan.last)?;
+        Ok((report, SealedLogFiles { dir: self.root.join("wal"), files }))
     }
 
     /// Merges every site-day that has at least `segments_min` segments into one.
     pub fn compact(&mut self, segments_min: usize) -> Result<CompactReport, StoreError> {
+        let plan = self.plan_compaction(segments_min);
+        if plan.is_empty() {
+            return Ok(CompactReport::default());
+        }
+        self.finish_compaction(plan.write_segments()?)
+    }
+
+    /// The site-days with at least `segments_min` segments.
+    pub fn plan_compaction(&self, segments_min: usize) -> CompactPlan {
         assert!(self.writer.is_some(), "compaction needs a store opened for writing");
         let mut by_day: BTreeMap<(String, String), Vec<SegmentEntry>> = BTreeMap::new();
         for entry in &self.manifest.segments {
             by_day.entry((entry.site.clone(), entry.day.clone())).or_default().push(entry.clone());
         }
+        let days = by_day
+            .into_iter()
+            .filter(|(_, old)| old.len() >= segments_min.max(2))
+            .map(|((site, day), old)| (site, day, old))
+            .collect();
+        CompactPlan { root: self.root.clone(), sealed_through_lsn: self.manifest.sealed_through_lsn, days }
+    }
+
+    /// Swaps merged segments in for the ones they merge; a day whose segments changed
+    /// meanwhile keeps them, and its merged file is removed.
+    pub fn finish_compaction(&mut self, compacted: CompactedSegments) -> Result<CompactReport, StoreError> {
         let mut report = CompactReport::default();
-        for ((site, day), old) in by_day.into_iter().filter(|(_, old)| old.len() >= segments_min.max(2)) {
-            let mut events = Vec::new();
-            for entry in &old {
-                events.extend(read_segment(&self.root.join(&entry.file))?.1);
+        let mut manifest = self.manifest.clone();
+        let mut unused = Vec::new();
+        let mut replaced = Vec::new();
+        for (old, new) in compacted.merged {
+            if old.iter().all(|entry| manifest.segments.contains(entry)) {
+                manifest.segments.retain(|entry| !old.contains(entry));
+                manifest.segments.push(new.clone());
+                report.merged_segments += old.len() as u64;
+                report.written_segments += 1;
+                replaced.extend(old.into_iter().filter(|entry| entry.file != new.file));
+            } else {
+                unused.push(new);
             }
-            let events = segment_order(&events, |_| 0);
-            let name = format!("{:020}-compacted-{}.seg", self.manifest.sealed_through_lsn, old.len());
-            let new = self.write_entry(&site, &day, &name, &events)?;
-            let mut manifest = self.manifest.clone();
-            manifest.segments.retain(|entry| !old.contains(entry));
-            manifest.segments.push(new.clone());
-            manifest.save(&self.root)?;
-            self.manifest = manifest;
-            for entry in old.iter().filter(|entry| entry.file != new.file) {
-                let path = self.root.join(&entry.file);
-                std::fs::remove_file(&path).map_err(io_error(&path))?;
-            }
-            report.merged_segments += old.len() as u64;
-            report.written_segments += 1;
+        }
+        manifest.save(&compacted.root)?;
+        self.manifest = manifest;
+        for entry in replaced.iter().chain(&unused) {
+            let path = self.root.join(&entry.file);
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
         }
         Ok(report)
     }
@@ -194,6 +343,38 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopens");
         assert_eq!(ids(&store, &record), ["a", "b"]);
         assert_eq!(store.manifest().segments.len(), 2);
+    }
+
+    /// A server appends while a seal writes its segments: nothing appended meanwhile is
+    /// lost or sealed twice, and a compaction planned before a seal still applies.
+    #[test]
+    fn appends_during_a_seals_write_step_stay_in_the_log_until_the_next_seal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(dir.path()).expect("opens");
+        let (record, _) = store.create_site("shop", "UTC", "USD").expect("site");
+        store.append_events(&record, &[event("a", "v", 1000), event("b", "w", 2000)]).expect("append");
+        let plan = store.begin_seal().expect("begin").expect("something to seal");
+        store.append_events(&record, &[event("c", "v", 3000)]).expect("append while writing");
+        let written = plan.write_segments().expect("segments written");
+        store.append_events(&record, &[event("d", "v", 4000)]).expect("append while writing");
+        assert_eq!(ids(&store, &record), ["a", "b", "c", "d"], "before the swap the log still shows a and b");
+        let (report, sealed_log) = store.finish_seal(written).expect("finish");
+        sealed_log.remove().expect("removed");
+        assert_eq!(report.events, 2);
+        assert_eq!(store.appended_since_seal(), 2, "c and d are still to seal");
+        assert_eq!(ids(&store, &record), ["a", "b", "c", "d"]);
+        drop(store);
+        let mut store = Store::open(dir.path()).expect("reopens");
+        assert_eq!(ids(&store, &record), ["a", "b", "c", "d"]);
+        store.seal().expect("seal the rest");
+        let compaction = store.plan_compaction(2);
+        store.append_events(&record, &[event("e", "v", 5000)]).expect("append while compacting");
+        let merged = compaction.write_segments().expect("merged");
+        store.finish_compaction(merged).expect("swapped in");
+        store.seal().expect("seal e");
+        assert_eq!(ids(&store, &record), ["a", "b", "c", "d", "e"]);
+        let wal_files = std::fs::read_dir(dir.path().join("wal")).expect("the log dir").count();
+        assert_eq!(wal_files, 1, "sealed log files are removed, the current one stays");
     }
 
     #[test]

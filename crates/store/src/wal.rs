@@ -255,13 +255,18 @@ impl Wal {
     }
 
     /// Deletes every log file but the current one (after sealing them).
-    pub fn remove_files_before_current(&mut self) -> Result<(), StoreError> {
-        for (_, path) in wal_files(&self.dir)? {
-            if path != self.path {
-                std::fs::remove_file(&path).map_err(io_error(&path))?;
+    /// The log files that hold only records up to `lsn` (a file is named by its first
+    /// lsn, and the next file starts where it ends). Never the current file.
+    pub fn files_sealed_through(&self, lsn: u64) -> Result<Vec<PathBuf>, StoreError> {
+        let files = wal_files(&self.dir)?;
+        let mut sealed = Vec::new();
+        for (index, (_, path)) in files.iter().enumerate() {
+            let next_start = files.get(index + 1).map(|(start, _)| *start);
+            if *path != self.path && next_start.is_some_and(|next| next <= lsn + 1) {
+                sealed.push(path.clone());
             }
         }
-        sync_dir(&self.dir)
+        Ok(sealed)
     }
 
     /// Every log file, oldest first.

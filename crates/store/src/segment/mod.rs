@@ -144,6 +144,9 @@ fn ordered_positions(events: &[Event], day: impl Fn(&Event) -> i64) -> Vec<usize
     order
 }
 
+/// A segment being written is flushed to disk every this many bytes.
+const SYNC_EVERY_BYTES: u64 = 4 << 20;
+
 /// Writes `events` (sorted with `sort_for_segment`) as a segment file, durably:
 /// temporary file, fsync, rename. Returns the header and the file's size.
 pub fn write_segment<E: std::borrow::Borrow<Event>>(
@@ -211,9 +214,17 @@ pub fn write_segment<E: std::borrow::Borrow<Event>>(
     let prefix = (header_json.len() as u32).to_le_bytes();
     let checksum = crc32c::crc32c(&header_json).to_le_bytes();
     let pieces = [&SEGMENT_MAGIC[..], &SEGMENT_FORMAT_VERSION.to_le_bytes(), &prefix, &header_json, &checksum];
+    let mut unsynced = 0u64;
     for piece in pieces.into_iter().chain(blobs.iter().map(Vec::as_slice)) {
         out.write_all(piece).map_err(io_error(&temporary))?;
         size += piece.len() as u64;
+        unsynced += piece.len() as u64;
+        if unsynced >= SYNC_EVERY_BYTES {
+            // Flushing as we go keeps each journal commit small, so the log's own fsyncs
+            // (a server acknowledging events meanwhile) never wait behind a whole segment.
+            out.flush().and_then(|()| out.get_ref().sync_data()).map_err(io_error(&temporary))?;
+            unsynced = 0;
+        }
     }
     let file = out.into_inner().map_err(|error| io_error(&temporary)(error.into_error()))?;
     file.sync_all().map_err(io_error(&temporary))?;
