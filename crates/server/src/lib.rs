@@ -11,7 +11,7 @@ mod listener;
 pub mod metrics;
 mod rate;
 mod report;
-mod shopify;
+pub mod shopify;
 mod tracker;
 mod writer;
 

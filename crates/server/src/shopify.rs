@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::keys::{Authorized, KeyRole};
 use crate::AppState;
 
-pub async fn post_webhook(
+pub(crate) async fn post_webhook(
     State(state): State<Arc<AppState>>,
     Path(site): Path<String>,
     headers: HeaderMap,
