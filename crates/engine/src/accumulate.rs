@@ -47,6 +47,14 @@ impl PlacementTotals {
     }
 }
 
+/// One local date's overall figures.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DayTotals {
+    pub sessions: u64,
+    pub orders: u64,
+    pub revenue: Exact,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct RollupTotals {
     pub figures: PlacementTotals,
@@ -125,6 +133,8 @@ pub struct Totals {
     pub personalized_revenue: Exact,
     pub previous_personalized_revenue: Exact,
     pub daily_personalized_revenue: Vec<Exact>,
+    /// Per local date of the range: sessions (by their first event), orders, net revenue.
+    pub daily: Vec<DayTotals>,
 
     pub recommendation_sessions: u64,
     pub recommendation_ctr_sessions: u64,
@@ -154,7 +164,11 @@ pub const RECENT_CONVERSIONS_MAX: usize = 50;
 
 impl Totals {
     pub fn new(days: usize) -> Totals {
-        Totals { daily_personalized_revenue: vec![Exact::ZERO; days], ..Totals::default() }
+        Totals {
+            daily_personalized_revenue: vec![Exact::ZERO; days],
+            daily: vec![DayTotals::default(); days],
+            ..Totals::default()
+        }
     }
 
     pub fn row(&mut self, target: Target) -> &mut PlacementTotals {
@@ -281,6 +295,11 @@ impl Totals {
         self.previous_personalized_revenue += other.previous_personalized_revenue;
         for (mine, theirs) in self.daily_personalized_revenue.iter_mut().zip(&other.daily_personalized_revenue) {
             *mine += *theirs;
+        }
+        for (mine, theirs) in self.daily.iter_mut().zip(&other.daily) {
+            mine.sessions += theirs.sessions;
+            mine.orders += theirs.orders;
+            mine.revenue += theirs.revenue;
         }
         self.recommendation_sessions += other.recommendation_sessions;
         self.recommendation_ctr_sessions += other.recommendation_ctr_sessions;

@@ -85,6 +85,17 @@ pub struct Overview {
     pub active_placements: u64,
     pub active_experiments: u64,
     pub active_journeys: u64,
+    /// Every local date in range (an addition to SPEC section 8's shape): sessions by
+    /// their first event, orders and net revenue by the order's time.
+    pub daily: Vec<DailyOverview>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DailyOverview {
+    pub date: String,
+    pub sessions: u64,
+    pub orders: u64,
+    pub revenue: Amount,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

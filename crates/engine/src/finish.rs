@@ -140,6 +140,18 @@ impl Finisher<'_> {
             active_placements: totals.active_placements.len() as u64,
             active_experiments: totals.active_experiments.len() as u64,
             active_journeys: totals.active_journeys.len() as u64,
+            daily: self
+                .window
+                .dates
+                .iter()
+                .zip(&totals.daily)
+                .map(|(date, day)| DailyOverview {
+                    date: date.to_string(),
+                    sessions: day.sessions,
+                    orders: day.orders,
+                    revenue: Amount(day.revenue),
+                })
+                .collect(),
         }
     }
 

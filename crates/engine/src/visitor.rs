@@ -250,6 +250,9 @@ impl Context<'_> {
         if in_range {
             totals.orders += 1;
             totals.revenue += order.net;
+            let day = &mut totals.daily[window.day_index(order.ev.ts)];
+            day.orders += 1;
+            day.revenue += order.net;
             if !totals.may_be_recent(order.ev.ts, self.visitor.event_ids.get(order.ev.event_id)) {
                 return;
             }
@@ -462,6 +465,7 @@ impl Context<'_> {
                 continue;
             }
             totals.sessions += 1;
+            totals.daily[self.window.day_index(session.first_ts)].sessions += 1;
             totals.bounced_sessions += u64::from(session.page_views <= 1 && !session.engaged);
             totals.sessions_with_order += u64::from(session.has_order);
             totals.sessions_with_direct_order += u64::from(session.has_direct_order);

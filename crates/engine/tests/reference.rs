@@ -275,6 +275,16 @@ fn compare(seed: u64, edge_cases: bool) {
     );
     let with_order = expected.get("with_order").copied().unwrap_or(0.0);
     assert!((ratio("overview", "conversion_rate") - with_order / sessions).abs() < 1e-12, "{context}: conversion_rate");
+    // The overview's daily series lists every date and adds up to the range's totals.
+    let daily = report["overview"]["daily"].as_array().expect("a daily series");
+    assert_eq!(daily.len(), 14, "{context}: one entry per date");
+    let sum = |field: &str| daily.iter().map(|day| day[field].as_f64().expect("a number")).sum::<f64>();
+    assert_eq!(sum("sessions"), sessions, "{context}: daily sessions");
+    assert_eq!(sum("orders"), expected["overview.orders"], "{context}: daily orders");
+    assert!(
+        (sum("revenue") - expected["overview.revenue"]).abs() < 0.01 * daily.len() as f64,
+        "{context}: daily revenue"
+    );
     for row in report["placements"].as_array().expect("placements") {
         let name = row["placement"].as_str().expect("name");
         let impressions = expected.get(&format!("placements[{name}].impressions")).copied().unwrap_or(0.0);
