@@ -89,6 +89,10 @@ enum Command {
         /// Address to listen on; port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// A file holding the dashboard's admin password (signs in to every site; also
+        /// read from UPSHOT_ADMIN_PASSWORD). Without it, each site signs in with its secret key.
+        #[arg(long)]
+        admin_password_file: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -97,6 +101,9 @@ enum Command {
         /// Visitors in the demo shop.
         #[arg(long, default_value_t = 20_000)]
         visitors: u64,
+        /// Where the dashboard listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
     },
 }
 
@@ -306,8 +313,11 @@ fn run(cli: Cli) -> Result<()> {
             println!("dropped {events} events in {segments} segments of days before {first_kept} from site {site}");
             Ok(())
         }
-        Command::Serve { listen, limits } => serve(open_for_writing(&cli.data)?, listen, limits.limits()),
-        Command::Demo { visitors } => demo(&mut open_for_writing(&cli.data)?, visitors),
+        Command::Serve { listen, admin_password_file, limits } => {
+            let admin_password = admin_password(admin_password_file.as_deref())?;
+            serve(open_for_writing(&cli.data)?, listen, limits.limits(), admin_password)
+        }
+        Command::Demo { visitors, listen } => demo(open_for_writing(&cli.data)?, visitors, listen),
     }
 }
 
@@ -418,8 +428,9 @@ fn generate(args: &GenArgs) -> Result<()> {
     Ok(())
 }
 
-/// Generates a 60-day shop ending yesterday, imports it and prints the last 30 days.
-fn demo(store: &mut Store, visitors: u64) -> Result<()> {
+/// Generates a 60-day shop ending yesterday, imports it, prints the last 30 days, and
+/// serves the dashboard (signed in with a fresh admin password it prints).
+fn demo(mut store: Store, visitors: u64, listen: std::net::SocketAddr) -> Result<()> {
     let site = "demo";
     let today = jiff::Zoned::now().date();
     let start = today.checked_sub(jiff::Span::new().days(60))?;
@@ -430,7 +441,7 @@ fn demo(store: &mut Store, visitors: u64) -> Result<()> {
         }
         Err(upshot_store::StoreError::UnknownSite(_)) => {
             let (record, keys) = store.create_site(site, "UTC", "USD")?;
-            println!("created site {site}; secret key {} (stored hashed, shown once)", keys.secret_key);
+            println!("created site {site}; its secret key is {} (stored hashed, shown once)", keys.secret_key);
             let path = store.site_dir(site).join("demo-events.ndjson");
             generate(&GenArgs {
                 seed: 7,
@@ -441,7 +452,7 @@ fn demo(store: &mut Store, visitors: u64) -> Result<()> {
                 currency: "USD".into(),
                 out: Some(path.clone()),
             })?;
-            import::import_files(store, site, &[path.display().to_string()])?;
+            import::import_files(&mut store, site, &[path.display().to_string()])?;
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
             record
         }
@@ -457,7 +468,7 @@ fn demo(store: &mut Store, visitors: u64) -> Result<()> {
         model: "last".into(),
         format: "table".into(),
     };
-    let report = report(store, &args)?;
+    let report = report(&store, &args)?;
     println!("{}", upshot_report::render_table(&report).trim_end());
     println!(
         "\nthe report again: upshot --data {} report --site {site} --from {} --to {} [--format json|csv]",
@@ -465,16 +476,58 @@ fn demo(store: &mut Store, visitors: u64) -> Result<()> {
         args.from,
         args.to
     );
+    let password = upshot_store::SiteKeys::generate()?.secret_key.replacen("up_sec_", "demo-", 1);
+    let root = store.root().display().to_string();
+    let options = upshot_server::ServeOptions {
+        listen,
+        limits: upshot_server::Limits::default(),
+        admin_password: Some(password.clone()),
+    };
+    let server = upshot_server::start(store, options, upshot_server::shutdown_signal()).with_context(|| {
+        format!("serving the dashboard on {listen} (another program may use it: try --listen 127.0.0.1:0)")
+    })?;
+    println!("\nthe dashboard: http://{}/", server.address);
+    println!("  sign in with the admin password {password} (new each run), or the demo site's secret key");
+    println!("  events: POST http://{}/v1/events · stop with Ctrl-C (data stays in {root})", server.address);
+    std::io::Write::flush(&mut std::io::stdout()).context("writing to stdout")?;
+    server.join()?;
     Ok(())
 }
 
-fn serve(store: Store, listen: std::net::SocketAddr, limits: upshot_server::Limits) -> Result<()> {
+/// The admin password from its file, else from UPSHOT_ADMIN_PASSWORD.
+fn admin_password(file: Option<&std::path::Path>) -> Result<Option<String>> {
+    let password = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the admin password from {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("UPSHOT_ADMIN_PASSWORD").ok(),
+    };
+    match password {
+        Some(password) if password.chars().count() < 12 => {
+            bail!("the admin password is shorter than 12 characters; choose a longer one")
+        }
+        password => Ok(password),
+    }
+}
+
+fn serve(
+    store: Store,
+    listen: std::net::SocketAddr,
+    limits: upshot_server::Limits,
+    admin_password: Option<String>,
+) -> Result<()> {
     let sites = store.site_ids()?;
     let root = store.root().display().to_string();
-    let options = upshot_server::ServeOptions { listen, limits };
+    let signing_in =
+        if admin_password.is_some() { "the admin password or a site's secret key" } else { "a site's secret key" };
+    let options = upshot_server::ServeOptions { listen, limits, admin_password };
     let server = upshot_server::start(store, options, upshot_server::shutdown_signal())?;
     let address = server.address;
     println!("upshot is listening on http://{address}/ (data in {root}, {} sites)", sites.len());
+    println!("  dashboard: http://{address}/ (sign in with {signing_in})");
     println!("  events:  POST http://{address}/v1/events   tracker: http://{address}/t.js");
     println!("  stop with Ctrl-C: requests in flight finish and everything is written first");
     std::io::Write::flush(&mut std::io::stdout()).context("writing to stdout")?;

@@ -109,7 +109,7 @@ fn main() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = upshot_server::start(
         store,
-        ServeOptions { listen: "127.0.0.1:0".parse().expect("an address"), limits },
+        ServeOptions { listen: "127.0.0.1:0".parse().expect("an address"), limits, admin_password: None },
         async move {
             let _ = stopped.await;
         },

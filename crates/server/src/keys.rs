@@ -44,6 +44,10 @@ fn decode_hex_hash(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+pub fn sha256(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
 /// Equal in time independent of where the first difference is.
 pub fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
     if left.len() != right.len() {
@@ -75,7 +79,7 @@ impl KeyRing {
     }
 
     pub fn authorize(&self, key: &str) -> Option<Authorized> {
-        let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        let hash = sha256(key);
         let (site, role) = self.by_hash.get(&hash)?;
         let stored = match role {
             KeyRole::Public => &site.public_key_sha256,
@@ -87,6 +91,13 @@ impl KeyRing {
 
     pub fn site(&self, site: &str) -> Option<Arc<SiteRecord>> {
         self.sites.get(site).cloned()
+    }
+
+    /// Every site's id, sorted.
+    pub fn site_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.sites.keys().cloned().collect();
+        ids.sort();
+        ids
     }
 
     pub fn site_count(&self) -> usize {

@@ -4,6 +4,7 @@
 //! bounded queue, reports and key reloads run in `spawn_blocking`.
 
 pub mod config;
+mod dashboard;
 mod error;
 mod ingest;
 pub mod keys;
@@ -53,6 +54,10 @@ pub(crate) struct AppState {
     writer: WriterQueue,
     rate: rate::RateLimiter,
     reports: tokio::sync::Semaphore,
+    report_cache: report::ReportCache,
+    sessions: dashboard::Sessions,
+    /// SHA-256 of the admin password, when one is set.
+    admin_password_sha256: Option<[u8; 32]>,
 }
 
 impl AppState {
@@ -98,6 +103,8 @@ impl AppState {
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub limits: Limits,
+    /// Signs in to every site's dashboard (besides each site's secret key).
+    pub admin_password: Option<String>,
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -110,6 +117,14 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/t.js", get(tracker::script))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
+        .route("/", get(dashboard::home))
+        .route("/signin", get(dashboard::sign_in_form).post(dashboard::sign_in))
+        .route("/signout", post(dashboard::sign_out))
+        .route("/switch", get(dashboard::switch))
+        .route("/assets/{file}", get(dashboard::asset))
+        .route("/sites/{site}/", get(dashboard::overview))
+        .route("/sites/{site}", get(dashboard::overview))
+        .route("/sites/{site}/{*rest}", get(dashboard::page))
         .layer(axum::extract::DefaultBodyLimit::max(state.limits.body_bytes_max))
         .with_state(state)
 }
@@ -184,6 +199,9 @@ pub fn start(
         keys_loaded: Mutex::new(Instant::now()),
         rate: rate::RateLimiter::new(limits.key_events_per_second, limits.key_events_burst),
         reports: tokio::sync::Semaphore::new(limits.reports_in_flight_max.max(1)),
+        report_cache: report::ReportCache::default(),
+        sessions: dashboard::Sessions::default(),
+        admin_password_sha256: options.admin_password.as_deref().map(keys::sha256),
         limits,
         metrics,
         writer: writer.clone(),

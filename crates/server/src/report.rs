@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use upshot_engine::Report;
 use upshot_scan::{ReportParams, Snapshot};
 
 use crate::error::ApiError;
@@ -75,22 +76,81 @@ async fn report(
     let engine_query = params
         .query(&record, str::to_string)
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.to_string()))?;
+    let report = compute(state, record, engine_query).await?;
+    let body = upshot_report::render(&report, format);
+    let content_type = match format {
+        upshot_report::Format::Csv => "text/csv; charset=utf-8",
+        _ => "application/json",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// How long a computed report is served again for the same site and parameters: a
+/// marketer clicking through the dashboard sees the same figures, and a report over
+/// ten million events is computed once, not on every page.
+const CACHE_SECONDS: u64 = 60;
+/// Reports kept at most.
+const CACHE_ENTRIES_MAX: usize = 64;
+
+type CacheKey = (String, String);
+
+/// Recently computed reports, by site and query.
+#[derive(Default)]
+pub struct ReportCache {
+    entries: std::sync::Mutex<std::collections::HashMap<CacheKey, (Instant, Arc<Report>)>>,
+}
+
+impl ReportCache {
+    fn get(&self, key: &CacheKey) -> Option<Arc<Report>> {
+        let entries = self.entries.lock().expect("no thread panics while holding the cache");
+        let (when, report) = entries.get(key)?;
+        (when.elapsed() < Duration::from_secs(CACHE_SECONDS)).then(|| report.clone())
+    }
+
+    fn put(&self, key: CacheKey, report: Arc<Report>) {
+        let mut entries = self.entries.lock().expect("no thread panics while holding the cache");
+        entries.retain(|_, (when, _)| when.elapsed() < Duration::from_secs(CACHE_SECONDS));
+        if entries.len() >= CACHE_ENTRIES_MAX {
+            let oldest = entries.iter().min_by_key(|(_, (when, _))| *when).map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                entries.remove(&oldest);
+            }
+        }
+        entries.insert(key, (Instant::now(), report));
+    }
+}
+
+/// The site's report for a query: from the cache when it was computed in the last
+/// minute, else computed off the async threads (store held only for the snapshot),
+/// within the report time limit and the limit of reports at once.
+pub(crate) async fn compute(
+    state: &Arc<AppState>,
+    record: Arc<upshot_store::SiteRecord>,
+    query: upshot_engine::Query,
+) -> Result<Arc<Report>, ApiError> {
+    let key = (record.site.clone(), format!("{query:?}"));
+    if let Some(report) = state.report_cache.get(&key) {
+        return Ok(report);
+    }
     let _permit = state.reports.try_acquire().map_err(|_| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "other reports are being computed; retry shortly").retry_after(2)
     })?;
     let started = Instant::now();
     let store = state.store.clone();
+    let site = record.site.clone();
     let work = tokio::task::spawn_blocking(move || {
         // The store is held only while the snapshot is taken; appends go on meanwhile.
         let snapshot = {
             let store = store.read().expect("no thread panics while holding the store");
             Snapshot::take(&store, &record)?
         };
-        let (report, problems) = snapshot.report(&record.settings, &engine_query)?;
-        Ok::<_, upshot_scan::ScanError>((upshot_report::render(&report, format), problems))
+        snapshot.report(&record.settings, &query)
     });
     let limit = Duration::from_secs(state.limits.report_seconds_max);
-    let (body, problems) = tokio::time::timeout(limit, work)
+    let failed = |error: String| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
+    };
+    let (report, problems) = tokio::time::timeout(limit, work)
         .await
         .map_err(|_| {
             ApiError::new(
@@ -98,19 +158,13 @@ async fn report(
                 format!("the report took longer than {} s; ask for a shorter range", limit.as_secs()),
             )
         })?
-        .map_err(|error| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
-        })?
-        .map_err(|error| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
-        })?;
+        .map_err(|error| failed(error.to_string()))?
+        .map_err(|error| failed(error.to_string()))?;
     state.metrics.report.observe(started.elapsed());
     for problem in &problems {
         tracing::warn!(site = %site, %problem, "report skipped damaged data");
     }
-    let content_type = match format {
-        upshot_report::Format::Csv => "text/csv; charset=utf-8",
-        _ => "application/json",
-    };
-    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+    let report = Arc::new(report);
+    state.report_cache.put(key, report.clone());
+    Ok(report)
 }
