@@ -109,7 +109,10 @@ pub fn csv(page: &Page, view: &View, report: &Report, table: &str) -> Option<Str
             tables
         }
         Page::Journeys => vec![others::journeys_table(report)],
-        Page::Placement(_) | Page::Recommendations => Vec::new(),
+        Page::Placement(name) => {
+            report.placements.iter().filter(|row| row.placement == *name).map(placements::top_items_table).collect()
+        }
+        Page::Recommendations => Vec::new(),
     };
     tables.into_iter().find(|candidate| candidate.name == table).map(|table| table.csv())
 }

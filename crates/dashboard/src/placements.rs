@@ -5,6 +5,7 @@ use maud::{html, Markup};
 use upshot_engine::figures::PlacementFigures;
 use upshot_engine::Report;
 
+use crate::charts::daily_bars;
 use crate::definitions::definition;
 use crate::format::{amount_f64, count, money, percent, shares};
 use crate::table::{number_column, text_column, Cell, Column, Table};
@@ -83,6 +84,9 @@ pub fn render_placements(view: &View, report: &Report) -> Markup {
 pub fn render_placement(view: &View, report: &Report, name: &str) -> Option<Markup> {
     let row = report.placements.iter().find(|row| row.placement == name)?;
     let cells = figure_cells(&row.figures);
+    let series = |value: &dyn Fn(&upshot_engine::figures::PlacementDaily) -> f64| -> Vec<(String, f64)> {
+        row.daily.iter().map(|day| (day.date.clone(), value(day))).collect()
+    };
     Some(html! {
         p { "Kind: " strong { (row.kind) } " · " a href=(view.href(&view.site_path("placements"), &[])) { "All placements" } }
         dl.figures {
@@ -91,7 +95,27 @@ pub fn render_placement(view: &View, report: &Report, name: &str) -> Option<Mark
                 dd { (cell.shown) }
             }
         }
+        div.charts {
+            (daily_bars("Impressions per day", &series(&|day| day.impressions as f64)))
+            (daily_bars("Clicks per day", &series(&|day| day.clicks as f64)))
+            (daily_bars("CTR per day (%)", &series(&|day| day.ctr.unwrap_or(0.0) * 100.0)))
+            (daily_bars(&format!("Attributed revenue per day ({})", report.range.currency), &series(&|day| amount_f64(day.value))))
+        }
+        (top_items_table(row).render(view, &view.site_path(&format!("placements/{}", encode(name)))))
     })
+}
+
+pub fn top_items_table(row: &upshot_engine::figures::PlacementRow) -> Table {
+    Table {
+        name: "items",
+        title: "Most clicked items".into(),
+        columns: vec![text_column("item", "Item"), number_column("clicks", "Clicks", "clicks")],
+        rows: row
+            .top_items
+            .iter()
+            .map(|item| vec![Cell::text(item.item.clone()), Cell::number(count(item.clicks), Some(item.clicks as f64))])
+            .collect(),
+    }
 }
 
 pub fn rollup_tables(view: &View, report: &Report) -> Vec<Table> {

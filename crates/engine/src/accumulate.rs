@@ -47,6 +47,15 @@ impl PlacementTotals {
     }
 }
 
+/// One placement's figures on one local date.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlacementDay {
+    pub impressions: u64,
+    pub clicked_impressions: u64,
+    pub clicks: u64,
+    pub value: Exact,
+}
+
 /// One local date's overall figures.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DayTotals {
@@ -135,6 +144,10 @@ pub struct Totals {
     pub daily_personalized_revenue: Vec<Exact>,
     /// Per local date of the range: sessions (by their first event), orders, net revenue.
     pub daily: Vec<DayTotals>,
+    /// Per placement and day of the range (index): its daily figures.
+    pub placement_days: HashMap<(PlacementId, u32), PlacementDay>,
+    /// Clicks per placement and clicked item.
+    pub placement_items: HashMap<(PlacementId, Sym), u64>,
 
     pub recommendation_sessions: u64,
     pub recommendation_ctr_sessions: u64,
@@ -222,11 +235,27 @@ impl Totals {
     /// `ours`.
     pub fn absorb(&mut self, ours: &mut Dictionary, other: Totals, theirs: &Dictionary) {
         self.add_counts(&other);
-        for (id, row) in other.placements.iter().enumerate() {
-            let (text, kind) = theirs.placements[id];
+        let placement = |ours: &mut Dictionary, id: PlacementId| {
+            let (text, kind) = theirs.placements[id as usize];
             let text = ours.strings.intern(theirs.strings.resolve(text));
-            let mine = ours.placement(text, kind);
+            ours.placement(text, kind)
+        };
+        for (id, row) in other.placements.iter().enumerate() {
+            let mine = placement(ours, id as PlacementId);
             self.row(Target::Placement(mine)).absorb(row);
+        }
+        for ((id, day), figures) in other.placement_days {
+            let mine = self.placement_days.entry((placement(ours, id), day)).or_default();
+            mine.impressions += figures.impressions;
+            mine.clicked_impressions += figures.clicked_impressions;
+            mine.clicks += figures.clicks;
+            mine.value += figures.value;
+        }
+        let placement_items: Vec<((PlacementId, Sym), u64)> = other.placement_items.into_iter().collect();
+        for ((id, item), clicks) in placement_items {
+            let id = placement(ours, id);
+            let item = ours.strings.intern(theirs.strings.resolve(item));
+            *self.placement_items.entry((id, item)).or_default() += clicks;
         }
         for (mine, row) in self.kinds.iter_mut().zip(&other.kinds) {
             mine.absorb(row);

@@ -149,6 +149,27 @@ pub struct PlacementRow {
     pub kind: String,
     #[serde(flatten)]
     pub figures: PlacementFigures,
+    /// Every local date in range (an addition to SPEC section 8's shape).
+    pub daily: Vec<PlacementDaily>,
+    /// The most clicked items, most clicks first (at most 10; an addition).
+    pub top_items: Vec<ItemClicks>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PlacementDaily {
+    pub date: String,
+    pub impressions: u64,
+    pub clicks: u64,
+    /// Clicked impressions / impressions of the day.
+    pub ctr: Ratio,
+    /// Order-level credit of the day's orders.
+    pub value: Amount,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ItemClicks {
+    pub item: String,
+    pub clicks: u64,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 use upshot_model::time::format_utc_millis;
 use upshot_model::{Exact, Kind, Money, Settings};
 
-use crate::accumulate::{JourneyTotals, PlacementTotals, RollupTotals, Totals, VariantTotals};
-use crate::dataset::{Dictionary, Sym};
+use crate::accumulate::{JourneyTotals, PlacementDay, PlacementTotals, RollupTotals, Totals, VariantTotals};
+use crate::dataset::{Dictionary, PlacementId, Sym};
 use crate::figures::*;
 use crate::query::{Query, Window};
 use crate::stats::{chi_square_p_value, mean_estimate, proportion_estimate, relative_lift};
+
+/// Most clicked items listed per placement.
+const TOP_ITEMS_MAX: usize = 10;
 
 pub struct Finisher<'a> {
     pub dictionary: &'a Dictionary,
@@ -174,6 +177,34 @@ impl Finisher<'_> {
         }
     }
 
+    fn placement_daily(&self, totals: &Totals, placement: PlacementId) -> Vec<PlacementDaily> {
+        let empty = PlacementDay::default();
+        (0..self.window.dates.len())
+            .map(|day| {
+                let figures = totals.placement_days.get(&(placement, day as u32)).unwrap_or(&empty);
+                PlacementDaily {
+                    date: self.window.dates[day].to_string(),
+                    impressions: figures.impressions,
+                    clicks: figures.clicks,
+                    ctr: ratio(figures.clicked_impressions as f64, figures.impressions as f64),
+                    value: Amount(figures.value),
+                }
+            })
+            .collect()
+    }
+
+    fn top_items(&self, totals: &Totals, placement: PlacementId) -> Vec<ItemClicks> {
+        let mut items: Vec<ItemClicks> = totals
+            .placement_items
+            .iter()
+            .filter(|((id, _), _)| *id == placement)
+            .map(|((_, item), clicks)| ItemClicks { item: self.text(*item), clicks: *clicks })
+            .collect();
+        items.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.item.cmp(&b.item)));
+        items.truncate(TOP_ITEMS_MAX);
+        items
+    }
+
     fn placement_rows(&self, totals: &Totals) -> Vec<PlacementRow> {
         let mut rows: Vec<PlacementRow> = totals
             .placements
@@ -186,6 +217,8 @@ impl Finisher<'_> {
                     placement: self.text(placement),
                     kind: kind.as_str().to_string(),
                     figures: placement_figures(row),
+                    daily: self.placement_daily(totals, id as PlacementId),
+                    top_items: self.top_items(totals, id as PlacementId),
                 }
             })
             .collect();

@@ -292,6 +292,8 @@ impl Context<'_> {
         for (touch, credit) in touches.iter().zip(&scratch.credits) {
             let at = interaction_of(touch);
             if self.filter.passes(self.dictionary, at.placement, touch) {
+                let day = (at.placement, self.window.day_index(order.ev.ts) as u32);
+                totals.placement_days.entry(day).or_default().value += credit.value;
                 totals.update_rows(self.dictionary, &at, |row| {
                     row.order_shares += credit.share;
                     row.value += credit.value;
@@ -386,6 +388,9 @@ impl Context<'_> {
                     }
                     let is_recommendation = kind == Kind::Recommendation;
                     recommendation_visitor |= is_recommendation;
+                    let day = totals.placement_days.entry((at.placement, window.day_index(ev.ts) as u32)).or_default();
+                    day.impressions += 1;
+                    day.clicked_impressions += u64::from(clicked);
                     totals.update_rows(self.dictionary, &at, |row| {
                         row.impressions += 1;
                         row.product_impressions += u64::from(items.len);
@@ -410,6 +415,13 @@ impl Context<'_> {
                     let click = action == Action::Click;
                     let converted =
                         is_recommendation && click && item != NONE && self.click_converts(ev, item, scratch);
+                    if click {
+                        let day = (at.placement, window.day_index(ev.ts) as u32);
+                        totals.placement_days.entry(day).or_default().clicks += 1;
+                        if item != NONE {
+                            *totals.placement_items.entry((at.placement, item)).or_default() += 1;
+                        }
+                    }
                     totals.update_rows(self.dictionary, &at, |row| {
                         row.clicks += u64::from(click);
                         row.recommendation_events += u64::from(is_recommendation);

@@ -287,6 +287,21 @@ fn compare(seed: u64, edge_cases: bool) {
     );
     for row in report["placements"].as_array().expect("placements") {
         let name = row["placement"].as_str().expect("name");
+        let days = row["daily"].as_array().expect("a placement's daily series");
+        assert_eq!(days.len(), 14, "{context}: {name} lists every date");
+        for field in ["impressions", "clicks"] {
+            let total: f64 = days.iter().map(|day| day[field].as_f64().expect("a count")).sum();
+            assert_eq!(total, row[field].as_f64().expect("a count"), "{context}: {name} daily {field}");
+        }
+        let value: f64 = days.iter().map(|day| day["value"].as_f64().expect("money")).sum();
+        assert!((value - row["value"].as_f64().expect("money")).abs() < 0.01 * 14.0, "{context}: {name} daily value");
+        let top: f64 = row["top_items"]
+            .as_array()
+            .expect("top items")
+            .iter()
+            .map(|item| item["clicks"].as_f64().expect("a count"))
+            .sum();
+        assert!(top <= row["clicks"].as_f64().expect("a count"), "{context}: {name} top items within its clicks");
         let impressions = expected.get(&format!("placements[{name}].impressions")).copied().unwrap_or(0.0);
         if impressions > 0.0 {
             let clicked = expected.get(&format!("clicked[{name}]")).copied().unwrap_or(0.0);
