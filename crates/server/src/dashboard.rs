@@ -247,10 +247,7 @@ fn view_for(
             "/",
         )));
     };
-    let today = upshot_model::site::validate_time_zone(&record.timezone)
-        .map(|zone| jiff::Timestamp::now().to_zoned(zone).date())
-        .unwrap_or_else(|_| jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date());
-    let view = View::from_params(site, sites, params, today).map_err(|message| {
+    let view = View::from_params(site, sites, params, site_today(&record)).map_err(|message| {
         Box::new(problem(StatusCode::BAD_REQUEST, "That view does not exist", &message, &format!("/sites/{site}/")))
     })?;
     Ok((record, view))
@@ -337,4 +334,33 @@ async fn show(
             &view.href(&view.site_path("placements"), &[]),
         ),
     }
+}
+
+/// Computes every site's default view (the last 30 days, and the 30 before for the
+/// changes) so the first dashboard visit after a start finds it ready.
+pub async fn warm_default_views(state: Arc<AppState>) {
+    let sites: Vec<Arc<SiteRecord>> = {
+        let keys = state.keys.read().expect("no thread panics while holding the keys");
+        keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
+    };
+    for record in sites {
+        let params = BTreeMap::new();
+        let today = site_today(&record);
+        let Ok(view) = View::from_params(&record.site, vec![record.site.clone()], &params, today) else { continue };
+        let mut ranges = vec![(view.from, view.to)];
+        ranges.extend(view.previous_range());
+        for (from, to) in ranges {
+            if let Some(query) = query_for(&record, &view, from, to) {
+                if let Err(error) = crate::report::compute(&state, record.clone(), query).await {
+                    tracing::debug!(site = %record.site, error = %error.message, "warming the default view failed");
+                }
+            }
+        }
+    }
+}
+
+fn site_today(record: &SiteRecord) -> jiff::civil::Date {
+    upshot_model::site::validate_time_zone(&record.timezone)
+        .map(|zone| jiff::Timestamp::now().to_zoned(zone).date())
+        .unwrap_or_else(|_| jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date())
 }

@@ -211,6 +211,7 @@ pub fn start(
         .spawn(move || {
             let served = runtime.block_on(async {
                 let refresher = tokio::spawn(refresh_sites(state.clone()));
+                tokio::spawn(dashboard::warm_default_views(state.clone()));
                 let listener = listener::LimitedListener::new(listener, state.limits.connections_max);
                 let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
                 refresher.abort();

@@ -85,31 +85,46 @@ async fn report(
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
-/// How long a computed report is served again for the same site and parameters: a
-/// marketer clicking through the dashboard sees the same figures, and a report over
-/// ten million events is computed once, not on every page.
-const CACHE_SECONDS: u64 = 60;
+/// A computed report is fresh for this long: served as is.
+const FRESH_SECONDS: u64 = 60;
+/// An older report, up to this age, is still served at once while a fresh one is
+/// computed in the background (the dashboard stays instant; its figures are at most a
+/// few minutes behind). Past it, the request waits for a new report.
+const STALE_SECONDS_MAX: u64 = 600;
 /// Reports kept at most.
 const CACHE_ENTRIES_MAX: usize = 64;
 
 type CacheKey = (String, String);
 
+enum Cached {
+    Fresh(Arc<Report>),
+    Stale(Arc<Report>),
+}
+
 /// Recently computed reports, by site and query.
 #[derive(Default)]
 pub struct ReportCache {
     entries: std::sync::Mutex<std::collections::HashMap<CacheKey, (Instant, Arc<Report>)>>,
+    refreshing: std::sync::Mutex<std::collections::HashSet<CacheKey>>,
 }
 
 impl ReportCache {
-    fn get(&self, key: &CacheKey) -> Option<Arc<Report>> {
+    fn get(&self, key: &CacheKey) -> Option<Cached> {
         let entries = self.entries.lock().expect("no thread panics while holding the cache");
         let (when, report) = entries.get(key)?;
-        (when.elapsed() < Duration::from_secs(CACHE_SECONDS)).then(|| report.clone())
+        let age = when.elapsed();
+        if age < Duration::from_secs(FRESH_SECONDS) {
+            Some(Cached::Fresh(report.clone()))
+        } else if age < Duration::from_secs(STALE_SECONDS_MAX) {
+            Some(Cached::Stale(report.clone()))
+        } else {
+            None
+        }
     }
 
     fn put(&self, key: CacheKey, report: Arc<Report>) {
         let mut entries = self.entries.lock().expect("no thread panics while holding the cache");
-        entries.retain(|_, (when, _)| when.elapsed() < Duration::from_secs(CACHE_SECONDS));
+        entries.retain(|_, (when, _)| when.elapsed() < Duration::from_secs(STALE_SECONDS_MAX));
         if entries.len() >= CACHE_ENTRIES_MAX {
             let oldest = entries.iter().min_by_key(|(_, (when, _))| *when).map(|(key, _)| key.clone());
             if let Some(oldest) = oldest {
@@ -118,23 +133,58 @@ impl ReportCache {
         }
         entries.insert(key, (Instant::now(), report));
     }
+
+    /// Marks a background refresh of `key` as started; false when one already runs.
+    fn start_refresh(&self, key: &CacheKey) -> bool {
+        self.refreshing.lock().expect("no thread panics while holding the cache").insert(key.clone())
+    }
+
+    fn end_refresh(&self, key: &CacheKey) {
+        self.refreshing.lock().expect("no thread panics while holding the cache").remove(key);
+    }
 }
 
 /// The site's report for a query: from the cache when it was computed in the last
-/// minute, else computed off the async threads (store held only for the snapshot),
-/// within the report time limit and the limit of reports at once.
+/// minute; from the cache at once and refreshed in the background when it is older (up
+/// to ten minutes); else computed off the async threads (store held only for the
+/// snapshot), within the report time limit and the limit of reports at once.
 pub(crate) async fn compute(
     state: &Arc<AppState>,
     record: Arc<upshot_store::SiteRecord>,
     query: upshot_engine::Query,
 ) -> Result<Arc<Report>, ApiError> {
     let key = (record.site.clone(), format!("{query:?}"));
-    if let Some(report) = state.report_cache.get(&key) {
-        return Ok(report);
+    match state.report_cache.get(&key) {
+        Some(Cached::Fresh(report)) => return Ok(report),
+        Some(Cached::Stale(report)) => {
+            if state.report_cache.start_refresh(&key) {
+                let (state, key) = (state.clone(), key.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = compute_now(&state, record, query, key.clone()).await {
+                        tracing::debug!(error = %error.message, "refreshing a cached report failed; the old one stays");
+                    }
+                    state.report_cache.end_refresh(&key);
+                });
+            }
+            return Ok(report);
+        }
+        None => {}
     }
-    let _permit = state.reports.try_acquire().map_err(|_| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "other reports are being computed; retry shortly").retry_after(2)
-    })?;
+    compute_now(state, record, query, key).await
+}
+
+/// Computes the report and caches it under `key`.
+async fn compute_now(
+    state: &Arc<AppState>,
+    record: Arc<upshot_store::SiteRecord>,
+    query: upshot_engine::Query,
+    key: CacheKey,
+) -> Result<Arc<Report>, ApiError> {
+    // Wait for a turn (bounded by the report time limit) rather than refuse at once:
+    // an overview needs two reports, and a warm-up may be running.
+    let limit = Duration::from_secs(state.limits.report_seconds_max);
+    let busy = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "other reports are being computed; retry shortly").retry_after(2);
+    let _permit = tokio::time::timeout(limit, state.reports.acquire()).await.map_err(|_| busy())?.map_err(|_| busy())?;
     let started = Instant::now();
     let store = state.store.clone();
     let site = record.site.clone();
@@ -146,7 +196,6 @@ pub(crate) async fn compute(
         };
         snapshot.report(&record.settings, &query)
     });
-    let limit = Duration::from_secs(state.limits.report_seconds_max);
     let failed = |error: String| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
     };

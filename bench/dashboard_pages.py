@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Times every dashboard page of a running `upshot serve` (standard library only).
+
+    UPSHOT_ADMIN_PASSWORD=... upshot --data D serve --listen 127.0.0.1:8090 &
+    bench/dashboard_pages.py --url http://127.0.0.1:8090 --site shop --password ... [--runs 7]
+
+For each page: the first request (a report may have to be computed, unless the
+server's start-up warm-up already did) and the median of --runs further requests
+(reports come from the cache; this is the page's render time as a marketer clicking
+through sees it). Also a view nobody asked for before (another preset and page type),
+cold and warm.
+"""
+import argparse
+import http.cookiejar
+import statistics
+import time
+import urllib.parse
+import urllib.request
+
+PAGES = ["", "placements", "rollups", "recommendations", "experiments", "journeys"]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--site", required=True)
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    body = urllib.parse.urlencode({"site": "", "secret": args.password}).encode()
+    opener.open(args.url + "/signin", data=body).read()
+
+    def timed(path):
+        started = time.perf_counter()
+        with opener.open(args.url + path) as response:
+            response.read()
+            assert response.status == 200, (path, response.status)
+        return (time.perf_counter() - started) * 1000
+
+    base = f"/sites/{args.site}/"
+    placement = None
+    print(f"{'page':<40} {'first ms':>10} {'median ms':>10}")
+    for page in PAGES:
+        first = timed(base + page)
+        median = statistics.median(timed(base + page) for _ in range(args.runs))
+        print(f"{page or 'overview':<40} {first:>10.1f} {median:>10.1f}")
+        if page == "placements":
+            with opener.open(args.url + base + "placements.csv?table=placements") as response:
+                placement = response.read().decode().splitlines()[1].split(",")[0]
+    if placement:
+        path = base + "placements/" + urllib.parse.quote(placement, safe="")
+        first = timed(path)
+        median = statistics.median(timed(path) for _ in range(args.runs))
+        print(f"{'placement ' + placement:<40} {first:>10.1f} {median:>10.1f}")
+    other = base + "?preset=last_7_days&page_type=product"
+    first = timed(other)
+    median = statistics.median(timed(other) for _ in range(args.runs))
+    print(f"{'overview, last 7 days, product pages':<40} {first:>10.1f} {median:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()
