@@ -1,60 +1,12 @@
 // End to end in a real browser: a demo shop page served here loads the tracker from a
 // real `upshot serve`; headless Chromium scrolls, hovers, clicks, discards, adds to cart
 // and orders; then the report must show exactly those impressions, clicks and the
-// attributed order. Run by scripts/test after the Rust tests (they build the binary).
-import { chromium } from "playwright-core";
-import { spawn, execFileSync } from "node:child_process";
+// attributed order. Run by run.mjs (scripts/test, after the Rust tests build the binary).
 import http from "node:http";
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { test, startUpshot, onCleanup, USER_AGENT } from "./lib.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const binary = process.env.UPSHOT_BIN || path.resolve(here, "../../target/debug/upshot");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-// Headless Chromium says "HeadlessChrome", which the collector counts as a bot.
-const USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36";
 const POLL_DEADLINE_MS = 30000;
-
-let passed = 0;
-let failed = 0;
-const cleanups = [];
-
-async function test(name, body) {
-  try {
-    await body();
-    passed += 1;
-    console.log(`test ${name} ... ok`);
-  } catch (error) {
-    failed += 1;
-    console.log(`test ${name} ... FAILED\n${error.stack || error}`);
-  }
-}
-
-function startUpshot() {
-  const data = fs.mkdtempSync(path.join(os.tmpdir(), "upshot-browser-"));
-  const keys = JSON.parse(execFileSync(binary, ["--data", data, "site", "create", "shop", "--format", "json"]));
-  const server = spawn(binary, ["--data", data, "serve", "--listen", "127.0.0.1:0"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const exited = new Promise((resolve) => server.on("exit", resolve));
-  cleanups.push(async () => {
-    server.kill("SIGTERM");
-    await exited; // it drains and seals first
-    fs.rmSync(data, { recursive: true, force: true });
-  });
-  return new Promise((resolve, reject) => {
-    exited.then((code) => reject(new Error(`upshot serve exited with ${code}`)));
-    let printed = "";
-    server.stdout.on("data", (chunk) => {
-      printed += chunk.toString();
-      const match = /http:\/\/([\d.]+:\d+)\//.exec(printed);
-      if (match) resolve({ origin: `http://${match[1]}`, keys });
-    });
-  });
-}
 
 function shopPage(collector, key, consentRequired) {
   const consent = consentRequired ? ' data-consent="required"' : "";
@@ -85,7 +37,7 @@ function startShop(collector, key, consentRequired) {
     response.writeHead(200, { "content-type": "text/html; charset=utf-8" });
     response.end(shopPage(collector, key, consentRequired));
   });
-  cleanups.push(() => shop.close());
+  onCleanup(() => shop.close());
   return new Promise((resolve) => shop.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${shop.address().port}`)));
 }
 
@@ -127,12 +79,7 @@ async function newPage(browser, origins) {
   return { context, page, requests, consoleErrors, origins };
 }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
-cleanups.push(() => browser.close());
-
+export async function run(browser) {
 await test("the report shows exactly what the shopper saw, clicked and bought", async () => {
   const upshot = await startUpshot();
   const shop = await startShop(upshot.origin, upshot.keys.public_key, false);
@@ -197,8 +144,4 @@ await test("with consent required, nothing is sent until it is given", async () 
   await context.close();
 });
 
-for (const cleanup of cleanups.reverse()) {
-  try { await cleanup(); } catch { /* already gone */ }
 }
-console.log(`test result: ${failed ? "FAILED" : "ok"}. ${passed} passed; ${failed} failed; 0 ignored`);
-process.exit(failed ? 1 : 0);

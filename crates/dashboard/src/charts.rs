@@ -99,11 +99,14 @@ pub fn interval(lift: Option<f64>, ci: Option<[f64; 2]>) -> Markup {
     };
     let label = format!("{:+.1}% (95% interval {:+.1}% to {:+.1}%)", lift * 100.0, low * 100.0, high * 100.0);
     html! {
-        svg.interval viewBox="0 0 200 24" width="200" height="24" role="img" aria-label=(label) {
-            title { (label) }
-            line.zero x1="100" x2="100" y1="2" y2="22" {}
-            rect class={"ci " (tone)} x=(x(low)) y="8" width=((x(high) - x(low)).max(1.0)) height="8" rx="3" {}
-            circle.point cx=(x(lift)) cy="12" r="4" {}
+        span.interval-cell {
+            svg.interval viewBox="0 0 200 24" width="200" height="24" role="img" aria-label=(label) {
+                title { (label) }
+                line.zero x1="100" x2="100" y1="2" y2="22" {}
+                rect class={"ci " (tone)} x=(x(low)) y="8" width=((x(high) - x(low)).max(1.0)) height="8" rx="3" {}
+                circle.point cx=(x(lift)) cy="12" r="4" {}
+            }
+            span.interval-text { (label) }
         }
     }
 }

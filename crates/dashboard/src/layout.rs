@@ -21,6 +21,7 @@ fn head(title: &str) -> Markup {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · upshot" }
+            link rel="icon" href="data:,";
             link rel="stylesheet" href="/assets/app.css";
             script src="/assets/app.js" defer {}
         }

@@ -165,14 +165,14 @@ pub fn render_experiments(view: &View, report: &Report) -> Markup {
                         (p_value(experiment.srm_p_value)) "). The assignment may be broken; treat the lifts with suspicion." }
                 }
                 (variant_table(experiment, index).render(view, &path))
-                table.lifts {
+                div.scroll.lifts { table {
                     thead { tr { th { "Variant" } th title=(definition("cr_lift")) { "Conversion-rate lift, 95% interval" } th title=(definition("rpv_lift")) { "Revenue-per-visitor lift, 95% interval" } } }
                     tbody {
                         @for variant in experiment.variants.iter().filter(|variant| variant.variant != experiment.control) {
                             tr { td { (variant.variant) } td { (interval(variant.cr_lift, variant.cr_lift_ci)) } td { (interval(variant.rpv_lift, variant.rpv_lift_ci)) } }
                         }
                     }
-                }
+                } }
                 h3 { "Funnel" }
                 ol.funnel {
                     li { "Visitors assigned: " (count(experiment.funnel.visitors)) " ("

@@ -11,20 +11,22 @@ use crate::format::{amount_f64, count, money, percent, shares};
 use crate::table::{number_column, text_column, Cell, Column, Table};
 use crate::view::{encode, View, KINDS};
 
+/// The figures of a row, most looked-at first (a wide table scrolls sideways on small
+/// screens): reach, clicks, credit, then the rest.
 fn figure_columns() -> Vec<Column> {
     vec![
         number_column("impressions", "Impressions", "impressions"),
-        number_column("product_impressions", "Products shown", "product_impressions"),
         number_column("clicks", "Clicks", "clicks"),
-        number_column("clicked_sessions", "Clicked sessions", "clicked_sessions"),
-        number_column("hovered_sessions", "Hovered sessions", "hovered_sessions"),
         number_column("ctr", "CTR", "ctr"),
-        number_column("converted_clicks", "Converted clicks", "converted_clicks"),
-        number_column("cr", "CR", "cr"),
         number_column("orders", "Orders", "orders"),
         number_column("value", "Value", "value"),
         number_column("direct_revenue", "Direct revenue", "direct_revenue"),
         number_column("assisted_revenue", "Assisted revenue", "assisted_revenue"),
+        number_column("product_impressions", "Products shown", "product_impressions"),
+        number_column("clicked_sessions", "Clicked sessions", "clicked_sessions"),
+        number_column("hovered_sessions", "Hovered sessions", "hovered_sessions"),
+        number_column("converted_clicks", "Converted clicks", "converted_clicks"),
+        number_column("cr", "CR", "cr"),
     ]
 }
 
@@ -34,17 +36,17 @@ fn figure_cells(figures: &PlacementFigures) -> Vec<Cell> {
     let amount = |value| Cell::number(money(value), Some(amount_f64(value)));
     vec![
         counted(figures.impressions),
-        counted(figures.product_impressions),
         counted(figures.clicks),
-        counted(figures.clicked_sessions),
-        counted(figures.hovered_sessions),
         rate(figures.ctr),
-        Cell::number(figures.converted_clicks.map_or("–".into(), count), figures.converted_clicks.map(|c| c as f64)),
-        rate(figures.cr),
         Cell::number(shares(figures.orders), Some(figures.orders.to_f64())),
         amount(figures.value),
         amount(figures.direct_revenue),
         amount(figures.assisted_revenue),
+        counted(figures.product_impressions),
+        counted(figures.clicked_sessions),
+        counted(figures.hovered_sessions),
+        Cell::number(figures.converted_clicks.map_or("–".into(), count), figures.converted_clicks.map(|c| c as f64)),
+        rate(figures.cr),
     ]
 }
 

@@ -79,7 +79,7 @@ fn every_page_matches_its_snapshot() {
     assert!(html.contains("aria-sort=\"descending\""), "the sorted column says so");
     let csv = upshot_dashboard::csv(&Page::Placements, &sorted, &current, "placements").expect("the table exists");
     assert_eq!(csv.lines().count(), current.placements.len() + 1);
-    assert!(csv.starts_with("placement,kind,impressions,"));
+    assert!(csv.starts_with("placement,kind,impressions,clicks,ctr,orders,value,"));
     assert!(clicks.contains(&first_row_clicks));
 }
 

@@ -76,7 +76,9 @@ async fn report(
     let engine_query = params
         .query(&record, str::to_string)
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.to_string()))?;
-    let report = compute(state, record, engine_query).await?;
+    // The API answers from the data as it is now: an acknowledged event is in it.
+    let key = (record.site.clone(), format!("{engine_query:?}"));
+    let report = compute_now(state, record, engine_query, key).await?;
     let body = upshot_report::render(&report, format);
     let content_type = match format {
         upshot_report::Format::Csv => "text/csv; charset=utf-8",
@@ -183,8 +185,11 @@ async fn compute_now(
     // Wait for a turn (bounded by the report time limit) rather than refuse at once:
     // an overview needs two reports, and a warm-up may be running.
     let limit = Duration::from_secs(state.limits.report_seconds_max);
-    let busy = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "other reports are being computed; retry shortly").retry_after(2);
-    let _permit = tokio::time::timeout(limit, state.reports.acquire()).await.map_err(|_| busy())?.map_err(|_| busy())?;
+    let busy = || {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "other reports are being computed; retry shortly").retry_after(2)
+    };
+    let _permit =
+        tokio::time::timeout(limit, state.reports.acquire()).await.map_err(|_| busy())?.map_err(|_| busy())?;
     let started = Instant::now();
     let store = state.store.clone();
     let site = record.site.clone();
