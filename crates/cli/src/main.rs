@@ -89,6 +89,13 @@ enum Command {
         /// Address to listen on; port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Where events are kept: `embedded` (this data dir) or `clickhouse` (shipped to
+        /// --clickhouse-url; the data dir's log is the spool).
+        #[arg(long, default_value = "embedded")]
+        store: String,
+        /// A ClickHouse node of the cluster `upshot clickhouse init` set up.
+        #[arg(long)]
+        clickhouse_url: Option<String>,
         /// A file holding the dashboard's admin password (signs in to every site; also
         /// read from UPSHOT_ADMIN_PASSWORD). Without it, each site signs in with its secret key.
         #[arg(long)]
@@ -96,6 +103,9 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// The ClickHouse backend (a cluster for shops that outgrow one machine).
+    #[command(subcommand)]
+    Clickhouse(ClickhouseCommand),
     /// Generate a realistic shop, load it, and show its report: the first thing to run.
     Demo {
         /// Visitors in the demo shop.
@@ -104,6 +114,19 @@ enum Command {
         /// Where the dashboard listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClickhouseCommand {
+    /// Create (or check) upshot's schema on every node given: idempotent.
+    Init {
+        /// A node's HTTP URL (http://HOST:8123); give every shard's node.
+        #[arg(long = "url", required = true)]
+        urls: Vec<String>,
+        /// The cluster name of the nodes' `remote_servers` config.
+        #[arg(long)]
+        cluster: String,
     },
 }
 
@@ -313,9 +336,23 @@ fn run(cli: Cli) -> Result<()> {
             println!("dropped {events} events in {segments} segments of days before {first_kept} from site {site}");
             Ok(())
         }
-        Command::Serve { listen, admin_password_file, limits } => {
+        Command::Serve { listen, store, clickhouse_url, admin_password_file, limits } => {
             let admin_password = admin_password(admin_password_file.as_deref())?;
-            serve(open_for_writing(&cli.data)?, listen, limits.limits(), admin_password)
+            let clickhouse = match (store.as_str(), clickhouse_url) {
+                ("embedded", None) => None,
+                ("clickhouse", Some(url)) => Some(upshot_clickhouse::Node::parse(&url)?),
+                ("clickhouse", None) => bail!("--store clickhouse needs --clickhouse-url http://HOST:PORT"),
+                ("embedded", Some(_)) => bail!("--clickhouse-url needs --store clickhouse"),
+                (other, _) => bail!("--store {other:?} is not embedded or clickhouse"),
+            };
+            serve(open_for_writing(&cli.data)?, listen, limits.limits(), admin_password, clickhouse)
+        }
+        Command::Clickhouse(ClickhouseCommand::Init { urls, cluster }) => {
+            let nodes = urls.iter().map(|url| upshot_clickhouse::Node::parse(url)).collect::<Result<Vec<_>, _>>()?;
+            for line in upshot_clickhouse::schema::init(&nodes, &cluster)? {
+                println!("{line}");
+            }
+            Ok(())
         }
         Command::Demo { visitors, listen } => demo(open_for_writing(&cli.data)?, visitors, listen),
     }
@@ -482,6 +519,7 @@ fn demo(mut store: Store, visitors: u64, listen: std::net::SocketAddr) -> Result
         listen,
         limits: upshot_server::Limits::default(),
         admin_password: Some(password.clone()),
+        clickhouse: None,
     };
     let server = upshot_server::start(store, options, upshot_server::shutdown_signal()).with_context(|| {
         format!("serving the dashboard on {listen} (another program may use it: try --listen 127.0.0.1:0)")
@@ -518,12 +556,16 @@ fn serve(
     listen: std::net::SocketAddr,
     limits: upshot_server::Limits,
     admin_password: Option<String>,
+    clickhouse: Option<upshot_clickhouse::Node>,
 ) -> Result<()> {
     let sites = store.site_ids()?;
+    if let Some(node) = &clickhouse {
+        println!("events go to ClickHouse at {} (this data dir's log is the spool)", node.url());
+    }
     let root = store.root().display().to_string();
     let signing_in =
         if admin_password.is_some() { "the admin password or a site's secret key" } else { "a site's secret key" };
-    let options = upshot_server::ServeOptions { listen, limits, admin_password };
+    let options = upshot_server::ServeOptions { listen, limits, admin_password, clickhouse };
     let server = upshot_server::start(store, options, upshot_server::shutdown_signal())?;
     let address = server.address;
     println!("upshot is listening on http://{address}/ (data in {root}, {} sites)", sites.len());

@@ -105,11 +105,16 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary dir");
     let store = Store::open(dir.path()).expect("a data dir");
     let (_, keys) = store.create_site("shop", "UTC", "USD").expect("a site");
+    // UPSHOT_LOAD_CLICKHOUSE_URL: ship to that ClickHouse node (schema set up by
+    // `upshot clickhouse init`) instead of sealing into the embedded store.
+    let clickhouse = std::env::var("UPSHOT_LOAD_CLICKHOUSE_URL")
+        .ok()
+        .map(|url| upshot_clickhouse::Node::parse(&url).expect("UPSHOT_LOAD_CLICKHOUSE_URL is a node URL"));
     let limits = Limits { key_events_per_second: u32::MAX / 2, key_events_burst: u32::MAX / 2, ..Limits::default() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = upshot_server::start(
         store,
-        ServeOptions { listen: "127.0.0.1:0".parse().expect("an address"), limits, admin_password: None },
+        ServeOptions { listen: "127.0.0.1:0".parse().expect("an address"), limits, admin_password: None, clickhouse },
         async move {
             let _ = stopped.await;
         },

@@ -29,6 +29,9 @@ pub struct Limits {
     pub seal_events_min: u64,
     /// ...or when anything was appended and no batch came for this long.
     pub seal_idle_ms: u64,
+    /// With ClickHouse: events the spool may hold (while ClickHouse is slow or down)
+    /// before appends are refused with 503.
+    pub spool_events_max: u64,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             reports_in_flight_max: 2,
             seal_events_min: 2_000_000,
             seal_idle_ms: 5_000,
+            spool_events_max: 5_000_000,
         }
     }
 }

@@ -279,6 +279,11 @@ pub(crate) async fn append(
             QueueError::Full => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the write queue is full; retry shortly").retry_after(1)
             }
+            QueueError::SpoolFull => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ClickHouse is behind and the spool is full; retry shortly",
+            )
+            .retry_after(5),
             QueueError::Closed => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; retry shortly")
                     .retry_after(5)

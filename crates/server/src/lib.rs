@@ -12,6 +12,7 @@ mod listener;
 pub mod metrics;
 mod rate;
 mod report;
+mod shipper;
 pub mod shopify;
 mod tracker;
 mod writer;
@@ -58,6 +59,8 @@ pub(crate) struct AppState {
     sessions: dashboard::Sessions,
     /// SHA-256 of the admin password, when one is set.
     admin_password_sha256: Option<[u8; 32]>,
+    /// The ClickHouse backend's node, when reports come from there.
+    clickhouse: Option<upshot_clickhouse::Node>,
 }
 
 impl AppState {
@@ -105,6 +108,9 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Signs in to every site's dashboard (besides each site's secret key).
     pub admin_password: Option<String>,
+    /// Ship events to this ClickHouse node's distributed table (the local log becomes
+    /// a spool) and compute reports from ClickHouse; `None`: the embedded store.
+    pub clickhouse: Option<upshot_clickhouse::Node>,
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -182,6 +188,8 @@ pub fn start(
     let metrics = Arc::new(Metrics::default());
     let limits = options.limits;
     let settings = WriterSettings {
+        clickhouse: options.clickhouse.clone(),
+        spool_events_max: limits.spool_events_max,
         queue_batches_max: limits.queue_batches_max,
         group_batches_max: limits.group_batches_max,
         seal_events_min: limits.seal_events_min,
@@ -202,6 +210,7 @@ pub fn start(
         report_cache: report::ReportCache::default(),
         sessions: dashboard::Sessions::default(),
         admin_password_sha256: options.admin_password.as_deref().map(keys::sha256),
+        clickhouse: options.clickhouse.clone(),
         limits,
         metrics,
         writer: writer.clone(),

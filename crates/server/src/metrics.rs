@@ -61,6 +61,10 @@ pub struct Metrics {
     pub fsync: Histogram,
     pub report: Histogram,
     pub seals: AtomicU64,
+    /// ClickHouse backend: events in the spool, shipped, failed shipping attempts.
+    pub spool_events: AtomicU64,
+    pub shipped_events: AtomicU64,
+    pub ship_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -102,6 +106,23 @@ impl Metrics {
             "upshot_seals_total",
             "Times the log was sealed into segments.",
             self.seals.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "upshot_shipped_events_total",
+            "Events shipped to ClickHouse.",
+            self.shipped_events.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "upshot_ship_failures_total",
+            "Failed attempts to ship the spool to ClickHouse.",
+            self.ship_failures.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP upshot_spool_events Events waiting in the spool for ClickHouse.\n# TYPE upshot_spool_events gauge\nupshot_spool_events {}",
+            self.spool_events.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -193,13 +193,17 @@ async fn compute_now(
     let started = Instant::now();
     let store = state.store.clone();
     let site = record.site.clone();
-    let work = tokio::task::spawn_blocking(move || {
-        // The store is held only while the snapshot is taken; appends go on meanwhile.
-        let snapshot = {
-            let store = store.read().expect("no thread panics while holding the store");
-            Snapshot::take(&store, &record)?
-        };
-        snapshot.report(&record.settings, &query)
+    let clickhouse = state.clickhouse.clone();
+    let work = tokio::task::spawn_blocking(move || match clickhouse {
+        Some(node) => clickhouse_report(&store, &node, &record, &query).map(|report| (report, Vec::new())),
+        None => {
+            // The store is held only while the snapshot is taken; appends go on meanwhile.
+            let snapshot = {
+                let store = store.read().expect("no thread panics while holding the store");
+                Snapshot::take(&store, &record).map_err(|error| error.to_string())?
+            };
+            snapshot.report(&record.settings, &query).map_err(|error| error.to_string())
+        }
     });
     let failed = |error: String| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
@@ -213,7 +217,7 @@ async fn compute_now(
             )
         })?
         .map_err(|error| failed(error.to_string()))?
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(failed)?;
     state.metrics.report.observe(started.elapsed());
     for problem in &problems {
         tracing::warn!(site = %site, %problem, "report skipped damaged data");
@@ -221,4 +225,27 @@ async fn compute_now(
     let report = Arc::new(report);
     state.report_cache.put(key, report.clone());
     Ok(report)
+}
+
+/// The report with the ClickHouse backend: the site's events from the cluster (each
+/// visitor's on its shard, read through the distributed table) and those still in the
+/// local spool, through the engine.
+fn clickhouse_report(
+    store: &std::sync::RwLock<upshot_store::Store>,
+    node: &upshot_clickhouse::Node,
+    record: &upshot_store::SiteRecord,
+    query: &upshot_engine::Query,
+) -> Result<Report, String> {
+    let context = upshot_model::ParseContext { currency: record.currency.clone() };
+    let mut spooled = Vec::new();
+    {
+        let store = store.read().expect("no thread panics while holding the store");
+        store.scan_tail(record, |event| spooled.push(event)).map_err(|error| error.to_string())?;
+    }
+    let mut events =
+        upshot_clickhouse::read_site_events(node, &record.site, &context).map_err(|error| error.to_string())?;
+    let shipped: std::collections::HashSet<String> = events.iter().map(|event| event.event_id.clone()).collect();
+    events.extend(spooled.into_iter().filter(|event| !shipped.contains(&event.event_id)));
+    let dataset = upshot_engine::Dataset::from_events(&events);
+    upshot_engine::compute_report(&dataset, &record.settings, query).map_err(|error| error.to_string())
 }

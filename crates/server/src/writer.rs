@@ -36,17 +36,23 @@ pub enum WriterMessage {
 pub struct WriterQueue {
     sender: SyncSender<WriterMessage>,
     metrics: Arc<Metrics>,
+    spool_events_max: Option<u64>,
 }
 
 pub enum QueueError {
     /// The queue is full: the client should retry later.
     Full,
+    /// The spool for ClickHouse is full (it is slow or down): retry later.
+    SpoolFull,
     /// The writer stopped (shutting down, or after an error it cannot recover from).
     Closed,
 }
 
 impl WriterQueue {
     pub fn try_send(&self, request: AppendRequest) -> Result<(), QueueError> {
+        if self.spool_events_max.is_some_and(|max| self.metrics.spool_events.load(Ordering::Relaxed) >= max) {
+            return Err(QueueError::SpoolFull);
+        }
         self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
         self.sender.try_send(WriterMessage::Append(request)).map_err(|error| {
             self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
@@ -65,6 +71,10 @@ impl WriterQueue {
 }
 
 pub struct WriterSettings {
+    /// Where the log is shipped, with the ClickHouse backend (`None`: sealed locally).
+    pub clickhouse: Option<upshot_clickhouse::Node>,
+    /// With ClickHouse: events the spool may hold before appends are refused.
+    pub spool_events_max: u64,
     pub queue_batches_max: usize,
     pub group_batches_max: usize,
     pub seal_events_min: u64,
@@ -78,12 +88,17 @@ pub fn start(
     settings: WriterSettings,
 ) -> std::io::Result<(WriterQueue, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = std::sync::mpsc::sync_channel(settings.queue_batches_max.max(1));
-    let queue = WriterQueue { sender, metrics: metrics.clone() };
+    let spool_events_max = settings.clickhouse.as_ref().map(|_| settings.spool_events_max);
+    let queue = WriterQueue { sender, metrics: metrics.clone(), spool_events_max };
     // One seal may wait while another runs; more requests than that add nothing.
     let (seal_sender, seal_receiver) = std::sync::mpsc::sync_channel::<()>(1);
     let sealer_store = store.clone();
     let sealer_metrics = metrics.clone();
+    let clickhouse = settings.clickhouse.clone();
     let sealer = std::thread::Builder::new().name("upshot-sealer".into()).spawn(move || {
+        if let Some(node) = clickhouse {
+            return crate::shipper::run(&sealer_store, &sealer_metrics, &node, &seal_receiver);
+        }
         lower_this_threads_priority();
         for () in seal_receiver.iter() {
             seal_in_steps(&sealer_store, &sealer_metrics);
@@ -137,20 +152,26 @@ fn run(
                 next = receiver.try_recv().ok();
             }
         }
-        write_group(store, metrics, group);
+        let taken = write_group(store, metrics, group);
         if stop {
             break;
         }
-        if appended() >= settings.seal_events_min {
+        if settings.clickhouse.is_some() {
+            // Everything appended is in the spool until shipped: ship it now.
+            metrics.spool_events.fetch_add(taken, Ordering::Relaxed);
+            let _ = seal.try_send(());
+        } else if appended() >= settings.seal_events_min {
             let _ = seal.try_send(());
         }
     }
 }
 
-fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendRequest>) {
+/// Appends the group; returns the events taken.
+fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendRequest>) -> u64 {
     if group.is_empty() {
-        return;
+        return 0;
     }
+    let mut taken_total = 0;
     let batches: Vec<(&SiteRecord, &[Event])> =
         group.iter().map(|request| (request.site.as_ref(), request.events.as_slice())).collect();
     let started = Instant::now();
@@ -161,6 +182,7 @@ fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendReques
             for (request, outcomes) in group.into_iter().zip(outcomes) {
                 let taken = outcomes.iter().filter(|outcome| **outcome == Appended::Taken).count() as u64;
                 metrics.events_taken.fetch_add(taken, Ordering::Relaxed);
+                taken_total += taken;
                 metrics.events_duplicate.fetch_add(outcomes.len() as u64 - taken, Ordering::Relaxed);
                 let _ = request.reply.send(Ok(outcomes));
             }
@@ -174,6 +196,7 @@ fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendReques
             }
         }
     }
+    taken_total
 }
 
 /// Sealing is background work: at a lower CPU priority it yields to the threads that

@@ -34,7 +34,12 @@ fn start_configured(limits: Limits, sites: &[&str], configure: impl Fn(&Store)) 
     }
     configure(&store);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = ServeOptions { listen: "127.0.0.1:0".parse().expect("an address"), limits, admin_password: None };
+    let options = ServeOptions {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        limits,
+        admin_password: None,
+        clickhouse: None,
+    };
     let server = upshot_server::start(store, options, async move {
         let _ = stopped.await;
     })

@@ -80,10 +80,9 @@ pub struct SealedSegments {
 }
 
 impl SealPlan {
-    /// Reads the log records of the plan and writes them as segments, one per site and
-    /// UTC day.
-    pub fn write_segments(self) -> Result<SealedSegments, StoreError> {
-        let mut report = SealReport::default();
+    /// The plan's events, per site, in log order: for writing them elsewhere (a
+    /// ClickHouse backend ships them instead of writing segments).
+    pub fn read_events(&self) -> Result<BTreeMap<String, Vec<Event>>, StoreError> {
         // One vector per site, reserved for the tail, sorted by day then segment order:
         // no per-day vectors growing (and copying large events) while the log is read.
         let expected = usize::try_from(self.appended).unwrap_or(0);
@@ -95,7 +94,6 @@ impl SealPlan {
             if lsn <= sealed_before || lsn > last || failure.is_some() {
                 return;
             }
-            report.records += 1;
             match record_events(payload, &context) {
                 Ok((site, events)) => {
                     let group = groups.entry(site.to_string()).or_insert_with(|| Vec::with_capacity(expected));
@@ -107,6 +105,21 @@ impl SealPlan {
         if let Some(reason) = failure {
             return Err(StoreError::Corrupt { path: self.root.join("wal"), line: 0, reason });
         }
+        Ok(groups)
+    }
+
+    /// The plan done without segments: its events were delivered elsewhere, and
+    /// `finish_seal` may now drop them from the log.
+    pub fn delivered(self, events: u64) -> SealedSegments {
+        SealedSegments { plan: self, entries: Vec::new(), report: SealReport { events, ..SealReport::default() } }
+    }
+
+    /// Reads the log records of the plan and writes them as segments, one per site and
+    /// UTC day.
+    pub fn write_segments(self) -> Result<SealedSegments, StoreError> {
+        let groups = self.read_events()?;
+        let mut report = SealReport { records: self.last - self.sealed_before, ..SealReport::default() };
+        let last = self.last;
         let mut entries = Vec::new();
         for (site, events) in groups {
             let ordered = segment_order(&events, |event| day_number(event.ts));

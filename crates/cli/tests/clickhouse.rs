@@ -1,0 +1,172 @@
+//! The ClickHouse backend end to end, with real processes: a two-shard cluster from
+//! Debian's clickhouse-server (scripts/clickhouse/cluster), `upshot clickhouse init`,
+//! and `upshot serve --store clickhouse`. One shard is stopped in the middle of the
+//! ingest: the collector keeps acknowledging (the events wait in its spool), ships them
+//! when the shard is back, and the final report equals the embedded backend's on the
+//! same events, with nothing lost or doubled.
+
+#[path = "../../server/tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/clickhouse/cluster")
+}
+
+struct Cluster(tempfile::TempDir);
+
+impl Cluster {
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new(script())
+            .arg(args[0])
+            .arg(self.0.path())
+            .args(&args[1..])
+            .output()
+            .expect("the cluster script runs");
+        assert!(output.status.success(), "cluster {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).arg("stop").arg(self.0.path()).status();
+    }
+}
+
+fn upshot(data: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_upshot"));
+    command.arg("--data").arg(data);
+    command
+}
+
+fn succeed(command: &mut Command) -> String {
+    let output = command.output().expect("the binary runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+struct Server(Child, SocketAddr);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(data: &Path, clickhouse: &str) -> Server {
+    let mut child = upshot(data)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "clickhouse", "--clickhouse-url", clickhouse])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut reader = BufReader::new(child.stdout.take().expect("piped"));
+    let mut printed = String::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).expect("reading") > 0, "the server stopped: {printed}");
+        printed.push_str(&line);
+        if let Some(address) = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()) {
+            if let Ok(address) = address.parse() {
+                break address;
+            }
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    Server(child, address)
+}
+
+fn metric(address: SocketAddr, name: &str) -> u64 {
+    let text = support::request(address, "GET", "/metrics", &[], b"").text();
+    text.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0)
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("waited a minute for {what}");
+}
+
+#[test]
+fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
+    let cluster = Cluster(tempfile::tempdir().expect("a temporary dir"));
+    let nodes: Vec<String> = cluster.run(&["start", "18400"]).lines().map(str::to_string).collect();
+    assert_eq!(nodes.len(), 2);
+    let work = tempfile::tempdir().expect("a temporary dir");
+    let (collector_data, embedded_data) = (work.path().join("collector"), work.path().join("embedded"));
+    let init = |args: &mut Command| {
+        succeed(args.args(["clickhouse", "init", "--url", &nodes[0], "--url", &nodes[1], "--cluster", "upshot_test"]))
+    };
+    assert!(init(&mut upshot(&collector_data)).contains("created schema version 1"));
+    assert!(init(&mut upshot(&collector_data)).contains("already there"), "init is idempotent");
+
+    let events = work.path().join("shop.ndjson");
+    succeed(
+        upshot(&collector_data)
+            .args(["gen", "--visitors", "400", "--days", "20", "--seed", "9", "--start", "2024-05-01", "--out"])
+            .arg(&events),
+    );
+    let lines: Vec<String> = std::fs::read_to_string(&events).expect("generated").lines().map(str::to_string).collect();
+    let keys: serde_json::Value =
+        serde_json::from_str(&succeed(upshot(&collector_data).args(["site", "create", "shop", "--format", "json"])))
+            .expect("keys");
+    let secret = keys["secret_key"].as_str().expect("a key").to_string();
+    let server = serve(&collector_data, &nodes[0]);
+    let authorization = format!("Bearer {secret}");
+    let batches: Vec<&[String]> = lines.chunks(500).collect();
+    let mut acknowledged = 0u64;
+    for (index, batch) in batches.iter().enumerate() {
+        if index == batches.len() / 3 {
+            cluster.run(&["stop-shard", "2"]);
+        }
+        if index == 2 * batches.len() / 3 {
+            assert!(metric(server.1, "upshot_spool_events") > 0, "with a shard down, events wait in the spool");
+            cluster.run(&["start-shard", "2"]);
+        }
+        let body = batch.join("\n") + "\n";
+        let answer =
+            support::request(server.1, "POST", "/v1/events", &[("Authorization", &authorization)], body.as_bytes());
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        acknowledged += answer.json()["taken"].as_u64().expect("a count");
+    }
+    wait_until("the spool to drain", || metric(server.1, "upshot_spool_events") == 0);
+    assert!(metric(server.1, "upshot_ship_failures_total") > 0, "the shard really was down");
+
+    succeed(upshot(&embedded_data).args(["site", "create", "shop"]));
+    succeed(upshot(&embedded_data).args(["import", "--site", "shop"]).arg(&events));
+    let range = ["--from", "2024-05-03", "--to", "2024-05-18"];
+    let embedded: serde_json::Value = serde_json::from_str(&succeed(
+        upshot(&embedded_data).args(["report", "--site", "shop", "--format", "json"]).args(range),
+    ))
+    .expect("report JSON");
+    let answer = support::request(
+        server.1,
+        "GET",
+        "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18",
+        &[("Authorization", &authorization)],
+        b"",
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json(), embedded, "the ClickHouse backend reports what the embedded one does");
+
+    let count = |query: &str| -> u64 {
+        let node = upshot_clickhouse::Node::parse(&nodes[0]).expect("a node");
+        String::from_utf8_lossy(&node.execute(query, b"").expect("a query")).trim().parse().expect("a count")
+    };
+    assert_eq!(
+        count("SELECT count() FROM upshot.events FINAL FORMAT TSV"),
+        acknowledged,
+        "each acknowledged event once"
+    );
+    assert_eq!(count("SELECT uniqExact(event_id) FROM upshot.events FORMAT TSV"), acknowledged);
+}

@@ -1,0 +1,165 @@
+//! A plain HTTP/1.1 client for ClickHouse's HTTP interface, just what upshot needs:
+//! one request per connection, a query in the URL, a body, a bounded answer. No
+//! `compress=1` (ClickHouse 18.16 answers it with empty bodies), no TLS (put a proxy in
+//! front on a real cluster, see docs/deploy-clickhouse.md).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::ClickHouseError;
+
+/// Largest answer read, in bytes.
+const ANSWER_BYTES_MAX: usize = 256 << 20;
+
+/// A ClickHouse node: `http://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub host: String,
+    pub port: u16,
+    pub connect_timeout: Duration,
+    pub io_timeout: Duration,
+}
+
+impl Node {
+    pub fn parse(url: &str) -> Result<Node, ClickHouseError> {
+        let bad = || ClickHouseError::Url(url.to_string());
+        let rest = url.strip_prefix("http://").ok_or_else(bad)?.trim_end_matches('/');
+        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse().map_err(|_| bad())?;
+        if host.is_empty() || host.contains('/') {
+            return Err(bad());
+        }
+        Ok(Node {
+            host: host.to_string(),
+            port,
+            connect_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(60),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// Runs `query` with `body` appended (the data of an INSERT, or nothing) and
+    /// returns the answer's body.
+    pub fn execute(&self, query: &str, body: &[u8]) -> Result<Vec<u8>, ClickHouseError> {
+        self.execute_with(query, &[], body)
+    }
+
+    /// `execute` with query-level settings (`insert_distributed_sync=1`, ...).
+    pub fn execute_with(
+        &self,
+        query: &str,
+        settings: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Vec<u8>, ClickHouseError> {
+        let unreachable =
+            |error: std::io::Error| ClickHouseError::Unreachable { node: self.url(), reason: error.to_string() };
+        let address = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(unreachable)?
+            .next()
+            .ok_or_else(|| ClickHouseError::Unreachable { node: self.url(), reason: "no address".into() })?;
+        let mut stream = TcpStream::connect_timeout(&address, self.connect_timeout).map_err(unreachable)?;
+        stream.set_read_timeout(Some(self.io_timeout)).map_err(unreachable)?;
+        stream.set_write_timeout(Some(self.io_timeout)).map_err(unreachable)?;
+        let mut path = format!("/?query={}", encode(query));
+        for (name, value) in settings {
+            path.push_str(&format!("&{}={}", encode(name), encode(value)));
+        }
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            self.port,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).map_err(unreachable)?;
+        let mut reader = BufReader::new(stream);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).map_err(unreachable)?;
+        let status: u16 = status_line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+        let (mut length, mut chunked) = (None, false);
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).map_err(unreachable)?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(value) = lower.strip_prefix("content-length:") {
+                length = value.trim().parse::<usize>().ok();
+            }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
+        }
+        let answer = if chunked {
+            read_chunked(&mut reader).map_err(unreachable)?
+        } else {
+            let mut answer = Vec::new();
+            let limit = length.unwrap_or(ANSWER_BYTES_MAX).min(ANSWER_BYTES_MAX) as u64;
+            reader.take(limit).read_to_end(&mut answer).map_err(unreachable)?;
+            answer
+        };
+        if status != 200 {
+            let message = String::from_utf8_lossy(&answer).trim().chars().take(2000).collect();
+            return Err(ClickHouseError::Query { node: self.url(), status, message });
+        }
+        Ok(answer)
+    }
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut answer = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "a bad chunk size"))?;
+        if size == 0 {
+            return Ok(answer);
+        }
+        if answer.len() + size > ANSWER_BYTES_MAX {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the answer is too large"));
+        }
+        let start = answer.len();
+        answer.resize(start + size, 0);
+        reader.read_exact(&mut answer[start..])?;
+        let mut end = [0u8; 2];
+        reader.read_exact(&mut end)?;
+    }
+}
+
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_urls_parse_or_are_refused() {
+        let node = Node::parse("http://127.0.0.1:8123/").expect("valid");
+        assert_eq!((node.host.as_str(), node.port), ("127.0.0.1", 8123));
+        assert!(Node::parse("https://x:1").is_err());
+        assert!(Node::parse("http://x").is_err());
+        assert!(Node::parse("http://:80").is_err());
+    }
+
+    #[test]
+    fn chunked_answers_are_joined() {
+        let mut input: &[u8] = b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        assert_eq!(read_chunked(&mut input).expect("valid"), b"abcde");
+    }
+}

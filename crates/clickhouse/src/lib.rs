@@ -1,0 +1,104 @@
+//! upshot's ClickHouse backend: a plain-HTTP client (`http`), the versioned schema
+//! (`schema`), and events as rows (`rows`). The collector ships its log to the
+//! `events` table; reports read it back per shard.
+
+pub mod http;
+pub mod rows;
+pub mod schema;
+
+pub use http::Node;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClickHouseError {
+    #[error("{0:?} is not a ClickHouse URL like http://127.0.0.1:8123")]
+    Url(String),
+    #[error("ClickHouse at {node} is unreachable: {reason}")]
+    Unreachable { node: String, reason: String },
+    #[error("ClickHouse at {node} answered {status}: {message}")]
+    Query { node: String, status: u16, message: String },
+    #[error(
+        "ClickHouse at {node} holds upshot schema version {found}; this upshot knows version {}",
+        schema::SCHEMA_VERSION
+    )]
+    SchemaVersion { node: String, found: u32 },
+    #[error("ClickHouse at {node} holds a row upshot cannot read: {reason}")]
+    BadRow { node: String, reason: String },
+    #[error("{0:?} is not a cluster name (letters, digits, _)")]
+    Identifier(String),
+}
+
+use upshot_model::{Event, ParseContext};
+
+/// Rows sent in one INSERT at most (a batch larger than this is split).
+pub const INSERT_ROWS_MAX: usize = 100_000;
+
+/// Inserts a site's events into the distributed `events` table through `node`. An
+/// error means the batch may or may not be stored: send it again (rows of one event are
+/// identical, and the table keeps one).
+pub fn insert_events(node: &Node, site: &str, events: &[Event]) -> Result<(), ClickHouseError> {
+    for chunk in events.chunks(INSERT_ROWS_MAX) {
+        let mut body = String::with_capacity(chunk.len() * 400);
+        for event in chunk {
+            body.push_str(&rows::event_row(site, event));
+            body.push('\n');
+        }
+        // Synchronous: the insert returns once every shard has its rows, so a shard
+        // that is down fails it and the events stay in the collector's spool.
+        let query = format!("INSERT INTO {}.events FORMAT JSONEachRow", schema::DATABASE);
+        node.execute_with(&query, &[("insert_distributed_sync", "1")], body.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Every stored event of a site on one shard (its `events_local`), deduplicated, in
+/// (visitor, ts, event_id) order. Rows that no longer validate are returned as errors.
+pub fn read_shard_events(
+    node: &Node,
+    site: &str,
+    context: &ParseContext,
+) -> Result<Vec<Result<Event, String>>, ClickHouseError> {
+    let quoted = site.replace('\\', "\\\\").replace('\'', "\\'");
+    let query = format!(
+        "SELECT * FROM {}.events_local FINAL WHERE site = '{quoted}' ORDER BY visitor_id, ts, event_id FORMAT JSONEachRow",
+        schema::DATABASE
+    );
+    let answer = node.execute(&query, b"")?;
+    let mut events = Vec::new();
+    for line in answer.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
+        let row: serde_json::Map<String, serde_json::Value> = match serde_json::from_slice(line) {
+            Ok(row) => row,
+            Err(error) => {
+                events.push(Err(format!("an unreadable row: {error}")));
+                continue;
+            }
+        };
+        events.push(rows::row_event(&row, context));
+    }
+    Ok(events)
+}
+
+/// Every stored event of a site across the cluster (through `node`'s distributed
+/// table), each event_id once (the smallest (ts) row of an id, should a resend with a
+/// different ts have been stored).
+pub fn read_site_events(node: &Node, site: &str, context: &ParseContext) -> Result<Vec<Event>, ClickHouseError> {
+    let quoted = site.replace('\\', "\\\\").replace('\'', "\\'");
+    let query = format!(
+        "SELECT * FROM {}.events FINAL WHERE site = '{quoted}' ORDER BY ts, event_id FORMAT JSONEachRow",
+        schema::DATABASE
+    );
+    let answer = node.execute(&query, b"")?;
+    let mut seen = std::collections::HashSet::new();
+    let mut events = Vec::new();
+    for line in answer.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
+        let Ok(row) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) else { continue };
+        match rows::row_event(&row, context) {
+            Ok(event) => {
+                if seen.insert(event.event_id.clone()) {
+                    events.push(event);
+                }
+            }
+            Err(reason) => return Err(ClickHouseError::BadRow { node: node.url(), reason }),
+        }
+    }
+    Ok(events)
+}

@@ -1,0 +1,115 @@
+//! Against a real two-shard ClickHouse cluster (Debian's clickhouse-server, started by
+//! scripts/clickhouse/cluster on loopback and stopped at the end): the schema's init is
+//! idempotent, events sent twice are stored once, each visitor lives on one shard, and
+//! a report over what ClickHouse holds equals the embedded engine's, figure for figure.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use upshot_clickhouse::{insert_events, read_shard_events, schema, Node};
+use upshot_engine::{compute_report, Dataset, Query};
+use upshot_model::{Event, ParseContext, Settings};
+
+/// The cluster of this test binary; stopped when dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/clickhouse/cluster")
+}
+
+impl Cluster {
+    fn start(base_port: u16) -> Cluster {
+        let dir = tempfile::tempdir().expect("a temporary dir");
+        let output = Command::new(script())
+            .args(["start", &dir.path().display().to_string(), &base_port.to_string()])
+            .output()
+            .expect("the cluster script runs");
+        assert!(output.status.success(), "starting ClickHouse: {}", String::from_utf8_lossy(&output.stderr));
+        let nodes = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|url| Node::parse(url.trim()).expect("the script prints node URLs"))
+            .collect::<Vec<_>>();
+        assert_eq!(nodes.len(), 2, "two shards");
+        Cluster { dir, nodes }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).args(["stop", &self.dir.path().display().to_string()]).status();
+    }
+}
+
+fn shop() -> Vec<Event> {
+    upshot_gen::generate_events(upshot_gen::GenOptions {
+        seed: 17,
+        visitors: 300,
+        days: 20,
+        start_ms: 1_714_521_600_000,
+        lift: 0.1,
+        currency: "USD".into(),
+        edge_cases: true,
+    })
+}
+
+fn stored(nodes: &[Node], site: &str) -> Vec<Vec<Event>> {
+    let context = ParseContext { currency: "USD".into() };
+    nodes
+        .iter()
+        .map(|node| {
+            read_shard_events(node, site, &context)
+                .expect("the shard answers")
+                .into_iter()
+                .map(|event| event.expect("every stored row validates"))
+                .collect()
+        })
+        .collect()
+}
+
+fn wait_for(nodes: &[Node], site: &str, count: usize) -> Vec<Vec<Event>> {
+    // Inserts through a Distributed table reach the other shard asynchronously.
+    for _ in 0..200 {
+        let shards = stored(nodes, site);
+        if shards.iter().map(Vec::len).sum::<usize>() >= count {
+            return shards;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    stored(nodes, site)
+}
+
+#[test]
+fn a_two_shard_cluster_stores_each_event_once_and_reports_like_the_embedded_store() {
+    let cluster = Cluster::start(18300);
+    let first = schema::init(&cluster.nodes, "upshot_test").expect("init");
+    assert!(first.iter().all(|line| line.contains("created")), "{first:?}");
+    let again = schema::init(&cluster.nodes, "upshot_test").expect("init is idempotent");
+    assert!(again.iter().all(|line| line.contains("already there")), "{again:?}");
+
+    let events = shop();
+    let (half, rest) = events.split_at(events.len() / 2);
+    insert_events(&cluster.nodes[0], "shop", half).expect("insert");
+    insert_events(&cluster.nodes[1], "shop", events.as_slice()).expect("insert all, half of them again");
+    insert_events(&cluster.nodes[0], "shop", rest).expect("insert the rest again");
+    let shards = wait_for(&cluster.nodes, "shop", events.len());
+    assert!(shards.iter().all(|shard| !shard.is_empty()), "both shards hold events");
+    let mut ids: Vec<&str> = shards.iter().flatten().map(|event| event.event_id.as_str()).collect();
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!((before, ids.len()), (events.len(), events.len()), "every event once");
+    let visitors = |shard: &Vec<Event>| -> std::collections::HashSet<String> {
+        shard.iter().filter_map(|event| event.visitor_id.clone()).collect()
+    };
+    assert!(visitors(&shards[0]).is_disjoint(&visitors(&shards[1])), "a visitor lives on one shard");
+
+    let query = Query::utc(jiff::civil::date(2024, 5, 3), jiff::civil::date(2024, 5, 18));
+    let embedded = compute_report(&Dataset::from_events(&events), &Settings::default(), &query).expect("a report");
+    let from_clickhouse: Vec<Event> = shards.into_iter().flatten().collect();
+    let clickhouse =
+        compute_report(&Dataset::from_events(&from_clickhouse), &Settings::default(), &query).expect("a report");
+    assert_eq!(serde_json::to_value(&clickhouse).ok(), serde_json::to_value(&embedded).ok());
+}
