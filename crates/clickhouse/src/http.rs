@@ -55,16 +55,69 @@ impl Node {
         settings: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Vec<u8>, ClickHouseError> {
-        let unreachable =
-            |error: std::io::Error| ClickHouseError::Unreachable { node: self.url(), reason: error.to_string() };
+        let (status, mut reader) = self.send(query, settings, body)?;
+        let mut answer = Vec::new();
+        reader
+            .by_ref()
+            .take(ANSWER_BYTES_MAX as u64)
+            .read_to_end(&mut answer)
+            .map_err(|error| self.unreachable(error))?;
+        if status != 200 {
+            return Err(self.query_error(status, &answer));
+        }
+        Ok(answer)
+    }
+
+    /// Runs a query whose answer is lines (`FORMAT JSONEachRow`, `TSV`) and hands each
+    /// line to `visit` as it arrives: no limit on the answer's size, bounded memory.
+    pub fn execute_lines(&self, query: &str, mut visit: impl FnMut(&[u8])) -> Result<(), ClickHouseError> {
+        let (status, mut reader) = self.send(query, &[], b"")?;
+        if status != 200 {
+            let mut answer = Vec::new();
+            let _ = reader.by_ref().take(64 << 10).read_to_end(&mut answer);
+            return Err(self.query_error(status, &answer));
+        }
+        let mut reader = BufReader::with_capacity(1 << 20, reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line).map_err(|error| self.unreachable(error))?;
+            if read == 0 {
+                return Ok(());
+            }
+            let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
+            if !trimmed.is_empty() {
+                visit(trimmed);
+            }
+        }
+    }
+
+    fn unreachable(&self, error: std::io::Error) -> ClickHouseError {
+        ClickHouseError::Unreachable { node: self.url(), reason: error.to_string() }
+    }
+
+    fn query_error(&self, status: u16, answer: &[u8]) -> ClickHouseError {
+        let message = String::from_utf8_lossy(answer).trim().chars().take(2000).collect();
+        ClickHouseError::Query { node: self.url(), status, message }
+    }
+
+    /// Sends the request; returns the status and a reader of the answer's body (chunked
+    /// transfer decoded).
+    fn send(
+        &self,
+        query: &str,
+        settings: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(u16, Box<dyn Read>), ClickHouseError> {
         let address = (self.host.as_str(), self.port)
             .to_socket_addrs()
-            .map_err(unreachable)?
+            .map_err(|error| self.unreachable(error))?
             .next()
             .ok_or_else(|| ClickHouseError::Unreachable { node: self.url(), reason: "no address".into() })?;
-        let mut stream = TcpStream::connect_timeout(&address, self.connect_timeout).map_err(unreachable)?;
-        stream.set_read_timeout(Some(self.io_timeout)).map_err(unreachable)?;
-        stream.set_write_timeout(Some(self.io_timeout)).map_err(unreachable)?;
+        let mut stream =
+            TcpStream::connect_timeout(&address, self.connect_timeout).map_err(|error| self.unreachable(error))?;
+        stream.set_read_timeout(Some(self.io_timeout)).map_err(|error| self.unreachable(error))?;
+        stream.set_write_timeout(Some(self.io_timeout)).map_err(|error| self.unreachable(error))?;
         let mut path = format!("/?query={}", encode(query));
         for (name, value) in settings {
             path.push_str(&format!("&{}={}", encode(name), encode(value)));
@@ -75,60 +128,73 @@ impl Node {
             self.port,
             body.len()
         );
-        stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).map_err(unreachable)?;
+        stream
+            .write_all(head.as_bytes())
+            .and_then(|()| stream.write_all(body))
+            .map_err(|error| self.unreachable(error))?;
         let mut reader = BufReader::new(stream);
         let mut status_line = String::new();
-        reader.read_line(&mut status_line).map_err(unreachable)?;
+        reader.read_line(&mut status_line).map_err(|error| self.unreachable(error))?;
         let status: u16 = status_line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
         let (mut length, mut chunked) = (None, false);
         loop {
             let mut line = String::new();
-            reader.read_line(&mut line).map_err(unreachable)?;
+            reader.read_line(&mut line).map_err(|error| self.unreachable(error))?;
             if line == "\r\n" || line.is_empty() {
                 break;
             }
             let lower = line.to_ascii_lowercase();
             if let Some(value) = lower.strip_prefix("content-length:") {
-                length = value.trim().parse::<usize>().ok();
+                length = value.trim().parse::<u64>().ok();
             }
             if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
                 chunked = true;
             }
         }
-        let answer = if chunked {
-            read_chunked(&mut reader).map_err(unreachable)?
+        let body: Box<dyn Read> = if chunked {
+            Box::new(Chunked { inner: reader, left: 0, done: false })
         } else {
-            let mut answer = Vec::new();
-            let limit = length.unwrap_or(ANSWER_BYTES_MAX).min(ANSWER_BYTES_MAX) as u64;
-            reader.take(limit).read_to_end(&mut answer).map_err(unreachable)?;
-            answer
+            Box::new(reader.take(length.unwrap_or(u64::MAX)))
         };
-        if status != 200 {
-            let message = String::from_utf8_lossy(&answer).trim().chars().take(2000).collect();
-            return Err(ClickHouseError::Query { node: self.url(), status, message });
-        }
-        Ok(answer)
+        Ok((status, body))
     }
 }
 
-fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
-    let mut answer = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "a bad chunk size"))?;
-        if size == 0 {
-            return Ok(answer);
+/// The body of a chunked answer, as a plain reader.
+struct Chunked<R> {
+    inner: R,
+    /// Bytes left in the current chunk.
+    left: usize,
+    done: bool,
+}
+
+impl<R: BufRead> Read for Chunked<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buffer.is_empty() {
+            return Ok(0);
         }
-        if answer.len() + size > ANSWER_BYTES_MAX {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the answer is too large"));
+        if self.left == 0 {
+            let mut line = String::new();
+            self.inner.read_line(&mut line)?;
+            if line == "\r\n" {
+                line.clear();
+                self.inner.read_line(&mut line)?;
+            }
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "a bad chunk size"))?;
+            if size == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+            self.left = size;
         }
-        let start = answer.len();
-        answer.resize(start + size, 0);
-        reader.read_exact(&mut answer[start..])?;
-        let mut end = [0u8; 2];
-        reader.read_exact(&mut end)?;
+        let wanted = buffer.len().min(self.left);
+        let read = self.inner.read(&mut buffer[..wanted])?;
+        if read == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the answer was cut off"));
+        }
+        self.left -= read;
+        Ok(read)
     }
 }
 
@@ -159,7 +225,9 @@ mod tests {
 
     #[test]
     fn chunked_answers_are_joined() {
-        let mut input: &[u8] = b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        assert_eq!(read_chunked(&mut input).expect("valid"), b"abcde");
+        let input: &[u8] = b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        let mut out = Vec::new();
+        Chunked { inner: input, left: 0, done: false }.read_to_end(&mut out).expect("valid");
+        assert_eq!(out, b"abcde");
     }
 }

@@ -57,48 +57,55 @@ pub fn read_shard_events(
     site: &str,
     context: &ParseContext,
 ) -> Result<Vec<Result<Event, String>>, ClickHouseError> {
-    let quoted = site.replace('\\', "\\\\").replace('\'', "\\'");
     let query = format!(
-        "SELECT * FROM {}.events_local FINAL WHERE site = '{quoted}' ORDER BY visitor_id, ts, event_id FORMAT JSONEachRow",
-        schema::DATABASE
+        "SELECT * FROM {}.events_local FINAL WHERE site = '{}' ORDER BY visitor_id, ts, event_id FORMAT JSONEachRow",
+        schema::DATABASE,
+        quote(site)
     );
-    let answer = node.execute(&query, b"")?;
     let mut events = Vec::new();
-    for line in answer.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
-        let row: serde_json::Map<String, serde_json::Value> = match serde_json::from_slice(line) {
-            Ok(row) => row,
-            Err(error) => {
-                events.push(Err(format!("an unreadable row: {error}")));
-                continue;
-            }
-        };
-        events.push(rows::row_event(&row, context));
-    }
+    node.execute_lines(&query, |line| {
+        events.push(match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) {
+            Ok(row) => rows::row_event(&row, context),
+            Err(error) => Err(format!("an unreadable row: {error}")),
+        });
+    })?;
     Ok(events)
+}
+
+fn quote(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\'', "\\'")
 }
 
 /// Every stored event of a site across the cluster (through `node`'s distributed
 /// table), each event_id once (the smallest (ts) row of an id, should a resend with a
 /// different ts have been stored).
 pub fn read_site_events(node: &Node, site: &str, context: &ParseContext) -> Result<Vec<Event>, ClickHouseError> {
-    let quoted = site.replace('\\', "\\\\").replace('\'', "\\'");
     let query = format!(
-        "SELECT * FROM {}.events FINAL WHERE site = '{quoted}' ORDER BY ts, event_id FORMAT JSONEachRow",
-        schema::DATABASE
+        "SELECT * FROM {}.events FINAL WHERE site = '{}' ORDER BY ts, event_id FORMAT JSONEachRow",
+        schema::DATABASE,
+        quote(site)
     );
-    let answer = node.execute(&query, b"")?;
     let mut seen = std::collections::HashSet::new();
     let mut events = Vec::new();
-    for line in answer.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()) {
-        let Ok(row) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) else { continue };
+    let mut bad = None;
+    node.execute_lines(&query, |line| {
+        let Ok(row) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) else {
+            bad.get_or_insert_with(|| "a row that is not JSON".to_string());
+            return;
+        };
         match rows::row_event(&row, context) {
             Ok(event) => {
                 if seen.insert(event.event_id.clone()) {
                     events.push(event);
                 }
             }
-            Err(reason) => return Err(ClickHouseError::BadRow { node: node.url(), reason }),
+            Err(reason) => {
+                bad.get_or_insert(reason);
+            }
         }
+    })?;
+    match bad {
+        Some(reason) => Err(ClickHouseError::BadRow { node: node.url(), reason }),
+        None => Ok(events),
     }
-    Ok(events)
 }

@@ -110,6 +110,7 @@ fn main() {
     let clickhouse = std::env::var("UPSHOT_LOAD_CLICKHOUSE_URL")
         .ok()
         .map(|url| upshot_clickhouse::Node::parse(&url).expect("UPSHOT_LOAD_CLICKHOUSE_URL is a node URL"));
+    let clickhouse_node = clickhouse.clone();
     let limits = Limits { key_events_per_second: u32::MAX / 2, key_events_burst: u32::MAX / 2, ..Limits::default() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = upshot_server::start(
@@ -152,6 +153,23 @@ fn main() {
         elapsed.as_secs_f64(),
         rate
     );
+
+    // With ClickHouse: how long until every acknowledged event is in the cluster.
+    if let Some(node) = &clickhouse_node {
+        let count = || -> u64 {
+            let answer = node.execute("SELECT count() FROM upshot.events FORMAT TSV", b"").expect("a count");
+            String::from_utf8_lossy(&answer).trim().parse().expect("a number")
+        };
+        while count() < taken {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let drained = started.elapsed();
+        println!(
+            "in ClickHouse: all {taken} events {:.2} s after the first was sent = {:.0} events/s end to end",
+            drained.as_secs_f64(),
+            taken as f64 / drained.as_secs_f64()
+        );
+    }
 
     // 2. Latency at half that rate, open loop.
     let target =
