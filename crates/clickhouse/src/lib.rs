@@ -109,3 +109,56 @@ pub fn read_site_events(node: &Node, site: &str, context: &ParseContext) -> Resu
         None => Ok(events),
     }
 }
+
+/// Streams a site's events from the cluster through `node`'s distributed table, each
+/// visitor's together in (ts, event_id) order (`ORDER BY visitor_id, ts, event_id`:
+/// each shard sorts its own, the node merges), restricted by `condition` (SQL over the
+/// columns, already safe). Each visitor's events reach `visit` at once, an event_id
+/// once; memory holds one visitor.
+pub fn stream_site_visitors(
+    node: &Node,
+    site: &str,
+    condition: &str,
+    context: &ParseContext,
+    mut visit: impl FnMut(&str, Vec<Event>),
+) -> Result<(), ClickHouseError> {
+    let query = format!(
+        "SELECT * FROM {}.events FINAL WHERE site = '{}' AND ({condition}) ORDER BY visitor_id, ts, event_id FORMAT JSONEachRow",
+        schema::DATABASE,
+        quote(site)
+    );
+    let mut current = String::new();
+    let mut events: Vec<Event> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut bad = None;
+    node.execute_lines(&query, |line| {
+        let event = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
+            .map_err(|error| format!("a row that is not JSON: {error}"))
+            .and_then(|row| rows::row_event(&row, context));
+        let event = match event {
+            Ok(event) => event,
+            Err(reason) => {
+                bad.get_or_insert(reason);
+                return;
+            }
+        };
+        let visitor = event.visitor_id.as_deref().unwrap_or("");
+        if visitor != current {
+            if !events.is_empty() {
+                visit(&current, std::mem::take(&mut events));
+            }
+            current = visitor.to_string();
+            seen.clear();
+        }
+        if seen.insert(event.event_id.clone()) {
+            events.push(event);
+        }
+    })?;
+    if !events.is_empty() {
+        visit(&current, events);
+    }
+    match bad {
+        Some(reason) => Err(ClickHouseError::BadRow { node: node.url(), reason }),
+        None => Ok(()),
+    }
+}

@@ -14,6 +14,8 @@ use upshot_model::{Event, Settings};
 use upshot_store::segment::{bucket_of, sort_for_segment, BucketColumns, ColumnSet, SegmentFile, BUCKETS};
 use upshot_store::{SiteRecord, Store, StoreError};
 
+pub mod clickhouse;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     #[error(transparent)]

@@ -227,25 +227,18 @@ async fn compute_now(
     Ok(report)
 }
 
-/// The report with the ClickHouse backend: the site's events from the cluster (each
-/// visitor's on its shard, read through the distributed table) and those still in the
-/// local spool, through the engine.
+/// The report with the ClickHouse backend: from the cluster, streamed visitor by
+/// visitor, plus what is still in the local spool.
 fn clickhouse_report(
     store: &std::sync::RwLock<upshot_store::Store>,
     node: &upshot_clickhouse::Node,
     record: &upshot_store::SiteRecord,
     query: &upshot_engine::Query,
 ) -> Result<Report, String> {
-    let context = upshot_model::ParseContext { currency: record.currency.clone() };
     let mut spooled = Vec::new();
     {
         let store = store.read().expect("no thread panics while holding the store");
         store.scan_tail(record, |event| spooled.push(event)).map_err(|error| error.to_string())?;
     }
-    let mut events =
-        upshot_clickhouse::read_site_events(node, &record.site, &context).map_err(|error| error.to_string())?;
-    let shipped: std::collections::HashSet<String> = events.iter().map(|event| event.event_id.clone()).collect();
-    events.extend(spooled.into_iter().filter(|event| !shipped.contains(&event.event_id)));
-    let dataset = upshot_engine::Dataset::from_events(&events);
-    upshot_engine::compute_report(&dataset, &record.settings, query).map_err(|error| error.to_string())
+    upshot_scan::clickhouse::report(node, record, query, spooled).map_err(|error| error.to_string())
 }
