@@ -45,12 +45,19 @@ async function watchedPage(browser, origin, viewport) {
   return { context, page, problems };
 }
 
+/// A new view may first show the "computing" notice, which reloads itself: wait for the
+/// real page (it has the page navigation).
+async function settle(page) {
+  await page.waitForSelector("nav.pages", { timeout: 30000 });
+}
+
 async function signIn(page, origin, site, secret) {
   await page.goto(origin + "/");
   assert.match(page.url(), /\/signin$/);
   await page.fill("input[name=site]", site);
   await page.fill("input[name=secret]", secret);
   await Promise.all([page.waitForURL(/\/sites\/[^/]+\/$/), page.click("button[type=submit]")]);
+  await settle(page);
 }
 
 const PAGES = [
@@ -76,13 +83,16 @@ export async function run(browser) {
 
     // The date preset: the select submits itself, the URL keeps the view.
     await Promise.all([page.waitForURL(/preset=last_7_days/), page.selectOption("select[name=preset]", "last_7_days")]);
+    await settle(page);
     assert.match(await page.textContent("p.range"), new RegExp(`${isoDay(-6)} – ${isoDay(0)}`));
     await Promise.all([page.waitForURL(/page_type=product/), page.selectOption("select[name=page_type]", "product")]);
+    await settle(page);
     assert.match(page.url(), /preset=last_7_days/, "filters add up in the URL");
 
     // The placements table, sorted by clicks, largest first.
     await page.click("nav.pages a:has-text('Placements')");
     await page.waitForURL(/\/placements\?/);
+    await settle(page);
     await Promise.all([page.waitForURL(/sort=clicks/), page.click("th a:has-text('Clicks')")]);
     const clicksColumn = await page.locator("thead th").allTextContents();
     const index = clicksColumn.findIndex((text) => text.startsWith("Clicks"));
@@ -94,11 +104,13 @@ export async function run(browser) {
     const hostile = page.locator("tbody a", { hasText: "<script>alert(1)</script>" });
     assert.equal(await hostile.count(), 1, "the name is shown as text");
     await Promise.all([page.waitForURL(/\/placements\/%3Cscript/), hostile.click()]);
+    await settle(page);
     assert.equal(await page.textContent("h1"), "Placement <script>alert(1)</script>");
     assert.equal(await page.locator("figure.chart").count(), 4, "daily impressions, clicks, CTR and revenue");
 
     // A CSV download of the placements table.
     await page.goBack();
+    await settle(page);
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("a.download")]);
     const csv = fs.readFileSync(await download.path(), "utf8");
     assert.match(csv.split("\n")[0], /^placement,kind,impressions,clicks,ctr,orders,value,/);
@@ -107,12 +119,15 @@ export async function run(browser) {
     // Every other page opens, on the same view.
     for (const [, pagePath] of PAGES) {
       await page.goto(`${origin}/sites/shop/${pagePath}?preset=last_30_days`);
+      await settle(page);
       assert.equal(await page.locator("h1").count(), 1);
     }
     const rollups = await page.goto(`${origin}/sites/shop/rollups`);
     assert.equal(rollups.status(), 200);
+    await settle(page);
     assert.equal(await page.locator("td", { hasText: "say \"hi\" & 'bye'" }).count(), 1, "quotes and ampersands shown as text");
     await page.goto(`${origin}/sites/shop/experiments`);
+    await settle(page);
     assert.ok(await page.locator("svg.interval").count() > 0, "lifts drawn with their interval");
 
     // Another site is not this key's (the browser logs the 403 it was meant to get).
@@ -136,6 +151,7 @@ export async function run(browser) {
       await signIn(page, origin, "", ADMIN_PASSWORD);
       for (const [name, pagePath] of PAGES) {
         await page.goto(`${origin}/sites/shop/${pagePath}`);
+        await settle(page);
         // Nothing may stick out sideways except inside the tables' own scroll boxes.
         const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
         assert.ok(overflow <= 0, `${name} at ${label} is ${overflow}px too wide`);

@@ -140,3 +140,30 @@ pub fn problem(title: &str, message: &str, back: &str) -> String {
     }
     .into_string()
 }
+
+/// The page shown while a view's figures are computed for the first time: it reloads
+/// itself every second (no script needed) until they are there.
+pub fn computing(view: &View) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta http-equiv="refresh" content="1";
+                title { "Computing · upshot" }
+                link rel="icon" href="data:,";
+                link rel="stylesheet" href="/assets/app.css";
+            }
+            body.signin {
+                main {
+                    h1 { "Computing the figures…" }
+                    p { "This view (" (view.from) " – " (view.to) ") is new: its figures are being computed from every event. "
+                        "The page reloads by itself in a moment." }
+                    p.muted { "Views opened once stay ready for the next ten minutes." }
+                }
+            }
+        }
+    }
+    .into_string()
+}

@@ -18,6 +18,8 @@ use crate::keys::{constant_time_equal, sha256, KeyRole};
 use crate::AppState;
 
 const COOKIE: &str = "upshot_session";
+/// How long a page waits for its figures before it answers with a "computing" notice.
+const PAGE_WAIT: Duration = Duration::from_millis(250);
 /// A session lasts this long after sign-in.
 const SESSION_SECONDS: u64 = 12 * 3600;
 /// Sessions kept at most; past it, the oldest are dropped (they sign in again).
@@ -292,19 +294,41 @@ async fn show(
     let Some(query) = query_for(&record, &view, view.from, view.to) else {
         return problem(StatusCode::BAD_REQUEST, "That view does not exist", "The range is too long.", "/");
     };
-    let current = crate::report::compute(state, record.clone(), query);
-    let previous = async {
-        let (from, to) = view.previous_range()?;
-        let query = query_for(&record, &view, from, to)?;
-        (page.needs_previous() && csv_table.is_none()).then_some(crate::report::compute(state, record.clone(), query))
+    // The reports are computed in tasks of their own (they land in the cache): a page
+    // whose figures take longer than a moment answers at once with a notice that
+    // reloads itself, instead of leaving the browser waiting.
+    let spawn = |query: upshot_engine::Query| {
+        let (state, record) = (state.clone(), record.clone());
+        tokio::spawn(async move { crate::report::compute(&state, record, query).await })
     };
-    let (current, previous) = match previous.await {
-        Some(previous) => {
-            let (current, previous) = tokio::join!(current, previous);
-            (current, previous.ok())
-        }
-        None => (current.await, None),
+    let current = spawn(query);
+    let previous = view
+        .previous_range()
+        .and_then(|(from, to)| query_for(&record, &view, from, to))
+        .filter(|_| page.needs_previous() && csv_table.is_none())
+        .map(spawn);
+    let both = async {
+        let current = current.await;
+        let previous = match previous {
+            Some(previous) => previous.await.ok().and_then(Result::ok),
+            None => None,
+        };
+        (current, previous)
     };
+    let waited = if csv_table.is_some() { None } else { Some(PAGE_WAIT) };
+    let (current, previous) = match waited {
+        Some(wait) => match tokio::time::timeout(wait, both).await {
+            Ok(done) => done,
+            Err(_) => return html_page(StatusCode::OK, layout::computing(&view)),
+        },
+        None => both.await,
+    };
+    let current = current.unwrap_or_else(|error| {
+        Err(crate::error::ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("computing the report failed: {error}"),
+        ))
+    });
     let current = match current {
         Ok(report) => report,
         Err(error) => {

@@ -432,3 +432,42 @@ fn past_its_connection_limit_the_server_serves_a_new_client_once_one_leaves() {
     assert_eq!(waiting.join().expect("the client thread").status, 200);
     assert!(harness.stop_and_read("shop").is_empty());
 }
+
+#[test]
+fn a_dashboard_page_whose_figures_are_slow_answers_at_once_and_reloads_itself() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let form = format!("site=shop&secret={}", harness.secret("shop"));
+    let signed_in = request(
+        harness.address(),
+        "POST",
+        "/signin",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+    );
+    assert_eq!(signed_in.status, 303);
+    let cookie =
+        signed_in.header("set-cookie").expect("a session cookie").split(';').next().expect("name=value").to_string();
+    assert!(signed_in
+        .header("set-cookie")
+        .is_some_and(|value| value.contains("HttpOnly") && value.contains("SameSite=Strict")));
+    // A stalled store (as under a long report or a slow disk) keeps the figures from
+    // coming: the page must not wait for them.
+    let store = harness.server.as_ref().expect("running").store().clone();
+    let stalled = store.write().expect("the store lock");
+    let page = request(harness.address(), "GET", "/sites/shop/", &[("Cookie", &cookie)], b"");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Computing the figures") && page.text().contains("http-equiv=\"refresh\""));
+    drop(stalled);
+    let mut overview = String::new();
+    for _ in 0..100 {
+        overview = request(harness.address(), "GET", "/sites/shop/", &[("Cookie", &cookie)], b"").text();
+        if overview.contains("<h1>Overview</h1>") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(overview.contains("<h1>Overview</h1>"), "the figures arrive once computed");
+    let signed_out = request(harness.address(), "GET", "/sites/shop/", &[], b"");
+    assert_eq!((signed_out.status, signed_out.header("location")), (303, Some("/signin")), "no cookie, no figures");
+    harness.stop_and_read("shop");
+}
