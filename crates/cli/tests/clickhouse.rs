@@ -159,6 +159,22 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json(), embedded, "the ClickHouse backend reports what the embedded one does");
 
+    // A short range: the shards send only the visitors active in it (and the period
+    // before); the figures are still the embedded store's.
+    let short = ["--from", "2024-05-12", "--to", "2024-05-13"];
+    let embedded_short: serde_json::Value = serde_json::from_str(&succeed(
+        upshot(&embedded_data).args(["report", "--site", "shop", "--format", "json", "--model", "linear"]).args(short),
+    ))
+    .expect("report JSON");
+    let answer = support::request(
+        server.1,
+        "GET",
+        "/v1/sites/shop/report?from=2024-05-12&to=2024-05-13&model=linear",
+        &[("Authorization", &authorization)],
+        b"",
+    );
+    assert_eq!(answer.json(), embedded_short);
+
     let count = |query: &str| -> u64 {
         let node = upshot_clickhouse::Node::parse(&nodes[0]).expect("a node");
         String::from_utf8_lossy(&node.execute(query, b"").expect("a query")).trim().parse().expect("a count")

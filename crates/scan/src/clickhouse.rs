@@ -1,7 +1,8 @@
 //! A site's report from the ClickHouse backend: a first query builds the order book
 //! from every order and refund of the site (orders are deduplicated site-wide, refunds
 //! need no visitor); a second streams each visitor's events, sorted on its shard and
-//! merged by the node, into the engine one visitor at a time. Events still in the
+//! merged by the node, into the engine one visitor at a time (only visitors active from
+//! the previous period's start to the range's end: no other can count). Events still in the
 //! collector's spool (`spooled`) join their visitors. Memory holds the order book and
 //! one visitor, however large the site.
 
@@ -55,7 +56,20 @@ pub fn report(
         }
         worker.end_visitor(&plan, &book);
     };
-    stream_site_visitors(node, &record.site, "visitor_id != ''", &context, |visitor, events| {
+    // Only visitors with an event from the previous period's start to the range's end
+    // can count in any figure (sessions, orders, experiments and the rest all need one
+    // there; refunds are in the order book): each shard keeps only those, by its own
+    // index, before anything crosses the network. A visitor lives on one shard, so the
+    // subquery on the shard's local table sees all of its events.
+    let window = upshot_engine::query::Window::resolve(query)?;
+    let relevant = format!(
+        "visitor_id != '' AND visitor_id IN (SELECT visitor_id FROM {}.events_local WHERE site = '{}' AND ts >= {} AND ts < {})",
+        upshot_clickhouse::schema::DATABASE,
+        record.site.replace('\\', "\\\\").replace('\'', "\\'"),
+        window.previous_start,
+        window.end
+    );
+    stream_site_visitors(node, &record.site, &relevant, &context, |visitor, events| {
         let extra = spooled_by_visitor.remove(visitor);
         run_visitor(visitor, &events, extra);
     })?;
