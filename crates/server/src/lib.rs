@@ -35,7 +35,7 @@ use writer::{WriterQueue, WriterSettings};
 pub enum ServerError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("listening on {address}: {source}")]
+    #[error("listening on {address}: {source} (is another program using it? choose another with --listen)")]
     Listen { address: SocketAddr, source: std::io::Error },
     #[error("starting the server's threads: {0}")]
     Runtime(std::io::Error),
