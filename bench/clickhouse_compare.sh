@@ -2,7 +2,7 @@
 # Ingest and report: the ClickHouse backend (local two-shard cluster) against the
 # embedded store, on the same generated events, side by side.
 #   bench/clickhouse_compare.sh [VISITORS] [RUNS]
-# Needs curl and python3; starts and stops its own cluster under bench/out/.
+# Needs python3; starts and stops its own cluster under bench/out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 visitors="${1:-50000}"
