@@ -561,7 +561,8 @@ fn serve(
     let sites = store.site_ids()?;
     if let Some(node) = &clickhouse {
         println!("events go to ClickHouse at {} (this data dir's log is the spool)", node.url());
-        let query = format!("SELECT max(version) FROM {}.schema_version FORMAT TSV", upshot_clickhouse::schema::DATABASE);
+        let query =
+            format!("SELECT max(version) FROM {}.schema_version FORMAT TSV", upshot_clickhouse::schema::DATABASE);
         if let Err(error) = node.execute(&query, b"") {
             eprintln!(
                 "warning: no upshot schema readable at {} ({error}); run `upshot clickhouse init --url ... --cluster NAME`. \

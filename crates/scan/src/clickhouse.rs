@@ -46,16 +46,7 @@ pub fn report(
     for event in spooled.into_iter().filter(|event| event.visitor_id.is_some()) {
         spooled_by_visitor.entry(event.visitor_id.clone().unwrap_or_default()).or_default().push(event);
     }
-    let mut worker = plan.worker();
-    let mut run_visitor = |visitor: &str, events: &[Event], extra: Option<Vec<Event>>| {
-        worker.begin_visitor(visitor);
-        let ids: std::collections::HashSet<&str> = events.iter().map(|event| event.event_id.as_str()).collect();
-        events.iter().for_each(|event| worker.push_event(event));
-        for event in extra.iter().flatten().filter(|event| !ids.contains(event.event_id.as_str())) {
-            worker.push_event(event);
-        }
-        worker.end_visitor(&plan, &book);
-    };
+    let spooled_by_visitor = std::sync::Mutex::new(spooled_by_visitor);
     // Only visitors with an event from the previous period's start to the range's end
     // can count in any figure (sessions, orders, experiments and the rest all need one
     // there; refunds are in the order book): each shard keeps only those, by its own
@@ -69,12 +60,51 @@ pub fn report(
         window.previous_start,
         window.end
     );
-    stream_site_visitors(node, &record.site, &relevant, &context, |visitor, events| {
-        let extra = spooled_by_visitor.remove(visitor);
-        run_visitor(visitor, &events, extra);
-    })?;
-    for (visitor, events) in spooled_by_visitor {
-        run_visitor(&visitor, &events, None);
+    // Several streams, each a share of the visitors (by hash), each into its own
+    // worker on its own thread: reading, parsing and the engine's pass overlap.
+    let streams = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, STREAMS_MAX);
+    let results: Vec<Result<upshot_engine::Worker, ClickHouseError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..streams)
+            .map(|stream| {
+                let (plan, book, context, relevant, spooled) = (&plan, &book, &context, &relevant, &spooled_by_visitor);
+                scope.spawn(move || {
+                    let mut worker = plan.worker();
+                    let condition = format!("{relevant} AND sipHash64(visitor_id) % {streams} = {stream}");
+                    stream_site_visitors(node, &record.site, &condition, context, |visitor, events| {
+                        let extra = spooled.lock().expect("no thread panics while holding it").remove(visitor);
+                        run_visitor(&mut worker, plan, book, visitor, &events, extra);
+                    })?;
+                    Ok(worker)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|handle| handle.join().expect("a report stream panicked")).collect()
+    });
+    let mut workers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut rest = plan.worker();
+    for (visitor, events) in spooled_by_visitor.into_inner().expect("no thread panicked") {
+        run_visitor(&mut rest, &plan, &book, &visitor, &events, None);
     }
-    Ok(plan.finish(vec![worker]))
+    workers.push(rest);
+    Ok(plan.finish(workers))
+}
+
+/// Report streams at most (one per core).
+const STREAMS_MAX: usize = 8;
+
+fn run_visitor(
+    worker: &mut upshot_engine::Worker,
+    plan: &ReportPlan,
+    book: &OrderBook,
+    visitor: &str,
+    events: &[Event],
+    extra: Option<Vec<Event>>,
+) {
+    worker.begin_visitor(visitor);
+    let ids: std::collections::HashSet<&str> = events.iter().map(|event| event.event_id.as_str()).collect();
+    events.iter().for_each(|event| worker.push_event(event));
+    for event in extra.iter().flatten().filter(|event| !ids.contains(event.event_id.as_str())) {
+        worker.push_event(event);
+    }
+    worker.end_visitor(plan, book);
 }
