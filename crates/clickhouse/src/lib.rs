@@ -162,3 +162,104 @@ pub fn stream_site_visitors(
         None => Ok(()),
     }
 }
+
+/// One order_id's part of the order book, aggregated in ClickHouse: each shard groups
+/// its order and refund rows (each event once), the node merges the shards' partial
+/// aggregates by order_id (an order_id may span visitors, and so shards).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub order_id: String,
+    /// The counting order event, smallest (ts, event_id); `None` with refunds only.
+    pub first_order: Option<(i64, String)>,
+    /// Sum of the refunds with an amount (money units).
+    pub refunded: i64,
+    /// A refund without amount refunds everything.
+    pub refund_all: bool,
+    pub cancelled: bool,
+}
+
+/// The site's order book as computed by ClickHouse (see `OrderSummary`).
+pub fn order_summaries(node: &Node, site: &str) -> Result<Vec<OrderSummary>, ClickHouseError> {
+    // Refund amounts are never negative (validated at ingest): -1 stands for "whole".
+    let query = format!(
+        "SELECT order_id, \
+           minIf((event_ts, event_id), event_type = 'order') AS first_order, \
+           countIf(event_type = 'order') AS orders, \
+           sumIf(refund_amount, event_type = 'refund' AND refund_amount >= 0) AS refunded, \
+           maxIf(toUInt8(refund_amount < 0), event_type = 'refund') AS whole, \
+           maxIf(refund_cancel, event_type = 'refund') AS cancelled \
+         FROM ( \
+           SELECT event_id, argMin(type, ts) AS event_type, argMin(order_id, ts) AS order_id, min(ts) AS event_ts, \
+             argMin(ifNull(amount, -1), ts) AS refund_amount, argMin(cancel, ts) AS refund_cancel \
+           FROM {}.events FINAL WHERE site = '{}' AND type IN ('order', 'refund') GROUP BY event_id \
+         ) GROUP BY order_id FORMAT JSONEachRow",
+        schema::DATABASE,
+        quote(site)
+    );
+    let mut summaries = Vec::new();
+    let mut bad = None;
+    node.execute_lines(&query, |line| match parse_summary(line) {
+        Some(summary) => summaries.push(summary),
+        None => {
+            bad.get_or_insert_with(|| String::from_utf8_lossy(line).chars().take(200).collect::<String>());
+        }
+    })?;
+    match bad {
+        Some(row) => Err(ClickHouseError::BadRow {
+            node: node.url(),
+            reason: format!("an order summary upshot cannot read: {row}"),
+        }),
+        None => Ok(summaries),
+    }
+}
+
+fn parse_summary(line: &[u8]) -> Option<OrderSummary> {
+    let row: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line).ok()?;
+    let number = |name: &str| -> Option<i64> {
+        match row.get(name)? {
+            serde_json::Value::Number(number) => number.as_i64(),
+            serde_json::Value::String(text) => text.parse().ok(),
+            _ => None,
+        }
+    };
+    let first = row.get("first_order")?.as_array()?;
+    let first_ts = match first.first()? {
+        serde_json::Value::Number(number) => number.as_i64()?,
+        serde_json::Value::String(text) => text.parse().ok()?,
+        _ => return None,
+    };
+    let first_id = first.get(1)?.as_str()?.to_string();
+    Some(OrderSummary {
+        order_id: row.get("order_id")?.as_str()?.to_string(),
+        first_order: (number("orders")? > 0).then_some((first_ts, first_id)),
+        refunded: number("refunded")?,
+        refund_all: number("whole")? == 1,
+        cancelled: number("cancelled")? == 1,
+    })
+}
+
+/// Which of these event ids the site's table holds already (at most a few thousand
+/// ids a call; the caller splits longer lists).
+pub fn stored_event_ids(
+    node: &Node,
+    site: &str,
+    ids: &[&str],
+) -> Result<std::collections::HashSet<String>, ClickHouseError> {
+    let mut stored = std::collections::HashSet::new();
+    for chunk in ids.chunks(1000) {
+        let list = chunk.iter().map(|id| format!("'{}'", quote(id))).collect::<Vec<_>>().join(",");
+        let query = format!(
+            "SELECT DISTINCT event_id FROM {}.events WHERE site = '{}' AND event_id IN ({list}) FORMAT JSONEachRow",
+            schema::DATABASE,
+            quote(site)
+        );
+        node.execute_lines(&query, |line| {
+            if let Ok(row) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) {
+                if let Some(id) = row.get("event_id").and_then(serde_json::Value::as_str) {
+                    stored.insert(id.to_string());
+                }
+            }
+        })?;
+    }
+    Ok(stored)
+}

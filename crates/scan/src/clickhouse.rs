@@ -1,6 +1,6 @@
-//! A site's report from the ClickHouse backend: a first query builds the order book
-//! from every order and refund of the site (orders are deduplicated site-wide, refunds
-//! need no visitor); a second streams each visitor's events, sorted on its shard and
+//! A site's report from the ClickHouse backend: a first query has ClickHouse aggregate
+//! the order book (each shard groups its orders and refunds, the node merges them by
+//! order_id: orders are deduplicated site-wide, refunds need no visitor); a second streams each visitor's events, sorted on its shard and
 //! merged by the node, into the engine one visitor at a time (only visitors active from
 //! the previous period's start to the range's end: no other can count). Events still in the
 //! collector's spool (`spooled`) join their visitors. Memory holds the order book and
@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use upshot_clickhouse::{stream_site_visitors, ClickHouseError, Node};
+use upshot_clickhouse::{order_summaries, stored_event_ids, stream_site_visitors, ClickHouseError, Node};
 use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan};
 use upshot_model::{Event, ParseContext};
 use upshot_store::SiteRecord;
@@ -29,17 +29,38 @@ pub fn report(
 ) -> Result<Report, ClickHouseReportError> {
     let plan = ReportPlan::new(&record.settings, query)?;
     let context = ParseContext { currency: record.currency.clone() };
+    // The order book, aggregated by ClickHouse per shard and merged by order_id.
     let mut book = OrderBook::default();
-    let mut shipped_orders = std::collections::HashSet::new();
-    stream_site_visitors(node, &record.site, "type IN ('order', 'refund')", &context, |_, events| {
-        for event in &events {
-            shipped_orders.insert(event.event_id.clone());
-            add_to_order_book(&mut book, event);
+    for summary in order_summaries(node, &record.site)? {
+        let order_id = summary.order_id.as_bytes();
+        if let Some((ts, event_id)) = &summary.first_order {
+            book.add_order(order_id, *ts, event_id.as_bytes());
         }
-    })?;
+        if summary.refunded != 0 {
+            book.add_refund(order_id, Some(summary.refunded), false);
+        }
+        if summary.refund_all {
+            book.add_refund(order_id, None, false);
+        }
+        if summary.cancelled {
+            book.add_refund(order_id, Some(0), true);
+        }
+    }
+    // Orders and refunds still in the spool count unless already shipped (a batch can
+    // be in both for a moment).
+    let spooled_orders: Vec<&str> = spooled
+        .iter()
+        .filter(|event| matches!(event.body, upshot_model::Body::Order { .. } | upshot_model::Body::Refund { .. }))
+        .map(|event| event.event_id.as_str())
+        .collect();
+    let shipped = if spooled_orders.is_empty() {
+        std::collections::HashSet::new()
+    } else {
+        stored_event_ids(node, &record.site, &spooled_orders)?
+    };
     spooled
         .iter()
-        .filter(|event| !shipped_orders.contains(&event.event_id))
+        .filter(|event| !shipped.contains(&event.event_id))
         .for_each(|event| add_to_order_book(&mut book, event));
 
     let mut spooled_by_visitor: HashMap<String, Vec<Event>> = HashMap::new();
