@@ -37,15 +37,15 @@ pub const INSERT_ROWS_MAX: usize = 100_000;
 /// identical, and the table keeps one).
 pub fn insert_events(node: &Node, site: &str, events: &[Event]) -> Result<(), ClickHouseError> {
     for chunk in events.chunks(INSERT_ROWS_MAX) {
-        let mut body = String::with_capacity(chunk.len() * 400);
+        let mut body = Vec::with_capacity(chunk.len() * 160);
         for event in chunk {
-            body.push_str(&rows::event_row(site, event));
-            body.push('\n');
+            rows::RowValues::of(site, event).write_row_binary(&mut body);
         }
         // Synchronous: the insert returns once every shard has its rows, so a shard
         // that is down fails it and the events stay in the collector's spool.
-        let query = format!("INSERT INTO {}.events FORMAT JSONEachRow", schema::DATABASE);
-        node.execute_with(&query, &[("insert_distributed_sync", "1")], body.as_bytes())?;
+        let columns = schema::COLUMNS.iter().map(|(name, _)| format!("`{name}`")).collect::<Vec<_>>().join(", ");
+        let query = format!("INSERT INTO {}.events ({columns}) FORMAT RowBinary", schema::DATABASE);
+        node.execute_with(&query, &[("insert_distributed_sync", "1")], &body)?;
     }
     Ok(())
 }

@@ -1,99 +1,188 @@
-//! Events as rows of the events table (JSONEachRow, column names of `schema::COLUMNS`),
-//! and rows back into events, validated like any input.
+//! Events as rows of the events table (RowBinary, in the column order of
+//! `schema::COLUMNS`), and rows read back (JSONEachRow) into events, validated like any
+//! input.
 
 use serde_json::{json, Map, Value};
-use upshot_model::{parse_event_value, Body, Event, Money, ParseContext};
+use upshot_model::{parse_event_value, Body, Event, ParseContext};
 
-fn money_units(money: Option<Money>) -> Value {
-    money.map_or(Value::Null, |money| Value::from(money.0))
+/// One event's values in the column order of `schema::COLUMNS`.
+#[derive(Debug, Default)]
+pub struct RowValues<'a> {
+    site: &'a str,
+    /// Days since 1970-01-01 (ClickHouse `Date`).
+    day: u16,
+    visitor_id: &'a str,
+    ts: i64,
+    event_id: &'a str,
+    type_name: &'a str,
+    profile_id: Option<&'a str>,
+    page_type: Option<&'a str>,
+    url: Option<&'a str>,
+    placement: &'a str,
+    kind: &'a str,
+    action: &'a str,
+    item: Option<&'a str>,
+    items: Vec<&'a str>,
+    impression_id: Option<&'a str>,
+    campaign: Option<&'a str>,
+    sequence: Option<&'a str>,
+    experience: Option<&'a str>,
+    label: Option<&'a str>,
+    quantity: u32,
+    price: Option<i64>,
+    order_id: &'a str,
+    revenue: i64,
+    shipping: Option<i64>,
+    tax: Option<i64>,
+    line_items: Vec<&'a str>,
+    line_quantities: Vec<u32>,
+    line_prices: Vec<i64>,
+    amount: Option<i64>,
+    cancel: u8,
+    experiment: &'a str,
+    variant: &'a str,
+    goal: &'a str,
+    value: Option<i64>,
+    journey: &'a str,
+    channel: Option<&'a str>,
+    run_id: Option<&'a str>,
+    sent_at: Option<i64>,
 }
 
-fn text(text: &Option<String>) -> Value {
-    text.as_deref().map_or(Value::Null, Value::from)
-}
+const MILLIS_PER_DAY: i64 = 86_400_000;
 
-/// One event as a JSONEachRow line of the events table.
-pub fn event_row(site: &str, event: &Event) -> String {
-    let day = jiff::Timestamp::from_millisecond(event.ts)
-        .map(|timestamp| timestamp.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
-        .unwrap_or_else(|_| "1970-01-01".to_string());
-    let mut row = json!({
-        "site": site, "day": day, "visitor_id": event.visitor_id.as_deref().unwrap_or(""), "ts": event.ts,
-        "event_id": event.event_id, "type": event.body.type_name(), "profile_id": text(&event.profile_id),
-        "page_type": text(&event.page_type), "url": text(&event.url), "placement": "", "kind": "", "action": "",
-        "item": null, "items": [], "impression_id": null, "campaign": null, "sequence": null, "experience": null,
-        "label": null, "quantity": 0, "price": null, "order_id": "", "revenue": 0, "shipping": null, "tax": null,
-        "line_items": [], "line_quantities": [], "line_prices": [], "amount": null, "cancel": 0, "experiment": "",
-        "variant": "", "goal": "", "value": null, "journey": "", "channel": null, "run_id": null,
-        "sent_at": event.sent_at,
-    });
-    let object = row.as_object_mut().expect("a JSON object");
-    let mut put = |key: &str, value: Value| {
-        object.insert(key.to_string(), value);
-    };
-    match &event.body {
-        Body::PageView => {}
-        Body::Impression { placement, kind, items, attributes } => {
-            put("placement", Value::from(placement.as_str()));
-            put("kind", Value::from(kind.as_str()));
-            put("items", Value::from(items.clone()));
-            put_attributes(&mut put, attributes);
+impl<'a> RowValues<'a> {
+    pub fn of(site: &'a str, event: &'a Event) -> RowValues<'a> {
+        let mut row = RowValues {
+            site,
+            day: u16::try_from(event.ts.div_euclid(MILLIS_PER_DAY).max(0)).unwrap_or(u16::MAX),
+            visitor_id: event.visitor_id.as_deref().unwrap_or(""),
+            ts: event.ts,
+            event_id: &event.event_id,
+            type_name: event.body.type_name(),
+            profile_id: event.profile_id.as_deref(),
+            page_type: event.page_type.as_deref(),
+            url: event.url.as_deref(),
+            sent_at: event.sent_at,
+            ..RowValues::default()
+        };
+        let attributes = |attributes: &'a upshot_model::PlacementAttributes, row: &mut RowValues<'a>| {
+            row.impression_id = attributes.impression_id.as_deref();
+            row.campaign = attributes.campaign.as_deref();
+            row.sequence = attributes.sequence.as_deref();
+            row.experience = attributes.experience.as_deref();
+            row.label = attributes.label.as_deref();
+        };
+        match &event.body {
+            Body::PageView => {}
+            Body::Impression { placement, kind, items, attributes: placed } => {
+                (row.placement, row.kind) = (placement, kind.as_str());
+                row.items = items.iter().map(String::as_str).collect();
+                attributes(placed, &mut row);
+            }
+            Body::Interaction { placement, kind, action, item, attributes: placed } => {
+                (row.placement, row.kind, row.action) = (placement, kind.as_str(), action.as_str());
+                row.item = item.as_deref();
+                attributes(placed, &mut row);
+            }
+            Body::ProductView { item } => row.item = Some(item.as_str()),
+            Body::AddToCart { item, quantity, price } => {
+                (row.item, row.quantity, row.price) = (Some(item.as_str()), *quantity, price.map(|money| money.0));
+            }
+            Body::Order { order_id, revenue, shipping, tax, lines } => {
+                (row.order_id, row.revenue) = (order_id, revenue.0);
+                (row.shipping, row.tax) = (shipping.map(|money| money.0), tax.map(|money| money.0));
+                row.line_items = lines.iter().map(|line| line.item.as_str()).collect();
+                row.line_quantities = lines.iter().map(|line| line.quantity).collect();
+                row.line_prices = lines.iter().map(|line| line.price.0).collect();
+            }
+            Body::Refund { order_id, amount, cancel } => {
+                (row.order_id, row.amount, row.cancel) = (order_id, amount.map(|money| money.0), u8::from(*cancel));
+            }
+            Body::Assignment { experiment, variant } => (row.experiment, row.variant) = (experiment, variant),
+            Body::Goal { goal, value } => (row.goal, row.value) = (goal, value.map(|money| money.0)),
+            Body::Journey { journey, action, channel, run_id } => {
+                (row.journey, row.action) = (journey, action.as_str());
+                (row.channel, row.run_id) = (channel.as_deref(), run_id.as_deref());
+            }
+            Body::SequenceStart { sequence, campaign } => {
+                (row.sequence, row.campaign) = (Some(sequence.as_str()), campaign.as_deref());
+            }
         }
-        Body::Interaction { placement, kind, action, item, attributes } => {
-            put("placement", Value::from(placement.as_str()));
-            put("kind", Value::from(kind.as_str()));
-            put("action", Value::from(action.as_str()));
-            put("item", text(item));
-            put_attributes(&mut put, attributes);
-        }
-        Body::ProductView { item } => put("item", Value::from(item.as_str())),
-        Body::AddToCart { item, quantity, price } => {
-            put("item", Value::from(item.as_str()));
-            put("quantity", Value::from(*quantity));
-            put("price", money_units(*price));
-        }
-        Body::Order { order_id, revenue, shipping, tax, lines } => {
-            put("order_id", Value::from(order_id.as_str()));
-            put("revenue", Value::from(revenue.0));
-            put("shipping", money_units(*shipping));
-            put("tax", money_units(*tax));
-            put("line_items", lines.iter().map(|line| Value::from(line.item.as_str())).collect());
-            put("line_quantities", lines.iter().map(|line| Value::from(line.quantity)).collect());
-            put("line_prices", lines.iter().map(|line| Value::from(line.price.0)).collect());
-        }
-        Body::Refund { order_id, amount, cancel } => {
-            put("order_id", Value::from(order_id.as_str()));
-            put("amount", money_units(*amount));
-            put("cancel", Value::from(u8::from(*cancel)));
-        }
-        Body::Assignment { experiment, variant } => {
-            put("experiment", Value::from(experiment.as_str()));
-            put("variant", Value::from(variant.as_str()));
-        }
-        Body::Goal { goal, value } => {
-            put("goal", Value::from(goal.as_str()));
-            put("value", money_units(*value));
-        }
-        Body::Journey { journey, action, channel, run_id } => {
-            put("journey", Value::from(journey.as_str()));
-            put("action", Value::from(action.as_str()));
-            put("channel", text(channel));
-            put("run_id", text(run_id));
-        }
-        Body::SequenceStart { sequence, campaign } => {
-            put("sequence", Value::from(sequence.as_str()));
-            put("campaign", text(campaign));
-        }
+        row
     }
-    row.to_string()
+
+    /// The row in ClickHouse's RowBinary format (columns in `schema::COLUMNS` order):
+    /// strings as a varint length and bytes, integers little-endian, Nullable as a
+    /// null byte then the value, arrays as a varint count then the elements.
+    pub fn write_row_binary(&self, out: &mut Vec<u8>) {
+        let string = |out: &mut Vec<u8>, text: &str| {
+            varint(out, text.len() as u64);
+            out.extend_from_slice(text.as_bytes());
+        };
+        let optional_string = |out: &mut Vec<u8>, text: Option<&str>| match text {
+            Some(text) => {
+                out.push(0);
+                string(out, text);
+            }
+            None => out.push(1),
+        };
+        let optional_i64 = |out: &mut Vec<u8>, value: Option<i64>| match value {
+            Some(value) => {
+                out.push(0);
+                out.extend_from_slice(&value.to_le_bytes());
+            }
+            None => out.push(1),
+        };
+        string(out, self.site);
+        out.extend_from_slice(&self.day.to_le_bytes());
+        string(out, self.visitor_id);
+        out.extend_from_slice(&self.ts.to_le_bytes());
+        string(out, self.event_id);
+        string(out, self.type_name);
+        optional_string(out, self.profile_id);
+        optional_string(out, self.page_type);
+        optional_string(out, self.url);
+        string(out, self.placement);
+        string(out, self.kind);
+        string(out, self.action);
+        optional_string(out, self.item);
+        varint(out, self.items.len() as u64);
+        self.items.iter().for_each(|item| string(out, item));
+        for text in [self.impression_id, self.campaign, self.sequence, self.experience, self.label] {
+            optional_string(out, text);
+        }
+        out.extend_from_slice(&self.quantity.to_le_bytes());
+        optional_i64(out, self.price);
+        string(out, self.order_id);
+        out.extend_from_slice(&self.revenue.to_le_bytes());
+        optional_i64(out, self.shipping);
+        optional_i64(out, self.tax);
+        varint(out, self.line_items.len() as u64);
+        self.line_items.iter().for_each(|item| string(out, item));
+        varint(out, self.line_quantities.len() as u64);
+        self.line_quantities.iter().for_each(|quantity| out.extend_from_slice(&quantity.to_le_bytes()));
+        varint(out, self.line_prices.len() as u64);
+        self.line_prices.iter().for_each(|price| out.extend_from_slice(&price.to_le_bytes()));
+        optional_i64(out, self.amount);
+        out.push(self.cancel);
+        string(out, self.experiment);
+        string(out, self.variant);
+        string(out, self.goal);
+        optional_i64(out, self.value);
+        string(out, self.journey);
+        optional_string(out, self.channel);
+        optional_string(out, self.run_id);
+        optional_i64(out, self.sent_at);
+    }
 }
 
-fn put_attributes(put: &mut impl FnMut(&str, Value), attributes: &upshot_model::PlacementAttributes) {
-    put("impression_id", text(&attributes.impression_id));
-    put("campaign", text(&attributes.campaign));
-    put("sequence", text(&attributes.sequence));
-    put("experience", text(&attributes.experience));
-    put("label", text(&attributes.label));
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// A money column as the decimal text the native parser reads (units of 1e-4).
@@ -188,30 +277,21 @@ pub fn row_event(row: &Map<String, Value>, context: &ParseContext) -> Result<Eve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use upshot_model::parse_event_line;
 
     #[test]
-    fn every_type_of_event_comes_back_unchanged() {
-        let context = ParseContext { currency: "USD".into() };
-        let lines = [
-            r#"{"event_id":"1","type":"page_view","ts":5,"visitor_id":"v","page_type":"","url":"/a","profile_id":"p","sent_at":9}"#,
-            r#"{"event_id":"2","type":"impression","ts":5,"visitor_id":"v","placement":"p","kind":"recommendation","items":["a","b"],"impression_id":"i","campaign":"c","sequence":"s","experience":"e","label":"l"}"#,
-            r#"{"event_id":"3","type":"interaction","ts":5,"visitor_id":"v","placement":"p","kind":"popup","action":"hover","item":"a"}"#,
-            r#"{"event_id":"4","type":"product_view","ts":5,"visitor_id":"v","item":"a"}"#,
-            r#"{"event_id":"5","type":"add_to_cart","ts":5,"visitor_id":"v","item":"a","quantity":3,"price":"1.2345"}"#,
-            r#"{"event_id":"6","type":"order","ts":5,"visitor_id":"v","order_id":"o","revenue":"10.5","shipping":"-1","tax":0,"items":[{"item":"a","quantity":2,"price":"5.25"}]}"#,
-            r#"{"event_id":"7","type":"refund","ts":5,"order_id":"o","amount":"1"}"#,
-            r#"{"event_id":"8","type":"refund","ts":5,"order_id":"o","cancel":true}"#,
-            r#"{"event_id":"9","type":"assignment","ts":5,"visitor_id":"v","experiment":"x","variant":"b"}"#,
-            r#"{"event_id":"10","type":"goal","ts":5,"visitor_id":"v","goal":"g","value":"-2"}"#,
-            r#"{"event_id":"11","type":"journey","ts":5,"visitor_id":"v","journey":"j","action":"notification","channel":"sms","run_id":"r"}"#,
-            r#"{"event_id":"12","type":"sequence_start","ts":5,"visitor_id":"v","sequence":"s","campaign":"c"}"#,
-        ];
-        for line in lines {
-            let event = parse_event_line(line, &context).expect("valid");
-            let row: Value = serde_json::from_str(&event_row("shop", &event)).expect("a JSON row");
-            let back = row_event(row.as_object().expect("an object"), &context).expect("valid again");
-            assert_eq!(back, event, "{line}");
-        }
+    fn row_binary_writes_varints_little_endian_and_null_flags() {
+        let mut out = Vec::new();
+        varint(&mut out, 300);
+        assert_eq!(out, [0xac, 0x02]);
+        let event = upshot_model::parse_event_line(
+            r#"{"event_id":"e","type":"page_view","ts":86400001,"visitor_id":"v"}"#,
+            &ParseContext { currency: "USD".into() },
+        )
+        .expect("valid");
+        let mut row = Vec::new();
+        RowValues::of("s", &event).write_row_binary(&mut row);
+        // site "s", day 1, visitor "v", ts, event_id "e", type "page_view", three NULLs...
+        assert_eq!(&row[..8], &[1, b's', 1, 0, 1, b'v', 0x01, 0x5c]);
+        assert_eq!(&row[12..14], &[0, 0], "ts is 86,400,001 as Int64 little-endian");
     }
 }
