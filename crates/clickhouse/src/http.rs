@@ -92,6 +92,18 @@ impl Node {
         }
     }
 
+    /// Runs a query and returns a reader of its answer as it arrives (for binary
+    /// formats: `FORMAT RowBinary`).
+    pub fn execute_reader(&self, query: &str) -> Result<Box<dyn Read>, ClickHouseError> {
+        let (status, mut reader) = self.send(query, &[], b"")?;
+        if status != 200 {
+            let mut answer = Vec::new();
+            let _ = reader.by_ref().take(64 << 10).read_to_end(&mut answer);
+            return Err(self.query_error(status, &answer));
+        }
+        Ok(Box::new(BufReader::with_capacity(1 << 20, reader)))
+    }
+
     fn unreachable(&self, error: std::io::Error) -> ClickHouseError {
         ClickHouseError::Unreachable { node: self.url(), reason: error.to_string() }
     }

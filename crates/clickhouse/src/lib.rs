@@ -27,7 +27,7 @@ pub enum ClickHouseError {
     Identifier(String),
 }
 
-use upshot_model::{Event, ParseContext};
+use upshot_model::Event;
 
 /// Rows sent in one INSERT at most (a batch larger than this is split).
 pub const INSERT_ROWS_MAX: usize = 100_000;
@@ -51,63 +51,26 @@ pub fn insert_events(node: &Node, site: &str, events: &[Event]) -> Result<(), Cl
 }
 
 /// Every stored event of a site on one shard (its `events_local`), deduplicated, in
-/// (visitor, ts, event_id) order. Rows that no longer validate are returned as errors.
-pub fn read_shard_events(
-    node: &Node,
-    site: &str,
-    context: &ParseContext,
-) -> Result<Vec<Result<Event, String>>, ClickHouseError> {
+/// (visitor, ts, event_id) order, read back as RowBinary.
+pub fn read_shard_events(node: &Node, site: &str) -> Result<Vec<Event>, ClickHouseError> {
+    let columns = schema::COLUMNS.iter().map(|(name, _)| format!("`{name}`")).collect::<Vec<_>>().join(", ");
     let query = format!(
-        "SELECT * FROM {}.events_local FINAL WHERE site = '{}' ORDER BY visitor_id, ts, event_id FORMAT JSONEachRow",
+        "SELECT {columns} FROM {}.events_local FINAL WHERE site = '{}' ORDER BY visitor_id, ts, event_id FORMAT RowBinary",
         schema::DATABASE,
         quote(site)
     );
+    let mut reader = rows::RowReader::new(node.execute_reader(&query)?);
     let mut events = Vec::new();
-    node.execute_lines(&query, |line| {
-        events.push(match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) {
-            Ok(row) => rows::row_event(&row, context),
-            Err(error) => Err(format!("an unreadable row: {error}")),
-        });
-    })?;
+    while let Some((_, event)) =
+        reader.next_event().map_err(|reason| ClickHouseError::BadRow { node: node.url(), reason })?
+    {
+        events.push(event);
+    }
     Ok(events)
 }
 
 fn quote(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\'', "\\'")
-}
-
-/// Every stored event of a site across the cluster (through `node`'s distributed
-/// table), each event_id once (the smallest (ts) row of an id, should a resend with a
-/// different ts have been stored).
-pub fn read_site_events(node: &Node, site: &str, context: &ParseContext) -> Result<Vec<Event>, ClickHouseError> {
-    let query = format!(
-        "SELECT * FROM {}.events FINAL WHERE site = '{}' ORDER BY ts, event_id FORMAT JSONEachRow",
-        schema::DATABASE,
-        quote(site)
-    );
-    let mut seen = std::collections::HashSet::new();
-    let mut events = Vec::new();
-    let mut bad = None;
-    node.execute_lines(&query, |line| {
-        let Ok(row) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) else {
-            bad.get_or_insert_with(|| "a row that is not JSON".to_string());
-            return;
-        };
-        match rows::row_event(&row, context) {
-            Ok(event) => {
-                if seen.insert(event.event_id.clone()) {
-                    events.push(event);
-                }
-            }
-            Err(reason) => {
-                bad.get_or_insert(reason);
-            }
-        }
-    })?;
-    match bad {
-        Some(reason) => Err(ClickHouseError::BadRow { node: node.url(), reason }),
-        None => Ok(events),
-    }
 }
 
 /// Streams a site's events from the cluster through `node`'s distributed table, each
@@ -119,29 +82,21 @@ pub fn stream_site_visitors(
     node: &Node,
     site: &str,
     condition: &str,
-    context: &ParseContext,
     mut visit: impl FnMut(&str, Vec<Event>),
 ) -> Result<(), ClickHouseError> {
+    let columns = schema::COLUMNS.iter().map(|(name, _)| format!("`{name}`")).collect::<Vec<_>>().join(", ");
     let query = format!(
-        "SELECT * FROM {}.events FINAL WHERE site = '{}' AND ({condition}) ORDER BY visitor_id, ts, event_id FORMAT JSONEachRow",
+        "SELECT {columns} FROM {}.events FINAL WHERE site = '{}' AND ({condition}) ORDER BY visitor_id, ts, event_id FORMAT RowBinary",
         schema::DATABASE,
         quote(site)
     );
+    let mut reader = rows::RowReader::new(node.execute_reader(&query)?);
     let mut current = String::new();
     let mut events: Vec<Event> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let mut bad = None;
-    node.execute_lines(&query, |line| {
-        let event = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
-            .map_err(|error| format!("a row that is not JSON: {error}"))
-            .and_then(|row| rows::row_event(&row, context));
-        let event = match event {
-            Ok(event) => event,
-            Err(reason) => {
-                bad.get_or_insert(reason);
-                return;
-            }
-        };
+    loop {
+        let next = reader.next_event().map_err(|reason| ClickHouseError::BadRow { node: node.url(), reason })?;
+        let Some((_, event)) = next else { break };
         let visitor = event.visitor_id.as_deref().unwrap_or("");
         if visitor != current {
             if !events.is_empty() {
@@ -153,14 +108,11 @@ pub fn stream_site_visitors(
         if seen.insert(event.event_id.clone()) {
             events.push(event);
         }
-    })?;
+    }
     if !events.is_empty() {
         visit(&current, events);
     }
-    match bad {
-        Some(reason) => Err(ClickHouseError::BadRow { node: node.url(), reason }),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// One order_id's part of the order book, aggregated in ClickHouse: each shard groups

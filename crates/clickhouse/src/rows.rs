@@ -1,9 +1,7 @@
-//! Events as rows of the events table (RowBinary, in the column order of
-//! `schema::COLUMNS`), and rows read back (JSONEachRow) into events, validated like any
-//! input.
+//! Events as rows of the events table and back, in ClickHouse's RowBinary format (the
+//! column order of `schema::COLUMNS`).
 
-use serde_json::{json, Map, Value};
-use upshot_model::{parse_event_value, Body, Event, ParseContext};
+use upshot_model::{Body, Event};
 
 /// One event's values in the column order of `schema::COLUMNS`.
 #[derive(Debug, Default)]
@@ -185,93 +183,206 @@ fn varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-/// A money column as the decimal text the native parser reads (units of 1e-4).
-fn money_text(value: &Value) -> Option<Value> {
-    let units = match value {
-        Value::Number(number) => number.as_i64()?,
-        Value::String(text) => text.parse().ok()?,
-        _ => return None,
-    };
-    let sign = if units < 0 { "-" } else { "" };
-    let magnitude = units.unsigned_abs();
-    Some(Value::from(format!("{sign}{}.{:04}", magnitude / 10_000, magnitude % 10_000)))
+/// Longest string read back from a RowBinary answer.
+const STRING_BYTES_MAX: u64 = 16 << 20;
+
+/// Reads RowBinary rows (columns in `schema::COLUMNS` order) back into events. The rows
+/// were validated before they were written; the reader still checks what it decodes
+/// (enumerations, UTF-8, lengths) and names the column at fault.
+pub struct RowReader<R> {
+    input: R,
 }
 
-fn integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(number) => number.as_i64(),
-        Value::String(text) => text.parse().ok(),
-        _ => None,
+impl<R: std::io::Read> RowReader<R> {
+    pub fn new(input: R) -> RowReader<R> {
+        RowReader { input }
     }
-}
 
-/// A row read back (JSONEachRow) as an event, through the native validation.
-pub fn row_event(row: &Map<String, Value>, context: &ParseContext) -> Result<Event, String> {
-    let field = |name: &str| row.get(name).filter(|value| !value.is_null());
-    let texts = |name: &str| field(name).and_then(Value::as_str).filter(|text| !text.is_empty()).map(Value::from);
-    let mut native = Map::new();
-    let type_name = field("type").and_then(Value::as_str).unwrap_or_default().to_string();
-    native.insert("type".into(), Value::from(type_name.as_str()));
-    native.insert("event_id".into(), field("event_id").cloned().unwrap_or(Value::Null));
-    native.insert("ts".into(), field("ts").and_then(integer).map_or(Value::Null, Value::from));
-    for name in ["visitor_id", "placement", "kind", "action", "order_id", "experiment", "variant", "goal", "journey"] {
-        if let Some(value) = texts(name) {
-            native.insert(name.into(), value);
+    fn bytes<const N: usize>(&mut self, column: &str) -> Result<[u8; N], String> {
+        let mut buffer = [0u8; N];
+        self.input.read_exact(&mut buffer).map_err(|error| format!("column {column}: {error}"))?;
+        Ok(buffer)
+    }
+
+    fn varint(&mut self, column: &str) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let [byte] = self.bytes::<1>(column)?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(format!("column {column}: varint too long"))
+    }
+
+    fn string(&mut self, column: &str) -> Result<String, String> {
+        let length = self.varint(column)?;
+        if length > STRING_BYTES_MAX {
+            return Err(format!("column {column}: a string of {length} bytes"));
+        }
+        let mut buffer = vec![0u8; length as usize];
+        self.input.read_exact(&mut buffer).map_err(|error| format!("column {column}: {error}"))?;
+        String::from_utf8(buffer).map_err(|_| format!("column {column}: not UTF-8"))
+    }
+
+    fn optional_string(&mut self, column: &str) -> Result<Option<String>, String> {
+        let [null] = self.bytes::<1>(column)?;
+        if null == 1 {
+            Ok(None)
+        } else {
+            self.string(column).map(Some)
         }
     }
-    for name in [
-        "profile_id",
-        "page_type",
-        "url",
-        "item",
-        "impression_id",
-        "campaign",
-        "sequence",
-        "experience",
-        "label",
-        "channel",
-        "run_id",
-    ] {
-        if let Some(value) = field(name) {
-            native.insert(name.into(), value.clone());
+
+    fn i64(&mut self, column: &str) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.bytes::<8>(column)?))
+    }
+
+    fn u32(&mut self, column: &str) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.bytes::<4>(column)?))
+    }
+
+    fn optional_i64(&mut self, column: &str) -> Result<Option<i64>, String> {
+        let [null] = self.bytes::<1>(column)?;
+        if null == 1 {
+            Ok(None)
+        } else {
+            self.i64(column).map(Some)
         }
     }
-    for name in ["price", "shipping", "tax", "amount", "value"] {
-        if let Some(value) = field(name).and_then(money_text) {
-            native.insert(name.into(), value);
-        }
+
+    fn strings(&mut self, column: &str) -> Result<Vec<String>, String> {
+        let count = self.varint(column)?;
+        (0..count).map(|_| self.string(column)).collect()
     }
-    if let Some(sent_at) = field("sent_at").and_then(integer) {
-        native.insert("sent_at".into(), Value::from(sent_at));
+
+    /// The next row's site and event, or `None` at the end of the answer.
+    pub fn next_event(&mut self) -> Result<Option<(String, Event)>, String> {
+        let mut first = [0u8; 1];
+        match self.input.read(&mut first) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(error) => return Err(format!("column site: {error}")),
+        }
+        // The site's length varint began with the byte just read.
+        let site = {
+            let mut length = u64::from(first[0] & 0x7f);
+            let mut shift = 7;
+            let mut byte = first[0];
+            while byte >= 0x80 {
+                let [next] = self.bytes::<1>("site")?;
+                length |= u64::from(next & 0x7f) << shift;
+                shift += 7;
+                byte = next;
+            }
+            if length > STRING_BYTES_MAX {
+                return Err(format!("column site: a string of {length} bytes"));
+            }
+            let mut buffer = vec![0u8; length as usize];
+            self.input.read_exact(&mut buffer).map_err(|error| format!("column site: {error}"))?;
+            String::from_utf8(buffer).map_err(|_| "column site: not UTF-8".to_string())?
+        };
+        let _day = self.bytes::<2>("day")?;
+        let visitor_id = self.string("visitor_id")?;
+        let ts = self.i64("ts")?;
+        let event_id = self.string("event_id")?;
+        let type_name = self.string("type")?;
+        let profile_id = self.optional_string("profile_id")?;
+        let page_type = self.optional_string("page_type")?;
+        let url = self.optional_string("url")?;
+        let placement = self.string("placement")?;
+        let kind = self.string("kind")?;
+        let action = self.string("action")?;
+        let item = self.optional_string("item")?;
+        let items = self.strings("items")?;
+        let impression_id = self.optional_string("impression_id")?;
+        let campaign = self.optional_string("campaign")?;
+        let sequence = self.optional_string("sequence")?;
+        let experience = self.optional_string("experience")?;
+        let label = self.optional_string("label")?;
+        let quantity = self.u32("quantity")?;
+        let price = self.optional_i64("price")?;
+        let order_id = self.string("order_id")?;
+        let revenue = self.i64("revenue")?;
+        let shipping = self.optional_i64("shipping")?;
+        let tax = self.optional_i64("tax")?;
+        let line_items = self.strings("line_items")?;
+        let count = self.varint("line_quantities")?;
+        let line_quantities = (0..count).map(|_| self.u32("line_quantities")).collect::<Result<Vec<_>, _>>()?;
+        let count = self.varint("line_prices")?;
+        let line_prices = (0..count).map(|_| self.i64("line_prices")).collect::<Result<Vec<_>, _>>()?;
+        let amount = self.optional_i64("amount")?;
+        let [cancel] = self.bytes::<1>("cancel")?;
+        let experiment = self.string("experiment")?;
+        let variant = self.string("variant")?;
+        let goal = self.string("goal")?;
+        let value = self.optional_i64("value")?;
+        let journey = self.string("journey")?;
+        let channel = self.optional_string("channel")?;
+        let run_id = self.optional_string("run_id")?;
+        let sent_at = self.optional_i64("sent_at")?;
+
+        use upshot_model::{Action, JourneyAction, Kind, Money, OrderLine, PlacementAttributes};
+        let kind_of = |text: &str| Kind::parse(text).ok_or_else(|| format!("column kind: {text:?}"));
+        let attributes = PlacementAttributes {
+            impression_id,
+            campaign: campaign.clone(),
+            sequence: sequence.clone(),
+            experience,
+            label,
+        };
+        let body = match type_name.as_str() {
+            "page_view" => Body::PageView,
+            "impression" => Body::Impression { placement, kind: kind_of(&kind)?, items, attributes },
+            "interaction" => Body::Interaction {
+                placement,
+                kind: kind_of(&kind)?,
+                action: Action::parse(&action).ok_or_else(|| format!("column action: {action:?}"))?,
+                item,
+                attributes,
+            },
+            "product_view" => Body::ProductView { item: item.ok_or("column item: NULL in a product_view")? },
+            "add_to_cart" => Body::AddToCart {
+                item: item.ok_or("column item: NULL in an add_to_cart")?,
+                quantity,
+                price: price.map(Money),
+            },
+            "order" => {
+                if line_items.len() != line_quantities.len() || line_items.len() != line_prices.len() {
+                    return Err("columns line_*: arrays of different lengths".into());
+                }
+                let lines = line_items
+                    .into_iter()
+                    .zip(line_quantities)
+                    .zip(line_prices)
+                    .map(|((item, quantity), price)| OrderLine { item, quantity, price: Money(price) })
+                    .collect();
+                Body::Order {
+                    order_id,
+                    revenue: Money(revenue),
+                    shipping: shipping.map(Money),
+                    tax: tax.map(Money),
+                    lines,
+                }
+            }
+            "refund" => Body::Refund { order_id, amount: amount.map(Money), cancel: cancel == 1 },
+            "assignment" => Body::Assignment { experiment, variant },
+            "goal" => Body::Goal { goal, value: value.map(Money) },
+            "journey" => Body::Journey {
+                journey,
+                action: JourneyAction::parse(&action).ok_or_else(|| format!("column action: {action:?}"))?,
+                channel,
+                run_id,
+            },
+            "sequence_start" => {
+                Body::SequenceStart { sequence: sequence.ok_or("column sequence: NULL in a sequence_start")?, campaign }
+            }
+            other => return Err(format!("column type: {other:?}")),
+        };
+        let visitor_id = (!visitor_id.is_empty()).then_some(visitor_id);
+        Ok(Some((site, Event { event_id, ts, visitor_id, profile_id, page_type, url, sent_at, body })))
     }
-    match type_name.as_str() {
-        "impression" => {
-            native.insert("items".into(), field("items").cloned().unwrap_or(Value::Array(Vec::new())));
-        }
-        "add_to_cart" => {
-            native.insert("quantity".into(), field("quantity").and_then(integer).map_or(Value::Null, Value::from));
-        }
-        "order" => {
-            native.insert("revenue".into(), field("revenue").and_then(money_text).unwrap_or(Value::Null));
-            let list = |name: &str| field(name).and_then(Value::as_array).cloned().unwrap_or_default();
-            let (items, quantities, prices) = (list("line_items"), list("line_quantities"), list("line_prices"));
-            let lines: Vec<Value> = items
-                .iter()
-                .zip(&quantities)
-                .zip(&prices)
-                .map(|((item, quantity), price)| {
-                    json!({"item": item, "quantity": integer(quantity), "price": money_text(price)})
-                })
-                .collect();
-            native.insert("items".into(), Value::Array(lines));
-            native.remove("item");
-        }
-        "refund" => {
-            native.insert("cancel".into(), Value::from(field("cancel").and_then(integer) == Some(1)));
-        }
-        _ => {}
-    }
-    parse_event_value(&Value::Object(native), context).map_err(|rejection| rejection.to_string())
 }
 
 #[cfg(test)]
@@ -285,7 +396,7 @@ mod tests {
         assert_eq!(out, [0xac, 0x02]);
         let event = upshot_model::parse_event_line(
             r#"{"event_id":"e","type":"page_view","ts":86400001,"visitor_id":"v"}"#,
-            &ParseContext { currency: "USD".into() },
+            &upshot_model::ParseContext { currency: "USD".into() },
         )
         .expect("valid");
         let mut row = Vec::new();

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use upshot_clickhouse::{order_summaries, stored_event_ids, stream_site_visitors, ClickHouseError, Node};
 use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan};
-use upshot_model::{Event, ParseContext};
+use upshot_model::Event;
 use upshot_store::SiteRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,6 @@ pub fn report(
     spooled: Vec<Event>,
 ) -> Result<Report, ClickHouseReportError> {
     let plan = ReportPlan::new(&record.settings, query)?;
-    let context = ParseContext { currency: record.currency.clone() };
     // The order book, aggregated by ClickHouse per shard and merged by order_id.
     let mut book = OrderBook::default();
     for summary in order_summaries(node, &record.site)? {
@@ -87,11 +86,11 @@ pub fn report(
     let results: Vec<Result<upshot_engine::Worker, ClickHouseError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..streams)
             .map(|stream| {
-                let (plan, book, context, relevant, spooled) = (&plan, &book, &context, &relevant, &spooled_by_visitor);
+                let (plan, book, relevant, spooled) = (&plan, &book, &relevant, &spooled_by_visitor);
                 scope.spawn(move || {
                     let mut worker = plan.worker();
                     let condition = format!("{relevant} AND sipHash64(visitor_id) % {streams} = {stream}");
-                    stream_site_visitors(node, &record.site, &condition, context, |visitor, events| {
+                    stream_site_visitors(node, &record.site, &condition, |visitor, events| {
                         let extra = spooled.lock().expect("no thread panics while holding it").remove(visitor);
                         run_visitor(&mut worker, plan, book, visitor, &events, extra);
                     })?;
