@@ -147,6 +147,16 @@ async fn random_token() -> Option<String> {
 }
 
 pub async fn sign_in(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(form): Form<SignIn>) -> Response {
+    // Sign-in attempts are limited server-wide, so guessing the admin password over
+    // HTTP is hopeless; a person who mistyped a few times waits a second or two.
+    if state.sign_in_attempts.take([0u8; 32], 1, Instant::now()).is_err() {
+        let mut response = html_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            layout::sign_in(Some("Too many sign-in attempts; wait a moment.")),
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        return response;
+    }
     let secret = form.secret.trim();
     let admin = state.admin_password_sha256.is_some_and(|stored| constant_time_equal(&stored, &sha256(secret)));
     let access = if admin {

@@ -41,6 +41,10 @@ pub enum ServerError {
     Runtime(std::io::Error),
 }
 
+/// Dashboard sign-in attempts allowed per second, server-wide, and at once.
+const SIGN_IN_ATTEMPTS_PER_SECOND: u32 = 2;
+const SIGN_IN_ATTEMPTS_BURST: u32 = 10;
+
 /// Key rings are reloaded at most this often when an unknown key comes in.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// Site records (settings, keys) are reloaded this often in any case.
@@ -59,6 +63,8 @@ pub(crate) struct AppState {
     sessions: dashboard::Sessions,
     /// SHA-256 of the admin password, when one is set.
     admin_password_sha256: Option<[u8; 32]>,
+    /// Dashboard sign-in attempts, server-wide: a token bucket (`SIGN_IN_ATTEMPTS_*`).
+    sign_in_attempts: rate::RateLimiter,
     /// The ClickHouse backend's node, when reports come from there.
     clickhouse: Option<upshot_clickhouse::Node>,
 }
@@ -210,6 +216,7 @@ pub fn start(
         report_cache: report::ReportCache::default(),
         sessions: dashboard::Sessions::default(),
         admin_password_sha256: options.admin_password.as_deref().map(keys::sha256),
+        sign_in_attempts: rate::RateLimiter::new(SIGN_IN_ATTEMPTS_PER_SECOND, SIGN_IN_ATTEMPTS_BURST),
         clickhouse: options.clickhouse.clone(),
         limits,
         metrics,

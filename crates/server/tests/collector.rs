@@ -471,3 +471,19 @@ fn a_dashboard_page_whose_figures_are_slow_answers_at_once_and_reloads_itself() 
     assert_eq!((signed_out.status, signed_out.header("location")), (303, Some("/signin")), "no cookie, no figures");
     harness.stop_and_read("shop");
 }
+
+#[test]
+fn guessing_sign_ins_are_slowed_to_a_crawl() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let statuses: Vec<u16> = (0..30)
+        .map(|attempt| {
+            let form = format!("site=shop&secret=guess-{attempt}");
+            let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+            request(harness.address(), "POST", "/signin", &headers, form.as_bytes()).status
+        })
+        .collect();
+    assert!(statuses[..10].iter().all(|status| *status == 401), "{statuses:?}");
+    assert!(statuses[10..].iter().all(|status| *status == 401 || *status == 429), "{statuses:?}");
+    assert!(statuses[10..].contains(&429), "past the burst, attempts wait: {statuses:?}");
+    harness.stop_and_read("shop");
+}
