@@ -28,11 +28,21 @@ use crate::finish::Finisher;
 use crate::query::{Filter, Window};
 use crate::visitor::{Context, Scratch};
 
-/// A report being computed: the query resolved once, shared by every worker.
+/// A report being computed: the query resolved once, shared by every worker. It may
+/// carry companion queries (other ranges, models or filters over the same site): the
+/// events are read and converted once, the costly part, and each query adds them to its
+/// own totals (`finish_all`).
 pub struct ReportPlan<'a> {
     settings: &'a Settings,
     query: &'a Query,
     window: Window,
+    companions: Vec<(&'a Query, Window)>,
+}
+
+/// A companion query's share of a worker: its filter and totals.
+struct Lane {
+    filter: Filter,
+    totals: Totals,
 }
 
 /// One thread's share of a report: its dictionary, totals and buffers.
@@ -42,11 +52,38 @@ pub struct Worker {
     filter: Filter,
     totals: Totals,
     scratch: Scratch,
+    /// One for each companion query of the plan.
+    lanes: Vec<Lane>,
 }
 
 impl<'a> ReportPlan<'a> {
     pub fn new(settings: &'a Settings, query: &'a Query) -> Result<ReportPlan<'a>, QueryError> {
-        Ok(ReportPlan { settings, query, window: Window::resolve(query)? })
+        Ok(ReportPlan { settings, query, window: Window::resolve(query)?, companions: Vec::new() })
+    }
+
+    /// A plan for `query` and every one of `companions`, computed in the same pass.
+    pub fn with_companions(
+        settings: &'a Settings,
+        query: &'a Query,
+        companions: &'a [Query],
+    ) -> Result<ReportPlan<'a>, QueryError> {
+        let companions = companions
+            .iter()
+            .map(|companion| Ok((companion, Window::resolve(companion)?)))
+            .collect::<Result<_, _>>()?;
+        Ok(ReportPlan { settings, query, window: Window::resolve(query)?, companions })
+    }
+
+    /// The earliest instant any of the plan's figures looks at (the previous period's
+    /// start of its earliest query): a visitor with no event from there to the latest
+    /// end counts in no figure.
+    pub fn earliest_start(&self) -> i64 {
+        self.companions.iter().map(|(_, window)| window.previous_start).fold(self.window.previous_start, i64::min)
+    }
+
+    /// The latest end of the plan's queries.
+    pub fn latest_end(&self) -> i64 {
+        self.companions.iter().map(|(_, window)| window.end).fold(self.window.end, i64::max)
     }
 
     pub fn worker(&self) -> Worker {
@@ -57,24 +94,48 @@ impl<'a> ReportPlan<'a> {
     /// can be handed over without converting again, as the benchmark does).
     pub fn worker_with_dictionary(&self, mut dictionary: Dictionary) -> Worker {
         let filter = Filter::resolve(self.query, &mut dictionary);
+        let lanes = self
+            .companions
+            .iter()
+            .map(|(query, window)| Lane {
+                filter: Filter::resolve(query, &mut dictionary),
+                totals: Totals::new(window.dates.len()),
+            })
+            .collect();
         Worker {
             dictionary,
             visitor: VisitorEvents::default(),
             filter,
             totals: Totals::new(self.window.dates.len()),
             scratch: Scratch::default(),
+            lanes,
         }
     }
 
-    /// Merges the workers' totals into the report.
+    /// Merges the workers' totals into the report (of the plan's main query).
     pub fn finish(&self, workers: Vec<Worker>) -> Report {
+        self.finish_all(workers).swap_remove(0)
+    }
+
+    /// Merges the workers' totals into every report: the main query's first, then each
+    /// companion's, in order.
+    pub fn finish_all(&self, workers: Vec<Worker>) -> Vec<Report> {
         let mut workers = workers.into_iter();
         let mut base = workers.next().unwrap_or_else(|| self.worker());
         for worker in workers {
             base.totals.absorb(&mut base.dictionary, worker.totals, &worker.dictionary);
+            for (mine, theirs) in base.lanes.iter_mut().zip(worker.lanes) {
+                mine.totals.absorb(&mut base.dictionary, theirs.totals, &worker.dictionary);
+            }
         }
-        Finisher { dictionary: &base.dictionary, settings: self.settings, query: self.query, window: &self.window }
-            .report(base.totals)
+        let finisher = |query: &Query, window: &Window, totals: Totals| {
+            Finisher { dictionary: &base.dictionary, settings: self.settings, query, window }.report(totals)
+        };
+        let mut reports = vec![finisher(self.query, &self.window, base.totals)];
+        for ((query, window), lane) in self.companions.iter().zip(base.lanes) {
+            reports.push(finisher(query, window, lane.totals));
+        }
+        reports
     }
 }
 
@@ -105,6 +166,18 @@ impl Worker {
             model: plan.query.model,
         };
         context.add_visitor(&mut self.scratch, &mut self.totals);
+        for ((query, window), lane) in plan.companions.iter().zip(&mut self.lanes) {
+            let context = Context {
+                dictionary: &self.dictionary,
+                visitor: &self.visitor,
+                book,
+                settings: plan.settings,
+                window,
+                filter: &lane.filter,
+                model: query.model,
+            };
+            context.add_visitor(&mut self.scratch, &mut lane.totals);
+        }
     }
 }
 

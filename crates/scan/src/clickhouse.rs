@@ -27,7 +27,18 @@ pub fn report(
     query: &Query,
     spooled: Vec<Event>,
 ) -> Result<Report, ClickHouseReportError> {
-    let plan = ReportPlan::new(&record.settings, query)?;
+    Ok(reports(node, record, std::slice::from_ref(query), spooled)?.swap_remove(0))
+}
+
+/// Several reports in one pass over the cluster's rows (`queries` not empty).
+pub fn reports(
+    node: &Node,
+    record: &SiteRecord,
+    queries: &[Query],
+    spooled: Vec<Event>,
+) -> Result<Vec<Report>, ClickHouseReportError> {
+    let (query, companions) = queries.split_first().expect("at least one query");
+    let plan = ReportPlan::with_companions(&record.settings, query, companions)?;
     // The order book, aggregated by ClickHouse per shard and merged by order_id.
     let mut book = OrderBook::default();
     for summary in order_summaries(node, &record.site)? {
@@ -72,13 +83,12 @@ pub fn report(
     // there; refunds are in the order book): each shard keeps only those, by its own
     // index, before anything crosses the network. A visitor lives on one shard, so the
     // subquery on the shard's local table sees all of its events.
-    let window = upshot_engine::query::Window::resolve(query)?;
     let relevant = format!(
         "visitor_id != '' AND visitor_id IN (SELECT visitor_id FROM {}.events_local WHERE site = '{}' AND ts >= {} AND ts < {})",
         upshot_clickhouse::schema::DATABASE,
         record.site.replace('\\', "\\\\").replace('\'', "\\'"),
-        window.previous_start,
-        window.end
+        plan.earliest_start(),
+        plan.latest_end()
     );
     // Several streams, each a share of the visitors (by hash), each into its own
     // worker on its own thread: reading, parsing and the engine's pass overlap.
@@ -106,7 +116,7 @@ pub fn report(
         run_visitor(&mut rest, &plan, &book, &visitor, &events, None);
     }
     workers.push(rest);
-    Ok(plan.finish(workers))
+    Ok(plan.finish_all(workers))
 }
 
 /// Report streams at most (one per core).

@@ -58,7 +58,15 @@ impl Snapshot {
 
     /// The report, and what had to be skipped as damaged (sorted, each once).
     pub fn report(&self, settings: &Settings, query: &Query) -> Result<(Report, Vec<String>), ScanError> {
-        let plan = ReportPlan::new(settings, query)?;
+        let (mut reports, problems) = self.reports(settings, std::slice::from_ref(query))?;
+        Ok((reports.swap_remove(0), problems))
+    }
+
+    /// Several reports (other ranges, models, filters) in one pass: the segments are
+    /// read and decoded once. `queries` must not be empty.
+    pub fn reports(&self, settings: &Settings, queries: &[Query]) -> Result<(Vec<Report>, Vec<String>), ScanError> {
+        let (query, companions) = queries.split_first().expect("at least one query");
+        let plan = ReportPlan::with_companions(settings, query, companions)?;
         let problems = Mutex::new(self.problems.clone());
         let note = |problem: String| problems.lock().expect("no thread panics while holding it").push(problem);
         let load = |bucket: u32, columns: ColumnSet| -> Vec<BucketColumns> {
@@ -102,11 +110,11 @@ impl Snapshot {
             }
             worker
         });
-        let report = plan.finish(workers);
+        let reports = plan.finish_all(workers);
         let mut problems = problems.into_inner().expect("no thread panicked");
         problems.sort();
         problems.dedup();
-        Ok((report, problems))
+        Ok((reports, problems))
     }
 }
 

@@ -307,23 +307,24 @@ async fn show(
     // The reports are computed in tasks of their own (they land in the cache): a page
     // whose figures take longer than a moment answers at once with a notice that
     // reloads itself, instead of leaving the browser waiting.
-    let spawn = |query: upshot_engine::Query| {
-        let (state, record) = (state.clone(), record.clone());
-        tokio::spawn(async move { crate::report::compute(&state, record, query).await })
-    };
-    let current = spawn(query);
-    let previous = view
+    let mut queries = vec![query];
+    let previous_query = view
         .previous_range()
         .and_then(|(from, to)| query_for(&record, &view, from, to))
-        .filter(|_| page.needs_previous() && csv_table.is_none())
-        .map(spawn);
+        .filter(|_| page.needs_previous() && csv_table.is_none());
+    queries.extend(previous_query);
+    let (task_state, task_record) = (state.clone(), record.clone());
+    // Both ranges in one pass over the data, in a task of its own.
+    let computing = tokio::spawn(async move { crate::report::compute_many(&task_state, task_record, queries).await });
     let both = async {
-        let current = current.await;
-        let previous = match previous {
-            Some(previous) => previous.await.ok().and_then(Result::ok),
-            None => None,
-        };
-        (current, previous)
+        match computing.await {
+            Ok(Ok(mut reports)) => {
+                let previous = (reports.len() > 1).then(|| reports.pop()).flatten();
+                (Ok(Ok(reports.swap_remove(0))), previous)
+            }
+            Ok(Err(error)) => (Ok(Err(error)), None),
+            Err(error) => (Err(error), None),
+        }
     };
     let waited = if csv_table.is_some() { None } else { Some(PAGE_WAIT) };
     let (current, previous) = match waited {

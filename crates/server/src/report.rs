@@ -77,8 +77,7 @@ async fn report(
         .query(&record, str::to_string)
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.to_string()))?;
     // The API answers from the data as it is now: an acknowledged event is in it.
-    let key = (record.site.clone(), format!("{engine_query:?}"));
-    let report = compute_now(state, record, engine_query, key).await?;
+    let report = compute_now(state, record, vec![engine_query]).await?.swap_remove(0);
     let body = upshot_report::render(&report, format);
     let content_type = match format {
         upshot_report::Format::Csv => "text/csv; charset=utf-8",
@@ -108,6 +107,8 @@ enum Cached {
 pub struct ReportCache {
     entries: std::sync::Mutex<std::collections::HashMap<CacheKey, (Instant, Arc<Report>)>>,
     refreshing: std::sync::Mutex<std::collections::HashSet<CacheKey>>,
+    /// Reports being computed for a request now.
+    computing: std::sync::Mutex<std::collections::HashSet<CacheKey>>,
 }
 
 impl ReportCache {
@@ -136,6 +137,28 @@ impl ReportCache {
         entries.insert(key, (Instant::now(), report));
     }
 
+    /// Marks these reports as being computed; false when any of them already is.
+    fn start_computing(&self, keys: &[CacheKey]) -> bool {
+        let mut computing = self.computing.lock().expect("no thread panics while holding the cache");
+        if keys.iter().any(|key| computing.contains(key)) {
+            return false;
+        }
+        computing.extend(keys.iter().cloned());
+        true
+    }
+
+    fn computing_any(&self, keys: &[CacheKey]) -> bool {
+        let computing = self.computing.lock().expect("no thread panics while holding the cache");
+        keys.iter().any(|key| computing.contains(key))
+    }
+
+    fn end_computing(&self, keys: &[CacheKey]) {
+        let mut computing = self.computing.lock().expect("no thread panics while holding the cache");
+        keys.iter().for_each(|key| {
+            computing.remove(key);
+        });
+    }
+
     /// Marks a background refresh of `key` as started; false when one already runs.
     fn start_refresh(&self, key: &CacheKey) -> bool {
         self.refreshing.lock().expect("no thread panics while holding the cache").insert(key.clone())
@@ -155,35 +178,67 @@ pub(crate) async fn compute(
     record: Arc<upshot_store::SiteRecord>,
     query: upshot_engine::Query,
 ) -> Result<Arc<Report>, ApiError> {
-    let key = (record.site.clone(), format!("{query:?}"));
-    match state.report_cache.get(&key) {
-        Some(Cached::Fresh(report)) => return Ok(report),
-        Some(Cached::Stale(report)) => {
-            if state.report_cache.start_refresh(&key) {
-                let (state, key) = (state.clone(), key.clone());
-                tokio::spawn(async move {
-                    if let Err(error) = compute_now(&state, record, query, key.clone()).await {
-                        tracing::debug!(error = %error.message, "refreshing a cached report failed; the old one stays");
-                    }
-                    state.report_cache.end_refresh(&key);
-                });
-            }
-            return Ok(report);
-        }
-        None => {}
-    }
-    compute_now(state, record, query, key).await
+    Ok(compute_many(state, record, vec![query]).await?.swap_remove(0))
 }
 
-/// Computes the report and caches it under `key`.
+/// `compute` for several queries of one site (the overview's range and the one
+/// before): those not in the cache are computed together, in one pass over the data.
+pub(crate) async fn compute_many(
+    state: &Arc<AppState>,
+    record: Arc<upshot_store::SiteRecord>,
+    queries: Vec<upshot_engine::Query>,
+) -> Result<Vec<Arc<Report>>, ApiError> {
+    let mut found: Vec<Option<Arc<Report>>> = Vec::with_capacity(queries.len());
+    let mut missing = Vec::new();
+    for query in &queries {
+        let key = (record.site.clone(), format!("{query:?}"));
+        match state.report_cache.get(&key) {
+            Some(Cached::Fresh(report)) => found.push(Some(report)),
+            Some(Cached::Stale(report)) => {
+                if state.report_cache.start_refresh(&key) {
+                    let (state, record, query) = (state.clone(), record.clone(), query.clone());
+                    tokio::spawn(async move {
+                        if let Err(error) = compute_now(&state, record, vec![query]).await {
+                            tracing::debug!(error = %error.message, "refreshing a cached report failed; the old one stays");
+                        }
+                        state.report_cache.end_refresh(&key);
+                    });
+                }
+                found.push(Some(report));
+            }
+            None => {
+                missing.push(query.clone());
+                found.push(None);
+            }
+        }
+    }
+    // A view's reports already being computed (a page reloading while they are) are
+    // waited for, not computed a second time.
+    let keys: Vec<CacheKey> = missing.iter().map(|query| (record.site.clone(), format!("{query:?}"))).collect();
+    if !keys.is_empty() && !state.report_cache.start_computing(&keys) {
+        let deadline = Instant::now() + Duration::from_secs(state.limits.report_seconds_max);
+        while state.report_cache.computing_any(&keys) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        return Box::pin(compute_many(state, record, queries)).await;
+    }
+    let result = if missing.is_empty() { Ok(Vec::new()) } else { compute_now(state, record, missing).await };
+    state.report_cache.end_computing(&keys);
+    let mut computed = result?.into_iter();
+    Ok(found
+        .into_iter()
+        .map(|report| report.or_else(|| computed.next()).expect("one computed report per missing one"))
+        .collect())
+}
+
+/// Computes the reports in one pass and caches each.
 async fn compute_now(
     state: &Arc<AppState>,
     record: Arc<upshot_store::SiteRecord>,
-    query: upshot_engine::Query,
-    key: CacheKey,
-) -> Result<Arc<Report>, ApiError> {
+    queries: Vec<upshot_engine::Query>,
+) -> Result<Vec<Arc<Report>>, ApiError> {
     // Wait for a turn (bounded by the report time limit) rather than refuse at once:
-    // an overview needs two reports, and a warm-up may be running.
+    // a warm-up may be running.
     let limit = Duration::from_secs(state.limits.report_seconds_max);
     let busy = || {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "other reports are being computed; retry shortly").retry_after(2)
@@ -194,21 +249,22 @@ async fn compute_now(
     let store = state.store.clone();
     let site = record.site.clone();
     let clickhouse = state.clickhouse.clone();
+    let keys: Vec<CacheKey> = queries.iter().map(|query| (record.site.clone(), format!("{query:?}"))).collect();
     let work = tokio::task::spawn_blocking(move || match clickhouse {
-        Some(node) => clickhouse_report(&store, &node, &record, &query).map(|report| (report, Vec::new())),
+        Some(node) => clickhouse_reports(&store, &node, &record, &queries).map(|reports| (reports, Vec::new())),
         None => {
             // The store is held only while the snapshot is taken; appends go on meanwhile.
             let snapshot = {
                 let store = store.read().expect("no thread panics while holding the store");
                 Snapshot::take(&store, &record).map_err(|error| error.to_string())?
             };
-            snapshot.report(&record.settings, &query).map_err(|error| error.to_string())
+            snapshot.reports(&record.settings, &queries).map_err(|error| error.to_string())
         }
     });
     let failed = |error: String| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
     };
-    let (report, problems) = tokio::time::timeout(limit, work)
+    let (reports, problems) = tokio::time::timeout(limit, work)
         .await
         .map_err(|_| {
             ApiError::new(
@@ -222,23 +278,25 @@ async fn compute_now(
     for problem in &problems {
         tracing::warn!(site = %site, %problem, "report skipped damaged data");
     }
-    let report = Arc::new(report);
-    state.report_cache.put(key, report.clone());
-    Ok(report)
+    let reports: Vec<Arc<Report>> = reports.into_iter().map(Arc::new).collect();
+    for (key, report) in keys.into_iter().zip(&reports) {
+        state.report_cache.put(key, report.clone());
+    }
+    Ok(reports)
 }
 
-/// The report with the ClickHouse backend: from the cluster, streamed visitor by
+/// The reports with the ClickHouse backend: from the cluster, streamed visitor by
 /// visitor, plus what is still in the local spool.
-fn clickhouse_report(
+fn clickhouse_reports(
     store: &std::sync::RwLock<upshot_store::Store>,
     node: &upshot_clickhouse::Node,
     record: &upshot_store::SiteRecord,
-    query: &upshot_engine::Query,
-) -> Result<Report, String> {
+    queries: &[upshot_engine::Query],
+) -> Result<Vec<Report>, String> {
     let mut spooled = Vec::new();
     {
         let store = store.read().expect("no thread panics while holding the store");
         store.scan_tail(record, |event| spooled.push(event)).map_err(|error| error.to_string())?;
     }
-    upshot_scan::clickhouse::report(node, record, query, spooled).map_err(|error| error.to_string())
+    upshot_scan::clickhouse::reports(node, record, queries, spooled).map_err(|error| error.to_string())
 }
