@@ -384,12 +384,14 @@ pub async fn warm_default_views(state: Arc<AppState>) {
         let Ok(view) = View::from_params(&record.site, vec![record.site.clone()], &params, today) else { continue };
         let mut ranges = vec![(view.from, view.to)];
         ranges.extend(view.previous_range());
-        for (from, to) in ranges {
-            if let Some(query) = query_for(&record, &view, from, to) {
-                if let Err(error) = crate::report::compute(&state, record.clone(), query).await {
-                    tracing::debug!(site = %record.site, error = %error.message, "warming the default view failed");
-                }
-            }
+        let queries: Vec<upshot_engine::Query> =
+            ranges.into_iter().filter_map(|(from, to)| query_for(&record, &view, from, to)).collect();
+        if queries.is_empty() {
+            continue;
+        }
+        // Both ranges in one pass.
+        if let Err(error) = crate::report::compute_many(&state, record.clone(), queries).await {
+            tracing::debug!(site = %record.site, error = %error.message, "warming the default view failed");
         }
     }
 }

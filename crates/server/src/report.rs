@@ -169,20 +169,12 @@ impl ReportCache {
     }
 }
 
-/// The site's report for a query: from the cache when it was computed in the last
+/// The site's reports for these queries, each: from the cache when it was computed in the last
 /// minute; from the cache at once and refreshed in the background when it is older (up
 /// to ten minutes); else computed off the async threads (store held only for the
 /// snapshot), within the report time limit and the limit of reports at once.
-pub(crate) async fn compute(
-    state: &Arc<AppState>,
-    record: Arc<upshot_store::SiteRecord>,
-    query: upshot_engine::Query,
-) -> Result<Arc<Report>, ApiError> {
-    Ok(compute_many(state, record, vec![query]).await?.swap_remove(0))
-}
-
-/// `compute` for several queries of one site (the overview's range and the one
-/// before): those not in the cache are computed together, in one pass over the data.
+/// Those not in the cache are computed together, in one pass over the data (the
+/// overview's range and the one before).
 pub(crate) async fn compute_many(
     state: &Arc<AppState>,
     record: Arc<upshot_store::SiteRecord>,
