@@ -404,7 +404,7 @@ mod tests {
             let id = format!("e{step}");
             let visitor = format!("v{}", (state >> 8) % 5);
             store.append_events(&record, &[event(&id, &visitor, ts), event(&id, "dup", ts)]).expect("append");
-            expected.push(id);
+            expected.push(id.clone());
             match roll {
                 0..=3 => {
                     store.seal().expect("seal");
@@ -415,6 +415,22 @@ mod tests {
                 5 => {
                     drop(store);
                     store = Store::open(dir.path()).expect("reopens");
+                }
+                6..=8 => {
+                    // A seal in steps with appends between them, as a server does.
+                    if let Some(plan) = store.begin_seal().expect("begin") {
+                        let during = format!("{id}-during");
+                        store.append_events(&record, &[event(&during, &visitor, ts + 1)]).expect("append");
+                        expected.push(during);
+                        let written = plan.write_segments().expect("write");
+                        if roll == 7 {
+                            let compaction = store.plan_compaction(2);
+                            let merged = compaction.write_segments().expect("merge");
+                            store.finish_compaction(merged).expect("swap");
+                        }
+                        let (_, sealed_log) = store.finish_seal(written).expect("finish");
+                        sealed_log.remove().expect("remove");
+                    }
                 }
                 _ => {}
             }
