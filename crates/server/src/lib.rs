@@ -192,6 +192,15 @@ pub fn start(
     let keys = KeyRing::load(&store)?;
     let store = Arc::new(RwLock::new(store));
     let metrics = Arc::new(Metrics::default());
+    if options.clickhouse.is_some() {
+        // Events left in the spool by an earlier run count against its bound too.
+        let store = store.read().expect("no other thread yet");
+        let mut spooled = 0u64;
+        for site in store.site_ids()? {
+            store.scan_tail(&store.load_site(&site)?, |_| spooled += 1)?;
+        }
+        metrics.spool_events.store(spooled, std::sync::atomic::Ordering::Relaxed);
+    }
     let limits = options.limits;
     let settings = WriterSettings {
         clickhouse: options.clickhouse.clone(),
