@@ -84,7 +84,7 @@ enum Command {
         #[arg(long)]
         today: Option<String>,
     },
-    /// Receive events over HTTP (collector, tracker, report API) until stopped.
+    /// Serve the dashboard and receive events over HTTP (collector, tracker, report API) until stopped.
     Serve {
         /// Address to listen on; port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -106,7 +106,7 @@ enum Command {
     /// The ClickHouse backend (a cluster for shops that outgrow one machine).
     #[command(subcommand)]
     Clickhouse(ClickhouseCommand),
-    /// Generate a realistic shop, load it, and show its report: the first thing to run.
+    /// Generate a realistic shop, load it, show its report and serve its dashboard: the first thing to run.
     Demo {
         /// Visitors in the demo shop.
         #[arg(long, default_value_t = 20_000)]
