@@ -36,6 +36,7 @@ pub const INSERT_ROWS_MAX: usize = 100_000;
 /// error means the batch may or may not be stored: send it again (rows of one event are
 /// identical, and the table keeps one).
 pub fn insert_events(node: &Node, site: &str, events: &[Event]) -> Result<(), ClickHouseError> {
+    let columns = schema::column_names();
     for chunk in events.chunks(INSERT_ROWS_MAX) {
         let mut body = Vec::with_capacity(chunk.len() * 160);
         for event in chunk {
@@ -43,7 +44,6 @@ pub fn insert_events(node: &Node, site: &str, events: &[Event]) -> Result<(), Cl
         }
         // Synchronous: the insert returns once every shard has its rows, so a shard
         // that is down fails it and the events stay in the collector's spool.
-        let columns = schema::COLUMNS.iter().map(|(name, _)| format!("`{name}`")).collect::<Vec<_>>().join(", ");
         let query = format!("INSERT INTO {}.events ({columns}) FORMAT RowBinary", schema::DATABASE);
         node.execute_with(&query, &[("insert_distributed_sync", "1")], &body)?;
     }
@@ -53,7 +53,7 @@ pub fn insert_events(node: &Node, site: &str, events: &[Event]) -> Result<(), Cl
 /// Every stored event of a site on one shard (its `events_local`), deduplicated, in
 /// (visitor, ts, event_id) order, read back as RowBinary.
 pub fn read_shard_events(node: &Node, site: &str) -> Result<Vec<Event>, ClickHouseError> {
-    let columns = schema::COLUMNS.iter().map(|(name, _)| format!("`{name}`")).collect::<Vec<_>>().join(", ");
+    let columns = schema::column_names();
     let query = format!(
         "SELECT {columns} FROM {}.events_local FINAL WHERE site = '{}' ORDER BY visitor_id, ts, event_id FORMAT RowBinary",
         schema::DATABASE,
@@ -67,6 +67,17 @@ pub fn read_shard_events(node: &Node, site: &str) -> Result<Vec<Event>, ClickHou
         events.push(event);
     }
     Ok(events)
+}
+
+/// A condition keeping a site's visitors with an event in `[from_ms, until_ms)`. Run on
+/// a shard, its subquery reads the shard's local table, which holds every event of the
+/// shard's visitors.
+pub fn active_visitors(site: &str, from_ms: i64, until_ms: i64) -> String {
+    format!(
+        "visitor_id != '' AND visitor_id IN (SELECT visitor_id FROM {}.events_local WHERE site = '{}' AND ts >= {from_ms} AND ts < {until_ms})",
+        schema::DATABASE,
+        quote(site)
+    )
 }
 
 fn quote(text: &str) -> String {
@@ -84,7 +95,7 @@ pub fn stream_site_visitors(
     condition: &str,
     mut visit: impl FnMut(&str, Vec<Event>),
 ) -> Result<(), ClickHouseError> {
-    let columns = schema::COLUMNS.iter().map(|(name, _)| format!("`{name}`")).collect::<Vec<_>>().join(", ");
+    let columns = schema::column_names();
     let query = format!(
         "SELECT {columns} FROM {}.events FINAL WHERE site = '{}' AND ({condition}) ORDER BY visitor_id, ts, event_id FORMAT RowBinary",
         schema::DATABASE,

@@ -55,6 +55,11 @@ pub const COLUMNS: [(&str, &str); 38] = [
     ("sent_at", "Nullable(Int64)"),
 ];
 
+/// The column names, quoted, comma-separated: the column list of inserts and reads.
+pub fn column_names() -> String {
+    COLUMNS.iter().map(|(name, _)| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+}
+
 fn columns_sql() -> String {
     COLUMNS.iter().map(|(name, kind)| format!("`{name}` {kind}")).collect::<Vec<_>>().join(", ")
 }

@@ -83,13 +83,7 @@ pub fn reports(
     // there; refunds are in the order book): each shard keeps only those, by its own
     // index, before anything crosses the network. A visitor lives on one shard, so the
     // subquery on the shard's local table sees all of its events.
-    let relevant = format!(
-        "visitor_id != '' AND visitor_id IN (SELECT visitor_id FROM {}.events_local WHERE site = '{}' AND ts >= {} AND ts < {})",
-        upshot_clickhouse::schema::DATABASE,
-        record.site.replace('\\', "\\\\").replace('\'', "\\'"),
-        plan.earliest_start(),
-        plan.latest_end()
-    );
+    let relevant = upshot_clickhouse::active_visitors(&record.site, plan.earliest_start(), plan.latest_end());
     // Several streams, each a share of the visitors (by hash), each into its own
     // worker on its own thread: reading, parsing and the engine's pass overlap.
     let streams = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, STREAMS_MAX);

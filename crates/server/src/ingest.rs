@@ -156,14 +156,18 @@ fn decode_body(headers: &HeaderMap, body: &[u8], decompressed_bytes_max: usize) 
     })
 }
 
-/// The key from `Authorization: Bearer K`, or from `?key=` (beacon, pixel).
-fn presented_key<'a>(headers: &'a HeaderMap, params: &'a KeyParams) -> Option<&'a str> {
-    let bearer = headers
+/// The key from `Authorization: Bearer K`.
+pub(crate) fn bearer_key(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    bearer.or(params.key.as_deref())
+        .map(str::trim)
+}
+
+/// The key from `Authorization: Bearer K`, or from `?key=` (beacon, pixel).
+fn presented_key<'a>(headers: &'a HeaderMap, params: &'a KeyParams) -> Option<&'a str> {
+    bearer_key(headers).or(params.key.as_deref())
 }
 
 pub(crate) async fn authorize(

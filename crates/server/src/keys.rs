@@ -80,13 +80,8 @@ impl KeyRing {
 
     pub fn authorize(&self, key: &str) -> Option<Authorized> {
         let hash = sha256(key);
-        let (site, role) = self.by_hash.get(&hash)?;
-        let stored = match role {
-            KeyRole::Public => &site.public_key_sha256,
-            KeyRole::Secret => &site.secret_key_sha256,
-        };
-        let stored = decode_hex_hash(stored)?;
-        constant_time_equal(&stored, &hash).then(|| Authorized { site: site.clone(), role: *role, key_hash: hash })
+        let (stored, (site, role)) = self.by_hash.get_key_value(&hash)?;
+        constant_time_equal(stored, &hash).then(|| Authorized { site: site.clone(), role: *role, key_hash: hash })
     }
 
     pub fn site(&self, site: &str) -> Option<Arc<SiteRecord>> {

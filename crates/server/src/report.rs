@@ -48,12 +48,7 @@ async fn report(
     query: ReportQuery,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    let authorized = crate::ingest::authorize(state, key, Some(site)).await?;
+    let authorized = crate::ingest::authorize(state, crate::ingest::bearer_key(headers), Some(site)).await?;
     if authorized.role != KeyRole::Secret {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "reports need the site's secret key, not its public key"));
     }
