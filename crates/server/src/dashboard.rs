@@ -11,7 +11,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use upshot_dashboard::{layout, Page, View};
+use upshot_dashboard::{layout, Page, Preset, View};
 use upshot_store::SiteRecord;
 
 use crate::keys::{constant_time_equal, sha256, KeyRole};
@@ -313,9 +313,21 @@ async fn show(
         .and_then(|(from, to)| query_for(&record, &view, from, to))
         .filter(|_| page.needs_previous() && csv_table.is_none());
     queries.extend(previous_query);
+    // Once a preset view's figures are there, every other preset of the same filters is
+    // computed in the background, in one pass (each costs little next to reading the
+    // data): switching presets is then instant.
+    let others = (view.preset != Preset::Custom && csv_table.is_none()).then(|| preset_group(&record, &view));
     let (task_state, task_record) = (state.clone(), record.clone());
     // Both ranges in one pass over the data, in a task of its own.
-    let computing = tokio::spawn(async move { crate::report::compute_many(&task_state, task_record, queries).await });
+    let computing = tokio::spawn(async move {
+        let reports = crate::report::compute_many(&task_state, task_record.clone(), queries).await;
+        if let Some(others) = others {
+            tokio::spawn(async move {
+                crate::report::compute_missing_in_background(&task_state, task_record, others).await
+            });
+        }
+        reports
+    });
     let both = async {
         match computing.await {
             Ok(Ok(mut reports)) => {
@@ -371,28 +383,59 @@ async fn show(
     }
 }
 
-/// Computes every site's default view (the last 30 days, and the 30 before for the
-/// changes) so the first dashboard visit after a start finds it ready.
-pub async fn warm_default_views(state: Arc<AppState>) {
-    let sites: Vec<Arc<SiteRecord>> = {
-        let keys = state.keys.read().expect("no thread panics while holding the keys");
-        keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
+/// The queries of every date preset with `view`'s filters and model, each preset's
+/// range followed by the equally long range before it (for the changes), `view`'s own
+/// first; each range once.
+fn preset_group(record: &SiteRecord, view: &View) -> Vec<upshot_engine::Query> {
+    let today = site_today(record);
+    let mut ranges: Vec<(jiff::civil::Date, jiff::civil::Date)> = Vec::new();
+    let mut add = |range: (jiff::civil::Date, jiff::civil::Date)| {
+        if !ranges.contains(&range) {
+            ranges.push(range);
+        }
     };
-    for record in sites {
-        let params = BTreeMap::new();
-        let today = site_today(&record);
-        let Ok(view) = View::from_params(&record.site, vec![record.site.clone()], &params, today) else { continue };
-        let mut ranges = vec![(view.from, view.to)];
-        ranges.extend(view.previous_range());
-        let queries: Vec<upshot_engine::Query> =
-            ranges.into_iter().filter_map(|(from, to)| query_for(&record, &view, from, to)).collect();
-        if queries.is_empty() {
-            continue;
+    add((view.from, view.to));
+    view.previous_range().into_iter().for_each(&mut add);
+    for preset in Preset::ALL {
+        let Some((from, to)) = preset.range(today) else { continue };
+        let preset_view = View { preset, from, to, ..view.clone() };
+        add((from, to));
+        preset_view.previous_range().into_iter().for_each(&mut add);
+    }
+    ranges.into_iter().filter_map(|(from, to)| query_for(record, view, from, to)).collect()
+}
+
+/// Presets are refreshed when their reports are older than this (before the report
+/// cache would stop serving them), so a dashboard opened after a quiet night is instant.
+const PRESETS_REFRESH_SECONDS: u64 = 240;
+/// How often the presets' age is looked at.
+const PRESETS_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Keeps every site's default views ready: each date preset (the last 30 days, today,
+/// ...) and the range before it, unfiltered, last-interaction model, computed at start
+/// and again whenever they are a few minutes old, in one pass per site.
+pub async fn keep_default_views_warm(state: Arc<AppState>) {
+    loop {
+        let sites: Vec<Arc<SiteRecord>> = {
+            let keys = state.keys.read().expect("no thread panics while holding the keys");
+            keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
+        };
+        for record in sites {
+            let params = BTreeMap::new();
+            let today = site_today(&record);
+            let Ok(view) = View::from_params(&record.site, vec![record.site.clone()], &params, today) else {
+                continue;
+            };
+            let queries = preset_group(&record, &view);
+            let refresh_after = Duration::from_secs(PRESETS_REFRESH_SECONDS);
+            if !state.report_cache.any_older_than(&record.site, &queries, refresh_after) {
+                continue;
+            }
+            if let Err(error) = crate::report::refresh(&state, record.clone(), queries).await {
+                tracing::debug!(site = %record.site, error = %error.message, "computing the default views failed");
+            }
         }
-        // Both ranges in one pass.
-        if let Err(error) = crate::report::compute_many(&state, record.clone(), queries).await {
-            tracing::debug!(site = %record.site, error = %error.message, "warming the default view failed");
-        }
+        tokio::time::sleep(PRESETS_CHECK_INTERVAL).await;
     }
 }
 

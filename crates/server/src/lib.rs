@@ -10,6 +10,7 @@ mod ingest;
 pub mod keys;
 mod listener;
 pub mod metrics;
+mod priority;
 mod rate;
 mod report;
 mod shipper;
@@ -59,6 +60,8 @@ pub(crate) struct AppState {
     writer: WriterQueue,
     rate: rate::RateLimiter,
     reports: tokio::sync::Semaphore,
+    /// Reports computed with no request waiting (refreshes): one at a time.
+    background_reports: tokio::sync::Semaphore,
     report_cache: report::ReportCache,
     sessions: dashboard::Sessions,
     /// SHA-256 of the admin password, when one is set.
@@ -222,6 +225,7 @@ pub fn start(
         keys_loaded: Mutex::new(Instant::now()),
         rate: rate::RateLimiter::new(limits.key_events_per_second, limits.key_events_burst),
         reports: tokio::sync::Semaphore::new(limits.reports_in_flight_max.max(1)),
+        background_reports: tokio::sync::Semaphore::new(1),
         report_cache: report::ReportCache::default(),
         sessions: dashboard::Sessions::default(),
         admin_password_sha256: options.admin_password.as_deref().map(keys::sha256),
@@ -236,10 +240,11 @@ pub fn start(
         .spawn(move || {
             let served = runtime.block_on(async {
                 let refresher = tokio::spawn(refresh_sites(state.clone()));
-                tokio::spawn(dashboard::warm_default_views(state.clone()));
+                let warmer = tokio::spawn(dashboard::keep_default_views_warm(state.clone()));
                 let listener = listener::LimitedListener::new(listener, state.limits.connections_max);
                 let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
                 refresher.abort();
+                warmer.abort();
                 served.map_err(ServerError::Runtime)
             });
             // Every request has been answered; what they queued is written, then sealed.

@@ -87,8 +87,9 @@ const FRESH_SECONDS: u64 = 60;
 /// computed in the background (the dashboard stays instant; its figures are at most a
 /// few minutes behind). Past it, the request waits for a new report.
 const STALE_SECONDS_MAX: u64 = 600;
-/// Reports kept at most.
-const CACHE_ENTRIES_MAX: usize = 64;
+/// Reports kept at most (a view brings a dozen: every date preset and the range before
+/// each).
+const CACHE_ENTRIES_MAX: usize = 512;
 
 type CacheKey = (String, String);
 
@@ -118,6 +119,12 @@ impl ReportCache {
         } else {
             None
         }
+    }
+
+    /// Whether any of the site's reports for `queries` is missing or older than `age`.
+    pub(crate) fn any_older_than(&self, site: &str, queries: &[upshot_engine::Query], age: Duration) -> bool {
+        let entries = self.entries.lock().expect("no thread panics while holding the cache");
+        queries.iter().any(|query| entries.get(&cache_key(site, query)).is_none_or(|(when, _)| when.elapsed() >= age))
     }
 
     fn put(&self, key: CacheKey, report: Arc<Report>) {
@@ -154,14 +161,58 @@ impl ReportCache {
         });
     }
 
-    /// Marks a background refresh of `key` as started; false when one already runs.
-    fn start_refresh(&self, key: &CacheKey) -> bool {
-        self.refreshing.lock().expect("no thread panics while holding the cache").insert(key.clone())
+    /// Marks background refreshes of `keys` as started; those already running are left
+    /// out of the answer.
+    fn start_refresh(&self, keys: Vec<CacheKey>) -> Vec<CacheKey> {
+        let mut refreshing = self.refreshing.lock().expect("no thread panics while holding the cache");
+        keys.into_iter().filter(|key| refreshing.insert(key.clone())).collect()
     }
 
-    fn end_refresh(&self, key: &CacheKey) {
-        self.refreshing.lock().expect("no thread panics while holding the cache").remove(key);
+    fn end_refresh(&self, keys: &[CacheKey]) {
+        let mut refreshing = self.refreshing.lock().expect("no thread panics while holding the cache");
+        keys.iter().for_each(|key| {
+            refreshing.remove(key);
+        });
     }
+}
+
+fn cache_key(site: &str, query: &upshot_engine::Query) -> CacheKey {
+    (site.to_string(), format!("{query:?}"))
+}
+
+/// Computes those of the site's reports for `queries` that are neither cached nor being
+/// computed, in one pass in the background; pages that need one meanwhile wait for it.
+pub(crate) async fn compute_missing_in_background(
+    state: &Arc<AppState>,
+    record: Arc<upshot_store::SiteRecord>,
+    mut queries: Vec<upshot_engine::Query>,
+) {
+    queries.retain(|query| state.report_cache.get(&cache_key(&record.site, query)).is_none());
+    let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
+    if keys.is_empty() || !state.report_cache.start_computing(&keys) {
+        return;
+    }
+    if let Err(error) = compute_in_background(state, record, queries).await {
+        tracing::debug!(error = %error.message, "computing a view's other presets failed");
+    }
+    state.report_cache.end_computing(&keys);
+}
+
+/// Computes the site's reports for `queries` again, in one pass: the old ones, if any,
+/// are served meanwhile; missing ones are waited for by the pages that need them.
+pub(crate) async fn refresh(
+    state: &Arc<AppState>,
+    record: Arc<upshot_store::SiteRecord>,
+    queries: Vec<upshot_engine::Query>,
+) -> Result<(), ApiError> {
+    let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
+    if keys.iter().any(|key| state.report_cache.get(key).is_none()) {
+        return compute_many(state, record, queries).await.map(drop);
+    }
+    let keys = state.report_cache.start_refresh(keys);
+    let result = compute_in_background(state, record, queries).await.map(drop);
+    state.report_cache.end_refresh(&keys);
+    result
 }
 
 /// The site's reports for these queries, each: from the cache when it was computed in the last
@@ -177,20 +228,12 @@ pub(crate) async fn compute_many(
 ) -> Result<Vec<Arc<Report>>, ApiError> {
     let mut found: Vec<Option<Arc<Report>>> = Vec::with_capacity(queries.len());
     let mut missing = Vec::new();
+    let mut stale = Vec::new();
     for query in &queries {
-        let key = (record.site.clone(), format!("{query:?}"));
-        match state.report_cache.get(&key) {
+        match state.report_cache.get(&cache_key(&record.site, query)) {
             Some(Cached::Fresh(report)) => found.push(Some(report)),
             Some(Cached::Stale(report)) => {
-                if state.report_cache.start_refresh(&key) {
-                    let (state, record, query) = (state.clone(), record.clone(), query.clone());
-                    tokio::spawn(async move {
-                        if let Err(error) = compute_now(&state, record, vec![query]).await {
-                            tracing::debug!(error = %error.message, "refreshing a cached report failed; the old one stays");
-                        }
-                        state.report_cache.end_refresh(&key);
-                    });
-                }
+                stale.push(query.clone());
                 found.push(Some(report));
             }
             None => {
@@ -199,9 +242,23 @@ pub(crate) async fn compute_many(
             }
         }
     }
+    // The stale ones are served as they are and computed again, together, in the
+    // background.
+    let stale_keys =
+        state.report_cache.start_refresh(stale.iter().map(|query| cache_key(&record.site, query)).collect());
+    stale.retain(|query| stale_keys.contains(&cache_key(&record.site, query)));
+    if !stale.is_empty() {
+        let (state, record) = (state.clone(), record.clone());
+        tokio::spawn(async move {
+            if let Err(error) = compute_in_background(&state, record, stale).await {
+                tracing::debug!(error = %error.message, "refreshing cached reports failed; the old ones stay");
+            }
+            state.report_cache.end_refresh(&stale_keys);
+        });
+    }
     // A view's reports already being computed (a page reloading while they are) are
     // waited for, not computed a second time.
-    let keys: Vec<CacheKey> = missing.iter().map(|query| (record.site.clone(), format!("{query:?}"))).collect();
+    let keys: Vec<CacheKey> = missing.iter().map(|query| cache_key(&record.site, query)).collect();
     if !keys.is_empty() && !state.report_cache.start_computing(&keys) {
         let deadline = Instant::now() + Duration::from_secs(state.limits.report_seconds_max);
         while state.report_cache.computing_any(&keys) && Instant::now() < deadline {
@@ -218,26 +275,17 @@ pub(crate) async fn compute_many(
         .collect())
 }
 
-/// Computes the reports in one pass and caches each.
-async fn compute_now(
+type Computed = Result<(Vec<Report>, Vec<String>), String>;
+
+/// The work of computing the reports in one pass, to run off the async threads.
+fn report_work(
     state: &Arc<AppState>,
     record: Arc<upshot_store::SiteRecord>,
     queries: Vec<upshot_engine::Query>,
-) -> Result<Vec<Arc<Report>>, ApiError> {
-    // Wait for a turn (bounded by the report time limit) rather than refuse at once:
-    // a warm-up may be running.
-    let limit = Duration::from_secs(state.limits.report_seconds_max);
-    let busy = || {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "other reports are being computed; retry shortly").retry_after(2)
-    };
-    let _permit =
-        tokio::time::timeout(limit, state.reports.acquire()).await.map_err(|_| busy())?.map_err(|_| busy())?;
-    let started = Instant::now();
+) -> impl FnOnce() -> Computed + Send + 'static {
     let store = state.store.clone();
-    let site = record.site.clone();
     let clickhouse = state.clickhouse.clone();
-    let keys: Vec<CacheKey> = queries.iter().map(|query| (record.site.clone(), format!("{query:?}"))).collect();
-    let work = tokio::task::spawn_blocking(move || match clickhouse {
+    move || match clickhouse {
         Some(node) => clickhouse_reports(&store, &node, &record, &queries).map(|reports| (reports, Vec::new())),
         None => {
             // The store is held only while the snapshot is taken; appends go on meanwhile.
@@ -247,20 +295,84 @@ async fn compute_now(
             };
             snapshot.reports(&record.settings, &queries).map_err(|error| error.to_string())
         }
-    });
-    let failed = |error: String| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
-    };
-    let (reports, problems) = tokio::time::timeout(limit, work)
+    }
+}
+
+fn busy() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "other reports are being computed; retry shortly").retry_after(2)
+}
+
+fn too_long(limit: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the report took longer than {} s; ask for a shorter range", limit.as_secs()),
+    )
+}
+
+fn failed(error: String) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
+}
+
+/// Computes the reports in one pass, for a request waiting for them, and caches each.
+async fn compute_now(
+    state: &Arc<AppState>,
+    record: Arc<upshot_store::SiteRecord>,
+    queries: Vec<upshot_engine::Query>,
+) -> Result<Vec<Arc<Report>>, ApiError> {
+    // Wait for a turn (bounded by the report time limit) rather than refuse at once:
+    // a warm-up may be running.
+    let limit = Duration::from_secs(state.limits.report_seconds_max);
+    let _permit =
+        tokio::time::timeout(limit, state.reports.acquire()).await.map_err(|_| busy())?.map_err(|_| busy())?;
+    let started = Instant::now();
+    let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
+    let site = record.site.clone();
+    let work = tokio::task::spawn_blocking(report_work(state, record, queries));
+    let computed = tokio::time::timeout(limit, work)
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the report took longer than {} s; ask for a shorter range", limit.as_secs()),
-            )
-        })?
-        .map_err(|error| failed(error.to_string()))?
-        .map_err(failed)?;
+        .map_err(|_| too_long(limit))?
+        .map_err(|error| failed(error.to_string()))?;
+    keep(state, &site, keys, started, computed)
+}
+
+/// Computes the reports in one pass on a thread of its own at a lower CPU priority (no
+/// request waits for them: their old figures are being served), one such pass at a
+/// time, and caches each.
+async fn compute_in_background(
+    state: &Arc<AppState>,
+    record: Arc<upshot_store::SiteRecord>,
+    queries: Vec<upshot_engine::Query>,
+) -> Result<Vec<Arc<Report>>, ApiError> {
+    let limit = Duration::from_secs(state.limits.report_seconds_max);
+    let _permit = state.background_reports.acquire().await.map_err(|_| busy())?;
+    let started = Instant::now();
+    let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
+    let site = record.site.clone();
+    let work = report_work(state, record, queries);
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("upshot-refresh".into())
+        .spawn(move || {
+            crate::priority::lower_this_threads_priority();
+            let _ = sender.send(work());
+        })
+        .map_err(|error| failed(format!("starting a thread: {error}")))?;
+    let computed = tokio::time::timeout(limit, receiver)
+        .await
+        .map_err(|_| too_long(limit))?
+        .map_err(|_| failed("the report thread stopped".to_string()))?;
+    keep(state, &site, keys, started, computed)
+}
+
+/// Records the computation and caches each report.
+fn keep(
+    state: &Arc<AppState>,
+    site: &str,
+    keys: Vec<CacheKey>,
+    started: Instant,
+    computed: Computed,
+) -> Result<Vec<Arc<Report>>, ApiError> {
+    let (reports, problems) = computed.map_err(failed)?;
     state.metrics.report.observe(started.elapsed());
     for problem in &problems {
         tracing::warn!(site = %site, %problem, "report skipped damaged data");

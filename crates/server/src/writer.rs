@@ -10,12 +10,16 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use upshot_model::Event;
-use upshot_store::{Appended, SiteRecord, Store};
+use upshot_store::{Appended, CompactionPolicy, SiteRecord, Store};
 
 use crate::metrics::Metrics;
 
 /// A site-day with this many segments is merged into one after a seal.
 const COMPACT_SEGMENTS_MIN: usize = 8;
+/// Site-days merged per compaction pass at most.
+const COMPACT_DAYS_PER_PASS: usize = 4;
+/// With no seal asked for this long, the sealer looks for segments to merge.
+const COMPACT_IDLE: Duration = Duration::from_secs(5);
 
 pub type AppendReply = Result<Vec<Appended>, String>;
 
@@ -99,9 +103,16 @@ pub fn start(
         if let Some(node) = clickhouse {
             return crate::shipper::run(&sealer_store, &sealer_metrics, &node, &seal_receiver);
         }
-        lower_this_threads_priority();
-        for () in seal_receiver.iter() {
-            seal_in_steps(&sealer_store, &sealer_metrics);
+        // Sealing is background work: on two cores, a seal at equal priority doubled
+        // the p99 latency of acknowledgements.
+        crate::priority::lower_this_threads_priority();
+        loop {
+            match seal_receiver.recv_timeout(COMPACT_IDLE) {
+                Ok(()) => seal_in_steps(&sealer_store, &sealer_metrics),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            compact_in_steps(&sealer_store);
         }
         // The writer stopped: seal what is left, so the data dir is tidy at exit.
         seal_in_steps(&sealer_store, &sealer_metrics);
@@ -199,29 +210,7 @@ fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendReques
     taken_total
 }
 
-/// Sealing is background work: at a lower CPU priority it yields to the threads that
-/// acknowledge events (on two cores, a seal at equal priority doubled the p99 latency).
-/// Linux gives each thread its own nice value; `renice` sets it for this thread's id,
-/// read from /proc (no unsafe code needed). Failing that, the seal just runs as it is.
-fn lower_this_threads_priority() {
-    let thread_id = std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|link| link.file_name().and_then(|name| name.to_str()).map(str::to_string));
-    let Some(thread_id) = thread_id else {
-        return tracing::debug!("no /proc/thread-self; the sealer keeps the normal priority");
-    };
-    let lowered = std::process::Command::new("renice")
-        .args(["-n", "10", "-p", &thread_id])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    if !lowered.is_ok_and(|status| status.success()) {
-        tracing::debug!("renice failed; the sealer keeps the normal priority");
-    }
-}
-
-/// Seals the log, then compacts days that piled up segments; the store is locked only
-/// for each job's first and last steps.
+/// Seals the log; the store is locked only for the seal's first and last steps.
 fn seal_in_steps(store: &RwLock<Store>, metrics: &Metrics) {
     let lock = || store.write().expect("no thread panics while holding the store");
     let started = Instant::now();
@@ -247,13 +236,33 @@ fn seal_in_steps(store: &RwLock<Store>, metrics: &Metrics) {
             );
         }
         // The events stay in the log, safe; the next seal tries again.
-        Err(error) => return tracing::warn!(%error, "sealing the log failed; the events stay in the log"),
+        Err(error) => tracing::warn!(%error, "sealing the log failed; the events stay in the log"),
     }
-    let plan = store.read().expect("no thread panics while holding the store").plan_compaction(COMPACT_SEGMENTS_MIN);
+}
+
+/// Merges the segments of days that piled up, and of closed days (before yesterday,
+/// UTC) that have more than one, a few days per call so a stop never waits long; the
+/// store is locked only to plan and to swap the files in.
+fn compact_in_steps(store: &RwLock<Store>) {
+    let yesterday = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date().yesterday();
+    let policy = CompactionPolicy {
+        segments_min: COMPACT_SEGMENTS_MIN,
+        closed_before_day: yesterday.ok().map(|day| day.to_string()),
+        days_max: COMPACT_DAYS_PER_PASS,
+    };
+    let plan = store.read().expect("no thread panics while holding the store").plan_compaction_with(&policy);
     if plan.is_empty() {
         return;
     }
-    if let Err(error) = plan.write_segments().and_then(|merged| lock().finish_compaction(merged)) {
-        tracing::warn!(%error, "compacting segments failed; the segments stay as they are");
+    let merged = plan
+        .write_segments()
+        .and_then(|merged| store.write().expect("no thread panics while holding the store").finish_compaction(merged));
+    match merged {
+        Ok(report) => tracing::info!(
+            merged_segments = report.merged_segments,
+            written_segments = report.written_segments,
+            "compacted segments"
+        ),
+        Err(error) => tracing::warn!(%error, "compacting segments failed; the segments stay as they are"),
     }
 }

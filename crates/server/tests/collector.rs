@@ -433,10 +433,9 @@ fn past_its_connection_limit_the_server_serves_a_new_client_once_one_leaves() {
     assert!(harness.stop_and_read("shop").is_empty());
 }
 
-#[test]
-fn a_dashboard_page_whose_figures_are_slow_answers_at_once_and_reloads_itself() {
-    let mut harness = start(Limits::default(), &["shop"]);
-    let form = format!("site=shop&secret={}", harness.secret("shop"));
+/// Signs in to the dashboard with the site's secret key; the session cookie.
+fn sign_in(harness: &Harness, site: &str) -> String {
+    let form = format!("site={site}&secret={}", harness.secret(site));
     let signed_in = request(
         harness.address(),
         "POST",
@@ -445,24 +444,39 @@ fn a_dashboard_page_whose_figures_are_slow_answers_at_once_and_reloads_itself() 
         form.as_bytes(),
     );
     assert_eq!(signed_in.status, 303);
-    let cookie =
-        signed_in.header("set-cookie").expect("a session cookie").split(';').next().expect("name=value").to_string();
     assert!(signed_in
         .header("set-cookie")
         .is_some_and(|value| value.contains("HttpOnly") && value.contains("SameSite=Strict")));
+    signed_in.header("set-cookie").expect("a session cookie").split(';').next().expect("name=value").to_string()
+}
+
+/// Waits (bounded) until `done` holds; the caller asserts what it needs afterwards.
+fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_dashboard_page_whose_figures_are_slow_answers_at_once_and_reloads_itself() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let cookie = sign_in(&harness, "shop");
     // A stalled store (as under a long report or a slow disk) keeps the figures from
     // coming: the page must not wait for them.
     let store = harness.server.as_ref().expect("running").store().clone();
     let stalled = store.write().expect("the store lock");
-    // (A view other than the default one, which the server computes ahead at start.)
-    let page = request(harness.address(), "GET", "/sites/shop/?preset=last_7_days", &[("Cookie", &cookie)], b"");
+    // (A custom range: the server computes every date preset ahead.)
+    let view = "/sites/shop/?from=2023-11-01&to=2023-11-09";
+    let page = request(harness.address(), "GET", view, &[("Cookie", &cookie)], b"");
     assert_eq!(page.status, 200);
     assert!(page.text().contains("Computing the figures") && page.text().contains("http-equiv=\"refresh\""));
     drop(stalled);
     let mut overview = String::new();
     for _ in 0..100 {
-        overview =
-            request(harness.address(), "GET", "/sites/shop/?preset=last_7_days", &[("Cookie", &cookie)], b"").text();
+        overview = request(harness.address(), "GET", view, &[("Cookie", &cookie)], b"").text();
         if overview.contains("<h1>Overview</h1>") {
             break;
         }
@@ -471,6 +485,35 @@ fn a_dashboard_page_whose_figures_are_slow_answers_at_once_and_reloads_itself() 
     assert!(overview.contains("<h1>Overview</h1>"), "the figures arrive once computed");
     let signed_out = request(harness.address(), "GET", "/sites/shop/", &[], b"");
     assert_eq!((signed_out.status, signed_out.header("location")), (303, Some("/signin")), "no cookie, no figures");
+    harness.stop_and_read("shop");
+}
+
+/// Report passes over the data so far (each computes one or more ranges).
+fn report_passes(harness: &Harness) -> u64 {
+    harness.metric("upshot_report_seconds_count")
+}
+
+#[test]
+fn every_date_preset_is_computed_ahead_and_a_new_filter_brings_its_other_presets() {
+    const PRESETS: [&str; 6] = ["today", "yesterday", "last_7_days", "last_30_days", "this_month", "last_month"];
+    let mut harness = start(Limits::default(), &["shop"]);
+    let cookie = sign_in(&harness, "shop");
+    let overview = |query: &str| {
+        request(harness.address(), "GET", &format!("/sites/shop/?{query}"), &[("Cookie", &cookie)], b"").text()
+    };
+    wait_until(|| report_passes(&harness) >= 1);
+    assert_eq!(report_passes(&harness), 1, "one pass at start computes every preset and the range before each");
+    for preset in PRESETS {
+        assert!(overview(&format!("preset={preset}")).contains("<h1>Overview</h1>"), "{preset}");
+    }
+    assert_eq!(report_passes(&harness), 1, "every preset came from the pass at start");
+    // A filter nobody looked at: its view is computed, then its other presets, together.
+    assert!(overview("page_type=product").contains("<h1>Overview</h1>"));
+    wait_until(|| report_passes(&harness) >= 3);
+    for preset in PRESETS {
+        assert!(overview(&format!("page_type=product&preset={preset}")).contains("<h1>Overview</h1>"), "{preset}");
+    }
+    assert_eq!(report_passes(&harness), 3, "the filtered view, then one pass for its other presets");
     harness.stop_and_read("shop");
 }
 

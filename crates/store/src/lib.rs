@@ -18,7 +18,8 @@ pub use keys::{hash_key, SiteKeys};
 pub use log::{Appended, ScanSummary};
 pub use manifest::Manifest;
 pub use seal::{
-    utc_day, CompactPlan, CompactReport, CompactedSegments, SealPlan, SealReport, SealedLogFiles, SealedSegments,
+    utc_day, CompactPlan, CompactReport, CompactedSegments, CompactionPolicy, SealPlan, SealReport, SealedLogFiles,
+    SealedSegments,
 };
 pub use site::SiteRecord;
 pub use verify::VerifyReport;

@@ -169,6 +169,19 @@ pub(crate) fn write_entry<E: std::borrow::Borrow<Event>>(
     Ok(SegmentEntry { site: site.to_string(), day: day.to_string(), file, events: events.len() as u64, bytes })
 }
 
+/// Which site-days a compaction merges.
+#[derive(Debug, Clone)]
+pub struct CompactionPolicy {
+    /// A day with at least this many segments is merged into one.
+    pub segments_min: usize,
+    /// Days before this UTC day (`YYYY-MM-DD`) seldom receive events any more: each is
+    /// merged into one segment as soon as it has two (a report then reads one file
+    /// per day), and rarely rewritten again.
+    pub closed_before_day: Option<String>,
+    /// Site-days merged by one plan at most (the oldest first), so one pass is short.
+    pub days_max: usize,
+}
+
 /// A compaction in three steps, like a seal: [`Store::plan_compaction`] picks the
 /// site-days, [`CompactPlan::write_segments`] merges them into new files (no access to
 /// the store), [`Store::finish_compaction`] swaps them in.
@@ -280,16 +293,27 @@ impl Store {
 
     /// The site-days with at least `segments_min` segments.
     pub fn plan_compaction(&self, segments_min: usize) -> CompactPlan {
+        self.plan_compaction_with(&CompactionPolicy { segments_min, closed_before_day: None, days_max: usize::MAX })
+    }
+
+    /// The site-days the policy says to merge, oldest first, at most `days_max`.
+    pub fn plan_compaction_with(&self, policy: &CompactionPolicy) -> CompactPlan {
         assert!(self.writer.is_some(), "compaction needs a store opened for writing");
         let mut by_day: BTreeMap<(String, String), Vec<SegmentEntry>> = BTreeMap::new();
         for entry in &self.manifest.segments {
             by_day.entry((entry.site.clone(), entry.day.clone())).or_default().push(entry.clone());
         }
-        let days = by_day
+        let mut days: Vec<(String, String, Vec<SegmentEntry>)> = by_day
             .into_iter()
-            .filter(|(_, old)| old.len() >= segments_min.max(2))
+            .filter(|((_, day), old)| {
+                let closed =
+                    policy.closed_before_day.as_deref().is_some_and(|closed_before| day.as_str() < closed_before);
+                old.len() >= 2 && (closed || old.len() >= policy.segments_min)
+            })
             .map(|((site, day), old)| (site, day, old))
             .collect();
+        days.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        days.truncate(policy.days_max);
         CompactPlan { root: self.root.clone(), sealed_through_lsn: self.manifest.sealed_through_lsn, days }
     }
 
@@ -388,6 +412,38 @@ mod tests {
         assert_eq!(ids(&store, &record), ["a", "b", "c", "d", "e"]);
         let wal_files = std::fs::read_dir(dir.path().join("wal")).expect("the log dir").count();
         assert_eq!(wal_files, 1, "sealed log files are removed, the current one stays");
+    }
+
+    /// Days before the closed day are merged once they have two segments, later days
+    /// only when they pile up; a plan takes the oldest days first, at most `days_max`.
+    #[test]
+    fn closed_days_are_merged_at_two_segments_oldest_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(dir.path()).expect("opens");
+        let (record, _) = store.create_site("shop", "UTC", "USD").expect("site");
+        let day_ms = 86_400_000;
+        for round in 0..2 {
+            let events: Vec<Event> =
+                (0..3).map(|day| event(&format!("e{round}-{day}"), "v", day * day_ms + round + 1)).collect();
+            store.append_events(&record, &events).expect("append");
+            store.seal().expect("seal");
+        }
+        let segments_of = |store: &Store, day: &str| store.manifest().segments.iter().filter(|s| s.day == day).count();
+        let policy = |days_max| CompactionPolicy {
+            segments_min: 8,
+            closed_before_day: Some("1970-01-03".to_string()),
+            days_max,
+        };
+        let plan = store.plan_compaction_with(&policy(1));
+        store.finish_compaction(plan.write_segments().expect("merged")).expect("swapped in");
+        assert_eq!(segments_of(&store, "1970-01-01"), 1, "the oldest closed day first");
+        assert_eq!(segments_of(&store, "1970-01-02"), 2, "one day per plan");
+        let plan = store.plan_compaction_with(&policy(10));
+        store.finish_compaction(plan.write_segments().expect("merged")).expect("swapped in");
+        assert_eq!(segments_of(&store, "1970-01-02"), 1);
+        assert_eq!(segments_of(&store, "1970-01-03"), 2, "not closed, fewer than segments_min");
+        assert!(store.plan_compaction_with(&policy(10)).is_empty());
+        assert_eq!(ids(&store, &record).len(), 6);
     }
 
     #[test]
