@@ -174,6 +174,10 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
         b"",
     );
     assert_eq!(answer.json(), embedded_short);
+    assert!(
+        metric(server.1, "upshot_clickhouse_reports_in_cluster_total") >= 2,
+        "with the spool shipped, the figures are computed inside the cluster"
+    );
 
     let count = |query: &str| -> u64 {
         let node = upshot_clickhouse::Node::parse(&nodes[0]).expect("a node");

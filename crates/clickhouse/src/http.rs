@@ -130,10 +130,17 @@ impl Node {
             TcpStream::connect_timeout(&address, self.connect_timeout).map_err(|error| self.unreachable(error))?;
         stream.set_read_timeout(Some(self.io_timeout)).map_err(|error| self.unreachable(error))?;
         stream.set_write_timeout(Some(self.io_timeout)).map_err(|error| self.unreachable(error))?;
-        let mut path = format!("/?query={}", encode(query));
+        // A query without data goes in the body: generated report queries are longer
+        // than a URL may be. With data (inserts), the query goes in the URL.
+        let (mut path, body) = if body.is_empty() {
+            ("/?".to_string(), query.as_bytes())
+        } else {
+            (format!("/?query={}&", encode(query)), body)
+        };
         for (name, value) in settings {
-            path.push_str(&format!("&{}={}", encode(name), encode(value)));
+            path.push_str(&format!("{}={}&", encode(name), encode(value)));
         }
+        let path = path.trim_end_matches(['&', '?']);
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
             self.host,

@@ -2,6 +2,7 @@
 //! (`schema`), and events as rows (`rows`). The collector ships its log to the
 //! `events` table; reports read it back per shard.
 
+pub mod figures;
 pub mod http;
 pub mod rows;
 pub mod schema;
@@ -80,7 +81,7 @@ pub fn active_visitors(site: &str, from_ms: i64, until_ms: i64) -> String {
     )
 }
 
-fn quote(text: &str) -> String {
+pub(crate) fn quote(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\'', "\\'")
 }
 

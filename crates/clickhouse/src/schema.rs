@@ -110,7 +110,61 @@ pub fn init(nodes: &[Node], cluster: &str) -> Result<Vec<String>, ClickHouseErro
             Some(&version) => return Err(ClickHouseError::SchemaVersion { node: node.url(), found: version }),
         }
     }
+    done.extend(register_nodes(nodes, cluster)?);
     Ok(done)
+}
+
+/// Writes on every node the table of the nodes given and the shard each serves (from
+/// its `system.clusters`), so a report can send its per-shard SQL to one node of each
+/// shard. Replaced whole by every `init`.
+fn register_nodes(nodes: &[Node], cluster: &str) -> Result<Vec<String>, ClickHouseError> {
+    let mut rows = Vec::new();
+    let mut done = Vec::new();
+    for node in nodes {
+        let query = format!(
+            "SELECT shard_num FROM system.clusters WHERE cluster = '{cluster}' AND is_local = 1 LIMIT 1 FORMAT TSV"
+        );
+        let answer = String::from_utf8_lossy(&node.execute(&query, b"")?).trim().to_string();
+        match answer.parse::<u32>() {
+            Ok(shard) => {
+                rows.push(format!("('{}', {shard})", crate::quote(&node.url())));
+                done.push(format!("{}: serves shard {shard} of {cluster}", node.url()));
+            }
+            Err(_) => done.push(format!(
+                "{}: not a node of cluster {cluster} by its own configuration; reports will not ask it directly",
+                node.url()
+            )),
+        }
+    }
+    for node in nodes {
+        node.execute(&format!("DROP TABLE IF EXISTS {DATABASE}.nodes"), b"")?;
+        node.execute(&format!("CREATE TABLE {DATABASE}.nodes (url String, shard UInt32) ENGINE = TinyLog"), b"")?;
+        if !rows.is_empty() {
+            node.execute(&format!("INSERT INTO {DATABASE}.nodes VALUES {}", rows.join(", ")), b"")?;
+        }
+    }
+    Ok(done)
+}
+
+/// The nodes `init` registered, by shard (each shard's nodes in the order given); empty
+/// when none were (a schema from before the table).
+pub fn shard_nodes(node: &Node) -> Result<Vec<(u32, Vec<Node>)>, ClickHouseError> {
+    let exists = node.execute(&format!("EXISTS TABLE {DATABASE}.nodes FORMAT TSV"), b"")?;
+    if String::from_utf8_lossy(&exists).trim() != "1" {
+        return Ok(Vec::new());
+    }
+    let answer = node.execute(&format!("SELECT url, shard FROM {DATABASE}.nodes FORMAT TSV"), b"")?;
+    let mut shards: Vec<(u32, Vec<Node>)> = Vec::new();
+    for line in String::from_utf8_lossy(&answer).lines() {
+        let Some((url, shard)) = line.split_once('\t') else { continue };
+        let (Ok(shard), Ok(url)) = (shard.trim().parse::<u32>(), Node::parse(url)) else { continue };
+        match shards.iter_mut().find(|(number, _)| *number == shard) {
+            Some((_, urls)) => urls.push(url),
+            None => shards.push((shard, vec![url])),
+        }
+    }
+    shards.sort_by_key(|(shard, _)| *shard);
+    Ok(shards)
 }
 
 fn validate_identifier(name: &str) -> Result<(), ClickHouseError> {

@@ -3,45 +3,14 @@
 //! idempotent, events sent twice are stored once, each visitor lives on one shard, and
 //! a report over what ClickHouse holds equals the embedded engine's, figure for figure.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use upshot_clickhouse::{insert_events, read_shard_events, schema, Node};
+use upshot_clickhouse::{insert_events, schema};
 use upshot_engine::{compute_report, Dataset, Query};
 use upshot_model::{Event, ParseContext, Settings};
 
-/// The cluster of this test binary; stopped when dropped.
-struct Cluster {
-    dir: tempfile::TempDir,
-    nodes: Vec<Node>,
-}
+#[path = "support/cluster.rs"]
+mod cluster;
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/clickhouse/cluster")
-}
-
-impl Cluster {
-    fn start(base_port: u16) -> Cluster {
-        let dir = tempfile::tempdir().expect("a temporary dir");
-        let output = Command::new(script())
-            .args(["start", &dir.path().display().to_string(), &base_port.to_string()])
-            .output()
-            .expect("the cluster script runs");
-        assert!(output.status.success(), "starting ClickHouse: {}", String::from_utf8_lossy(&output.stderr));
-        let nodes = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|url| Node::parse(url.trim()).expect("the script prints node URLs"))
-            .collect::<Vec<_>>();
-        assert_eq!(nodes.len(), 2, "two shards");
-        Cluster { dir, nodes }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).args(["stop", &self.dir.path().display().to_string()]).status();
-    }
-}
+use cluster::{wait_for, Cluster};
 
 fn shop() -> Vec<Event> {
     upshot_gen::generate_events(upshot_gen::GenOptions {
@@ -55,29 +24,20 @@ fn shop() -> Vec<Event> {
     })
 }
 
-fn stored(nodes: &[Node], site: &str) -> Vec<Vec<Event>> {
-    nodes.iter().map(|node| read_shard_events(node, site).expect("the shard answers")).collect()
-}
-
-fn wait_for(nodes: &[Node], site: &str, count: usize) -> Vec<Vec<Event>> {
-    // Inserts through a Distributed table reach the other shard asynchronously.
-    for _ in 0..200 {
-        let shards = stored(nodes, site);
-        if shards.iter().map(Vec::len).sum::<usize>() >= count {
-            return shards;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    stored(nodes, site)
-}
-
 #[test]
 fn a_two_shard_cluster_stores_each_event_once_and_reports_like_the_embedded_store() {
     let cluster = Cluster::start(18300);
+    let schema_lines = |lines: &[String]| -> Vec<String> {
+        lines.iter().filter(|line| line.contains("schema version")).cloned().collect()
+    };
     let first = schema::init(&cluster.nodes, "upshot_test").expect("init");
-    assert!(first.iter().all(|line| line.contains("created")), "{first:?}");
+    assert_eq!(schema_lines(&first).len(), 2, "{first:?}");
+    assert!(schema_lines(&first).iter().all(|line| line.contains("created")), "{first:?}");
     let again = schema::init(&cluster.nodes, "upshot_test").expect("init is idempotent");
-    assert!(again.iter().all(|line| line.contains("already there")), "{again:?}");
+    assert!(schema_lines(&again).iter().all(|line| line.contains("already there")), "{again:?}");
+    let shards: Vec<u32> =
+        schema::shard_nodes(&cluster.nodes[1]).expect("the nodes").iter().map(|(shard, _)| *shard).collect();
+    assert_eq!(shards, [1, 2], "init records which shard each node serves, on every node");
 
     let events = shop();
     let (half, rest) = events.split_at(events.len() / 2);
@@ -115,7 +75,7 @@ fn a_two_shard_cluster_stores_each_event_once_and_reports_like_the_embedded_stor
     let typed: Vec<Event> =
         lines.iter().map(|line| upshot_model::parse_event_line(line, &context).expect("valid")).collect();
     insert_events(&cluster.nodes[0], "types", &typed).expect("insert");
-    let mut back: Vec<Event> = stored(&cluster.nodes, "types").into_iter().flatten().collect();
+    let mut back: Vec<Event> = cluster::stored(&cluster.nodes, "types").into_iter().flatten().collect();
     back.sort_by(|a, b| a.event_id.len().cmp(&b.event_id.len()).then_with(|| a.event_id.cmp(&b.event_id)));
     assert_eq!(back, typed);
 

@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod dataset;
 pub mod figures;
 mod finish;
+mod fold;
 pub mod ingest;
 pub mod orders;
 pub mod query;
@@ -136,6 +137,45 @@ impl<'a> ReportPlan<'a> {
             reports.push(finisher(query, window, lane.totals));
         }
         reports
+    }
+}
+
+impl ReportPlan<'_> {
+    /// The plan's queries with their resolved windows: the main query first.
+    fn queries(&self) -> impl Iterator<Item = (&Query, &Window)> {
+        std::iter::once((self.query, &self.window))
+            .chain(self.companions.iter().map(|(query, window)| (*query, window)))
+    }
+
+    /// The reports from facts a backend computed next to the data: for each query of the
+    /// plan (the main query's first) its range's facts and the order facts of its filter;
+    /// and the site's order book.
+    pub fn finish_facts(
+        &self,
+        facts: &[(&upshot_model::facts::Facts, &[upshot_model::facts::OrderFact])],
+        book: &OrderBook,
+    ) -> Vec<Report> {
+        self.queries()
+            .zip(facts)
+            .map(|((query, window), &(facts, orders))| {
+                let mut folder = fold::FactFolder::new(query, window, book);
+                folder.fold(facts, orders);
+                Finisher { dictionary: &folder.dictionary, settings: self.settings, query, window }
+                    .report(folder.totals)
+            })
+            .collect()
+    }
+
+    /// Each query's range as instants: start, end, the previous period's start, and the
+    /// local midnight of every date in range.
+    pub fn windows(&self) -> Vec<(i64, i64, i64, Vec<i64>)> {
+        self.queries()
+            .map(|(_, window)| {
+                let mut day_starts = window.day_starts.clone();
+                day_starts.pop();
+                (window.start, window.end, window.previous_start, day_starts)
+            })
+            .collect()
     }
 }
 

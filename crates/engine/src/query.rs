@@ -133,9 +133,14 @@ impl Filter {
 
     /// Whether an impression, interaction or credit on this placement and page passes.
     pub fn passes(&self, dictionary: &Dictionary, placement: PlacementId, ev: &Ev) -> bool {
+        self.passes_on_page(dictionary, placement, ev.page_type)
+    }
+
+    /// `passes` for an event known by its placement and page type alone.
+    pub fn passes_on_page(&self, dictionary: &Dictionary, placement: PlacementId, page_type: Sym) -> bool {
         let (text, kind) = dictionary.placements[placement as usize];
         self.placement.is_none_or(|wanted| wanted == text)
             && self.kind.is_none_or(|wanted| wanted == kind)
-            && self.page_type.is_none_or(|wanted| wanted == ev.page_type)
+            && self.page_type.is_none_or(|wanted| wanted == page_type)
     }
 }

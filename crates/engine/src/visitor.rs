@@ -13,7 +13,7 @@ use crate::orders::OrderBook;
 use crate::query::{Filter, Window};
 
 /// `time_decay` halves a touch's weight every 7 days (SPEC section 8).
-const TIME_DECAY_HALF_LIFE_MS: i64 = 7 * 86_400_000;
+pub(crate) const TIME_DECAY_HALF_LIFE_MS: i64 = 7 * 86_400_000;
 /// Active counts look at the 24 hours before the range's end.
 const ACTIVE_WINDOW_MS: i64 = 86_400_000;
 const NO_SESSION: u32 = u32::MAX;

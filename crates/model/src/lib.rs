@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod event;
+pub mod facts;
 pub mod mapping;
 pub mod money;
 pub mod parse;

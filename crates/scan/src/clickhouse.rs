@@ -8,8 +8,10 @@
 
 use std::collections::HashMap;
 
+use upshot_clickhouse::figures::{figure_facts, FactsQuery, FactsRange, RangeFacts};
 use upshot_clickhouse::{order_summaries, stored_event_ids, stream_site_visitors, ClickHouseError, Node};
 use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan};
+use upshot_model::facts::{Facts, OrderFact};
 use upshot_model::Event;
 use upshot_store::SiteRecord;
 
@@ -39,23 +41,7 @@ pub fn reports(
 ) -> Result<Vec<Report>, ClickHouseReportError> {
     let (query, companions) = queries.split_first().expect("at least one query");
     let plan = ReportPlan::with_companions(&record.settings, query, companions)?;
-    // The order book, aggregated by ClickHouse per shard and merged by order_id.
-    let mut book = OrderBook::default();
-    for summary in order_summaries(node, &record.site)? {
-        let order_id = summary.order_id.as_bytes();
-        if let Some((ts, event_id)) = &summary.first_order {
-            book.add_order(order_id, *ts, event_id.as_bytes());
-        }
-        if summary.refunded != 0 {
-            book.add_refund(order_id, Some(summary.refunded), false);
-        }
-        if summary.refund_all {
-            book.add_refund(order_id, None, false);
-        }
-        if summary.cancelled {
-            book.add_refund(order_id, Some(0), true);
-        }
-    }
+    let mut book = cluster_order_book(node, &record.site)?;
     // Orders and refunds still in the spool count unless already shipped (a batch can
     // be in both for a moment).
     let spooled_orders: Vec<&str> = spooled
@@ -111,6 +97,84 @@ pub fn reports(
     }
     workers.push(rest);
     Ok(plan.finish_all(workers))
+}
+
+/// The order book, aggregated by ClickHouse per shard and merged by order_id.
+fn cluster_order_book(node: &Node, site: &str) -> Result<OrderBook, ClickHouseError> {
+    let mut book = OrderBook::default();
+    for summary in order_summaries(node, site)? {
+        let order_id = summary.order_id.as_bytes();
+        if let Some((ts, event_id)) = &summary.first_order {
+            book.add_order(order_id, *ts, event_id.as_bytes());
+        }
+        if summary.refunded != 0 {
+            book.add_refund(order_id, Some(summary.refunded), false);
+        }
+        if summary.refund_all {
+            book.add_refund(order_id, None, false);
+        }
+        if summary.cancelled {
+            book.add_refund(order_id, Some(0), true);
+        }
+    }
+    Ok(book)
+}
+
+/// Several reports computed inside ClickHouse: generated SQL that each shard runs over
+/// its visitors (sessions, clicked impressions, touches and clicks matched to orders,
+/// with array functions and lambdas), summed on the node into facts the engine folds
+/// into the reports; the order book's net revenue is credited in fixed point. Queries
+/// with the same filter share one SQL query (the model changes nothing there; each
+/// range adds its facts to the same pass). Reads only what ClickHouse holds: the caller
+/// sees to it that the collector's spool has been shipped.
+pub fn reports_in_cluster(
+    node: &Node,
+    record: &SiteRecord,
+    queries: &[Query],
+) -> Result<Vec<Report>, ClickHouseReportError> {
+    let (query, companions) = queries.split_first().expect("at least one query");
+    let plan = ReportPlan::with_companions(&record.settings, query, companions)?;
+    let book = cluster_order_book(node, &record.site)?;
+    let windows = plan.windows();
+    // The queries by filter: each group is one SQL query with one range per query.
+    let mut groups: Vec<(FactsQuery, Vec<usize>)> = Vec::new();
+    for (index, (query, (start_ms, end_ms, previous_start_ms, day_starts))) in queries.iter().zip(windows).enumerate() {
+        let range = FactsRange { start_ms, end_ms, previous_start_ms, day_starts };
+        let filter = (&query.page_type, &query.placement, query.kind);
+        match groups.iter_mut().find(|(group, _)| (&group.page_type, &group.placement, group.kind) == filter) {
+            Some((group, members)) => {
+                group.ranges.push(range);
+                members.push(index);
+            }
+            None => groups.push((
+                FactsQuery {
+                    site: record.site.clone(),
+                    ranges: vec![range],
+                    settings: record.settings.clone(),
+                    page_type: query.page_type.clone(),
+                    placement: query.placement.clone(),
+                    kind: query.kind,
+                },
+                vec![index],
+            )),
+        }
+    }
+    // The groups' queries at once: ClickHouse runs them side by side.
+    let computed: Vec<Result<RangeFacts, ClickHouseError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            groups.iter().map(|(facts_query, _)| scope.spawn(move || figure_facts(node, facts_query))).collect();
+        handles.into_iter().map(|handle| handle.join().expect("a figure query's thread panicked")).collect()
+    });
+    let computed = computed.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut per_query: Vec<Option<(&Facts, &[OrderFact])>> = vec![None; queries.len()];
+    for ((facts, orders), (_, members)) in computed.iter().zip(&groups) {
+        for (facts, &index) in facts.iter().zip(members) {
+            per_query[index] = Some((facts, orders.as_slice()));
+        }
+    }
+    let per_query: Vec<(&Facts, &[OrderFact])> =
+        per_query.into_iter().map(|facts| facts.expect("every query is in one group")).collect();
+    Ok(plan.finish_facts(&per_query, &book))
 }
 
 /// Report streams at most (one per core).

@@ -65,6 +65,14 @@ pub struct Metrics {
     pub spool_events: AtomicU64,
     pub shipped_events: AtomicU64,
     pub ship_failures: AtomicU64,
+    /// Shipping passes started, and the last one finished (each takes everything in the
+    /// spool when it starts): a report waits for a pass started after its request.
+    pub ship_passes_started: AtomicU64,
+    pub ship_passes_done: AtomicU64,
+    /// ClickHouse reports computed inside the cluster by generated SQL, and those
+    /// computed from its streamed rows and the spool (while the spool was shipping).
+    pub reports_in_cluster: AtomicU64,
+    pub reports_streamed: AtomicU64,
 }
 
 impl Metrics {
@@ -118,6 +126,18 @@ impl Metrics {
             "upshot_ship_failures_total",
             "Failed attempts to ship the spool to ClickHouse.",
             self.ship_failures.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "upshot_clickhouse_reports_in_cluster_total",
+            "ClickHouse reports computed inside the cluster by generated SQL.",
+            self.reports_in_cluster.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "upshot_clickhouse_reports_streamed_total",
+            "ClickHouse reports computed from streamed rows and the spool (the spool was still shipping).",
+            self.reports_streamed.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

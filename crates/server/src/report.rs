@@ -285,8 +285,11 @@ fn report_work(
 ) -> impl FnOnce() -> Computed + Send + 'static {
     let store = state.store.clone();
     let clickhouse = state.clickhouse.clone();
+    let metrics = state.metrics.clone();
     move || match clickhouse {
-        Some(node) => clickhouse_reports(&store, &node, &record, &queries).map(|reports| (reports, Vec::new())),
+        Some(node) => {
+            clickhouse_reports(&store, &metrics, &node, &record, &queries).map(|reports| (reports, Vec::new()))
+        }
         None => {
             // The store is held only while the snapshot is taken; appends go on meanwhile.
             let snapshot = {
@@ -384,14 +387,34 @@ fn keep(
     Ok(reports)
 }
 
-/// The reports with the ClickHouse backend: from the cluster, streamed visitor by
-/// visitor, plus what is still in the local spool.
+/// How long a report waits for the spool to be shipped before computing from the
+/// cluster's rows and the spool instead.
+const SPOOL_WAIT: Duration = Duration::from_secs(3);
+
+/// The reports with the ClickHouse backend. Once everything acknowledged before the
+/// request is in the cluster (a shipping pass started after it has finished, which the
+/// shipper does at least every half second), computed inside ClickHouse by generated
+/// SQL. Otherwise (ClickHouse slow to take the spool), from the cluster's rows streamed
+/// visitor by visitor plus what is still in the local spool: the same figures.
 fn clickhouse_reports(
     store: &std::sync::RwLock<upshot_store::Store>,
+    metrics: &crate::metrics::Metrics,
     node: &upshot_clickhouse::Node,
     record: &upshot_store::SiteRecord,
     queries: &[upshot_engine::Query],
 ) -> Result<Vec<Report>, String> {
+    use std::sync::atomic::Ordering;
+    let wanted = metrics.ship_passes_started.load(Ordering::SeqCst) + 1;
+    let deadline = Instant::now() + SPOOL_WAIT;
+    while metrics.ship_passes_done.load(Ordering::SeqCst) < wanted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if metrics.ship_passes_done.load(Ordering::SeqCst) >= wanted {
+        metrics.reports_in_cluster.fetch_add(1, Ordering::Relaxed);
+        return upshot_scan::clickhouse::reports_in_cluster(node, record, queries).map_err(|error| error.to_string());
+    }
+    metrics.reports_streamed.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(site = %record.site, "the spool is still shipping; the report streams the cluster's rows");
     let mut spooled = Vec::new();
     {
         let store = store.read().expect("no thread panics while holding the store");

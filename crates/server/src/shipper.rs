@@ -26,6 +26,14 @@ const SHUTDOWN_SHIPPING: Duration = Duration::from_secs(10);
 
 /// Ships everything in the spool once; returns the events shipped.
 fn ship_once(store: &RwLock<Store>, metrics: &Metrics, node: &Node) -> Result<u64, String> {
+    let pass = metrics.ship_passes_started.fetch_add(1, Ordering::SeqCst) + 1;
+    let shipped = ship_spool(store, metrics, node)?;
+    metrics.ship_passes_done.fetch_max(pass, Ordering::SeqCst);
+    Ok(shipped)
+}
+
+/// Ships what is in the spool now.
+fn ship_spool(store: &RwLock<Store>, metrics: &Metrics, node: &Node) -> Result<u64, String> {
     let lock = || store.write().expect("no thread panics while holding the store");
     let Some(plan) = lock().begin_seal().map_err(|error| error.to_string())? else {
         return Ok(0);

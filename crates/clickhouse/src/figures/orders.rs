@@ -1,0 +1,106 @@
+//! The order facts (each counted order with its session's flags, lines, touches and
+//! recommendation clicks in their windows, and variants: once, for every range) and the
+//! experiment facts of each range (each earliest assignment in range with the orders
+//! that follow it), as fact tuples whose payload carries them.
+
+use upshot_model::facts::FactKind;
+
+use super::sql::{fact_with_payload, field, filter, in_range, map, masked, payload, qualifying_condition, FactPlace};
+use super::{FactsQuery, FactsRange};
+
+/// The (ts, placement, kind, campaign, sequence, page type, item) of web events that
+/// meet `condition` (over `t`, `ty`, `kd` and `ac`), in order.
+fn touches(condition: &str) -> String {
+    masked(
+        &map(
+            &[
+                ("t", "w_ts"),
+                ("pl", "w_placement"),
+                ("kd", "w_kind"),
+                ("ca", "w_campaign"),
+                ("sq", "w_sequence"),
+                ("pg", "w_page"),
+                ("it", "w_item"),
+            ],
+            "(t, pl, kd, ca, sq, pg, it)",
+        ),
+        &map(
+            &[("t", "w_ts"), ("ty", "w_type"), ("kd", "w_kind"), ("ac", "w_action")],
+            &format!("toUInt8({condition})"),
+        ),
+    )
+}
+
+/// `f_orders`: each counted order of the visitor with its session's first ts and
+/// flags, lines, qualifying touches in the attribution window, recommendation clicks in
+/// the recommendation window, and variants.
+pub(super) fn order_facts(query: &FactsQuery) -> String {
+    let settings = &query.settings;
+    let order_ts = field("o", 2);
+    let window = |window_ms: i64| format!("t >= {order_ts} - {window_ms} AND t <= {order_ts}");
+    let touches_in_window = touches(&format!(
+        "ty = 'interaction' AND {} AND {}",
+        qualifying_condition(settings, "kd", "ac"),
+        window(settings.attribution_window_ms)
+    ));
+    let clicks_in_window = touches(&format!(
+        "ty = 'interaction' AND kd = 'recommendation' AND ac = 'click' AND {}",
+        window(settings.recommendation_window_ms)
+    ));
+    let variants = map(
+        &[("a", &filter(&[("a", "a_firsts")], &format!("{} <= {order_ts}", field("a", 1))))],
+        &format!("({}, {})", field("a", 2), field("a", 3)),
+    );
+    let session = field("o", 9);
+    let first = format!("arrayElement(s_first, {session})");
+    let personalized = format!("toUInt8(arrayElement(s_personalized, {session}) > 0)");
+    let recommendation = format!("toUInt8(arrayElement(s_recommendation, {session}) > 0)");
+    let (id, order_id, revenue) = (field("o", 3), field("o", 4), field("o", 5));
+    let (lines, quantities, prices) = (field("o", 6), field("o", 7), field("o", 8));
+    let order = payload(&[
+        (1, &id),
+        (2, &order_id),
+        (3, &order_ts),
+        (4, &first),
+        (5, &personalized),
+        (6, &recommendation),
+        (7, &lines),
+        (8, &quantities),
+        (9, &prices),
+        (10, &touches_in_window),
+        (11, &clicks_in_window),
+        (12, &variants),
+        (13, &revenue),
+    ]);
+    format!(
+        "arrayMap(o -> {}, o_list) AS f_orders",
+        fact_with_payload(
+            FactPlace { kind: FactKind::Order, range: 0, day: "0" },
+            [&id, "visitor_id", "''", "''"],
+            &order
+        )
+    )
+}
+
+/// `f_experiments_<index>`: the visitor's earliest assignment to each experiment when
+/// that is in the range, with the event ids of its counted orders from the assignment
+/// to the range's end.
+pub(super) fn experiment_facts(range: &FactsRange, index: usize) -> String {
+    let orders_after = format!(
+        "arrayMap(o -> {}, arrayFilter(o -> {} >= {} AND {} < {}, o_list))",
+        field("o", 3),
+        field("o", 2),
+        field("a", 1),
+        field("o", 2),
+        range.end_ms
+    );
+    format!(
+        "arrayMap(a -> {}, {}) AS f_experiments_{index}",
+        fact_with_payload(
+            FactPlace { kind: FactKind::Experiment, range: index, day: "0" },
+            [&field("a", 2), &field("a", 3), "visitor_id", "''"],
+            &payload(&[(14, &orders_after)])
+        ),
+        filter(&[("a", "a_firsts")], &in_range(range, &field("a", 1))),
+    )
+}
