@@ -18,6 +18,7 @@ pub mod shopify;
 mod tracker;
 mod writer;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -63,6 +64,9 @@ pub(crate) struct AppState {
     /// Reports computed with no request waiting (refreshes): one at a time.
     background_reports: tokio::sync::Semaphore,
     report_cache: report::ReportCache,
+    /// When each site's dashboard was last opened: the views one control away from its
+    /// default view are kept ready only for sites someone looks at.
+    dashboard_visits: Mutex<HashMap<String, Instant>>,
     sessions: dashboard::Sessions,
     /// SHA-256 of the admin password, when one is set.
     admin_password_sha256: Option<[u8; 32]>,
@@ -227,6 +231,7 @@ pub fn start(
         reports: tokio::sync::Semaphore::new(limits.reports_in_flight_max.max(1)),
         background_reports: tokio::sync::Semaphore::new(1),
         report_cache: report::ReportCache::default(),
+        dashboard_visits: Mutex::new(HashMap::new()),
         sessions: dashboard::Sessions::default(),
         admin_password_sha256: options.admin_password.as_deref().map(keys::sha256),
         sign_in_attempts: rate::RateLimiter::new(SIGN_IN_ATTEMPTS_PER_SECOND, SIGN_IN_ATTEMPTS_BURST),
