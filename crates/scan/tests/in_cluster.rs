@@ -80,6 +80,13 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
     cluster.nodes[0].execute("DROP TABLE upshot.nodes", b"").expect("drop");
     assert!(upshot_clickhouse::schema::shard_nodes(&cluster.nodes[0]).expect("asked").is_empty());
     assert_reports_equal(&cluster.nodes[0], &record, &events, &queries[4..6]);
+    // Registered nodes this collector cannot reach: the node it was given still can.
+    let node = &cluster.nodes[0];
+    node.execute("CREATE TABLE upshot.nodes (url String, shard UInt32) ENGINE = TinyLog", b"").expect("create");
+    node.execute("INSERT INTO upshot.nodes VALUES ('http://127.0.0.1:9', 1), ('http://127.0.0.1:9', 2)", b"")
+        .expect("insert");
+    assert_eq!(upshot_clickhouse::schema::shard_nodes(node).expect("asked").len(), 2);
+    assert_reports_equal(node, &record, &events, &queries[6..7]);
 
     // Another shop: a time zone that changes its clocks in the range, shorter sessions
     // and windows, hovers qualifying for pop-ups.

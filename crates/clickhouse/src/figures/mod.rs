@@ -105,7 +105,8 @@ pub fn facts_sql(query: &FactsQuery, route: Route) -> String {
 /// The facts of every range of `query` (in order) and the order facts (shared by all
 /// ranges), computed by the cluster behind `node`: per shard when `init` registered
 /// the nodes (one query to a node of each shard, at once; a shard's next node when one
-/// fails), and the shards' facts summed here; else through the Distributed table.
+/// is unreachable), and the shards' facts summed here; else, or when no node of a shard
+/// can be reached, through the Distributed table.
 pub fn figure_facts(node: &Node, query: &FactsQuery) -> Result<RangeFacts, ClickHouseError> {
     let shards = crate::schema::shard_nodes(node)?;
     if shards.is_empty() {
@@ -129,6 +130,12 @@ pub fn figure_facts(node: &Node, query: &FactsQuery) -> Result<RangeFacts, Click
             .collect();
         handles.into_iter().map(|handle| handle.join().expect("a shard's figure query panicked")).collect()
     });
+    // A shard none of whose registered nodes this collector can reach (addresses seen
+    // from elsewhere when `init` ran): the node it was given still reaches every shard.
+    if answers.iter().any(|answer| matches!(answer, Err(ClickHouseError::Unreachable { .. }))) {
+        tracing::warn!(node = %node.url(), "a shard's registered nodes are unreachable; computing through the Distributed table");
+        return figure_facts_via(node, query, Route::Distributed);
+    }
     let mut merged = (vec![Facts::default(); query.ranges.len()], Vec::new());
     for answer in answers {
         let (facts, orders) = answer?;
