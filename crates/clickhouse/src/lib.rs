@@ -26,6 +26,11 @@ pub enum ClickHouseError {
     BadRow { node: String, reason: String },
     #[error("{0:?} is not a cluster name (letters, digits, _)")]
     Identifier(String),
+    #[error(
+        "ClickHouse at {node} answered more than {rows_max} facts for one report; ask for a shorter range or a \
+         filter"
+    )]
+    TooManyFacts { node: String, rows_max: usize },
 }
 
 use upshot_model::Event;

@@ -167,12 +167,22 @@ fn merge_counts(into: &mut Vec<CountFact>, from: Vec<CountFact>) {
     }
 }
 
+/// Fact rows one node's answer may hold at most: counts are few (keys by placement and
+/// date), but there is one row per order and per visitor assigned to an experiment in
+/// range; past this a report would hold too much in memory.
+pub const FACT_ROWS_MAX: usize = 20_000_000;
+
 /// The facts as one node answers `query` by `route`.
 pub fn figure_facts_via(node: &Node, query: &FactsQuery, route: Route) -> Result<RangeFacts, ClickHouseError> {
     let mut facts = vec![Facts::default(); query.ranges.len()];
     let mut orders = Vec::new();
     let mut bad = None;
+    let mut rows = 0usize;
     node.execute_lines(&facts_sql(query, route), |line| {
+        rows += 1;
+        if rows > FACT_ROWS_MAX {
+            return;
+        }
         let parsed = serde_json::from_slice::<JsonRow>(line).ok().and_then(|row| parse_row(&row));
         match parsed {
             Some(Row::Count(range, fact)) if range < facts.len() => facts[range].counts.push(fact),
@@ -183,6 +193,9 @@ pub fn figure_facts_via(node: &Node, query: &FactsQuery, route: Route) -> Result
             }
         }
     })?;
+    if rows > FACT_ROWS_MAX {
+        return Err(ClickHouseError::TooManyFacts { node: node.url(), rows_max: FACT_ROWS_MAX });
+    }
     match bad {
         Some(row) => Err(ClickHouseError::BadRow { node: node.url(), reason: format!("a figure fact: {row}") }),
         None => Ok((facts, orders)),
