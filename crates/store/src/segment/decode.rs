@@ -292,6 +292,7 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, String> {
         // Most values fit one byte: take that path without the loop.
         if let Some(&byte) = self.bytes.get(self.position) {
@@ -312,16 +313,19 @@ impl<'a> Cursor<'a> {
         Err(format!("column {}: varint too long", self.name))
     }
 
+    #[inline(always)]
     fn number(&mut self) -> Result<i64, String> {
         self.varint().map(unzigzag)
     }
 
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, String> {
         let byte = *self.bytes.get(self.position).ok_or_else(|| format!("column {} ends early", self.name))?;
         self.position += 1;
         Ok(byte)
     }
 
+    #[inline(always)]
     fn bytes_slice(&mut self) -> Result<&'a [u8], String> {
         let length = self.varint()? as usize;
         let end = self.position.checked_add(length).filter(|&end| end <= self.bytes.len());
@@ -410,6 +414,7 @@ impl<'a> RowReader<'a> {
         Ok(Some((visitor, self.rows_left)))
     }
 
+    #[inline(always)]
     fn index(&mut self, column: usize) -> Result<u32, String> {
         let index = self.cursors[column].varint()?;
         if index as usize >= self.bucket.dictionary.len() {
@@ -418,6 +423,7 @@ impl<'a> RowReader<'a> {
         Ok(index as u32)
     }
 
+    #[inline(always)]
     fn optional_index(&mut self, column: usize) -> Result<Option<u32>, String> {
         match self.cursors[column].varint()? {
             0 => Ok(None),
@@ -425,6 +431,7 @@ impl<'a> RowReader<'a> {
         }
     }
 
+    #[inline(always)]
     fn optional_number(&mut self, column: usize) -> Result<Option<i64>, String> {
         match self.cursors[column].varint()? {
             0 => Ok(None),
