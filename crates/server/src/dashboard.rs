@@ -465,15 +465,23 @@ fn default_views(state: &AppState, record: &SiteRecord, view: &View) -> Vec<upsh
     queries
 }
 
-/// Keeps every site's default views ready (`default_views`), computed at start and
-/// again whenever they are a few minutes old, in one pass per site.
+/// Keeps the sites' default views ready (`default_views`): every site's at start (or
+/// when it is created), then those of the sites looked at in the last day again
+/// whenever they are a few minutes old, in one pass per site.
 pub async fn keep_default_views_warm(state: Arc<AppState>) {
+    let mut warmed: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         let sites: Vec<Arc<SiteRecord>> = {
             let keys = state.keys.read().expect("no thread panics while holding the keys");
             keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
         };
         for record in sites {
+            // Every site once (its first visit is instant); after that only the sites
+            // someone looked at in the last day are kept fresh, so idle sites cost nothing.
+            if warmed.contains(&record.site) && !visited_recently(&state, &record.site) {
+                continue;
+            }
+            warmed.insert(record.site.clone());
             let params = BTreeMap::new();
             let today = site_today(&record);
             let Ok(view) = View::from_params(&record.site, vec![record.site.clone()], &params, today) else {
