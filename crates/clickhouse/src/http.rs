@@ -217,17 +217,7 @@ impl<R: BufRead> Read for Chunked<R> {
     }
 }
 
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 3);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+use upshot_model::site::percent_encode as encode;
 
 #[cfg(test)]
 mod tests {

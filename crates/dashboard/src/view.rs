@@ -221,17 +221,7 @@ impl View {
 }
 
 /// Percent-encodes a URL component (everything but unreserved characters).
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+pub use upshot_model::site::percent_encode as encode;
 
 #[cfg(test)]
 mod tests {

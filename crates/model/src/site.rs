@@ -25,6 +25,20 @@ pub enum SettingError {
 pub const SETTING_KEYS: &str = "timezone, session_gap, attribution_window, \
     recommendation_window, qualifying.<kind>, experiment.<name>.control, experiment.<name>.split";
 
+/// Percent-encodes a URL component (everything but unreserved characters): site ids
+/// and placements in dashboard paths, queries in ClickHouse requests.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 pub fn validate_site_id(site: &str) -> Result<(), SettingError> {
     let valid = (1..=64).contains(&site.len())
         && site.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');

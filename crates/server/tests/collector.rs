@@ -91,6 +91,11 @@ impl Harness {
     }
 }
 
+/// The status of each event of a batch's answer, in order.
+fn event_statuses(answer: &Value) -> Vec<&str> {
+    answer["events"].as_array().expect("per event").iter().map(|e| e["status"].as_str().expect("a status")).collect()
+}
+
 fn page_view(id: &str) -> Value {
     json!({"event_id": id, "type": "page_view", "ts": 1_700_000_000_000i64, "visitor_id": "v1"})
 }
@@ -110,12 +115,7 @@ fn events_are_answered_one_by_one_and_only_taken_ones_are_stored() {
         (answer["taken"].as_u64(), answer["duplicate"].as_u64(), answer["rejected"].as_u64()),
         (Some(2), Some(1), Some(2))
     );
-    let statuses: Vec<&str> = answer["events"]
-        .as_array()
-        .expect("per event")
-        .iter()
-        .map(|e| e["status"].as_str().expect("a status"))
-        .collect();
+    let statuses = event_statuses(&answer);
     assert_eq!(statuses, ["taken", "rejected", "duplicate", "taken", "rejected"]);
     assert_eq!(answer["events"][1]["field"], "ts");
     let again = harness.post(&harness.secret("shop"), &ndjson(&[page_view("c")])).json();
@@ -297,12 +297,7 @@ fn collector_rules_skew_future_backend_orders_and_bots() {
     let order =
         json!({"event_id": "order", "type": "order", "visitor_id": "v", "ts": now, "order_id": "o1", "revenue": 10});
     let answer = harness.post(&harness.public("shop"), &ndjson(&[skewed, future, order.clone()])).json();
-    let statuses: Vec<&str> = answer["events"]
-        .as_array()
-        .expect("per event")
-        .iter()
-        .map(|e| e["status"].as_str().expect("a status"))
-        .collect();
+    let statuses = event_statuses(&answer);
     assert_eq!(statuses, ["taken", "rejected", "rejected"], "{answer}");
     assert_eq!(
         (answer["events"][1]["field"].as_str(), answer["events"][2]["field"].as_str()),
