@@ -1,7 +1,7 @@
 //! Events as rows of the events table and back, in ClickHouse's RowBinary format (the
 //! column order of `schema::COLUMNS`).
 
-use upshot_model::{Body, Event};
+use upshot_model::{Body, Event, KeyRole};
 
 /// One event's values in the column order of `schema::COLUMNS`.
 #[derive(Debug, Default)]
@@ -381,7 +381,10 @@ impl<R: std::io::Read> RowReader<R> {
             other => return Err(format!("column type: {other:?}")),
         };
         let visitor_id = (!visitor_id.is_empty()).then_some(visitor_id);
-        Ok(Some((site, Event { event_id, ts, visitor_id, profile_id, page_type, url, sent_at, body })))
+        Ok(Some((
+            site,
+            Event { event_id, ts, visitor_id, profile_id, page_type, url, sent_at, body, sent_with: KeyRole::Secret },
+        )))
     }
 }
 

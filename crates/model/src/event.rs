@@ -148,6 +148,19 @@ impl Body {
     }
 }
 
+/// Which of a site's keys an event came with (SPEC section 7). Ids taken through the
+/// public key never deduplicate events sent with the secret key: each role has its own
+/// set of taken ids. Events imported by the operator, and Shopify webhooks, count as
+/// the secret key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KeyRole {
+    /// For browsers: may send events (not orders or refunds when the site says so).
+    Public,
+    /// For the shop's backend and admins: may send everything and read reports.
+    #[default]
+    Secret,
+}
+
 /// A validated event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -162,6 +175,9 @@ pub struct Event {
     pub url: Option<String>,
     pub sent_at: Option<i64>,
     pub body: Body,
+    /// The key it was sent with: kept with the event so that deduplication can tell
+    /// the roles apart after a restart. Not part of any figure.
+    pub sent_with: KeyRole,
 }
 
 impl Event {

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::event::{Action, Body, Event, JourneyAction, Kind, OrderLine, PlacementAttributes};
+use crate::event::{Action, Body, Event, JourneyAction, KeyRole, Kind, OrderLine, PlacementAttributes};
 use crate::money::{Money, MoneyError};
 use crate::time::parse_timestamp;
 
@@ -73,6 +73,7 @@ pub fn parse_event_value(value: &Value, context: &ParseContext) -> Result<Event,
         url: fields.optional_text("url", URL_CHARS_MAX)?,
         sent_at: fields.timestamp("sent_at")?,
         body,
+        sent_with: KeyRole::Secret,
     })
 }
 

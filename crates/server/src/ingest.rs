@@ -273,7 +273,13 @@ pub(crate) async fn append(
     authorized: &Authorized,
     parsed: Vec<Result<Event, Rejection>>,
 ) -> Result<Value, ApiError> {
-    let valid: Vec<Event> = parsed.iter().filter_map(|result| result.as_ref().ok().cloned()).collect();
+    // Each role deduplicates only against its own ids (SPEC section 7): the role goes
+    // with the event into the log and the segments.
+    let valid: Vec<Event> = parsed
+        .iter()
+        .filter_map(|result| result.as_ref().ok())
+        .map(|event| Event { sent_with: authorized.role, ..event.clone() })
+        .collect();
     let outcomes = if valid.is_empty() {
         Vec::new()
     } else {

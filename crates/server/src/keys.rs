@@ -8,13 +8,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use upshot_store::{SiteRecord, Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyRole {
-    /// For browsers: may send events (not orders or refunds when the site says so).
-    Public,
-    /// For the shop's backend and admins: may send everything and read reports.
-    Secret,
-}
+pub use upshot_model::KeyRole;
 
 #[derive(Clone)]
 pub struct Authorized {

@@ -8,6 +8,8 @@
 
 use std::hash::{BuildHasherDefault, Hasher};
 
+use upshot_model::KeyRole;
+
 /// The digests are already uniformly random: use their low bits as the hash.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct DigestHasher(u64);
@@ -75,12 +77,18 @@ impl IdSet {
     }
 }
 
-pub(crate) fn digest(event_id: &[u8]) -> u128 {
+/// The digest of an event id taken through `role`'s key: the two roles hash with
+/// different salts, so an id taken through the public key never matches one sent with
+/// the secret key (SPEC section 7).
+pub(crate) fn digest(event_id: &[u8], role: KeyRole) -> u128 {
     let half = |salt: u8| {
         let mut hasher = std::hash::DefaultHasher::new();
         hasher.write_u8(salt);
         hasher.write(event_id);
         hasher.finish()
     };
-    (u128::from(half(0x5a)) << 64) | u128::from(half(0xa5))
+    match role {
+        KeyRole::Secret => (u128::from(half(0x5a)) << 64) | u128::from(half(0xa5)),
+        KeyRole::Public => (u128::from(half(0x3c)) << 64) | u128::from(half(0xc3)),
+    }
 }

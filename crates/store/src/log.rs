@@ -1,6 +1,6 @@
-//! A site's events in the log: each append is one record (`site\n` then canonical NDJSON
-//! lines), deduplicated on event_id before it is written: the first valid event of an
-//! id is kept, across appends and restarts.
+//! A site's events in the log: each append is one record (`site\n` then a block of
+//! segment columns), deduplicated on (key role, event_id) before it is written: the
+//! first valid event of an id is kept per role, across appends and restarts.
 
 use upshot_model::{Event, ParseContext};
 
@@ -56,7 +56,7 @@ impl Store {
             let mut taken: Vec<&Event> = Vec::with_capacity(events.len());
             let mut outcomes = Vec::with_capacity(events.len());
             for event in events.iter() {
-                let id = digest(event.event_id.as_bytes());
+                let id = digest(event.event_id.as_bytes(), event.sent_with);
                 if taken_ids.contains(&id) || !batch_ids.insert(id) {
                     outcomes.push(Appended::Duplicate);
                     continue;
@@ -92,15 +92,15 @@ impl Store {
             for info in &file.header.buckets {
                 if let Some(bucket) = file.bucket(info.bucket, ColumnSet::EventIds)? {
                     bucket
-                        .for_each_event_id(|event_id| {
-                            ids.insert(digest(event_id));
+                        .for_each_event_id(|event_id, role| {
+                            ids.insert(digest(event_id, role));
                         })
                         .map_err(|reason| StoreError::CorruptSegment { path: file.path.clone(), reason })?;
                 }
             }
         }
         self.scan_tail(record, |event| {
-            ids.insert(digest(event.event_id.as_bytes()));
+            ids.insert(digest(event.event_id.as_bytes(), event.sent_with));
         })?;
         Ok(ids)
     }

@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
-use upshot_model::{Action, Body, Event, JourneyAction, Kind, Money, OrderLine, PlacementAttributes};
+use upshot_model::{Action, Body, Event, JourneyAction, KeyRole, Kind, Money, OrderLine, PlacementAttributes};
 
 use super::{
-    corrupt, BucketInfo, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, ORDER_TYPE, REFUND_TYPE, STRINGS, TS, TYPES, VISITORS,
+    corrupt, BucketInfo, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, ORDER_TYPE, PUBLIC_KEY_FLAG, REFUND_TYPE, STRINGS,
+    TS, TYPES, VISITORS,
 };
 use crate::StoreError;
 
@@ -45,7 +46,7 @@ impl ColumnSet {
     fn wants(self, column: usize) -> bool {
         match self {
             ColumnSet::All => true,
-            ColumnSet::EventIds => column == EVENT_IDS || column == STRINGS,
+            ColumnSet::EventIds => column == EVENT_IDS || column == TYPES || column == STRINGS,
             ColumnSet::OrdersAndRefunds => {
                 column == BODIES + ORDER_TYPE as usize || column == BODIES + REFUND_TYPE as usize
             }
@@ -163,11 +164,13 @@ impl BucketColumns {
         Ok(())
     }
 
-    /// Calls `visit` with every row's event id, in row order.
-    pub fn for_each_event_id(&self, mut visit: impl FnMut(&[u8])) -> Result<(), String> {
+    /// Calls `visit` with every row's event id and the key it was sent with, in row order.
+    pub fn for_each_event_id(&self, mut visit: impl FnMut(&[u8], KeyRole)) -> Result<(), String> {
         let mut cursor = Cursor { bytes: &self.columns[EVENT_IDS], position: 0, name: "event_ids" };
+        let mut types = Cursor { bytes: &self.columns[TYPES], position: 0, name: "types" };
         while cursor.position < cursor.bytes.len() {
-            visit(cursor.bytes_slice()?);
+            let event_id = cursor.bytes_slice()?;
+            visit(event_id, role_of(types.byte()?));
         }
         Ok(())
     }
@@ -265,7 +268,16 @@ impl BucketColumns {
             url: optional(row.url),
             sent_at: row.sent_at,
             body,
+            sent_with: row.sent_with,
         }
+    }
+}
+
+fn role_of(type_byte: u8) -> KeyRole {
+    if type_byte & PUBLIC_KEY_FLAG != 0 {
+        KeyRole::Public
+    } else {
+        KeyRole::Secret
     }
 }
 
@@ -387,6 +399,7 @@ pub struct Row<'a> {
     pub url: Option<u32>,
     pub sent_at: Option<i64>,
     pub body: RowBody<'a>,
+    pub sent_with: KeyRole,
 }
 
 /// Reads a bucket visitor by visitor, row by row.
@@ -474,7 +487,8 @@ impl<'a> RowReader<'a> {
         self.rows_left -= 1;
         self.ts += self.cursors[TS].number()?;
         let event_id = self.cursors[EVENT_IDS].bytes_slice()?;
-        let type_code = self.cursors[TYPES].byte()?;
+        let type_byte = self.cursors[TYPES].byte()?;
+        let type_code = type_byte & !PUBLIC_KEY_FLAG;
         items.clear();
         lines.clear();
         if self.bucket.set != ColumnSet::All {
@@ -485,7 +499,17 @@ impl<'a> RowReader<'a> {
         let url = self.optional_index(COMMON)?;
         let sent_at = self.optional_number(COMMON)?.map(|offset| self.ts + offset);
         let body = self.body(type_code, items, lines)?;
-        Ok(Row { ts: self.ts, event_id, type_code, profile, page_type, url, sent_at, body })
+        Ok(Row {
+            ts: self.ts,
+            event_id,
+            type_code,
+            profile,
+            page_type,
+            url,
+            sent_at,
+            body,
+            sent_with: role_of(type_byte),
+        })
     }
 
     fn body(&mut self, type_code: u8, items: &mut Vec<u32>, lines: &mut Vec<RowLine>) -> Result<RowBody<'a>, String> {

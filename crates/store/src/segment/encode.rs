@@ -2,9 +2,9 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use upshot_model::{Body, Event, PlacementAttributes};
+use upshot_model::{Body, Event, KeyRole, PlacementAttributes};
 
-use super::{type_index, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, STRINGS, TS, TYPES, VISITORS};
+use super::{type_index, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, PUBLIC_KEY_FLAG, STRINGS, TS, TYPES, VISITORS};
 
 pub(super) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
@@ -190,7 +190,8 @@ pub(super) fn encode_columns<E: std::borrow::Borrow<Event>>(events: &[E]) -> (Ve
             encoder.number(TS, event.ts - previous_ts);
             previous_ts = event.ts;
             put_bytes(&mut encoder.columns[EVENT_IDS], event.event_id.as_bytes());
-            encoder.columns[TYPES].push(type_index(&event.body) as u8);
+            let role = if event.sent_with == KeyRole::Public { PUBLIC_KEY_FLAG } else { 0 };
+            encoder.columns[TYPES].push(type_index(&event.body) as u8 | role);
             encoder.optional_string(COMMON, event.profile_id.as_deref());
             encoder.optional_string(COMMON, event.page_type.as_deref());
             encoder.optional_string(COMMON, event.url.as_deref());

@@ -18,7 +18,12 @@ use crate::{io_error, StoreError};
 pub use decode::{BucketColumns, ColumnSet, Row, RowAttributes, RowBody, RowLine, RowReader};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"UPSHOTSG";
-pub const SEGMENT_FORMAT_VERSION: u16 = 4;
+pub const SEGMENT_FORMAT_VERSION: u16 = 5;
+/// Format 4 differs only in having no key role: its events read as sent with the
+/// secret key (what deduplication assumed then).
+const SEGMENT_FORMAT_VERSIONS_READ: [u16; 2] = [4, 5];
+/// The top bit of a row's type byte: the event came with the site's public key (format 5).
+pub(crate) const PUBLIC_KEY_FLAG: u8 = 0x80;
 /// Hash buckets of visitors per segment: the unit of parallel scanning.
 pub const BUCKETS: u32 = 16;
 const ZSTD_LEVEL: i32 = 3;
@@ -259,7 +264,7 @@ pub fn read_header(path: &Path, file: &[u8]) -> Result<SegmentHeader, StoreError
         return Err(corrupt(path, "not an upshot segment (bad magic)"));
     }
     let version = u16::from_le_bytes([file[8], file[9]]);
-    if version != SEGMENT_FORMAT_VERSION {
+    if !SEGMENT_FORMAT_VERSIONS_READ.contains(&version) {
         return Err(corrupt(
             path,
             format!("segment format version {version}, this upshot reads {SEGMENT_FORMAT_VERSION}"),
@@ -384,7 +389,31 @@ mod tests {
         ]
         .iter()
         .map(|line| parse_event_line(line, &context).expect("valid"))
+        .enumerate()
+        .map(|(index, event)| {
+            // Every other event came with the public key: the role round-trips too.
+            let sent_with = if index % 2 == 0 { upshot_model::KeyRole::Public } else { upshot_model::KeyRole::Secret };
+            Event { sent_with, ..event }
+        })
         .collect()
+    }
+
+    #[test]
+    fn a_format_4_segment_reads_with_every_event_sent_with_the_secret_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("a.seg");
+        let mut written: Vec<Event> =
+            events().into_iter().map(|event| Event { sent_with: upshot_model::KeyRole::Secret, ..event }).collect();
+        sort_for_segment(&mut written);
+        write_segment(&path, "shop", "1970-01-01", &written).expect("written");
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[8..10].copy_from_slice(&4u16.to_le_bytes());
+        std::fs::write(&path, &bytes).expect("write");
+        assert_eq!(read_segment(&path).expect("format 4 reads").1, written);
+        bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+        std::fs::write(&path, &bytes).expect("write");
+        let error = read_segment(&path).expect_err("format 3 is refused").to_string();
+        assert!(error.contains("format version 3"), "{error}");
     }
 
     #[test]
