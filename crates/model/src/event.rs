@@ -181,6 +181,49 @@ pub struct Event {
 }
 
 impl Event {
+    /// About how many bytes the event holds in memory (itself and its strings): what a
+    /// request's parsed events are bounded by.
+    pub fn heap_bytes(&self) -> usize {
+        /// An allocation's bookkeeping and rounding, on top of its bytes.
+        const ALLOCATION: usize = 16;
+        let text = |text: &String| text.capacity() + ALLOCATION;
+        let optional = |value: &Option<String>| value.as_ref().map_or(0, text);
+        let attributes = |a: &PlacementAttributes| {
+            optional(&a.impression_id)
+                + optional(&a.campaign)
+                + optional(&a.sequence)
+                + optional(&a.experience)
+                + optional(&a.label)
+        };
+        let body = match &self.body {
+            Body::PageView => 0,
+            Body::Impression { placement, items, attributes: a, .. } => {
+                text(placement) + items.iter().map(text).sum::<usize>() + items.capacity() * 24 + attributes(a)
+            }
+            Body::Interaction { placement, item, attributes: a, .. } => {
+                text(placement) + optional(item) + attributes(a)
+            }
+            Body::ProductView { item } | Body::AddToCart { item, .. } => text(item),
+            Body::Order { order_id, lines, .. } => {
+                text(order_id)
+                    + lines.iter().map(|line| text(&line.item)).sum::<usize>()
+                    + lines.capacity() * std::mem::size_of::<OrderLine>()
+            }
+            Body::Refund { order_id, .. } => text(order_id),
+            Body::Assignment { experiment, variant } => text(experiment) + text(variant),
+            Body::Goal { goal, .. } => text(goal),
+            Body::Journey { journey, channel, run_id, .. } => text(journey) + optional(channel) + optional(run_id),
+            Body::SequenceStart { sequence, campaign } => text(sequence) + optional(campaign),
+        };
+        std::mem::size_of::<Event>()
+            + text(&self.event_id)
+            + optional(&self.visitor_id)
+            + optional(&self.profile_id)
+            + optional(&self.page_type)
+            + optional(&self.url)
+            + body
+    }
+
     pub fn page_type_or_other(&self) -> &str {
         self.page_type.as_deref().unwrap_or("other")
     }

@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod event;
 pub mod facts;
+pub mod json;
 pub mod mapping;
 pub mod money;
 pub mod parse;

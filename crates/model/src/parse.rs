@@ -47,8 +47,9 @@ pub fn parse_event_line(line: &str, context: &ParseContext) -> Result<Event, Rej
     if line.len() > LINE_BYTES_MAX {
         return Err(Rejection::new("event", format!("line longer than {LINE_BYTES_MAX} bytes")));
     }
-    let value: Value =
-        serde_json::from_str(line).map_err(|error| Rejection::new("event", format!("malformed JSON: {error}")))?;
+    let line = crate::json::without_byte_order_mark(line);
+    let value =
+        crate::json::parse_strict(line).map_err(|error| Rejection::new("event", format!("malformed JSON: {error}")))?;
     parse_event_value(&value, context)
 }
 

@@ -7,6 +7,9 @@ pub struct Limits {
     pub body_bytes_max: usize,
     /// Largest request body once gunzipped.
     pub decompressed_bytes_max: usize,
+    /// Memory all request bodies being read may hold at once, with their parsed events
+    /// until answered; past it requests wait briefly, then get 503 with Retry-After.
+    pub body_memory_bytes_max: usize,
     /// Most events in one request.
     pub batch_events_max: usize,
     /// Sustained events per second one key may send (token bucket).
@@ -39,6 +42,7 @@ impl Default for Limits {
         Limits {
             body_bytes_max: 1 << 20,
             decompressed_bytes_max: 16 << 20,
+            body_memory_bytes_max: 128 << 20,
             batch_events_max: 10_000,
             key_events_per_second: 50_000,
             key_events_burst: 100_000,

@@ -13,16 +13,18 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use upshot_model::batch::{parse_batch, BatchError};
+use upshot_model::batch::{parse_batch, BatchError, MemoryBudget};
 use upshot_model::{Body, Event, ParseContext, Rejection};
 use upshot_store::Appended;
 
 use crate::error::ApiError;
 use crate::keys::{Authorized, KeyRole};
+use crate::memory::Reservation;
 use crate::writer::{AppendRequest, QueueError};
 use crate::AppState;
 
-/// Bodies larger than this are parsed on a blocking thread, not the async one.
+/// Plain bodies larger than this (and every gzip'd one) are read on a blocking thread,
+/// not the async one.
 const INLINE_PARSE_BYTES_MAX: usize = 16 << 10;
 
 /// User-Agent fragments of known bots (lowercase). Their events are counted, not stored.
@@ -75,6 +77,8 @@ pub async fn post_events(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
+        // The key first: a body from someone without one is never decompressed or read.
+        let authorized = authorize_request(&state, &headers, &params).await?;
         let body = body.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -85,8 +89,8 @@ pub async fn post_events(
                 ApiError::new(rejection.status(), format!("reading the body: {rejection}"))
             }
         })?;
-        let text = decode_body(&headers, &body, state.limits.decompressed_bytes_max)?;
-        ingest_text(&state, &headers, &params, text).await
+        let gzip = is_gzip(&headers, &body);
+        ingest_body(&state, &headers, &authorized, RequestBody { bytes: body, gzip }).await
     }
     .await;
     respond(&state, result)
@@ -100,8 +104,12 @@ pub async fn pixel(
     headers: HeaderMap,
 ) -> Response {
     const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
-    let text = params.e.clone().unwrap_or_default();
-    let status = match ingest_text(&state, &headers, &params, text).await {
+    let result = async {
+        let authorized = authorize_request(&state, &headers, &params).await?;
+        let text = params.e.clone().unwrap_or_default();
+        ingest_body(&state, &headers, &authorized, RequestBody { bytes: Bytes::from(text), gzip: false }).await
+    };
+    let status = match result.await {
         Ok(_) => StatusCode::OK,
         Err(error) => {
             state.metrics.reject(error.metrics_reason(), 1);
@@ -126,48 +134,127 @@ fn respond(state: &AppState, result: Result<Value, ApiError>) -> Response {
     response
 }
 
-/// The body as text: gunzipped when it says so (or starts like gzip), at most
-/// `decompressed_bytes_max` bytes, UTF-8.
-fn decode_body(headers: &HeaderMap, body: &[u8], decompressed_bytes_max: usize) -> Result<String, ApiError> {
+/// A body as received: gzip'd or plain.
+pub(crate) struct RequestBody {
+    pub bytes: Bytes,
+    pub gzip: bool,
+}
+
+/// Whether the body is gzip'd: it says so, or starts like gzip.
+fn is_gzip(headers: &HeaderMap, body: &[u8]) -> bool {
     let gzip_header = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.to_ascii_lowercase().contains("gzip"));
-    let bytes = if gzip_header || body.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(body).take(decompressed_bytes_max as u64 + 1).read_to_end(&mut out).map_err(
-            |error| ApiError::new(StatusCode::BAD_REQUEST, format!("the gzip body does not decompress: {error}")),
-        )?;
-        if out.len() > decompressed_bytes_max {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body decompresses to more than {decompressed_bytes_max} bytes; send smaller batches"),
-            ));
+    gzip_header || body.starts_with(&[0x1f, 0x8b])
+}
+
+/// Decompressed output is asked of the memory budget this much at a time.
+const DECOMPRESS_STEP_BYTES: usize = 64 << 10;
+
+/// The gunzipped body (every member of a multi-member gzip), at most
+/// `decompressed_bytes_max` bytes, each step of its growth reserved first.
+fn gunzip(body: &[u8], decompressed_bytes_max: usize, reservation: &mut Reservation) -> Result<Vec<u8>, ApiError> {
+    let mut decoder = flate2::read::MultiGzDecoder::new(body);
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        if out.len() == out.capacity() {
+            let wanted = (out.capacity() * 2).max(DECOMPRESS_STEP_BYTES).min(decompressed_bytes_max + 1);
+            if wanted <= out.capacity() {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body decompresses to more than {decompressed_bytes_max} bytes; send smaller batches"),
+                ));
+            }
+            if !reservation.reserve(wanted - out.capacity()) {
+                return Err(over_budget());
+            }
+            out.reserve_exact(wanted - out.len());
         }
-        out
+        let start = out.len();
+        out.resize(out.capacity(), 0);
+        let read = decoder.read(&mut out[start..]);
+        let read = match read {
+            Ok(read) => read,
+            Err(error) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the gzip body does not decompress: {error}"),
+                ))
+            }
+        };
+        out.truncate(start + read);
+        if read == 0 {
+            return Ok(out);
+        }
+    }
+}
+
+fn over_budget() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is holding as many request bodies as its memory limit allows; retry shortly",
+    )
+    .retry_after(1)
+}
+
+/// The body's events, parsed with every byte they hold reserved in `reservation`.
+fn read_events(
+    body: RequestBody,
+    context: &ParseContext,
+    received_at_ms: i64,
+    limits: &crate::Limits,
+    reservation: &mut Reservation,
+) -> Result<Vec<Result<Event, Rejection>>, ApiError> {
+    if !reservation.reserve(body.bytes.len()) {
+        return Err(over_budget());
+    }
+    let gunzipped;
+    let bytes: &[u8] = if body.gzip {
+        gunzipped = gunzip(&body.bytes, limits.decompressed_bytes_max, reservation)?;
+        &gunzipped
     } else {
-        body.to_vec()
+        &body.bytes
     };
-    String::from_utf8(bytes).map_err(|error| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not UTF-8 (at byte {})", error.utf8_error().valid_up_to()),
-        )
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not UTF-8 (at byte {})", error.valid_up_to()))
+    })?;
+    parse_batch(text, context, received_at_ms, limits.batch_events_max, reservation).map_err(|error| match error {
+        BatchError::Malformed { .. } => ApiError::new(StatusCode::BAD_REQUEST, error.to_string()),
+        BatchError::TooManyEvents { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+        BatchError::OverBudget => over_budget(),
     })
+    // The body and its text are dropped here; their reserved bytes stay reserved until
+    // the answer (the events take their place), a bound that errs on the safe side.
 }
 
-/// The key from `Authorization: Bearer K`.
+/// The key from `Authorization: Bearer K` (the scheme's case does not matter, RFC 9110).
 pub(crate) fn bearer_key(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim_start();
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
-/// The key from `Authorization: Bearer K`, or from `?key=` (beacon, pixel).
-fn presented_key<'a>(headers: &'a HeaderMap, params: &'a KeyParams) -> Option<&'a str> {
-    bearer_key(headers).or(params.key.as_deref())
+/// The key of an ingest request: `Authorization: Bearer K`, or `?key=` for beacons and
+/// pixels, which cannot set headers. Only the public key may travel in a URL (URLs end
+/// up in logs and browser histories): the secret key there is refused.
+async fn authorize_request(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    params: &KeyParams,
+) -> Result<Authorized, ApiError> {
+    if let Some(key) = bearer_key(headers) {
+        return authorize(state, Some(key), params.site.as_deref()).await;
+    }
+    let authorized = authorize(state, params.key.as_deref(), params.site.as_deref()).await?;
+    if authorized.role == KeyRole::Secret {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the secret key must not be put in a URL (it ends up in logs): send it as `Authorization: Bearer <key>`, \
+             and rotate it if this URL was shared",
+        ));
+    }
+    Ok(authorized)
 }
 
 pub(crate) async fn authorize(
@@ -198,23 +285,30 @@ fn is_bot(headers: &HeaderMap) -> bool {
     BOT_AGENT_FRAGMENTS.iter().any(|fragment| agent.contains(fragment))
 }
 
-async fn ingest_text(
+/// Reads, checks and appends an authorized request's body. Small plain bodies are read
+/// on the async thread (without waiting for memory); the rest on a blocking thread,
+/// where waiting for memory other requests hold is allowed.
+pub(crate) async fn ingest_body(
     state: &Arc<AppState>,
     headers: &HeaderMap,
-    params: &KeyParams,
-    text: String,
+    authorized: &Authorized,
+    body: RequestBody,
 ) -> Result<Value, ApiError> {
-    let authorized = authorize(state, presented_key(headers, params), params.site.as_deref()).await?;
     let received_at_ms = jiff::Timestamp::now().as_millisecond();
     let context = ParseContext { currency: authorized.site.currency.clone() };
-    let events_max = state.limits.batch_events_max;
-    let inline = text.len() <= INLINE_PARSE_BYTES_MAX;
-    let parse = move || parse_batch(&text, &context, received_at_ms, events_max);
-    let parsed = if inline { parse() } else { run_parse(parse).await? };
-    let mut parsed = parsed.map_err(|error| match error {
-        BatchError::Malformed { .. } => ApiError::new(StatusCode::BAD_REQUEST, error.to_string()),
-        BatchError::TooManyEvents { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
-    })?;
+    let limits = state.limits.clone();
+    let (mut parsed, _reservation) = if !body.gzip && body.bytes.len() <= INLINE_PARSE_BYTES_MAX {
+        let mut reservation = state.small_bodies.reservation(Instant::now());
+        let parsed = read_events(body, &context, received_at_ms, &limits, &mut reservation)?;
+        (parsed, reservation)
+    } else {
+        let budget = state.large_bodies.clone();
+        run_parse(move || {
+            let mut reservation = budget.reservation(Instant::now() + crate::memory::WAIT_MAX);
+            read_events(body, &context, received_at_ms, &limits, &mut reservation).map(|parsed| (parsed, reservation))
+        })
+        .await??
+    };
     if authorized.role == KeyRole::Public && is_bot(headers) {
         state.metrics.bot_events.fetch_add(parsed.len() as u64, Ordering::Relaxed);
         return Ok(json!({"taken": 0, "duplicate": 0, "rejected": 0, "bot_events_ignored": parsed.len()}));
@@ -231,12 +325,12 @@ async fn ingest_text(
     }
     for result in &mut parsed {
         if let Ok(event) = result {
-            if let Err(rejection) = admit(event, &authorized, received_at_ms, state.limits.future_ms_max) {
+            if let Err(rejection) = admit(event, authorized, received_at_ms, state.limits.future_ms_max) {
                 *result = Err(rejection);
             }
         }
     }
-    append(state, &authorized, parsed).await
+    append(state, authorized, parsed).await
 }
 
 /// Parses off the async threads: a large body takes milliseconds.

@@ -9,6 +9,7 @@ mod error;
 mod ingest;
 pub mod keys;
 mod listener;
+mod memory;
 pub mod metrics;
 mod priority;
 mod rate;
@@ -47,6 +48,9 @@ pub enum ServerError {
 const SIGN_IN_ATTEMPTS_PER_SECOND: u32 = 2;
 const SIGN_IN_ATTEMPTS_BURST: u32 = 10;
 
+/// One part in this many of the request bodies' memory is kept for small plain bodies.
+const SMALL_BODIES_SHARE: usize = 4;
+
 /// Key rings are reloaded at most this often when an unknown key comes in.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// Site records (settings, keys) are reloaded this often in any case.
@@ -60,6 +64,11 @@ pub(crate) struct AppState {
     metrics: Arc<Metrics>,
     writer: WriterQueue,
     rate: rate::RateLimiter,
+    /// Memory for request bodies being read and their events until answered: small
+    /// plain bodies (the tracker's) have their own share, so a flood of large or
+    /// compressed ones cannot starve them.
+    small_bodies: Arc<memory::Budget>,
+    large_bodies: Arc<memory::Budget>,
     reports: tokio::sync::Semaphore,
     /// Reports computed with no request waiting (refreshes): one at a time.
     background_reports: tokio::sync::Semaphore,
@@ -228,6 +237,10 @@ pub fn start(
         keys: RwLock::new(Arc::new(keys)),
         keys_loaded: Mutex::new(Instant::now()),
         rate: rate::RateLimiter::new(limits.key_events_per_second, limits.key_events_burst),
+        small_bodies: memory::Budget::new(limits.body_memory_bytes_max / SMALL_BODIES_SHARE),
+        large_bodies: memory::Budget::new(
+            limits.body_memory_bytes_max - limits.body_memory_bytes_max / SMALL_BODIES_SHARE,
+        ),
         reports: tokio::sync::Semaphore::new(limits.reports_in_flight_max.max(1)),
         background_reports: tokio::sync::Semaphore::new(1),
         report_cache: report::ReportCache::default(),

@@ -40,3 +40,86 @@ fn event_id_squatting_with_the_public_key_does_not_drop_the_backends_order() {
     assert_eq!(event_statuses(&harness.post(&harness.secret("shop"), &late_order.to_string()).json()), ["taken"]);
     assert_eq!(harness.stop_and_read("shop").len(), 4);
 }
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).expect("gzip in memory");
+    encoder.finish().expect("gzip in memory")
+}
+
+fn post_bytes(harness: &Harness, key: Option<&str>, body: &[u8]) -> Answer {
+    let authorization = key.map(|key| format!("Bearer {key}"));
+    let mut headers = vec![("Content-Encoding", "gzip")];
+    if let Some(authorization) = &authorization {
+        headers.push(("Authorization", authorization));
+    }
+    request(harness.address(), "POST", "/v1/events", &headers, body)
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_401_without_a_key_and_413_with_one() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let bomb = gzip(format!("[{}]", vec!["{}"; 5_600_000].join(",")).as_bytes());
+    assert!(bomb.len() < 64 << 10, "a small body: {} bytes", bomb.len());
+    assert_eq!(post_bytes(&harness, None, &bomb).status, 401, "nothing is decompressed before the key is checked");
+    assert_eq!(post_bytes(&harness, Some("wrong"), &bomb).status, 401);
+    let answer = post_bytes(&harness, Some(&harness.public("shop")), &bomb);
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    // Under the decompressed limit but past the event count: counted while read.
+    let many = gzip(format!("[{}]", vec!["{}"; 200_000].join(",")).as_bytes());
+    let answer = post_bytes(&harness, Some(&harness.public("shop")), &many);
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    assert!(answer.text().contains("more than 10000 events"), "{}", answer.text());
+    assert!(harness.stop_and_read("shop").is_empty());
+}
+
+#[test]
+fn a_multi_member_gzip_body_keeps_every_member() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let mut body = gzip(format!("{}\n", page_view("a")).as_bytes());
+    body.extend(gzip(format!("{}\n", page_view("b")).as_bytes()));
+    body.extend(gzip(format!("{}\n", page_view("c")).as_bytes()));
+    let answer = post_bytes(&harness, Some(&harness.public("shop")), &body);
+    assert_eq!(answer.json()["taken"], 3, "{}", answer.text());
+    assert_eq!(harness.stop_and_read("shop"), ["a", "b", "c"]);
+}
+
+#[test]
+fn the_secret_key_in_a_url_is_refused_and_the_bearer_scheme_is_case_insensitive() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let body = page_view("in-url").to_string();
+    let path = format!("/v1/beacon?key={}", harness.secret("shop"));
+    let answer = request(harness.address(), "POST", &path, &[], body.as_bytes());
+    assert_eq!(answer.status, 400);
+    assert!(answer.text().contains("Authorization: Bearer"), "{}", answer.text());
+    let path = format!("/v1/beacon?key={}", harness.public("shop"));
+    assert_eq!(request(harness.address(), "POST", &path, &[], body.as_bytes()).json()["taken"], 1);
+    for scheme in ["bearer", "BEARER"] {
+        let authorization = format!("{scheme} {}", harness.secret("shop"));
+        let event = page_view(&format!("scheme-{scheme}")).to_string();
+        let headers = [("Authorization", authorization.as_str())];
+        let answer = request(harness.address(), "POST", "/v1/events", &headers, event.as_bytes());
+        assert_eq!(answer.json()["taken"], 1, "{scheme}: {}", answer.text());
+    }
+    assert_eq!(harness.stop_and_read("shop"), ["in-url", "scheme-BEARER", "scheme-bearer"]);
+}
+
+#[test]
+fn a_ga4_body_pretty_printed_over_several_lines_is_one_object() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    // As Google's Measurement Protocol examples write it.
+    let body = r#"{
+  "client_id": "123456.7654321",
+  "timestamp_micros": 1700000000000000,
+  "events": [{
+    "name": "view_item",
+    "params": {
+      "items": [{"item_id": "SKU_12345", "item_name": "Stan and Friends Tee"}]
+    }
+  }]
+}"#;
+    let answer = harness.post(&harness.secret("shop"), body);
+    assert_eq!((answer.json()["taken"].clone(), answer.json()["rejected"].clone()), (json!(1), json!(0)));
+    assert_eq!(harness.stop_and_read("shop").len(), 1);
+}

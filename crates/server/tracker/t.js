@@ -20,22 +20,45 @@
   var VISIBLE_RATIO = 0.5; // half of the element...
   var VISIBLE_MS = 1000; // ...for one continuous second, on a visible tab
   var HOVER_MS = 500;
-  var RETRIES_MAX = 6;
+  var RETRIES_MAX = 6; // tries per batch, the first included
+  var RETRY_FIRST_MS = 1000; // then doubling...
+  var RETRY_MAX_MS = 60000; // ...up to a minute
+  var RETRY_AFTER_MAX_MS = 600000; // a collector's Retry-After is honoured up to ten minutes
+  var WAITING_MAX = 100; // events kept before consent is decided (the oldest; later ones dropped)
 
   var consentRequired = script.getAttribute("data-consent") === "required";
   var consent = consentRequired ? null : true; // null: not yet decided
   var pageType = script.getAttribute("data-page-type") || undefined;
-  var queue = []; // events not yet sent
+  var queue = []; // events not yet in a batch
+  var retrying = []; // batches waiting for their retry: { events, tries, delay, epoch, timer }
+  var epoch = 0; // bumped when consent is withdrawn: answers to older sends schedule nothing
   var timer = null;
-  var retryDelay = 1000;
+  var warnedFull = false;
   var visitorId = null;
   var profileId = null;
+  var encoder = window.TextEncoder ? new TextEncoder() : null;
+
+  function warn(message) {
+    if (window.console && console.warn) console.warn(message);
+  }
 
   function randomId() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    var cryptography = window.crypto;
+    if (cryptography && cryptography.randomUUID) return cryptography.randomUUID();
     var bytes = new Uint8Array(16);
-    crypto.getRandomValues(bytes);
+    if (cryptography && cryptography.getRandomValues) cryptography.getRandomValues(bytes);
+    else {
+      // Old browsers and some embedded webviews have no window.crypto. Math.random is no
+      // CSPRNG: these ids are unique enough for a visitor's events, not unguessable.
+      for (var i = 0; i < 16; i++) bytes[i] = Math.floor(Math.random() * 256);
+    }
     return Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+  }
+
+  // The batch limit is the body's size on the wire: UTF-8 bytes, not string length.
+  function byteLength(text) {
+    if (encoder) return encoder.encode(text).length;
+    try { return unescape(encodeURIComponent(text)).length; } catch (e) { return text.length * 3; }
   }
 
   // The first-party visitor id: a cookie on the shop's own domain, set only with consent.
@@ -56,56 +79,122 @@
     if (pageType) event.page_type = pageType;
     if (profileId) event.profile_id = profileId;
     for (var name in fields) if (fields[name] !== undefined && fields[name] !== null) event[name] = fields[name];
+    if (consent !== true && queue.length >= WAITING_MAX) {
+      // Nothing leaves before consent, so the queue must not grow without end.
+      if (!warnedFull) warn("upshot: " + WAITING_MAX + " events are waiting for consent; later events are dropped until upshot('consent', true)");
+      warnedFull = true;
+      return;
+    }
     queue.push(event);
     if (queue.length >= BATCH_EVENTS_MAX) flush(false);
     else if (!timer) timer = setTimeout(function () { timer = null; flush(false); }, FLUSH_MS);
   }
 
   // Takes the next batch off the queue: at most BATCH_EVENTS_MAX events and
-  // BATCH_BYTES_MAX bytes of NDJSON, each stamped with the visitor and sent_at.
+  // BATCH_BYTES_MAX bytes of NDJSON, each stamped with the visitor.
   function nextBatch() {
-    var lines = [], bytes = 0, sentAt = Date.now(), id = visitor();
-    while (queue.length && lines.length < BATCH_EVENTS_MAX) {
+    var events = [], bytes = 0, id = visitor();
+    while (queue.length && events.length < BATCH_EVENTS_MAX) {
       var event = queue[0];
       event.visitor_id = event.visitor_id || id;
-      event.sent_at = sentAt;
-      var line = JSON.stringify(event);
-      if (lines.length && bytes + line.length + 1 > BATCH_BYTES_MAX) break;
+      // Measured with a sent_at: every send stamps one of the same length (13 digits).
+      event.sent_at = Date.now();
+      var size = byteLength(JSON.stringify(event)) + 1;
+      if (events.length && bytes + size > BATCH_BYTES_MAX) break;
       queue.shift();
-      lines.push(line);
-      bytes += line.length + 1;
+      events.push(event);
+      bytes += size;
     }
-    return lines;
+    return { events: events, tries: 0, delay: RETRY_FIRST_MS, epoch: epoch, timer: null };
+  }
+
+  // The body for one send. sent_at is the clock at this very send, a retry's too: the
+  // collector takes ts as received_at - (sent_at - ts), so a stale sent_at would move
+  // the events later by the time the batch waited.
+  function body(batch) {
+    var sentAt = Date.now();
+    return batch.events.map(function (event) {
+      event.sent_at = sentAt;
+      return JSON.stringify(event);
+    }).join("\n") + "\n";
   }
 
   function flush(leaving) {
-    if (consent !== true || !queue.length) return;
+    if (consent !== true) return;
     if (timer) { clearTimeout(timer); timer = null; }
+    if (leaving) {
+      // Retry timers will not fire once the page is gone: the waiting batches go now.
+      var waiting = retrying;
+      retrying = [];
+      waiting.forEach(function (batch) { clearTimeout(batch.timer); leave(batch); });
+    }
     while (queue.length) {
-      var lines = nextBatch();
-      var body = lines.join("\n") + "\n";
-      if (leaving && navigator.sendBeacon) {
-        // The page is going away: the browser delivers it after we are gone.
-        if (navigator.sendBeacon(ENDPOINT, new Blob([body], { type: "text/plain" }))) continue;
-      }
-      send(body, lines, 0);
-      if (!leaving) break; // one request in flight at a time; the rest follow
+      var batch = nextBatch();
+      if (leaving) leave(batch);
+      else { send(batch); break; } // one request at a time; the rest follow its answer
     }
   }
 
-  function send(body, lines, attempt) {
-    fetch(ENDPOINT, { method: "POST", body: body, keepalive: true, headers: { "Content-Type": "text/plain" } })
+  // The page is going away: a beacon is delivered after we are gone. Every batch is at
+  // most BATCH_BYTES_MAX, under what a beacon may carry; one the browser refuses (its
+  // quota of beacons in flight is full) tries fetch(keepalive) instead.
+  function leave(batch) {
+    if (navigator.sendBeacon) {
+      try {
+        if (navigator.sendBeacon(ENDPOINT, new Blob([body(batch)], { type: "text/plain" }))) return;
+      } catch (e) { /* fall back to fetch */ }
+    }
+    send(batch);
+  }
+
+  function send(batch) {
+    batch.tries += 1;
+    fetch(ENDPOINT, { method: "POST", body: body(batch), keepalive: true, headers: { "Content-Type": "text/plain" } })
       .then(function (response) {
-        if (response.status === 429 || response.status >= 500) throw new Error("retry");
-        retryDelay = 1000;
-        if (queue.length) flush(false);
-      })
-      .catch(function () {
-        if (attempt + 1 >= RETRIES_MAX) return;
-        // Back off, then try the same batch again (event ids make a resend harmless).
-        setTimeout(function () { send(body, lines, attempt + 1); }, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, 60000);
+        if (batch.epoch !== epoch) return; // consent was withdrawn meanwhile
+        if (response.ok) { if (queue.length) flush(false); return; }
+        var why = "HTTP " + response.status;
+        if (response.status === 429 || response.status >= 500) retry(batch, why, retryAfter(response));
+        else drop(batch, ": the collector refused them (" + why + ", not retried)");
+      }, function () {
+        if (batch.epoch === epoch) retry(batch, "network error", null);
       });
+  }
+
+  // Retry-After in milliseconds, when the collector sent one we may read (cross-origin,
+  // only if it exposes the header); null otherwise.
+  function retryAfter(response) {
+    var value = response.headers.get("Retry-After");
+    if (!value) return null;
+    var ms = /^\s*\d+\s*$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+    return isFinite(ms) ? Math.min(Math.max(ms, 0), RETRY_AFTER_MAX_MS) : null;
+  }
+
+  // Back off, then try the same batch again (event ids make a resend harmless).
+  function retry(batch, why, waitMs) {
+    if (batch.tries >= RETRIES_MAX) { drop(batch, " after " + batch.tries + " tries (last: " + why + ")"); return; }
+    var wait = waitMs === null ? batch.delay : waitMs;
+    batch.delay = Math.min(batch.delay * 2, RETRY_MAX_MS);
+    retrying.push(batch);
+    batch.timer = setTimeout(function () {
+      retrying.splice(retrying.indexOf(batch), 1);
+      send(batch);
+    }, wait);
+  }
+
+  // A batch given up on is said so on the console: silent loss is hard to debug.
+  function drop(batch, why) {
+    var count = batch.events.length;
+    warn("upshot: dropped " + count + " event" + (count === 1 ? "" : "s") + why);
+  }
+
+  // Withdrawn consent: nothing queued or waiting for a retry may leave any more.
+  function forget() {
+    queue = [];
+    if (timer) { clearTimeout(timer); timer = null; }
+    retrying.forEach(function (batch) { clearTimeout(batch.timer); });
+    retrying = [];
+    epoch += 1;
   }
 
   // Placements: elements with data-upshot-placement (and -kind, -items, -campaign,
@@ -148,13 +237,29 @@
         else { visible.delete(entry.target); stop(entry.target); }
       });
     }, { threshold: [0, VISIBLE_RATIO, 1] });
+    function placements(root, each) {
+      if (root.matches && root.matches("[data-upshot-placement]")) each(root);
+      if (root.querySelectorAll) root.querySelectorAll("[data-upshot-placement]").forEach(each);
+    }
     function observeAll(root) {
-      if (root.matches && root.matches("[data-upshot-placement]")) observer.observe(root);
-      if (root.querySelectorAll) root.querySelectorAll("[data-upshot-placement]").forEach(function (e) { observer.observe(e); });
+      placements(root, function (element) { observer.observe(element); });
+    }
+    // A placement that left the page (a closed pop-up) is let go, so that neither the
+    // observer nor our timers keep the detached element alive. One only moved stays.
+    function forgetRemoved(root) {
+      if (document.contains(root)) return;
+      placements(root, function (element) {
+        observer.unobserve(element);
+        stop(element);
+        visible.delete(element);
+      });
     }
     observeAll(document);
     new MutationObserver(function (mutations) {
-      mutations.forEach(function (m) { m.addedNodes.forEach(observeAll); });
+      mutations.forEach(function (m) {
+        m.removedNodes.forEach(forgetRemoved);
+        m.addedNodes.forEach(observeAll);
+      });
     }).observe(document.documentElement, { childList: true, subtree: true });
     document.addEventListener("visibilitychange", function () {
       // A hidden tab shows nothing: the continuous second starts again when it is back.
@@ -209,16 +314,21 @@
     journey: function (f) { track("journey", { journey: f.journey, action: f.action, channel: f.channel, run_id: f.run_id }); },
     consent: function (allowed) {
       consent = !!allowed;
-      if (consent) { visitorId = null; visitor(); flush(false); } else { queue = []; }
+      if (consent) { visitorId = null; visitor(); flush(false); } else forget();
     },
     flush: function () { flush(false); },
     visitorId: function (callback) { callback(visitor()); }
   };
 
+  // One failing command (a throwing visitorId callback, bad fields) is logged and
+  // does not stop the commands after it, nor throw into the shop's own code.
   function call(args) {
-    var command = commands[args[0]];
-    if (command) command(args[1]);
-    else if (window.console) console.warn("upshot: unknown command", args[0]);
+    try {
+      if (Object.prototype.hasOwnProperty.call(commands, args[0])) commands[args[0]](args[1]);
+      else warn("upshot: unknown command " + args[0]);
+    } catch (error) {
+      if (window.console && console.error) console.error("upshot: the command " + args[0] + " failed:", error);
+    }
   }
 
   var pending = (window.upshot && window.upshot.q) || [];
