@@ -154,6 +154,15 @@ struct LimitArgs {
     /// Open connections at once.
     #[arg(long, default_value_t = upshot_server::Limits::default().connections_max)]
     connections_max: usize,
+    /// Memory all request bodies being read may hold at once (bytes); past it, 503.
+    #[arg(long, default_value_t = upshot_server::Limits::default().body_memory_bytes_max)]
+    body_memory_bytes_max: usize,
+    /// Milliseconds a request's head may take to arrive (also the keep-alive idle limit).
+    #[arg(long, default_value_t = upshot_server::Limits::default().header_read_timeout_ms)]
+    header_read_timeout_ms: u64,
+    /// Milliseconds a request's body may take to arrive after its head.
+    #[arg(long, default_value_t = upshot_server::Limits::default().body_read_timeout_ms)]
+    body_read_timeout_ms: u64,
     /// How many hours past the time of receipt an event's ts may lie.
     #[arg(long, default_value_t = upshot_server::Limits::default().future_ms_max / 3_600_000)]
     future_hours_max: i64,
@@ -172,6 +181,9 @@ impl LimitArgs {
             key_events_burst: self.key_events_burst,
             queue_batches_max: self.queue_batches_max,
             connections_max: self.connections_max,
+            body_memory_bytes_max: self.body_memory_bytes_max,
+            header_read_timeout_ms: self.header_read_timeout_ms,
+            body_read_timeout_ms: self.body_read_timeout_ms,
             future_ms_max: self.future_hours_max.saturating_mul(3_600_000),
             report_seconds_max: self.report_seconds_max,
             ..upshot_server::Limits::default()

@@ -22,6 +22,11 @@ pub struct Limits {
     pub group_batches_max: usize,
     /// Open connections; more wait in the kernel's accept queue.
     pub connections_max: usize,
+    /// A request's head must arrive within this long (counted from the connection's
+    /// start or the previous answer: also how long an idle keep-alive connection stays).
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this long after its head.
+    pub body_read_timeout_ms: u64,
     /// How far past the time of receipt an event's `ts` may lie.
     pub future_ms_max: i64,
     /// A report request that takes longer is answered 503.
@@ -49,6 +54,8 @@ impl Default for Limits {
             queue_batches_max: 256,
             group_batches_max: 512,
             connections_max: 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
             future_ms_max: 24 * 3_600_000,
             report_seconds_max: 30,
             reports_in_flight_max: 2,

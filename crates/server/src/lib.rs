@@ -154,7 +154,35 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/sites/{site}", get(dashboard::overview))
         .route("/sites/{site}/{*rest}", get(dashboard::page))
         .layer(axum::extract::DefaultBodyLimit::max(state.limits.body_bytes_max))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), read_body_in_time))
         .with_state(state)
+}
+
+/// Reads a request's whole body within `body_read_timeout_ms` (a client sending it a
+/// byte at a time would otherwise hold its connection for ever): 408 past it, 413 past
+/// the body limit. Handlers then get the body already read.
+async fn read_body_in_time(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    let deadline = Duration::from_millis(state.limits.body_read_timeout_ms);
+    let limit = state.limits.body_bytes_max;
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(_)) => error::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {limit} bytes (or broke off); send smaller batches"),
+        )
+        .into_response(),
+        Err(_) => error::ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {} s; send it at once", deadline.as_secs()),
+        )
+        .into_response(),
+    }
 }
 
 async fn metrics_text(
@@ -260,10 +288,11 @@ pub fn start(
                 let refresher = tokio::spawn(refresh_sites(state.clone()));
                 let warmer = tokio::spawn(dashboard::keep_default_views_warm(state.clone()));
                 let listener = listener::LimitedListener::new(listener, state.limits.connections_max);
-                let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
+                let header_read_timeout = Duration::from_millis(state.limits.header_read_timeout_ms);
+                listener::serve(listener, router(state.clone()), header_read_timeout, shutdown).await;
                 refresher.abort();
                 warmer.abort();
-                served.map_err(ServerError::Runtime)
+                Ok(())
             });
             // Every request has been answered; what they queued is written, then sealed.
             writer.shutdown();

@@ -1,5 +1,9 @@
-//! A TCP listener that holds at most `connections_max` connections open: past that,
-//! accepting waits until one closes (new clients queue in the kernel's backlog).
+//! Connections: a TCP listener that holds at most `connections_max` connections open
+//! (past that, accepting waits until one closes; new clients queue in the kernel's
+//! backlog), and the loop serving them with timeouts, so that idle or half-sent
+//! connections cannot hold those places: a request's head must arrive within
+//! `header_read_timeout` (also the keep-alive idle limit: the wait for the next head),
+//! its body within `body_read_timeout` (a middleware in `lib.rs`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,6 +12,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt;
 
 pub struct LimitedListener {
     listener: TcpListener,
@@ -26,10 +31,7 @@ pub struct LimitedStream {
     _permit: OwnedSemaphorePermit,
 }
 
-impl axum::serve::Listener for LimitedListener {
-    type Io = LimitedStream;
-    type Addr = std::net::SocketAddr;
-
+impl LimitedListener {
     async fn accept(&mut self) -> (LimitedStream, std::net::SocketAddr) {
         let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         loop {
@@ -46,10 +48,52 @@ impl axum::serve::Listener for LimitedListener {
             }
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.listener.local_addr()
+/// Serves `app` on every accepted connection until `shutdown` completes; then stops
+/// accepting, lets each connection finish its request in flight, and returns once all
+/// are closed. Each request carries its peer's address (`ConnectInfo`).
+pub async fn serve(
+    mut listener: LimitedListener,
+    app: axum::Router,
+    header_read_timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let (stop_connections, stop_signal) = tokio::sync::watch::channel(false);
+    // Every connection task holds a clone of `open`; `all_closed` resolves when none is left.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let mut stop_signal = stop_signal.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read_timeout);
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = async { stop_signal.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(open);
+        });
     }
+    drop(listener);
+    let _ = stop_connections.send(true);
+    drop(open);
+    let _ = all_closed.recv().await;
 }
 
 impl AsyncRead for LimitedStream {

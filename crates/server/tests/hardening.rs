@@ -123,3 +123,50 @@ fn a_ga4_body_pretty_printed_over_several_lines_is_one_object() {
     assert_eq!((answer.json()["taken"].clone(), answer.json()["rejected"].clone()), (json!(1), json!(0)));
     assert_eq!(harness.stop_and_read("shop").len(), 1);
 }
+
+/// Reads what the server sends until it closes the connection; fails (rather than
+/// hanging the test) if it never does.
+fn read_until_closed(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("a read timeout");
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(error) => panic!("the server never closed an idle connection: {error}"),
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn idle_and_half_sent_connections_past_the_limit_do_not_lock_out_a_new_client() {
+    use std::io::Write;
+    let limits =
+        Limits { connections_max: 4, header_read_timeout_ms: 300, body_read_timeout_ms: 300, ..Limits::default() };
+    let mut harness = start(limits, &["shop"]);
+    let address = harness.address();
+    let mut idle: Vec<std::net::TcpStream> =
+        (0..6).map(|_| std::net::TcpStream::connect(address).expect("a connection")).collect();
+    let mut half_head = std::net::TcpStream::connect(address).expect("a connection");
+    half_head.write_all(b"POST /v1/events HTTP/1.1\r\nHost: test\r\n").expect("half a head");
+    let mut half_body = std::net::TcpStream::connect(address).expect("a connection");
+    let authorization = format!("Authorization: Bearer {}\r\n", harness.public("shop"));
+    half_body
+        .write_all(
+            format!("POST /v1/events HTTP/1.1\r\nHost: test\r\n{authorization}Content-Length: 100\r\n\r\n{{\"ev")
+                .as_bytes(),
+        )
+        .expect("half a body");
+    // A new client, after all of them: served once the idle ones are timed out.
+    let mut client = std::net::TcpStream::connect(address).expect("a connection");
+    client.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("a read timeout");
+    send(&mut client, "GET", "/healthz", &[], b"");
+    assert_eq!(read_answer(&mut client).status, 200);
+    for stream in &mut idle {
+        assert_eq!(read_until_closed(stream), "", "an idle connection is closed without an answer");
+    }
+    read_until_closed(&mut half_head);
+    let answer = read_until_closed(&mut half_body);
+    assert!(answer.starts_with("HTTP/1.1 408"), "a body that never finishes is answered 408: {answer}");
+    assert!(harness.stop_and_read("shop").is_empty());
+}
