@@ -79,7 +79,7 @@ function shopPage(mock, { consent = false, before = "", body = "<p>A product pag
 <script async src="${mock.collector}/t.js" data-key="${key}" data-page-type="product"${consentAttribute}></script>
 <style>body { margin: 0; font-family: sans-serif; } .box { height: 120px; border: 1px solid #999; }</style>
 </head><body>${body}</body></html>`);
-  return { key, url: `${mock.shop}/shop/${key}`, sent: () => mock.received.filter((r) => r.key === key) };
+  return { key, url: `${mock.shop}/shop/${key}`, collectorOrigin: mock.collector, sent: () => mock.received.filter((r) => r.key === key) };
 }
 
 /// A fresh context on the fake clock; `init` runs in the page before anything else.
@@ -90,13 +90,26 @@ async function open(browser, shop, init) {
   const pageErrors = [];
   page.on("console", (message) => messages.push({ type: message.type(), text: message.text() }));
   page.on("pageerror", (error) => pageErrors.push(String(error)));
+  // Requests to the collector and those whose answer the page has (to settle on).
+  const collector = { asked: 0, answered: 0 };
+  const isCollector = (request) => request.url().startsWith(`${shop.collectorOrigin}/v1/`);
+  page.on("request", (request) => { if (isCollector(request)) collector.asked += 1; });
+  page.on("requestfinished", (request) => { if (isCollector(request)) collector.answered += 1; });
+  page.on("requestfailed", (request) => { if (isCollector(request)) collector.answered += 1; });
   if (init) await page.addInitScript(init);
   await page.clock.install();
   await page.goto(shop.url);
   await until("t.js loaded", () => page.evaluate(() => window.__upshotLoaded === true && typeof window.upshot === "function"));
   const warnings = () => messages.filter((m) => m.type === "warning").map((m) => m.text);
   const errors = () => messages.filter((m) => m.type === "error").map((m) => m.text);
-  return { context, page, warnings, errors, pageErrors };
+  // Lets the page take the answers to what it sent: every answer is in, then a few
+  // round trips so that the tracker's handlers have run.
+  const settle = async () => {
+    await until("the collector's answers", () => collector.answered >= collector.asked);
+    for (let i = 0; i < 3; i++) await page.evaluate(() => Promise.resolve());
+    await sleep(50);
+  };
+  return { context, page, warnings, errors, pageErrors, settle };
 }
 
 /// Polls `ready` (real time, bounded) until it holds.
@@ -118,12 +131,6 @@ async function advanceUntil(page, what, ready, stepMs = 1000, steps = 300) {
     await sleep(15);
   }
   throw new Error(`the clock moved on ${steps * stepMs} ms and still not: ${what}`);
-}
-
-/// Lets the page take answers already on their way (a few round trips and a short pause).
-async function settle(page) {
-  for (let i = 0; i < 3; i++) await page.evaluate(() => Promise.resolve());
-  await sleep(150);
 }
 
 const eventsOf = (requests) => requests.flatMap((r) => r.events);
@@ -166,7 +173,7 @@ await test("tracker: 429 is retried after its Retry-After; a 400 is dropped with
   await until("the only try", () => refused.sent().length === 1);
   await until("a warning", () => opened.warnings().length > 0);
   await opened.page.clock.runFor(120000);
-  await settle(opened.page);
+  await opened.settle();
   assert.equal(refused.sent().length, 1, "a 400 is final");
   assert.equal(opened.warnings().length, 1, opened.warnings().join(" | "));
   assert.match(opened.warnings()[0], /^upshot: dropped 2 events\b.*\b400\b/);
@@ -177,12 +184,12 @@ await test("tracker: 429 is retried after its Retry-After; a 400 is dropped with
 await test("tracker: a batch dropped after six tries says so on the console", async () => {
   const failing = Array.from({ length: 10 }, () => ({ status: 500 }));
   const shop = shopPage(mock, { answers: failing });
-  const { context, page, warnings } = await open(browser, shop);
+  const { context, page, warnings, settle } = await open(browser, shop);
   await page.evaluate(() => window.upshot("flush"));
   await advanceUntil(page, "six tries", () => shop.sent().length === 6);
   await until("the warning", () => warnings().length > 0);
   await page.clock.runFor(600000);
-  await settle(page);
+  await settle();
   assert.equal(shop.sent().length, 6, "no seventh try");
   assert.equal(warnings().length, 1);
   assert.match(warnings()[0], /^upshot: dropped 1 event after 6 tries \(last: HTTP 500\)$/);
@@ -191,10 +198,10 @@ await test("tracker: a batch dropped after six tries says so on the console", as
 
 await test("tracker: leaving the page sends the batch waiting for a retry by beacon", async () => {
   const shop = shopPage(mock, { answers: [{ status: 503, retryAfter: 60 }] });
-  const { context, page } = await open(browser, shop);
+  const { context, page, settle } = await open(browser, shop);
   await page.evaluate(() => window.upshot("flush"));
   await until("the first try", () => shop.sent().length === 1);
-  await settle(page); // the 503 is in: the batch waits a minute for its retry
+  await settle(); // the 503 is in: the batch waits a minute for its retry
   await page.evaluate(() => window.upshot("productView", { item: "p1" })); // and one still queued
   const [first] = shop.sent();
   await page.close({ runBeforeUnload: true }); // visibilitychange + pagehide
@@ -211,17 +218,17 @@ await test("tracker: leaving the page sends the batch waiting for a retry by bea
 
 await test("tracker: withdrawing consent cancels a scheduled retry and sends nothing more", async () => {
   const shop = shopPage(mock, { answers: [{ status: 503, retryAfter: 1 }] });
-  const { context, page } = await open(browser, shop);
+  const { context, page, settle } = await open(browser, shop);
   await page.evaluate(() => window.upshot("flush"));
   await until("the first try", () => shop.sent().length === 1);
-  await settle(page); // the retry is scheduled
+  await settle(); // the retry is scheduled
   await page.evaluate(() => {
     window.upshot("consent", false);
     window.upshot("productView", { item: "p1" });
     window.upshot("flush");
   });
   for (let i = 0; i < 20; i++) { await page.clock.runFor(10000); await sleep(10); }
-  await settle(page);
+  await settle();
   await page.close({ runBeforeUnload: true });
   await sleep(300);
   assert.equal(shop.sent().length, 1, "nothing after consent(false)");
@@ -230,7 +237,7 @@ await test("tracker: withdrawing consent cancels a scheduled retry and sends not
 
 await test("tracker: before consent, the queue keeps the first 100 events and warns once", async () => {
   const shop = shopPage(mock, { consent: true });
-  const { context, page, warnings } = await open(browser, shop);
+  const { context, page, warnings, settle } = await open(browser, shop);
   await page.evaluate(() => { for (let i = 0; i < 150; i++) window.upshot("productView", { item: `p${i}` }); });
   await page.clock.runFor(5000);
   assert.equal(shop.sent().length, 0, "nothing before consent");
@@ -240,7 +247,7 @@ await test("tracker: before consent, the queue keeps the first 100 events and wa
     return eventsOf(shop.sent()).length >= 100;
   });
   await page.evaluate(() => window.upshot("flush"));
-  await settle(page);
+  await settle();
   const events = eventsOf(shop.sent());
   assert.equal(events.length, 100);
   assert.equal(events[0].type, "page_view");
@@ -329,7 +336,7 @@ await test("tracker: a placement removed from the page is no longer observed", a
       return unobserve.call(this, target);
     };
   };
-  const { context, page, pageErrors } = await open(browser, shop, init);
+  const { context, page, pageErrors, settle } = await open(browser, shop, init);
   await page.evaluate(() => {
     document.getElementById("gone").remove(); // leaves the page
     document.getElementById("elsewhere").appendChild(document.getElementById("moved")); // only moves
@@ -341,7 +348,7 @@ await test("tracker: a placement removed from the page is no longer observed", a
   }, 500, 40);
   await page.clock.runFor(3000);
   await page.evaluate(() => window.upshot("flush"));
-  await settle(page);
+  await settle();
   assert.deepEqual(await page.evaluate(() => window.__unobserved), ["gone"], "a moved element stays observed");
   const shown = eventsOf(shop.sent()).filter((e) => e.type === "impression").map((e) => e.placement).sort();
   assert.deepEqual(shown, ["moved", "stays"]);

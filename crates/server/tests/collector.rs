@@ -1,12 +1,13 @@
 //! The collector over real sockets: every limit and error answers as documented, and
 //! nothing accepted is lost, nothing rejected is stored.
 
+#[path = "support/harness.rs"]
+mod harness;
 mod support;
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
 
+use harness::*;
 use serde_json::{json, Value};
 use support::*;
 use upshot_server::Limits;

@@ -1,8 +1,11 @@
 //! Regression tests of the hardening issue, each named after what an attacker or a
 //! careless client did: over real sockets, against a real server and data dir.
 
+#[path = "support/harness.rs"]
+mod harness;
 mod support;
 
+use harness::*;
 use serde_json::json;
 use support::*;
 use upshot_server::Limits;
