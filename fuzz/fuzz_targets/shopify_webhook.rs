@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use upshot_model::{parse_event_value, ParseContext};
-use upshot_server::shopify::map_webhook;
+use upshot_model::mapping::shopify::map_webhook;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };

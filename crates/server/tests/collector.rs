@@ -285,7 +285,7 @@ fn the_report_api_gives_the_clis_json_for_the_same_events() {
 }
 
 #[test]
-fn shopify_webhooks_are_verified_mapped_and_deduplicated_by_webhook_id() {
+fn shopify_webhooks_are_verified_mapped_and_a_refund_replayed_with_a_fresh_webhook_id_is_a_duplicate() {
     use base64::Engine;
     use hmac::Mac;
     let mut harness = start_configured(Limits::default(), &["shop"], |store| {
@@ -310,8 +310,20 @@ fn shopify_webhooks_are_verified_mapped_and_deduplicated_by_webhook_id() {
     assert_eq!(deliver(&order, &signature, "w-1", "orders/paid").json()["duplicate"], 1, "a redelivery counts once");
     assert_eq!(deliver(&order, &sign(&order, b"wrong"), "w-2", "orders/paid").status, 401);
     let cancel = json!({"id": 450789469, "cancelled_at": "2023-11-15T10:00:00Z"}).to_string();
+    assert_eq!(deliver(&order, &signature, "w-9", "orders/paid").json()["duplicate"], 1, "a replay counts once");
+    let refund = json!({"id": 929361462, "order_id": 450789469, "created_at": "2023-11-14T12:00:00Z",
+        "refund_line_items": [{"subtotal": "40.00"}]})
+    .to_string();
+    let refund_signature = sign(&refund, b"whsec");
+    assert_eq!(deliver(&refund, &refund_signature, "w-4", "refunds/create").json()["taken"], 1);
+    // The webhook id is not signed: an attacker replaying a captured refund sets a new one.
+    let replayed = deliver(&refund, &refund_signature, "w-5-fresh", "refunds/create").json();
+    assert_eq!(replayed["duplicate"], 1, "a replayed refund must not refund twice: {replayed}");
     assert_eq!(deliver(&cancel, &sign(&cancel, b"whsec"), "w-3", "orders/cancelled").json()["taken"], 1);
-    assert_eq!(harness.stop_and_read("shop"), ["shopify-w-1", "shopify-w-3"]);
+    assert_eq!(
+        harness.stop_and_read("shop"),
+        ["shopify-cancel-450789469", "shopify-order-450789469", "shopify-refund-929361462"]
+    );
 }
 
 #[test]

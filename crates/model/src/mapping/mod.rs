@@ -1,7 +1,10 @@
 //! GA4 ecommerce and Segment Ecommerce v2 events, mapped onto upshot's own (SPEC
 //! section 2). Each mapped event is rewritten as a native JSON object and validated by
 //! the native parser, so every rule (lengths, money, currency) holds for them too. The
-//! mapping table is in docs/ingest-mappings.md; keep the two in step.
+//! mapping table is in docs/ingest.md; keep the two in step. Shopify's webhooks are
+//! mapped in `shopify`.
+
+pub mod shopify;
 
 use serde_json::{json, Map, Value};
 
