@@ -112,14 +112,14 @@ async function open(browser, shop, init) {
   return { context, page, warnings, errors, pageErrors, settle };
 }
 
-/// Polls `ready` (real time, bounded) until it holds.
-async function until(what, ready) {
+/// Polls `ready` (real time, bounded) until it holds; `state` describes a failure.
+async function until(what, ready, state = () => "") {
   const deadline = Date.now() + POLL_DEADLINE_MS;
   while (Date.now() < deadline) {
     if (await ready()) return;
     await sleep(25);
   }
-  throw new Error(`timed out waiting for: ${what}`);
+  throw new Error(`timed out waiting for: ${what} ${state()}`);
 }
 
 /// Moves the page's fake clock on a step at a time until `ready` holds (answers arrive in
@@ -205,7 +205,8 @@ await test("tracker: leaving the page sends the batch waiting for a retry by bea
   await page.evaluate(() => window.upshot("productView", { item: "p1" })); // and one still queued
   const [first] = shop.sent();
   await page.close({ runBeforeUnload: true }); // visibilitychange + pagehide
-  await until("the beacons", () => eventsOf(shop.sent().slice(1)).length === 2);
+  await until("the beacons", () => eventsOf(shop.sent().slice(1)).length === 2, () =>
+    JSON.stringify(shop.sent().map((r) => ({ mode: r.mode, types: r.events.map((e) => e.type) }))));
   const later = shop.sent().slice(1);
   const waited = later.find((r) => r.events.some((e) => e.event_id === first.events[0].event_id));
   assert.ok(waited, "the batch waiting for its retry went with the page");

@@ -131,28 +131,15 @@ impl Table {
         }
     }
 
-    /// The rows as CSV (RFC 4180 quoting), in the table's own order.
+    /// The rows as CSV (RFC 4180 quoting, formulas defused: upshot's one CSV writer),
+    /// in the table's own order.
     pub fn csv(&self) -> String {
-        let quote = |text: &str| {
-            // A leading = + - @ would be read as a formula by spreadsheets: prefix it.
-            let text = if text.starts_with(['=', '+', '@']) || (text.starts_with('-') && text.parse::<f64>().is_err()) {
-                format!("'{text}")
-            } else {
-                text.to_string()
-            };
-            if text.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", text.replace('"', "\"\""))
-            } else {
-                text
-            }
-        };
-        let mut out = self.columns.iter().map(|column| quote(column.key)).collect::<Vec<_>>().join(",");
-        out.push('\n');
+        let mut out = upshot_report::csv_writer::CsvWriter::default();
+        out.row(self.columns.iter().map(|column| column.key));
         for row in &self.rows {
-            out.push_str(&row.iter().map(|cell| quote(&cell.raw)).collect::<Vec<_>>().join(","));
-            out.push('\n');
+            out.row(row.iter().map(|cell| cell.raw.as_str()));
         }
-        out
+        out.finish()
     }
 }
 
@@ -169,8 +156,9 @@ mod tests {
             rows: vec![
                 vec![Cell::text("a,\"b\""), Cell::number("1".into(), Some(-1.5))],
                 vec![Cell::text("=cmd()"), Cell::number("–".into(), None)],
+                vec![Cell::text("\t=HYPERLINK(\"x\")"), Cell::number("1".into(), Some(1.0))],
             ],
         };
-        assert_eq!(table.csv(), "name,n\n\"a,\"\"b\"\"\",-1.5\n'=cmd(),\n");
+        assert_eq!(table.csv(), "name,n\n\"a,\"\"b\"\"\",-1.5\n'=cmd(),\n\"'\t=HYPERLINK(\"\"x\"\")\",1\n");
     }
 }

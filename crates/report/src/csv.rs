@@ -3,12 +3,15 @@
 use serde_json::Value;
 use upshot_engine::Report;
 
+use crate::csv_writer::CsvWriter;
+
 /// Fields that name a row of an array section rather than being a figure.
 const ROW_KEYS: [&str; 8] = ["placement", "kind", "campaign", "sequence", "journey", "experiment", "label", "variant"];
 
 pub fn render_csv(report: &Report) -> String {
     let value = serde_json::to_value(report).expect("a report always serializes");
-    let mut out = String::from("section,row,figure,value\n");
+    let mut out = CsvWriter::default();
+    out.row(["section", "row", "figure", "value"]);
     if let Value::Object(sections) = value {
         for (section, content) in sections {
             if section == "range" {
@@ -17,10 +20,10 @@ pub fn render_csv(report: &Report) -> String {
             flatten(&section, "", "", &content, &mut out);
         }
     }
-    out
+    out.finish()
 }
 
-fn flatten(section: &str, row: &str, figure: &str, value: &Value, out: &mut String) {
+fn flatten(section: &str, row: &str, figure: &str, value: &Value, out: &mut CsvWriter) {
     match value {
         Value::Object(fields) => {
             let row_name = ROW_KEYS
@@ -56,18 +59,6 @@ fn flatten(section: &str, row: &str, figure: &str, value: &Value, out: &mut Stri
     }
 }
 
-fn push_line(out: &mut String, section: &str, row: &str, figure: &str, value: &str) {
-    for (index, field) in [section, row, figure, value].iter().enumerate() {
-        if index > 0 {
-            out.push(',');
-        }
-        if field.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&field.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(field);
-        }
-    }
-    out.push('\n');
+fn push_line(out: &mut CsvWriter, section: &str, row: &str, figure: &str, value: &str) {
+    out.row([section, row, figure, value]);
 }

@@ -2,6 +2,7 @@
 //! terminal table with units, and a tidy CSV of every figure.
 
 mod csv;
+pub mod csv_writer;
 mod table;
 
 pub use csv::render_csv;

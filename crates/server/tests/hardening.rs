@@ -173,3 +173,21 @@ fn idle_and_half_sent_connections_past_the_limit_do_not_lock_out_a_new_client() 
     assert!(answer.starts_with("HTTP/1.1 408"), "a body that never finishes is answered 408: {answer}");
     assert!(harness.stop_and_read("shop").is_empty());
 }
+
+#[test]
+fn csv_formula_injection_through_a_placement_name_is_defused_in_the_report_api() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let hostile = "=HYPERLINK(\"http://evil.example\",\"x\")";
+    let impression = json!({"event_id": "i1", "type": "impression", "ts": 1_700_000_000_000i64, "visitor_id": "v",
+        "placement": hostile, "kind": "block"});
+    assert_eq!(harness.post(&harness.public("shop"), &impression.to_string()).json()["taken"], 1);
+    let answer = harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14&format=csv", &harness.secret("shop"));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let csv = answer.text();
+    assert!(csv.contains("'=HYPERLINK("), "{csv}");
+    assert!(
+        !csv.lines().any(|line| line.split(',').any(|cell| cell.trim_start_matches('"').starts_with('='))),
+        "{csv}"
+    );
+    harness.stop_and_read("shop");
+}
