@@ -102,10 +102,11 @@ async function open(browser, shop, init) {
   await until("t.js loaded", () => page.evaluate(() => window.__upshotLoaded === true && typeof window.upshot === "function"));
   const warnings = () => messages.filter((m) => m.type === "warning").map((m) => m.text);
   const errors = () => messages.filter((m) => m.type === "error").map((m) => m.text);
-  // Lets the page take the answers to what it sent: every answer is in, then a few
-  // round trips so that the tracker's handlers have run.
+  // Lets the page take the answers to what it sent: the page saw every request the mock
+  // got and has every answer, then a few round trips so that the tracker's handlers ran.
   const settle = async () => {
-    await until("the collector's answers", () => collector.answered >= collector.asked);
+    await until("the collector's answers", () =>
+      collector.asked >= shop.sent().length && collector.answered >= collector.asked);
     for (let i = 0; i < 3; i++) await page.evaluate(() => Promise.resolve());
     await sleep(50);
   };

@@ -556,8 +556,8 @@ fn admin_password(file: Option<&std::path::Path>) -> Result<Option<String>> {
         None => std::env::var("UPSHOT_ADMIN_PASSWORD").ok(),
     };
     match password {
-        Some(password) if password.chars().count() < 12 => {
-            bail!("the admin password is shorter than 12 characters; choose a longer one")
+        Some(password) if upshot_server::admin_password_weakness(&password).is_some() => {
+            bail!("{}", upshot_server::admin_password_weakness(&password).unwrap_or_default())
         }
         password => Ok(password),
     }

@@ -4,10 +4,11 @@
 //! `upshot-dashboard` crate's; reports come from the cached `report::compute`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -146,15 +147,24 @@ async fn random_token() -> Option<String> {
     .flatten()
 }
 
-pub async fn sign_in(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(form): Form<SignIn>) -> Response {
-    // Sign-in attempts are limited server-wide, so guessing the admin password over
-    // HTTP is hopeless; a person who mistyped a few times waits a second or two.
-    if state.sign_in_attempts.take([0u8; 32], 1, Instant::now()).is_err() {
-        let mut response = html_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            layout::sign_in(Some("Too many sign-in attempts; wait a moment.")),
-        );
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+pub async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignIn>,
+) -> Response {
+    if let Err(refusal) = same_origin(&headers) {
+        return refusal;
+    }
+    let site = form.site.trim();
+    let client = peer.ip();
+    // Tries are limited per client, per site and overall, each waiting longer after
+    // each failure (signin.rs): guessing is hopeless, and nobody else is locked out.
+    if let Err(wait) = state.sign_in_guard.check(client, site, Instant::now()) {
+        let seconds = wait.as_secs().max(1);
+        let message = format!("Too many failed sign-ins; try again in {seconds} s.");
+        let mut response = html_page(StatusCode::TOO_MANY_REQUESTS, layout::sign_in(Some(&message)));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         return response;
     }
     let secret = form.secret.trim();
@@ -163,14 +173,15 @@ pub async fn sign_in(State(state): State<Arc<AppState>>, headers: HeaderMap, For
         Some(Access::AllSites)
     } else {
         state.authorize(secret).await.filter(|authorized| authorized.role == KeyRole::Secret).and_then(|authorized| {
-            let site = form.site.trim();
             (site.is_empty() || site == authorized.site.site).then(|| Access::Site(authorized.site.site.clone()))
         })
     };
     let Some(access) = access else {
+        state.sign_in_guard.failed(client, site, Instant::now());
         let message = "That is not the site's secret key or the admin password.";
         return html_page(StatusCode::UNAUTHORIZED, layout::sign_in(Some(message)));
     };
+    state.sign_in_guard.succeeded(client, site);
     let Some(token) = random_token().await else {
         return problem(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -193,12 +204,37 @@ pub async fn sign_in(State(state): State<Arc<AppState>>, headers: HeaderMap, For
 }
 
 pub async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = same_origin(&headers) {
+        return refusal;
+    }
     if let Some(token) = session_token(&headers) {
         state.sessions.remove(&token);
     }
     let mut response = Redirect::to("/signin").into_response();
     response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static("upshot_session=; Path=/; Max-Age=0"));
     response
+}
+
+/// A sign-in or sign-out form must come from the dashboard's own pages: a browser
+/// posting it from another site's page says so in `Origin` (or, failing that,
+/// `Referer`), which must name this server's host (`X-Forwarded-Host` behind a proxy).
+/// A request with neither (a script, curl) is not a browser being tricked, and passes.
+fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let Some(source) = text("origin").or_else(|| text("referer")) else {
+        return Ok(());
+    };
+    let host = text("x-forwarded-host").or_else(|| text("host")).unwrap_or_default();
+    let source_host = source.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+    if !host.is_empty() && source_host.eq_ignore_ascii_case(host) {
+        return Ok(());
+    }
+    Err(problem(
+        StatusCode::FORBIDDEN,
+        "Sign-in refused",
+        "This form was sent from another site's page. Open the dashboard's own sign-in page and try again.",
+        "/signin",
+    ))
 }
 
 #[derive(Deserialize)]

@@ -16,6 +16,7 @@ mod rate;
 mod report;
 mod shipper;
 pub mod shopify;
+mod signin;
 mod tracker;
 mod writer;
 
@@ -32,6 +33,7 @@ use upshot_store::{Store, StoreError};
 pub use config::Limits;
 use keys::{Authorized, KeyRing};
 use metrics::Metrics;
+pub use signin::admin_password_weakness;
 use writer::{WriterQueue, WriterSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +44,9 @@ pub enum ServerError {
     Listen { address: SocketAddr, source: std::io::Error },
     #[error("starting the server's threads: {0}")]
     Runtime(std::io::Error),
+    #[error("{0}")]
+    WeakAdminPassword(String),
 }
-
-/// Dashboard sign-in attempts allowed per second, server-wide, and at once.
-const SIGN_IN_ATTEMPTS_PER_SECOND: u32 = 2;
-const SIGN_IN_ATTEMPTS_BURST: u32 = 10;
 
 /// One part in this many of the request bodies' memory is kept for small plain bodies.
 const SMALL_BODIES_SHARE: usize = 4;
@@ -79,8 +79,8 @@ pub(crate) struct AppState {
     sessions: dashboard::Sessions,
     /// SHA-256 of the admin password, when one is set.
     admin_password_sha256: Option<[u8; 32]>,
-    /// Dashboard sign-in attempts, server-wide: a token bucket (`SIGN_IN_ATTEMPTS_*`).
-    sign_in_attempts: rate::RateLimiter,
+    /// Failed dashboard sign-ins, per client, per site and overall.
+    sign_in_guard: signin::SignInGuard,
     /// The ClickHouse backend's node, when reports come from there.
     clickhouse: Option<upshot_clickhouse::Node>,
 }
@@ -228,6 +228,9 @@ pub fn start(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, ServerError> {
+    if let Some(weakness) = options.admin_password.as_deref().and_then(signin::admin_password_weakness) {
+        return Err(ServerError::WeakAdminPassword(weakness));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("upshot-http")
@@ -275,7 +278,7 @@ pub fn start(
         dashboard_visits: Mutex::new(HashMap::new()),
         sessions: dashboard::Sessions::default(),
         admin_password_sha256: options.admin_password.as_deref().map(keys::sha256),
-        sign_in_attempts: rate::RateLimiter::new(SIGN_IN_ATTEMPTS_PER_SECOND, SIGN_IN_ATTEMPTS_BURST),
+        sign_in_guard: signin::SignInGuard::default(),
         clickhouse: options.clickhouse.clone(),
         limits,
         metrics,

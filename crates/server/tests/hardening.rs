@@ -191,3 +191,53 @@ fn csv_formula_injection_through_a_placement_name_is_defused_in_the_report_api()
     );
     harness.stop_and_read("shop");
 }
+
+/// A connection from a chosen loopback address (the whole of 127.0.0.0/8 is local).
+fn connect_from(source: [u8; 4], server: std::net::SocketAddr) -> std::net::TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("a runtime");
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.bind((std::net::Ipv4Addr::from(source), 0).into()).expect("bind to a loopback address");
+        socket.connect(server).await.expect("connect")
+    });
+    let stream = stream.into_std().expect("a std stream");
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+}
+
+fn sign_in_from(harness: &Harness, source: [u8; 4], site: &str, secret: &str, origin: Option<&str>) -> u16 {
+    let form = format!("site={site}&secret={secret}");
+    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    if let Some(origin) = origin {
+        headers.push(("Origin", origin));
+    }
+    let mut stream = connect_from(source, harness.address());
+    send(&mut stream, "POST", "/signin", &headers, form.as_bytes());
+    read_answer(&mut stream).status
+}
+
+#[test]
+fn the_sign_in_limit_holds_back_the_guessing_client_not_every_administrator() {
+    let mut harness = start(Limits::default(), &["shop", "other"]);
+    let statuses: Vec<u16> = (0..20)
+        .map(|attempt| sign_in_from(&harness, [127, 0, 0, 2], "shop", &format!("guess-{attempt}"), None))
+        .collect();
+    assert!(statuses.contains(&429), "the guessing client is slowed: {statuses:?}");
+    let secret = harness.secret("shop");
+    assert_eq!(sign_in_from(&harness, [127, 0, 0, 3], "shop", &secret, None), 303, "another client signs in");
+    assert_eq!(sign_in_from(&harness, [127, 0, 0, 2], "shop", &secret, None), 429, "the guesser still waits");
+    harness.stop_and_read("shop");
+}
+
+#[test]
+fn sign_in_and_sign_out_from_another_sites_page_are_refused() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let secret = harness.secret("shop");
+    let from_elsewhere = sign_in_from(&harness, [127, 0, 0, 1], "shop", &secret, Some("https://evil.example"));
+    assert_eq!(from_elsewhere, 403);
+    assert_eq!(sign_in_from(&harness, [127, 0, 0, 1], "shop", &secret, Some("http://test")), 303, "own origin");
+    let headers = [("Origin", "https://evil.example")];
+    assert_eq!(request(harness.address(), "POST", "/signout", &headers, b"").status, 403);
+    assert_eq!(request(harness.address(), "POST", "/signout", &[("Origin", "http://test")], b"").status, 303);
+    harness.stop_and_read("shop");
+}
