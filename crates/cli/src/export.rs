@@ -67,5 +67,11 @@ pub fn export(
     if let Some(path) = out {
         eprintln!("exported {rows} events of site {site} to {}", path.display());
     }
+    if !summary.problems.is_empty() {
+        anyhow::bail!(
+            "the export left out {} damaged part(s) of the data (named above); `upshot verify` checks everything",
+            summary.problems.len()
+        );
+    }
     Ok(())
 }

@@ -313,6 +313,13 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("--format {:?} is not table, json or csv", args.format))?;
             let report = report(&store, &args)?;
             println!("{}", upshot_report::render(&report, format).trim_end());
+            if !report.warnings.is_empty() {
+                // The figures are printed, but a script must not take them for whole.
+                bail!(
+                    "the report left out {} damaged part(s) of the data (named above); `upshot verify` checks everything",
+                    report.warnings.len()
+                );
+            }
             Ok(())
         }
         Command::Gen(args) => generate(&args),

@@ -18,11 +18,14 @@ fn page_views(day: u32, count: usize, prefix: &str) -> String {
         .collect()
 }
 
+/// The report's sessions and what it said on stderr; it must exit non-zero exactly when
+/// it left damaged data out (and say so in its JSON's `warnings`).
 fn sessions(data: &Path) -> (u64, String) {
     let output =
         upshot(data, &["report", "--site", "shop", "--from", "2024-05-01", "--to", "2024-05-31", "--format", "json"]);
-    assert!(output.status.success(), "{}", text(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let warned = report["warnings"].as_array().is_some_and(|warnings| !warnings.is_empty());
+    assert_eq!(output.status.success(), !warned, "{}", text(&output));
     (report["overview"]["sessions"].as_u64().expect("sessions"), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
@@ -69,6 +72,8 @@ fn damage_is_named_precisely_and_the_rest_stays_readable() {
     let (readable, warning) = sessions(data);
     assert!((20..40).contains(&readable), "day 11 and the undamaged buckets of day 10 are still read: {readable}");
     assert!(warning.contains("skipped damaged data") && warning.contains("event_ids"), "{warning}");
+    let export = upshot(data, &["export", "--site", "shop", "--format", "ndjson"]);
+    assert!(!export.status.success() && text(&export).contains("left out 1 damaged part"), "{}", text(&export));
 
     // The log's last file ends in half a record (as after a crash mid-write): verify
     // reports an unfinished write, the next writer cuts it off, and nothing else moves.

@@ -88,6 +88,13 @@ pub fn render(page: &Page, view: &View, current: &Report, previous: Option<&Repo
             ("Journeys".to_string(), others::journeys_table(current).render(view, &page_path))
         }
     };
+    // Damage left out of the figures is said on every page, above them.
+    let content = html! {
+        @for warning in &current.warnings {
+            p.warning role="alert" { "Some stored data is damaged and left out of these figures: " (warning) ". The operator can run `upshot verify` to see every damaged part." }
+        }
+        (content)
+    };
     Some(layout::page(view, &path, &title, content))
 }
 

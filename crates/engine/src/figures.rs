@@ -292,4 +292,8 @@ pub struct Report {
     pub experiments: Vec<ExperimentRow>,
     pub topics: Vec<TopicRow>,
     pub recent_conversions: Vec<RecentConversion>,
+    /// Damaged stored data the figures had to leave out (named, never silent); absent
+    /// from the JSON when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }

@@ -114,6 +114,7 @@ impl Finisher<'_> {
             experiments: self.experiments(&totals),
             topics: self.topics(&totals),
             recent_conversions: self.recent_conversions(&mut totals),
+            warnings: Vec::new(),
         }
     }
 

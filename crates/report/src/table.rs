@@ -153,6 +153,9 @@ pub fn render_table(report: &Report) -> String {
         range.model,
         if filters.is_empty() { String::new() } else { format!(", filtered by {}", filters.join(", ")) }
     );
+    for warning in &report.warnings {
+        let _ = writeln!(out, "WARNING: {warning} (run `upshot verify`)");
+    }
     render_overview(report, &mut out);
     render_placements(report, &mut out);
     render_rollups(report, &mut out);

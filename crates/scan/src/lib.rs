@@ -110,10 +110,13 @@ impl Snapshot {
             }
             worker
         });
-        let reports = plan.finish_all(workers);
+        let mut reports = plan.finish_all(workers);
         let mut problems = problems.into_inner().expect("no thread panicked");
         problems.sort();
         problems.dedup();
+        let warnings: Vec<String> =
+            problems.iter().map(|problem| format!("damaged data left out of these figures: {problem}")).collect();
+        reports.iter_mut().for_each(|report| report.warnings = warnings.clone());
         Ok((reports, problems))
     }
 }

@@ -81,6 +81,8 @@ pub(crate) struct AppState {
     admin_password_sha256: Option<[u8; 32]>,
     /// Failed dashboard sign-ins, per client, per site and overall.
     sign_in_guard: signin::SignInGuard,
+    /// Damaged stored parts met by ingest and reports: `/healthz` says degraded.
+    damage: upshot_store::DamageLog,
     /// The ClickHouse backend's node, when reports come from there.
     clickhouse: Option<upshot_clickhouse::Node>,
 }
@@ -191,10 +193,22 @@ async fn metrics_text(
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
+/// Most damaged parts `/healthz` lists (it says how many there are in all).
+const HEALTH_DAMAGE_LISTED_MAX: usize = 20;
+
+/// `ok`, or `degraded` with the damaged parts met: the server still takes events and
+/// answers reports (leaving the damage out, with warnings), so the status stays 200.
 async fn healthz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
     let sites = state.keys.read().expect("no thread panics while holding the keys").site_count();
     let depth = state.metrics.queue_depth.load(std::sync::atomic::Ordering::Relaxed);
-    axum::Json(serde_json::json!({"status": "ok", "sites": sites, "queue_depth": depth}))
+    let damage = state.damage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if damage.is_empty() {
+        return axum::Json(serde_json::json!({"status": "ok", "sites": sites, "queue_depth": depth}));
+    }
+    let listed: Vec<&String> = damage.iter().take(HEALTH_DAMAGE_LISTED_MAX).collect();
+    axum::Json(serde_json::json!({"status": "degraded", "sites": sites, "queue_depth": depth,
+        "damaged_parts": damage.len(), "damage": listed,
+        "action": "run `upshot verify` to name every damaged part; restore them from a backup"}))
 }
 
 /// A server running on its own threads.
@@ -237,6 +251,7 @@ pub fn start(
         .build()
         .map_err(ServerError::Runtime)?;
     let keys = KeyRing::load(&store)?;
+    let damage = store.damage_log();
     let store = Arc::new(RwLock::new(store));
     let metrics = Arc::new(Metrics::default());
     if options.clickhouse.is_some() {
@@ -279,6 +294,7 @@ pub fn start(
         sessions: dashboard::Sessions::default(),
         admin_password_sha256: options.admin_password.as_deref().map(keys::sha256),
         sign_in_guard: signin::SignInGuard::default(),
+        damage,
         clickhouse: options.clickhouse.clone(),
         limits,
         metrics,

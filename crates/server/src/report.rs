@@ -378,8 +378,13 @@ fn keep(
 ) -> Result<Vec<Arc<Report>>, ApiError> {
     let (reports, problems) = computed.map_err(failed)?;
     state.metrics.report.observe(started.elapsed());
-    for problem in &problems {
-        tracing::warn!(site = %site, %problem, "report skipped damaged data");
+    if !problems.is_empty() {
+        let mut damage = state.damage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for problem in &problems {
+            if damage.insert(problem.clone()) {
+                tracing::error!(site = %site, %problem, "a report left damaged data out");
+            }
+        }
     }
     let reports: Vec<Arc<Report>> = reports.into_iter().map(Arc::new).collect();
     for (key, report) in keys.into_iter().zip(&reports) {

@@ -241,3 +241,45 @@ fn sign_in_and_sign_out_from_another_sites_page_are_refused() {
     assert_eq!(request(harness.address(), "POST", "/signout", &[("Origin", "http://test")], b"").status, 303);
     harness.stop_and_read("shop");
 }
+
+/// Flips a byte inside the first bucket's event-id column of the site's first segment.
+fn damage_a_segment(data: &std::path::Path) {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("manifest.json")).expect("manifest")).expect("json");
+    let entry = &manifest["segments"][0];
+    let segment = data.join(entry["file"].as_str().expect("a segment file"));
+    let mut bytes = std::fs::read(&segment).expect("read the segment");
+    let header_length = u32::from_le_bytes(bytes[10..14].try_into().expect("4 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[14..14 + header_length]).expect("header");
+    let columns = header["buckets"][0]["columns"].as_array().expect("columns");
+    let column = columns.iter().find(|column| column["name"] == "event_ids").expect("the event_ids column");
+    bytes[column["offset"].as_u64().expect("offset") as usize + 2] ^= 0x10;
+    std::fs::write(&segment, &bytes).expect("write the damaged segment");
+}
+
+#[test]
+fn one_damaged_segment_leaves_ingest_running_and_reports_and_health_say_so() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let events: Vec<serde_json::Value> = (0..40)
+        .map(|index| {
+            json!({"event_id": format!("e{index}"), "type": "page_view",
+            "ts": 1_700_000_000_000i64 + index, "visitor_id": format!("v{index}")})
+        })
+        .collect();
+    assert_eq!(harness.post(&harness.secret("shop"), &ndjson(&events)).json()["taken"], 40);
+    assert_eq!(harness.stop_and_read("shop").len(), 40);
+    damage_a_segment(harness.dir.path());
+    let store = Store::open(harness.dir.path()).expect("the data dir opens");
+    let mut harness = restart(harness, store);
+    let answer = harness.post(&harness.secret("shop"), &ndjson(&[page_view("after-the-damage")]));
+    assert_eq!(answer.status, 200, "ingest goes on: {}", answer.text());
+    assert_eq!(answer.json()["taken"], 1);
+    let health = request(harness.address(), "GET", "/healthz", &[], b"").json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    let report = harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14", &harness.secret("shop"));
+    let report = report.json();
+    let warnings = report["warnings"].as_array().expect("warnings in the report");
+    assert!(warnings.iter().any(|warning| warning.as_str().is_some_and(|text| text.contains("event_ids"))), "{report}");
+    harness.stop.take().map(|stop| stop.send(()));
+    harness.server.take().map(|server| server.join());
+}

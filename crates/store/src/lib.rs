@@ -95,7 +95,12 @@ pub struct Store {
     root: PathBuf,
     manifest: Manifest,
     writer: Option<Writer>,
+    /// Damaged parts met while reading (named), shared with whoever reports health.
+    damage: DamageLog,
 }
+
+/// The damaged parts of a data dir met so far, each named once.
+pub type DamageLog = std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
 
 impl Store {
     /// Opens (creating if needed) the data dir for writing: takes its lock and
@@ -110,7 +115,7 @@ impl Store {
         wal.ensure_next_lsn_at_least(manifest.sealed_through_lsn + 1);
         remove_orphan_segments(&root, &manifest)?;
         let writer = Writer { _lock: lock, wal, recovery, taken_ids: HashMap::new(), appended_since_seal: 0 };
-        Ok(Store { root, manifest, writer: Some(writer) })
+        Ok(Store { root, manifest, writer: Some(writer), damage: DamageLog::default() })
     }
 
     /// Opens the data dir for reading only: no lock, no repair; a record still being
@@ -122,7 +127,20 @@ impl Store {
             std::fs::create_dir_all(&sites).map_err(io_error(&sites))?;
         }
         let manifest = Manifest::load(&root)?;
-        Ok(Store { root, manifest, writer: None })
+        Ok(Store { root, manifest, writer: None, damage: DamageLog::default() })
+    }
+
+    /// The damaged parts met so far (a shared handle: it fills as damage is met).
+    pub fn damage_log(&self) -> DamageLog {
+        self.damage.clone()
+    }
+
+    /// Records a damaged part (logged once, as an error: data is being left out).
+    pub fn note_damage(&self, problem: &str) {
+        let mut damage = self.damage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if damage.insert(problem.to_string()) {
+            tracing::error!(%problem, "damaged data is left out; `upshot verify` names every damaged part");
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {

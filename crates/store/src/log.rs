@@ -9,6 +9,18 @@ use crate::seal::{record_events, BLOCK_PAYLOAD};
 use crate::segment::{encode_block, read_segment, ColumnSet, SegmentFile};
 use crate::{wal, SiteRecord, Store, StoreError};
 
+/// Adds one bucket's event ids (with their key roles) to `ids`.
+fn bucket_event_ids(file: &SegmentFile, bucket: u32, ids: &mut IdSet) -> Result<(), StoreError> {
+    if let Some(columns) = file.bucket(bucket, ColumnSet::EventIds)? {
+        columns
+            .for_each_event_id(|event_id, role| {
+                ids.insert(digest(event_id, role));
+            })
+            .map_err(|reason| StoreError::CorruptSegment { path: file.path.clone(), reason })?;
+    }
+    Ok(())
+}
+
 /// What happened to an appended event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -84,24 +96,27 @@ impl Store {
     }
 
     /// Every event id the site holds, from the segments' event-id columns (only those
-    /// are read) and the log's tail.
+    /// are read) and the log's tail. A damaged segment is skipped and noted, so that
+    /// the site's ingest goes on (its ids no longer deduplicate new events: a lesser
+    /// harm than refusing every event).
     fn load_taken_ids(&self, record: &SiteRecord) -> Result<IdSet, StoreError> {
         let mut ids = IdSet::default();
         for entry in self.manifest.site_segments(&record.site) {
-            let file = SegmentFile::open(&self.root().join(&entry.file))?;
-            for info in &file.header.buckets {
-                if let Some(bucket) = file.bucket(info.bucket, ColumnSet::EventIds)? {
-                    bucket
-                        .for_each_event_id(|event_id, role| {
-                            ids.insert(digest(event_id, role));
-                        })
-                        .map_err(|reason| StoreError::CorruptSegment { path: file.path.clone(), reason })?;
+            match SegmentFile::open(&self.root().join(&entry.file)) {
+                Ok(file) => {
+                    for info in &file.header.buckets {
+                        if let Err(error) = bucket_event_ids(&file, info.bucket, &mut ids) {
+                            self.note_damage(&error.to_string());
+                        }
+                    }
                 }
+                Err(error) => self.note_damage(&error.to_string()),
             }
         }
-        self.scan_tail(record, |event| {
+        let summary = self.scan_tail(record, |event| {
             ids.insert(digest(event.event_id.as_bytes(), event.sent_with));
         })?;
+        summary.problems.iter().for_each(|problem| self.note_damage(problem));
         Ok(ids)
     }
 
@@ -122,7 +137,7 @@ impl Store {
                     events.into_iter().for_each(&mut visit);
                 }
                 Err(error) => {
-                    tracing::error!(file = %path.display(), %error, "damaged segment skipped");
+                    self.note_damage(&error.to_string());
                     summary.problems.push(error.to_string());
                 }
             }
