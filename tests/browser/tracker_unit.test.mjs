@@ -156,7 +156,7 @@ await test("tracker: a retry stamps sent_at at its own send, after the Retry-Aft
   await context.close();
 });
 
-await test("tracker: 429 is retried after its Retry-After; a 400 is dropped with a warning", async () => {
+await test("tracker: 429 is retried after its Retry-After, 408 too; a 400 is dropped with a warning", async () => {
   const limited = shopPage(mock, { answers: [{ status: 429, retryAfter: 5 }] });
   let opened = await open(browser, limited);
   await opened.page.evaluate(() => window.upshot("flush"));
@@ -165,6 +165,15 @@ await test("tracker: 429 is retried after its Retry-After; a 400 is dropped with
   const [first, retry] = limited.sent();
   assert.deepEqual(ids(retry), ids(first));
   assert.ok(retry.events[0].sent_at >= first.events[0].sent_at + 5000, "not before the Retry-After");
+  assert.deepEqual(opened.warnings(), []);
+  await opened.context.close();
+
+  const timedOut = shopPage(mock, { answers: [{ status: 408 }] }); // the collector's slow-body answer
+  opened = await open(browser, timedOut);
+  await opened.page.evaluate(() => window.upshot("flush"));
+  await until("the first try", () => timedOut.sent().length === 1);
+  await advanceUntil(opened.page, "the retry after 408", () => timedOut.sent().length === 2);
+  assert.deepEqual(ids(timedOut.sent()[1]), ids(timedOut.sent()[0]));
   assert.deepEqual(opened.warnings(), []);
   await opened.context.close();
 

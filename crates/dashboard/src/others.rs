@@ -36,16 +36,6 @@ pub fn render_recommendations(report: &Report) -> Markup {
 }
 
 pub fn variant_table(experiment: &upshot_engine::figures::ExperimentRow, index: usize) -> Table {
-    const NAMES: [&str; 8] = [
-        "variants-1",
-        "variants-2",
-        "variants-3",
-        "variants-4",
-        "variants-5",
-        "variants-6",
-        "variants-7",
-        "variants-8",
-    ];
     let rows = experiment
         .variants
         .iter()
@@ -76,7 +66,8 @@ pub fn variant_table(experiment: &upshot_engine::figures::ExperimentRow, index: 
         })
         .collect();
     Table {
-        name: NAMES[index.min(NAMES.len() - 1)],
+        // One name per experiment, however many there are: the CSV link finds it by name.
+        name: format!("variants-{}", index + 1).into(),
         title: format!("Variants of {}", experiment.experiment),
         columns: vec![
             text_column("variant", "Variant"),
@@ -99,7 +90,7 @@ pub fn variant_table(experiment: &upshot_engine::figures::ExperimentRow, index: 
 
 pub fn topics_table(report: &Report) -> Table {
     Table {
-        name: "topics",
+        name: "topics".into(),
         title: "Topics leading to conversion".into(),
         columns: vec![
             text_column("label", "Topic"),
@@ -122,7 +113,7 @@ pub fn topics_table(report: &Report) -> Table {
 
 pub fn recent_table(report: &Report) -> Table {
     Table {
-        name: "recent",
+        name: "recent".into(),
         title: "Recent conversions".into(),
         columns: vec![
             text_column("time", "Time (UTC)"),
@@ -237,5 +228,5 @@ pub fn journeys_table(report: &Report) -> Table {
         let kept_end = 5 + shown_channels.len();
         cells.drain(kept_end..channel_end);
     }
-    Table { name: "journeys", title: "Journeys".into(), columns, rows }
+    Table { name: "journeys".into(), title: "Journeys".into(), columns, rows }
 }

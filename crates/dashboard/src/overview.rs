@@ -105,7 +105,7 @@ pub fn segments_table(report: &Report) -> Table {
         ]
     };
     Table {
-        name: "segments",
+        name: "segments".into(),
         title: "Personalized and non-personalized sessions".into(),
         columns: vec![
             text_column("sessions", "Sessions"),

@@ -65,7 +65,7 @@ pub fn placements_table(view: &View, report: &Report) -> Table {
             cells
         })
         .collect();
-    Table { name: "placements", title: "Placements".into(), columns, rows }
+    Table { name: "placements".into(), title: "Placements".into(), columns, rows }
 }
 
 pub fn render_placements(view: &View, report: &Report) -> Markup {
@@ -109,7 +109,7 @@ pub fn render_placement(view: &View, report: &Report, name: &str) -> Option<Mark
 
 pub fn top_items_table(row: &upshot_engine::figures::PlacementRow) -> Table {
     Table {
-        name: "items",
+        name: "items".into(),
         title: "Most clicked items".into(),
         columns: vec![text_column("item", "Item"), number_column("clicks", "Clicks", "clicks")],
         rows: row
@@ -127,7 +127,7 @@ pub fn rollup_tables(view: &View, report: &Report) -> Vec<Table> {
         columns
     };
     let kinds = Table {
-        name: "kinds",
+        name: "kinds".into(),
         title: "Per kind".into(),
         columns: with_figures(vec![text_column("kind", "Kind")]),
         rows: report
@@ -158,7 +158,7 @@ pub fn rollup_tables(view: &View, report: &Report) -> Vec<Table> {
         cells
     };
     let campaigns = Table {
-        name: "campaigns",
+        name: "campaigns".into(),
         title: "Per campaign".into(),
         columns: started(text_column("campaign", "Campaign")),
         rows: report
@@ -168,7 +168,7 @@ pub fn rollup_tables(view: &View, report: &Report) -> Vec<Table> {
             .collect(),
     };
     let sequences = Table {
-        name: "sequences",
+        name: "sequences".into(),
         title: "Per sequence".into(),
         columns: started(text_column("sequence", "Sequence")),
         rows: report

@@ -51,7 +51,8 @@ impl Cell {
 
 pub struct Table {
     /// Its name in the CSV download's URL and file name.
-    pub name: &'static str,
+    /// Names the table in its CSV link; unique on its page.
+    pub name: std::borrow::Cow<'static, str>,
     pub title: String,
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<Cell>>,
@@ -88,7 +89,7 @@ impl Table {
     }
 
     pub fn render(&self, view: &View, page_path: &str) -> Markup {
-        let csv = view.href(&format!("{page_path}.csv"), &[("table", self.name), ("sort", ""), ("dir", "")]);
+        let csv = view.href(&format!("{page_path}.csv"), &[("table", &self.name), ("sort", ""), ("dir", "")]);
         html! {
             section.table {
                 div.table-head {
@@ -150,7 +151,7 @@ mod tests {
     #[test]
     fn csv_quotes_and_defuses_formulas() {
         let table = Table {
-            name: "t",
+            name: "t".into(),
             title: "T".into(),
             columns: vec![text_column("name", "Name"), number_column("n", "N", "")],
             rows: vec![

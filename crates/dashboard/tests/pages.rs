@@ -75,12 +75,46 @@ fn every_page_matches_its_snapshot() {
     let clicks: Vec<u64> = current.placements.iter().map(|row| row.figures.clicks).collect();
     let mut descending = clicks.clone();
     descending.sort_unstable_by(|a, b| b.cmp(a));
-    let first_row_clicks = descending[0];
+    assert!(descending.windows(2).any(|pair| pair[0] != pair[1]), "the shop's placements differ in clicks");
     assert!(html.contains("aria-sort=\"descending\""), "the sorted column says so");
     let csv = upshot_dashboard::csv(&Page::Placements, &sorted, &current, "placements").expect("the table exists");
     assert_eq!(csv.lines().count(), current.placements.len() + 1);
     assert!(csv.starts_with("placement,kind,impressions,clicks,ctr,orders,value,"));
-    assert!(clicks.contains(&first_row_clicks));
+    // The page's rows come in the order asked for: clicks, most first (each row found
+    // by its placement's link text).
+    let mut shown: Vec<(usize, u64)> = current
+        .placements
+        .iter()
+        .map(|row| {
+            let link_text = format!(">{}</a>", row.placement);
+            (html.find(&link_text).expect("each placement has a row"), row.figures.clicks)
+        })
+        .collect();
+    shown.sort_unstable();
+    let shown_clicks: Vec<u64> = shown.into_iter().map(|(_, clicks)| clicks).collect();
+    assert_eq!(shown_clicks, descending, "rows in the order of the sorted column");
+}
+
+#[test]
+fn every_experiment_past_the_eighth_has_its_own_csv() {
+    let context = ParseContext { currency: "USD".into() };
+    let events: Vec<Event> = (1..=10)
+        .map(|index| {
+            let line = format!(
+                r#"{{"event_id":"a{index}","type":"assignment","ts":"2024-05-27T10:00:00Z","visitor_id":"v{index}","experiment":"exp-{index:02}","variant":"variant-of-{index}"}}"#
+            );
+            parse_event_line(&line, &context).expect("valid")
+        })
+        .collect();
+    let view = view(&[("preset", "last_7_days")]);
+    let current = report(&events, view.from, view.to);
+    assert_eq!(current.experiments.len(), 10);
+    for (index, experiment) in current.experiments.iter().enumerate() {
+        let table = format!("variants-{}", index + 1);
+        let csv = upshot_dashboard::csv(&Page::Experiments, &view, &current, &table).expect("each has its table");
+        let variant = &experiment.variants[0].variant;
+        assert!(csv.contains(variant.as_str()), "{table} is {}'s: {csv}", experiment.experiment);
+    }
 }
 
 fn view_sorted() -> View {

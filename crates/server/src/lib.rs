@@ -69,9 +69,11 @@ pub(crate) struct AppState {
     /// compressed ones cannot starve them.
     small_bodies: Arc<memory::Budget>,
     large_bodies: Arc<memory::Budget>,
-    reports: tokio::sync::Semaphore,
+    /// Reports computed at once for requests; a permit lives as long as its
+    /// computation, not its request (a request that timed out leaves it running).
+    reports: Arc<tokio::sync::Semaphore>,
     /// Reports computed with no request waiting (refreshes): one at a time.
-    background_reports: tokio::sync::Semaphore,
+    background_reports: Arc<tokio::sync::Semaphore>,
     report_cache: report::ReportCache,
     /// When each site's dashboard was last opened: the views one control away from its
     /// default view are kept ready only for sites someone looks at.
@@ -287,8 +289,8 @@ pub fn start(
         large_bodies: memory::Budget::new(
             limits.body_memory_bytes_max - limits.body_memory_bytes_max / SMALL_BODIES_SHARE,
         ),
-        reports: tokio::sync::Semaphore::new(limits.reports_in_flight_max.max(1)),
-        background_reports: tokio::sync::Semaphore::new(1),
+        reports: Arc::new(tokio::sync::Semaphore::new(limits.reports_in_flight_max.max(1))),
+        background_reports: Arc::new(tokio::sync::Semaphore::new(1)),
         report_cache: report::ReportCache::default(),
         dashboard_visits: Mutex::new(HashMap::new()),
         sessions: dashboard::Sessions::default(),

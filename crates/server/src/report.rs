@@ -326,12 +326,21 @@ async fn compute_now(
     // Wait for a turn (bounded by the report time limit) rather than refuse at once:
     // a warm-up may be running.
     let limit = Duration::from_secs(state.limits.report_seconds_max);
-    let _permit =
-        tokio::time::timeout(limit, state.reports.acquire()).await.map_err(|_| busy())?.map_err(|_| busy())?;
+    let permit = tokio::time::timeout(limit, state.reports.clone().acquire_owned())
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())?;
     let started = Instant::now();
     let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
     let site = record.site.clone();
-    let work = tokio::task::spawn_blocking(report_work(state, record, queries));
+    let work = report_work(state, record, queries);
+    // The permit goes with the computation: when the request gives up waiting, the
+    // computation still holds its place, so the limit bounds the CPU in use.
+    let work = tokio::task::spawn_blocking(move || {
+        let computed = work();
+        drop(permit);
+        computed
+    });
     let computed = tokio::time::timeout(limit, work)
         .await
         .map_err(|_| too_long(limit))?
@@ -348,7 +357,7 @@ async fn compute_in_background(
     queries: Vec<upshot_engine::Query>,
 ) -> Result<Vec<Arc<Report>>, ApiError> {
     let limit = Duration::from_secs(state.limits.report_seconds_max);
-    let _permit = state.background_reports.acquire().await.map_err(|_| busy())?;
+    let permit = state.background_reports.clone().acquire_owned().await.map_err(|_| busy())?;
     let started = Instant::now();
     let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
     let site = record.site.clone();
@@ -359,6 +368,7 @@ async fn compute_in_background(
         .spawn(move || {
             crate::priority::lower_this_threads_priority();
             let _ = sender.send(work());
+            drop(permit);
         })
         .map_err(|error| failed(format!("starting a thread: {error}")))?;
     let computed = tokio::time::timeout(limit, receiver)

@@ -283,3 +283,25 @@ fn one_damaged_segment_leaves_ingest_running_and_reports_and_health_say_so() {
     harness.stop.take().map(|stop| stop.send(()));
     harness.server.take().map(|server| server.join());
 }
+
+#[test]
+fn a_report_that_timed_out_keeps_its_place_so_the_limit_bounds_cpu() {
+    let limits = Limits { reports_in_flight_max: 1, report_seconds_max: 1, ..Limits::default() };
+    let mut harness = start(limits, &["shop"]);
+    let path = "/v1/sites/shop/report?from=2023-11-01&to=2023-11-14";
+    let store = harness.server.as_ref().expect("running").store().clone();
+    let second = {
+        // A stalled store stands in for a report that takes long: the first request
+        // gives up after its second; its computation goes on, holding the only place.
+        let _stalled = store.write().expect("the store lock");
+        let first = harness.get(path, &harness.secret("shop"));
+        assert_eq!(first.status, 503);
+        assert!(first.text().contains("took longer"), "{}", first.text());
+        harness.get(path, &harness.secret("shop"))
+    };
+    assert_eq!(second.status, 503);
+    assert!(second.text().contains("other reports are being computed"), "{}", second.text());
+    wait_until(|| harness.get(path, &harness.secret("shop")).status == 200);
+    assert_eq!(harness.get(path, &harness.secret("shop")).status, 200);
+    harness.stop_and_read("shop");
+}

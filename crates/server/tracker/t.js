@@ -153,8 +153,10 @@
       .then(function (response) {
         if (batch.epoch !== epoch) return; // consent was withdrawn meanwhile
         if (response.ok) { if (queue.length) flush(false); return; }
-        var why = "HTTP " + response.status;
-        if (response.status === 429 || response.status >= 500) retry(batch, why, retryAfter(response));
+        // Busy (429, 503), unwell (5xx) or timed out reading us (408): try again later.
+        // Any other refusal would be refused again: drop the batch, and say so.
+        var status = response.status, why = "HTTP " + status;
+        if (status === 408 || status === 429 || status >= 500) retry(batch, why, retryAfter(response));
         else drop(batch, ": the collector refused them (" + why + ", not retried)");
       }, function () {
         if (batch.epoch === epoch) retry(batch, "network error", null);
@@ -335,8 +337,8 @@
   window.upshot = function () { call(arguments); };
   watchImpressions();
   watchInteractions();
-  track("page_view", {});
-  pending.forEach(call);
   document.addEventListener("visibilitychange", function () { if (document.visibilityState === "hidden") flush(true); });
   window.addEventListener("pagehide", function () { flush(true); });
+  track("page_view", {});
+  pending.forEach(call);
 })();
