@@ -264,7 +264,23 @@ struct GenArgs {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `upshot site show | head` closes standard output early: end quietly with success,
+/// as Unix tools do, instead of panicking in `println!` (Rust ignores SIGPIPE).
+fn end_quietly_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|text| text.contains("failed printing to stdout") && text.contains("Broken pipe")) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() {
+    end_quietly_when_stdout_closes();
     let cli = Cli::parse();
     // Key/value log lines on stderr; UPSHOT_LOG=debug|info|warn|error sets how many.
     let level = match std::env::var("UPSHOT_LOG").as_deref() {

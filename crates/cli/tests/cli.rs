@@ -218,3 +218,22 @@ fn export_writes_ndjson_by_local_dates_and_parquet() {
     let bytes = std::fs::read(&parquet).expect("parquet file");
     assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"), "a Parquet file");
 }
+
+#[test]
+fn site_show_into_a_closed_pipe_ends_quietly_not_with_a_panic() {
+    let data = tempfile::tempdir().expect("temp dir");
+    stdout(&upshot(data.path(), &["site", "create", "shop"]));
+    // The reading end is closed before upshot writes anything: every write fails.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_upshot"))
+        .arg("--data")
+        .arg(data.path())
+        .args(["site", "show", "shop"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", output.status);
+}

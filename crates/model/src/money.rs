@@ -126,33 +126,87 @@ impl Exact {
         self.0 as f64 / 1e18
     }
 
-    /// `self * numerator / denominator`, rounded to the nearest 1e-18.
+    /// `self * numerator / denominator`, rounded to the nearest 1e-18 (halves away from
+    /// zero). Exact for every input: a product past i128 (absurd amounts times absurd
+    /// quantities) is formed in 256 bits; a result past i128 saturates.
     pub fn scale(self, numerator: i128, denominator: i128) -> Exact {
         debug_assert!(denominator > 0, "scale denominator must be positive");
-        let product = self.0.saturating_mul(numerator);
         let half = denominator / 2;
-        let adjusted = if product >= 0 { product + half } else { product - half };
-        Exact(adjusted / denominator)
+        let fast = self.0.checked_mul(numerator).and_then(|product| {
+            if product >= 0 {
+                product.checked_add(half)
+            } else {
+                product.checked_sub(half)
+            }
+        });
+        if let Some(adjusted) = fast {
+            return Exact(adjusted / denominator);
+        }
+        let magnitude = mul_div_round(self.0.unsigned_abs(), numerator.unsigned_abs(), denominator.unsigned_abs());
+        let magnitude = i128::try_from(magnitude).unwrap_or(i128::MAX);
+        Exact(if (self.0 < 0) != (numerator < 0) { -magnitude } else { magnitude })
     }
 }
 
+/// `floor((a * b + d / 2) / d)`, the product in 256 bits; `u128::MAX` when the
+/// quotient does not fit. `d` must not be 0.
+fn mul_div_round(a: u128, b: u128, d: u128) -> u128 {
+    let (high, low) = widening_mul(a, b);
+    let (low, carry) = low.overflowing_add(d / 2);
+    // a * b <= (2^128 - 1)^2, so `high` is at most 2^128 - 2 and this cannot overflow.
+    let high = high + u128::from(carry);
+    if high >= d {
+        return u128::MAX;
+    }
+    // Long division of (high, low) by d, a bit at a time; `high < d` keeps each step's
+    // remainder below d.
+    let mut remainder = high;
+    let mut quotient = 0u128;
+    for bit in (0..128).rev() {
+        let overflowed = remainder >> 127 == 1;
+        remainder = (remainder << 1) | ((low >> bit) & 1);
+        quotient <<= 1;
+        if overflowed || remainder >= d {
+            remainder = remainder.wrapping_sub(d);
+            quotient |= 1;
+        }
+    }
+    quotient
+}
+
+/// The 256-bit product of two u128 as (high, low) halves.
+fn widening_mul(a: u128, b: u128) -> (u128, u128) {
+    let mask = u128::from(u64::MAX);
+    let (a_high, a_low) = (a >> 64, a & mask);
+    let (b_high, b_low) = (b >> 64, b & mask);
+    let low_low = a_low * b_low;
+    let low_high = a_low * b_high;
+    let high_low = a_high * b_low;
+    let middle = (low_low >> 64) + (low_high & mask) + (high_low & mask);
+    let low = (low_low & mask) | (middle << 64);
+    let high = a_high * b_high + (low_high >> 64) + (high_low >> 64) + (middle >> 64);
+    (high, low)
+}
+
+// Sums saturate: ~1.7e20 currency units is past any real shop, but absurd input must
+// not wrap into a wrong sign (release) or panic (debug).
 impl std::ops::Add for Exact {
     type Output = Exact;
     fn add(self, other: Exact) -> Exact {
-        Exact(self.0 + other.0)
+        Exact(self.0.saturating_add(other.0))
     }
 }
 
 impl std::ops::AddAssign for Exact {
     fn add_assign(&mut self, other: Exact) {
-        self.0 += other.0;
+        self.0 = self.0.saturating_add(other.0);
     }
 }
 
 impl std::ops::Sub for Exact {
     type Output = Exact;
     fn sub(self, other: Exact) -> Exact {
-        Exact(self.0 - other.0)
+        Exact(self.0.saturating_sub(other.0))
     }
 }
 
@@ -192,6 +246,29 @@ mod tests {
         assert_eq!(cents("0.1251"), Ok(13));
         assert_eq!(cents("-0.125"), Ok(-12));
         assert_eq!(cents("-0.135"), Ok(-14));
+    }
+
+    #[test]
+    fn money_scaling_of_absurd_amounts_is_exact_or_saturates_never_overflows() {
+        // The largest order (10^14 units, 4 decimals) and the largest line (u32::MAX of
+        // the largest price): the product is past i128.
+        let net = Money(999_999_999_999_999_999).to_exact();
+        let line = i128::from(u32::MAX) * 999_999_999_999_999_999;
+        assert_eq!(net.scale(line, line), net, "a single line gets the whole net");
+        assert_eq!(net.scale(line, line * 2), Exact(net.0 / 2), "half of it");
+        // Worked out with Python's integers: (a * b + d // 2) // d.
+        let (a, b, d) =
+            (99_999_999_999_999_999_900_000_000_000_000i128, 4_294_967_295_000_000_000_000_000_000i128, 7i128);
+        assert_eq!(Exact(a).scale(b, d), Exact(i128::MAX), "past i128: saturated");
+        assert_eq!(
+            Exact(a).scale(b, 100_000_000_000_000_000_000_000_000_000),
+            Exact(4_294_967_294_999_999_995_705_032_705_000)
+        );
+        assert_eq!(
+            Exact(-a).scale(b, 100_000_000_000_000_000_000_000_000_000).0,
+            -4_294_967_294_999_999_995_705_032_705_000
+        );
+        assert_eq!(Exact(i128::MAX) + Exact(1), Exact(i128::MAX));
     }
 
     #[test]

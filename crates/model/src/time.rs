@@ -19,9 +19,7 @@ pub fn parse_timestamp(value: &Value) -> Result<i64, String> {
                 (None, Some(float)) if float.fract() == 0.0 && float.abs() < 9.0e15 => float as i64,
                 _ => return Err("expected integer milliseconds since the Unix epoch".to_string()),
             };
-            Timestamp::from_millisecond(millis)
-                .map(|_| millis)
-                .map_err(|_| "milliseconds out of the supported range".to_string())
+            check_millis(millis)
         }
         Value::String(text) => text
             .parse::<Timestamp>()
@@ -29,6 +27,14 @@ pub fn parse_timestamp(value: &Value) -> Result<i64, String> {
             .map_err(|_| "expected an RFC 3339 timestamp with offset, like 2024-05-01T12:00:00Z".to_string()),
         _ => Err("expected an RFC 3339 string or integer milliseconds".to_string()),
     }
+}
+
+/// The instant, when it lies in the supported range (years -9999 to 9999): what every
+/// stored `ts` must satisfy, also after the collector corrected it for clock skew.
+pub fn check_millis(millis: i64) -> Result<i64, String> {
+    Timestamp::from_millisecond(millis)
+        .map(|_| millis)
+        .map_err(|_| "milliseconds out of the supported range".to_string())
 }
 
 /// RFC 3339 UTC with milliseconds, as reports show times.

@@ -178,12 +178,15 @@ impl ReportParams {
             text.parse().map_err(|_| ParamError(format!("{} {text:?} is not a date like 2024-05-31", flag(name))))
         };
         let (from, to) = (date("from", &self.from)?, date("to", &self.to)?);
-        Ok(Query {
+        let query = Query {
             model,
             page_type: self.page_type.clone(),
             placement: self.placement.clone(),
             kind,
             ..Query::new(from, to, time_zone, &record.timezone, &record.currency)
-        })
+        };
+        // An empty or too long range is the asker's to fix, found before any work.
+        upshot_engine::query::Window::resolve(&query).map_err(|error| ParamError(error.to_string()))?;
+        Ok(query)
     }
 }

@@ -390,12 +390,8 @@ async fn show(
         },
         None => both.await,
     };
-    let current = current.unwrap_or_else(|error| {
-        Err(crate::error::ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("computing the report failed: {error}"),
-        ))
-    });
+    let current =
+        current.unwrap_or_else(|error| Err(crate::error::ApiError::internal("computing the report failed", error)));
     let current = match current {
         Ok(report) => report,
         Err(error) => {

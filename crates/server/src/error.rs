@@ -17,6 +17,13 @@ impl ApiError {
         ApiError { status, message: message.into(), retry_after: None }
     }
 
+    /// A 500: the detail (which may name files and paths of the server) goes to the
+    /// log for the operator, never to the client.
+    pub fn internal(what: &str, detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%detail, "{what}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}; the server's log says why"))
+    }
+
     pub fn retry_after(mut self, seconds: u64) -> ApiError {
         self.retry_after = Some(seconds);
         self

@@ -335,16 +335,19 @@ pub(crate) async fn ingest_body(
 
 /// Parses off the async threads: a large body takes milliseconds.
 async fn run_parse<T: Send + 'static>(parse: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(parse)
-        .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("parsing the batch failed: {error}")))
+    tokio::task::spawn_blocking(parse).await.map_err(|error| ApiError::internal("parsing the batch failed", error))
 }
 
 /// Collector rules on a valid event: clock-skew correction, the future limit, and
 /// orders only from the backend when the site says so.
 fn admit(event: &mut Event, authorized: &Authorized, received_at_ms: i64, future_ms_max: i64) -> Result<(), Rejection> {
     if let Some(sent_at) = event.sent_at {
-        event.ts = received_at_ms.saturating_sub(sent_at.saturating_sub(event.ts));
+        let corrected = received_at_ms.saturating_sub(sent_at.saturating_sub(event.ts));
+        // A sent_at far from ts could move it out of what the parser itself accepts.
+        upshot_model::time::check_millis(corrected).map_err(|reason| {
+            Rejection::new("sent_at", format!("correcting ts by it gives an instant out of range ({reason})"))
+        })?;
+        event.ts = corrected;
     }
     if event.ts > received_at_ms.saturating_add(future_ms_max) {
         return Err(Rejection::new(
@@ -398,10 +401,7 @@ pub(crate) async fn append(
                 .retry_after(5)
         })?;
         reply.map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the batch could not be saved ({error}); nothing of it was taken, retry"),
-            )
+            ApiError::internal("the batch could not be saved; nothing of it was taken, retry", error)
         })?
     };
     let mut outcomes = outcomes.into_iter();

@@ -314,7 +314,7 @@ fn too_long(limit: Duration) -> ApiError {
 }
 
 fn failed(error: String) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("computing the report failed: {error}"))
+    ApiError::internal("computing the report failed", error)
 }
 
 /// Computes the reports in one pass, for a request waiting for them, and caches each.

@@ -290,6 +290,8 @@ fn a_report_that_timed_out_keeps_its_place_so_the_limit_bounds_cpu() {
     let mut harness = start(limits, &["shop"]);
     let path = "/v1/sites/shop/report?from=2023-11-01&to=2023-11-14";
     let store = harness.server.as_ref().expect("running").store().clone();
+    // The start's warm-up of the dashboard's views is over once a report is answered.
+    wait_until(|| harness.get(path, &harness.secret("shop")).status == 200);
     let second = {
         // A stalled store stands in for a report that takes long: the first request
         // gives up after its second; its computation goes on, holding the only place.
@@ -304,4 +306,49 @@ fn a_report_that_timed_out_keeps_its_place_so_the_limit_bounds_cpu() {
     wait_until(|| harness.get(path, &harness.secret("shop")).status == 200);
     assert_eq!(harness.get(path, &harness.secret("shop")).status, 200);
     harness.stop_and_read("shop");
+}
+
+#[test]
+fn skew_correction_never_stores_a_ts_the_parser_would_reject() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    // ts at the earliest instant accepted, sent_at at the latest: correcting moves ts
+    // out of the supported range.
+    let event = json!({"event_id": "skewed", "type": "page_view", "ts": -300_000_000_000_000i64,
+        "sent_at": 250_000_000_000_000i64, "visitor_id": "v"});
+    let answer = harness.post(&harness.public("shop"), &event.to_string()).json();
+    assert_eq!(event_statuses(&answer), ["rejected"], "{answer}");
+    assert_eq!(answer["events"][0]["field"], "sent_at");
+    assert!(harness.stop_and_read("shop").is_empty());
+}
+
+#[test]
+fn a_report_range_past_the_limit_is_400_naming_it() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let answer = harness.get("/v1/sites/shop/report?from=2000-01-01&to=2024-01-01", &harness.secret("shop"));
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(answer.text().contains("longer than"), "{}", answer.text());
+    let answer = harness.get("/v1/sites/shop/report?from=2024-01-02&to=2024-01-01", &harness.secret("shop"));
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    harness.stop_and_read("shop");
+}
+
+#[test]
+fn site_json_holding_the_shopify_secret_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let harness = start_configured(Limits::default(), &["shop"], |store| {
+        store.set_site_setting("shop", "shopify_webhook_secret", "whsec-secret").expect("a valid setting");
+    });
+    let path = harness.dir.path().join("sites/shop/site.json");
+    let mode = std::fs::metadata(&path).expect("site.json").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    drop(harness);
+    // A file left world-readable by an earlier version is narrowed when a writer opens the dir.
+    let dir = tempfile::tempdir().expect("a temporary dir");
+    let store = Store::open(dir.path()).expect("opens");
+    store.create_site("shop", "UTC", "USD").expect("created");
+    drop(store);
+    let path = dir.path().join("sites/shop/site.json");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    drop(Store::open(dir.path()).expect("reopens"));
+    assert_eq!(std::fs::metadata(&path).expect("site.json").permissions().mode() & 0o777, 0o600);
 }

@@ -115,7 +115,9 @@ impl Store {
         wal.ensure_next_lsn_at_least(manifest.sealed_through_lsn + 1);
         remove_orphan_segments(&root, &manifest)?;
         let writer = Writer { _lock: lock, wal, recovery, taken_ids: HashMap::new(), appended_since_seal: 0 };
-        Ok(Store { root, manifest, writer: Some(writer), damage: DamageLog::default() })
+        let store = Store { root, manifest, writer: Some(writer), damage: DamageLog::default() };
+        store.restrict_site_files()?;
+        Ok(store)
     }
 
     /// Opens the data dir for reading only: no lock, no repair; a record still being

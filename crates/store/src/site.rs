@@ -8,6 +8,8 @@ use crate::keys::{hash_key, SiteKeys};
 use crate::{io_error, Store, StoreError};
 
 pub(crate) const SITE_FILE: &str = "site.json";
+/// Owner read and write only.
+const SITE_FILE_MODE: u32 = 0o600;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SiteRecord {
@@ -76,15 +78,38 @@ impl Store {
         })
     }
 
-    /// Writes the record atomically (temporary file, fsync, rename).
+    /// Writes the record atomically (temporary file, fsync, rename), readable by its
+    /// owner only: it holds the Shopify webhook secret in clear.
     pub fn save_site(&self, record: &SiteRecord) -> Result<(), StoreError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let dir = self.site_dir(&record.site);
         let path = dir.join(SITE_FILE);
         let temporary = dir.join("site.json.tmp");
         let text = serde_json::to_string_pretty(record).expect("a site record always serializes");
-        std::fs::write(&temporary, text).map_err(io_error(&temporary))?;
-        std::fs::File::open(&temporary).and_then(|file| file.sync_all()).map_err(io_error(&temporary))?;
+        let _ = std::fs::remove_file(&temporary);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(SITE_FILE_MODE)
+            .open(&temporary)
+            .map_err(io_error(&temporary))?;
+        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(io_error(&temporary))?;
         std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
+        Ok(())
+    }
+
+    /// Site files written by versions before 0600 was the rule are narrowed to it.
+    pub(crate) fn restrict_site_files(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        for site in self.site_ids()? {
+            let path = self.site_dir(&site).join(SITE_FILE);
+            let mode = std::fs::metadata(&path).map_err(io_error(&path))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(SITE_FILE_MODE))
+                    .map_err(io_error(&path))?;
+            }
+        }
         Ok(())
     }
 
