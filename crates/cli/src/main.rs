@@ -257,6 +257,9 @@ struct GenArgs {
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Leave out events after this instant (RFC 3339), e.g. the present.
+    #[arg(long)]
+    until: Option<String>,
 }
 
 /// mimalloc: the import and report allocate many small strings across two threads,
@@ -473,6 +476,14 @@ fn gen_options(args: &GenArgs) -> Result<upshot_gen::GenOptions> {
         lift: args.lift,
         currency: args.currency.clone(),
         edge_cases: false,
+        end_ms: match &args.until {
+            Some(text) => Some(
+                text.parse::<jiff::Timestamp>()
+                    .with_context(|| format!("--until {text:?} is not an RFC 3339 instant like 2024-05-31T12:00:00Z"))?
+                    .as_millisecond(),
+            ),
+            None => None,
+        },
     })
 }
 
@@ -523,6 +534,8 @@ fn demo(mut store: Store, visitors: u64, listen: std::net::SocketAddr) -> Result
                 lift: 0.12,
                 currency: "USD".into(),
                 out: Some(path.clone()),
+                // The shop's visitors would come back after today: a demo shows no future.
+                until: Some(jiff::Timestamp::now().to_string()),
             })?;
             import::import_files(&mut store, site, &[path.display().to_string()])?;
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;

@@ -21,6 +21,7 @@ fn shop() -> Vec<Event> {
         lift: 0.1,
         currency: "USD".into(),
         edge_cases: true,
+        end_ms: None,
     })
 }
 

@@ -18,6 +18,7 @@ fn shop() -> Vec<Event> {
         lift: 0.1,
         currency: "USD".into(),
         edge_cases: false,
+        end_ms: None,
     };
     upshot_gen::generate_events(options)
 }

@@ -166,17 +166,35 @@ impl ReportPlan<'_> {
             .collect()
     }
 
-    /// Each query's range as instants: start, end, the previous period's start, and the
-    /// local midnight of every date in range.
-    pub fn windows(&self) -> Vec<(i64, i64, i64, Vec<i64>)> {
+    /// Each query's range as instants (start, end, the previous period's start, the
+    /// local midnight of every date in range, the active counts' end).
+    pub fn windows(&self) -> Vec<WindowInstants> {
         self.queries()
             .map(|(_, window)| {
                 let mut day_starts = window.day_starts.clone();
                 day_starts.pop();
-                (window.start, window.end, window.previous_start, day_starts)
+                WindowInstants {
+                    start: window.start,
+                    end: window.end,
+                    previous_start: window.previous_start,
+                    day_starts,
+                    active_end: window.active_end,
+                }
             })
             .collect()
     }
+}
+
+/// A query's range as instants, for a backend computing figures next to the data.
+#[derive(Debug, Clone)]
+pub struct WindowInstants {
+    pub start: i64,
+    pub end: i64,
+    pub previous_start: i64,
+    /// Local midnight of every date in range.
+    pub day_starts: Vec<i64>,
+    /// Where the 24 hours of the active counts end.
+    pub active_end: i64,
 }
 
 impl Worker {

@@ -33,6 +33,11 @@ pub struct Query {
     pub page_type: Option<String>,
     pub placement: Option<String>,
     pub kind: Option<Kind>,
+    /// The present, when the caller knows it (the engine reads no clock): the active
+    /// counts of a range that ends after it take the 24 hours before it rather than
+    /// before the range's end, which lie partly in the future. `None`: the range's end
+    /// (SPEC section 8, what `upshot report` does).
+    pub now_ms: Option<i64>,
 }
 
 impl Query {
@@ -48,6 +53,7 @@ impl Query {
             page_type: None,
             placement: None,
             kind: None,
+            now_ms: None,
         }
     }
 
@@ -67,6 +73,9 @@ pub struct Window {
     /// Local midnights of every date in range, then the end: `days + 1` entries.
     pub day_starts: Vec<i64>,
     pub dates: Vec<Date>,
+    /// Where the 24 hours of the active counts end: the range's end, or the present
+    /// when that comes first.
+    pub active_end: i64,
 }
 
 impl Window {
@@ -94,12 +103,14 @@ impl Window {
         dates.pop();
         let previous_from =
             from.checked_sub(jiff::Span::new().days(days)).map_err(|_| QueryError::RangeTooLong { from, to })?;
+        let end = day_starts[days as usize];
         Ok(Window {
             start: day_starts[0],
-            end: day_starts[days as usize],
+            end,
             previous_start: midnight(previous_from)?,
             day_starts,
             dates,
+            active_end: query.now_ms.map_or(end, |now| now.min(end)),
         })
     }
 

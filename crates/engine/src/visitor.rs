@@ -363,8 +363,8 @@ impl Context<'_> {
     /// sequence starts, active counts, visitors.
     fn count_events(&self, scratch: &mut Scratch, totals: &mut Totals) {
         let window = self.window;
-        let active_from = window.end - ACTIVE_WINDOW_MS;
-        let is_active = |ts: i64| active_from <= ts && ts < window.end;
+        let active_from = window.active_end - ACTIVE_WINDOW_MS;
+        let is_active = |ts: i64| active_from <= ts && ts < window.active_end;
         let mut visitor_seen = false;
         let mut recommendation_visitor = false;
         scratch.session_actions.clear();

@@ -16,6 +16,7 @@ fn companions_in_one_pass_equal_their_reports_alone() {
         lift: 0.1,
         currency: "USD".into(),
         edge_cases: true,
+        end_ms: None,
     });
     let dataset = Dataset::from_events(&events);
     let settings = Settings::default();

@@ -25,3 +25,24 @@ pub fn generate_events(options: GenOptions) -> Vec<Event> {
     });
     events
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_generates_no_event_in_the_future() {
+        let start_ms = 1_714_521_600_000;
+        let end_ms = start_ms + 20 * 86_400_000;
+        let unbounded = generate_events(GenOptions { visitors: 300, days: 20, start_ms, ..GenOptions::default() });
+        assert!(unbounded.iter().any(|event| event.ts > end_ms), "visitors come back after the period");
+        let bounded = generate_events(GenOptions {
+            visitors: 300,
+            days: 20,
+            start_ms,
+            end_ms: Some(end_ms),
+            ..GenOptions::default()
+        });
+        assert!(!bounded.is_empty() && bounded.iter().all(|event| event.ts <= end_ms));
+    }
+}

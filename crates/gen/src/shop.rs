@@ -22,6 +22,9 @@ pub struct GenOptions {
     /// Crowd events onto the rules' edges (gaps of exactly 30 minutes, windows to the
     /// millisecond, equal timestamps), for tests rather than for realism.
     pub edge_cases: bool,
+    /// No event after this instant: a shop's data never lies in the future (the demo
+    /// passes the present; visitors' later sessions would otherwise run past it).
+    pub end_ms: Option<i64>,
 }
 
 impl Default for GenOptions {
@@ -34,6 +37,7 @@ impl Default for GenOptions {
             lift: 0.1,
             currency: "USD".to_string(),
             edge_cases: false,
+            end_ms: None,
         }
     }
 }
@@ -161,8 +165,15 @@ impl Generator {
 
     /// Generates every visitor, calling `sink` with each event in turn.
     pub fn run(&mut self, mut sink: impl FnMut(Value)) {
+        let end_ms = self.options.end_ms;
+        let mut within = |value: Value| {
+            let ts = value.get("ts").and_then(|ts| upshot_model::time::parse_timestamp(ts).ok());
+            if end_ms.is_none_or(|end| ts.is_some_and(|ts| ts <= end)) {
+                sink(value);
+            }
+        };
         for visitor in 0..self.options.visitors {
-            self.visitor_events(visitor, &mut sink);
+            self.visitor_events(visitor, &mut within);
         }
     }
 

@@ -138,8 +138,14 @@ pub fn reports_in_cluster(
     let windows = plan.windows();
     // The queries by filter: each group is one SQL query with one range per query.
     let mut groups: Vec<(FactsQuery, Vec<usize>)> = Vec::new();
-    for (index, (query, (start_ms, end_ms, previous_start_ms, day_starts))) in queries.iter().zip(windows).enumerate() {
-        let range = FactsRange { start_ms, end_ms, previous_start_ms, day_starts };
+    for (index, (query, window)) in queries.iter().zip(windows).enumerate() {
+        let range = FactsRange {
+            start_ms: window.start,
+            end_ms: window.end,
+            previous_start_ms: window.previous_start,
+            day_starts: window.day_starts,
+            active_end_ms: window.active_end,
+        };
         let filter = (&query.page_type, &query.placement, query.kind);
         match groups.iter_mut().find(|(group, _)| (&group.page_type, &group.placement, group.kind) == filter) {
             Some((group, members)) => {

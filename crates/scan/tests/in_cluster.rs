@@ -25,6 +25,7 @@ fn shop(seed: u64, start_ms: i64) -> Vec<Event> {
         lift: 0.1,
         currency: "USD".into(),
         edge_cases: true,
+        end_ms: None,
     })
 }
 

@@ -39,6 +39,7 @@ fn bodies(events: usize, batch: usize) -> Vec<Arc<Vec<u8>>> {
         lift: 0.1,
         currency: "USD".into(),
         edge_cases: false,
+        end_ms: None,
     };
     let mut lines = Vec::with_capacity(events);
     upshot_gen::Generator::new(options).run(|value| {

@@ -317,6 +317,7 @@ fn query_for(
     }
     .query(record, str::to_string)
     .ok()
+    .map(|query| upshot_engine::Query { now_ms: Some(jiff::Timestamp::now().as_millisecond()), ..query })
 }
 
 async fn show(

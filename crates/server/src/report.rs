@@ -68,9 +68,10 @@ async fn report(
         other => return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("format {other:?} is not json or csv"))),
     };
     let record = authorized.site.clone();
-    let engine_query = params
+    let mut engine_query = params
         .query(&record, str::to_string)
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.to_string()))?;
+    engine_query.now_ms = Some(jiff::Timestamp::now().as_millisecond());
     // The API answers from the data as it is now: an acknowledged event is in it.
     let report = compute_now(state, record, vec![engine_query]).await?.swap_remove(0);
     let body = upshot_report::render(&report, format);
@@ -177,8 +178,11 @@ impl ReportCache {
     }
 }
 
+/// A report's cache key: its query without the present (which every view carries:
+/// a cached report's active counts are as old as the report, a few minutes at most).
 fn cache_key(site: &str, query: &upshot_engine::Query) -> CacheKey {
-    (site.to_string(), format!("{query:?}"))
+    let timeless = upshot_engine::Query { now_ms: None, ..query.clone() };
+    (site.to_string(), format!("{timeless:?}"))
 }
 
 /// Computes those of the site's reports for `queries` that are neither cached nor being

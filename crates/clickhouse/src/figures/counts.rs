@@ -269,7 +269,7 @@ fn session_target_facts(range: &FactsRange, index: usize) -> String {
 /// Active placements, experiments and journeys (the 24 hours before the range's end),
 /// journey events and sequence starts in range (no filter applies to those two).
 fn other_facts(range: &FactsRange, index: usize) -> Vec<String> {
-    let end = range.end_ms;
+    let end = range.active_end_ms;
     let active = |t: &str| format!("({t} >= {} AND {t} < {end})", end - 86_400_000);
     let place = |kind: FactKind| FactPlace { kind, range: index, day: "0" };
     let n = |name: &str| event_field("x", name);

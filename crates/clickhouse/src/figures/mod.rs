@@ -29,6 +29,8 @@ pub struct FactsRange {
     pub end_ms: i64,
     pub previous_start_ms: i64,
     pub day_starts: Vec<i64>,
+    /// Where the 24 hours of the active counts end (the range's end, or the present).
+    pub active_end_ms: i64,
 }
 
 /// What the figures are asked for: a site, its settings, the report's filter, and one
@@ -335,12 +337,19 @@ mod tests {
         FactsQuery {
             site: site.into(),
             ranges: vec![
-                FactsRange { start_ms: 0, end_ms: 86_400_000, previous_start_ms: -86_400_000, day_starts: vec![0] },
+                FactsRange {
+                    start_ms: 0,
+                    end_ms: 86_400_000,
+                    previous_start_ms: -86_400_000,
+                    day_starts: vec![0],
+                    active_end_ms: 86_400_000,
+                },
                 FactsRange {
                     start_ms: -86_400_000,
                     end_ms: 0,
                     previous_start_ms: -172_800_000,
                     day_starts: vec![-86_400_000],
+                    active_end_ms: 0,
                 },
             ],
             settings: Settings::default(),
