@@ -352,3 +352,25 @@ fn site_json_holding_the_shopify_secret_is_readable_by_its_owner_only() {
     drop(Store::open(dir.path()).expect("reopens"));
     assert_eq!(std::fs::metadata(&path).expect("site.json").permissions().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn the_tracker_is_served_gzipped_with_an_etag_that_revalidates() {
+    use std::io::Read;
+    let mut harness = start(Limits::default(), &["shop"]);
+    let plain = request(harness.address(), "GET", "/t.js", &[], b"");
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-encoding"), None, "no gzip for a client that did not ask");
+    let etag = plain.header("etag").expect("an ETag").to_string();
+    let zipped = request(harness.address(), "GET", "/t.js", &[("Accept-Encoding", "br, gzip;q=0.8")], b"");
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    assert!(zipped.body.len() * 2 < plain.body.len(), "{} vs {} bytes", zipped.body.len(), plain.body.len());
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(zipped.body.as_slice()).read_to_end(&mut unzipped).expect("gzip");
+    assert_eq!(unzipped, plain.body);
+    let again = request(harness.address(), "GET", "/t.js", &[("If-None-Match", &etag)], b"");
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    let refused = request(harness.address(), "GET", "/t.js", &[("Accept-Encoding", "gzip;q=0")], b"");
+    assert_eq!(refused.header("content-encoding"), None);
+    harness.stop_and_read("shop");
+}
