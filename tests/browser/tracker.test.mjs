@@ -105,7 +105,11 @@ await test("the report shows exactly what the shopper saw, clicked and bought", 
     window.upshot("addToCart", { item: "p2", quantity: 1, price: "19.90" });
     window.upshot("order", { order_id: "o-1", revenue: "19.90", currency: "USD", items: [{ item: "p2", quantity: 1, price: "19.90" }] });
   });
-  await page.close({ runBeforeUnload: true }); // pagehide: the rest goes by sendBeacon
+  // pagehide: the rest goes by sendBeacon. page.close with runBeforeUnload does not
+  // wait for the page to go; closing the context at once could cut the beacon off.
+  const closed = page.waitForEvent("close");
+  await page.close({ runBeforeUnload: true });
+  await closed;
   await context.close();
   const final = await reportWhen(upshot, (r) => r.overview.orders === 1 && placement(r, "similar")?.clicks === 1);
 

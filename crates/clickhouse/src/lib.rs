@@ -68,7 +68,7 @@ pub fn read_shard_events(node: &Node, site: &str) -> Result<Vec<Event>, ClickHou
     let mut reader = rows::RowReader::new(node.execute_reader(&query)?);
     let mut events = Vec::new();
     while let Some((_, event)) =
-        reader.next_event().map_err(|reason| ClickHouseError::BadRow { node: node.url(), reason })?
+        reader.next_event().map_err(|error| ClickHouseError::BadRow { node: node.url(), reason: error.to_string() })?
     {
         events.push(event);
     }
@@ -112,7 +112,9 @@ pub fn stream_site_visitors(
     let mut events: Vec<Event> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     loop {
-        let next = reader.next_event().map_err(|reason| ClickHouseError::BadRow { node: node.url(), reason })?;
+        let next = reader
+            .next_event()
+            .map_err(|error| ClickHouseError::BadRow { node: node.url(), reason: error.to_string() })?;
         let Some((_, event)) = next else { break };
         let visitor = event.visitor_id.as_deref().unwrap_or("");
         if visitor != current {

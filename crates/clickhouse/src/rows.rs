@@ -189,6 +189,31 @@ const STRING_BYTES_MAX: u64 = 16 << 20;
 /// Reads RowBinary rows (columns in `schema::COLUMNS` order) back into events. The rows
 /// were validated before they were written; the reader still checks what it decodes
 /// (enumerations, UTF-8, lengths) and names the column at fault.
+/// Why a row of ClickHouse's answer could not be read back as an event.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    #[error("column {column}: {source}")]
+    Read { column: String, source: std::io::Error },
+    #[error("column {column}: varint too long")]
+    VarintTooLong { column: String },
+    #[error("column {column}: a string of {bytes} bytes")]
+    TooLong { column: String, bytes: u64 },
+    #[error("column {column}: not UTF-8")]
+    NotUtf8 { column: String },
+    #[error("column {column}: {value:?} is not a value upshot writes")]
+    Value { column: &'static str, value: String },
+    #[error("column {column}: NULL in a {event_type}")]
+    Null { column: &'static str, event_type: &'static str },
+    #[error("columns line_*: arrays of different lengths")]
+    LineArrays,
+}
+
+impl RowError {
+    fn value(column: &'static str, value: &str) -> RowError {
+        RowError::Value { column, value: value.to_string() }
+    }
+}
+
 pub struct RowReader<R> {
     input: R,
 }
@@ -198,13 +223,13 @@ impl<R: std::io::Read> RowReader<R> {
         RowReader { input }
     }
 
-    fn bytes<const N: usize>(&mut self, column: &str) -> Result<[u8; N], String> {
+    fn bytes<const N: usize>(&mut self, column: &str) -> Result<[u8; N], RowError> {
         let mut buffer = [0u8; N];
-        self.input.read_exact(&mut buffer).map_err(|error| format!("column {column}: {error}"))?;
+        self.input.read_exact(&mut buffer).map_err(|source| RowError::Read { column: column.to_string(), source })?;
         Ok(buffer)
     }
 
-    fn varint(&mut self, column: &str) -> Result<u64, String> {
+    fn varint(&mut self, column: &str) -> Result<u64, RowError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let [byte] = self.bytes::<1>(column)?;
@@ -213,20 +238,20 @@ impl<R: std::io::Read> RowReader<R> {
                 return Ok(value);
             }
         }
-        Err(format!("column {column}: varint too long"))
+        Err(RowError::VarintTooLong { column: column.to_string() })
     }
 
-    fn string(&mut self, column: &str) -> Result<String, String> {
+    fn string(&mut self, column: &str) -> Result<String, RowError> {
         let length = self.varint(column)?;
         if length > STRING_BYTES_MAX {
-            return Err(format!("column {column}: a string of {length} bytes"));
+            return Err(RowError::TooLong { column: column.to_string(), bytes: length });
         }
         let mut buffer = vec![0u8; length as usize];
-        self.input.read_exact(&mut buffer).map_err(|error| format!("column {column}: {error}"))?;
-        String::from_utf8(buffer).map_err(|_| format!("column {column}: not UTF-8"))
+        self.input.read_exact(&mut buffer).map_err(|source| RowError::Read { column: column.to_string(), source })?;
+        String::from_utf8(buffer).map_err(|_| RowError::NotUtf8 { column: column.to_string() })
     }
 
-    fn optional_string(&mut self, column: &str) -> Result<Option<String>, String> {
+    fn optional_string(&mut self, column: &str) -> Result<Option<String>, RowError> {
         let [null] = self.bytes::<1>(column)?;
         if null == 1 {
             Ok(None)
@@ -235,15 +260,15 @@ impl<R: std::io::Read> RowReader<R> {
         }
     }
 
-    fn i64(&mut self, column: &str) -> Result<i64, String> {
+    fn i64(&mut self, column: &str) -> Result<i64, RowError> {
         Ok(i64::from_le_bytes(self.bytes::<8>(column)?))
     }
 
-    fn u32(&mut self, column: &str) -> Result<u32, String> {
+    fn u32(&mut self, column: &str) -> Result<u32, RowError> {
         Ok(u32::from_le_bytes(self.bytes::<4>(column)?))
     }
 
-    fn optional_i64(&mut self, column: &str) -> Result<Option<i64>, String> {
+    fn optional_i64(&mut self, column: &str) -> Result<Option<i64>, RowError> {
         let [null] = self.bytes::<1>(column)?;
         if null == 1 {
             Ok(None)
@@ -252,18 +277,18 @@ impl<R: std::io::Read> RowReader<R> {
         }
     }
 
-    fn strings(&mut self, column: &str) -> Result<Vec<String>, String> {
+    fn strings(&mut self, column: &str) -> Result<Vec<String>, RowError> {
         let count = self.varint(column)?;
         (0..count).map(|_| self.string(column)).collect()
     }
 
     /// The next row's site and event, or `None` at the end of the answer.
-    pub fn next_event(&mut self) -> Result<Option<(String, Event)>, String> {
+    pub fn next_event(&mut self) -> Result<Option<(String, Event)>, RowError> {
         let mut first = [0u8; 1];
         match self.input.read(&mut first) {
             Ok(0) => return Ok(None),
             Ok(_) => {}
-            Err(error) => return Err(format!("column site: {error}")),
+            Err(source) => return Err(RowError::Read { column: "site".into(), source }),
         }
         // The site's length varint began with the byte just read.
         let site = {
@@ -277,11 +302,11 @@ impl<R: std::io::Read> RowReader<R> {
                 byte = next;
             }
             if length > STRING_BYTES_MAX {
-                return Err(format!("column site: a string of {length} bytes"));
+                return Err(RowError::TooLong { column: "site".into(), bytes: length });
             }
             let mut buffer = vec![0u8; length as usize];
-            self.input.read_exact(&mut buffer).map_err(|error| format!("column site: {error}"))?;
-            String::from_utf8(buffer).map_err(|_| "column site: not UTF-8".to_string())?
+            self.input.read_exact(&mut buffer).map_err(|source| RowError::Read { column: "site".into(), source })?;
+            String::from_utf8(buffer).map_err(|_| RowError::NotUtf8 { column: "site".into() })?
         };
         let _day = self.bytes::<2>("day")?;
         let visitor_id = self.string("visitor_id")?;
@@ -324,7 +349,7 @@ impl<R: std::io::Read> RowReader<R> {
         let sent_at = self.optional_i64("sent_at")?;
 
         use upshot_model::{Action, JourneyAction, Kind, Money, OrderLine, PlacementAttributes};
-        let kind_of = |text: &str| Kind::parse(text).ok_or_else(|| format!("column kind: {text:?}"));
+        let kind_of = |text: &str| Kind::parse(text).ok_or_else(|| RowError::value("kind", text));
         let attributes = PlacementAttributes {
             impression_id,
             campaign: campaign.clone(),
@@ -338,19 +363,21 @@ impl<R: std::io::Read> RowReader<R> {
             "interaction" => Body::Interaction {
                 placement,
                 kind: kind_of(&kind)?,
-                action: Action::parse(&action).ok_or_else(|| format!("column action: {action:?}"))?,
+                action: Action::parse(&action).ok_or_else(|| RowError::value("action", &action))?,
                 item,
                 attributes,
             },
-            "product_view" => Body::ProductView { item: item.ok_or("column item: NULL in a product_view")? },
+            "product_view" => {
+                Body::ProductView { item: item.ok_or(RowError::Null { column: "item", event_type: "product_view" })? }
+            }
             "add_to_cart" => Body::AddToCart {
-                item: item.ok_or("column item: NULL in an add_to_cart")?,
+                item: item.ok_or(RowError::Null { column: "item", event_type: "add_to_cart" })?,
                 quantity,
                 price: price.map(Money),
             },
             "order" => {
                 if line_items.len() != line_quantities.len() || line_items.len() != line_prices.len() {
-                    return Err("columns line_*: arrays of different lengths".into());
+                    return Err(RowError::LineArrays);
                 }
                 let lines = line_items
                     .into_iter()
@@ -371,14 +398,15 @@ impl<R: std::io::Read> RowReader<R> {
             "goal" => Body::Goal { goal, value: value.map(Money) },
             "journey" => Body::Journey {
                 journey,
-                action: JourneyAction::parse(&action).ok_or_else(|| format!("column action: {action:?}"))?,
+                action: JourneyAction::parse(&action).ok_or_else(|| RowError::value("action", &action))?,
                 channel,
                 run_id,
             },
-            "sequence_start" => {
-                Body::SequenceStart { sequence: sequence.ok_or("column sequence: NULL in a sequence_start")?, campaign }
-            }
-            other => return Err(format!("column type: {other:?}")),
+            "sequence_start" => Body::SequenceStart {
+                sequence: sequence.ok_or(RowError::Null { column: "sequence", event_type: "sequence_start" })?,
+                campaign,
+            },
+            other => return Err(RowError::value("type", other)),
         };
         let visitor_id = (!visitor_id.is_empty()).then_some(visitor_id);
         Ok(Some((

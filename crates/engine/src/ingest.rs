@@ -5,7 +5,7 @@
 use rustc_hash::FxHashMap as HashMap;
 
 use upshot_model::{Event, Kind};
-use upshot_store::segment::{BucketColumns, Row, RowAttributes, RowBody, RowLine, RowReader};
+use upshot_store::segment::{BucketColumns, DecodeError, Row, RowAttributes, RowBody, RowLine, RowReader};
 
 use crate::dataset::{Dictionary, Ev, Line, Payload, PlacementId, PlacementTouch, Span, Sym, VisitorEvents, NONE};
 use crate::orders::OrderBook;
@@ -136,7 +136,7 @@ impl VisitorEvents {
 
 /// Adds a bucket's orders and refunds (loaded with `ColumnSet::OrdersAndRefunds` or
 /// more) to the book.
-pub fn add_bucket_to_order_book(book: &mut OrderBook, bucket: &BucketColumns) -> Result<(), String> {
+pub fn add_bucket_to_order_book(book: &mut OrderBook, bucket: &BucketColumns) -> Result<(), DecodeError> {
     let mut refunds = Vec::new();
     bucket.for_each_order_fact(
         |order_id, ts, event_id| book.add_order(order_id, ts, event_id),
@@ -164,7 +164,7 @@ pub fn run_bucket(
     book: &OrderBook,
     buckets: &[BucketColumns],
     tail: &[Event],
-) -> Result<(), String> {
+) -> Result<(), DecodeError> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let mut sources = Vec::with_capacity(buckets.len());

@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(parse(&array, 10), Err(BatchError::TooManyEvents { max: 10 }));
         let lines = vec!["{}"; 100_000].join("\n");
         assert_eq!(parse(&lines, 10), Err(BatchError::TooManyEvents { max: 10 }));
-        assert_eq!(parse(&format!("[{}]", vec!["{}"; 10].join(",")), 10).expect("ten").len(), 10);
+        assert_eq!(parse(&format!("[{}]", ["{}"; 10].join(",")), 10).expect("ten").len(), 10);
     }
 
     #[test]

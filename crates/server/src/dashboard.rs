@@ -153,8 +153,8 @@ pub async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignIn>,
 ) -> Response {
-    if let Err(refusal) = same_origin(&headers) {
-        return refusal;
+    if !same_origin(&headers) {
+        return cross_site_refusal();
     }
     let site = form.site.trim();
     let client = peer.ip();
@@ -204,8 +204,8 @@ pub async fn sign_in(
 }
 
 pub async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = same_origin(&headers) {
-        return refusal;
+    if !same_origin(&headers) {
+        return cross_site_refusal();
     }
     if let Some(token) = session_token(&headers) {
         state.sessions.remove(&token);
@@ -219,22 +219,23 @@ pub async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 /// posting it from another site's page says so in `Origin` (or, failing that,
 /// `Referer`), which must name this server's host (`X-Forwarded-Host` behind a proxy).
 /// A request with neither (a script, curl) is not a browser being tricked, and passes.
-fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
+fn same_origin(headers: &HeaderMap) -> bool {
     let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let Some(source) = text("origin").or_else(|| text("referer")) else {
-        return Ok(());
+        return true;
     };
     let host = text("x-forwarded-host").or_else(|| text("host")).unwrap_or_default();
     let source_host = source.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
-    if !host.is_empty() && source_host.eq_ignore_ascii_case(host) {
-        return Ok(());
-    }
-    Err(problem(
+    !host.is_empty() && source_host.eq_ignore_ascii_case(host)
+}
+
+fn cross_site_refusal() -> Response {
+    problem(
         StatusCode::FORBIDDEN,
         "Sign-in refused",
         "This form was sent from another site's page. Open the dashboard's own sign-in page and try again.",
         "/signin",
-    ))
+    )
 }
 
 #[derive(Deserialize)]

@@ -68,6 +68,8 @@ pub async fn preflight() -> Response {
 
 fn add_cors(headers: &mut HeaderMap) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    // The tracker honours Retry-After on 429 and 503: a page may read it only if told so.
+    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Retry-After"));
 }
 
 pub async fn post_events(

@@ -16,7 +16,7 @@ fn bucket_event_ids(file: &SegmentFile, bucket: u32, ids: &mut IdSet) -> Result<
             .for_each_event_id(|event_id, role| {
                 ids.insert(digest(event_id, role));
             })
-            .map_err(|reason| StoreError::CorruptSegment { path: file.path.clone(), reason })?;
+            .map_err(|reason| StoreError::CorruptSegment { path: file.path.clone(), reason: reason.to_string() })?;
     }
     Ok(())
 }

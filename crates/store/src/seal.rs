@@ -36,19 +36,39 @@ pub fn utc_day(ts: i64) -> String {
 /// (`segment::encode_block`); records of the first format hold canonical NDJSON there.
 pub(crate) const BLOCK_PAYLOAD: u8 = 2;
 
+/// Why a log record (checksummed, so written by a bug or by something else) cannot be
+/// read as events.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RecordError {
+    #[error("a log record without its site line")]
+    NoSiteLine,
+    #[error("a site line that is not UTF-8")]
+    SiteNotUtf8,
+    #[error("event {number}: not UTF-8")]
+    LineNotUtf8 { number: usize },
+    #[error("event {number}: {rejection}")]
+    Rejected { number: usize, rejection: upshot_model::Rejection },
+    #[error(transparent)]
+    Block(#[from] crate::segment::DecodeError),
+}
+
 /// Decodes a log record into its site and events.
-pub(crate) fn record_events<'a>(payload: &'a [u8], context: &ParseContext) -> Result<(&'a str, Vec<Event>), String> {
-    let newline = payload.iter().position(|&byte| byte == b'\n').ok_or("a log record without its site line")?;
-    let site = std::str::from_utf8(&payload[..newline]).map_err(|_| "a site line that is not UTF-8")?;
+pub(crate) fn record_events<'a>(
+    payload: &'a [u8],
+    context: &ParseContext,
+) -> Result<(&'a str, Vec<Event>), RecordError> {
+    let newline = payload.iter().position(|&byte| byte == b'\n').ok_or(RecordError::NoSiteLine)?;
+    let site = std::str::from_utf8(&payload[..newline]).map_err(|_| RecordError::SiteNotUtf8)?;
     let rest = &payload[newline + 1..];
     let mut events = Vec::new();
     match rest.split_first() {
         Some((&BLOCK_PAYLOAD, block)) => decode_block(block, &mut events)?,
         _ => {
             for (index, line) in rest.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()).enumerate() {
-                let line = std::str::from_utf8(line).map_err(|_| format!("event {}: not UTF-8", index + 1))?;
+                let number = index + 1;
+                let line = std::str::from_utf8(line).map_err(|_| RecordError::LineNotUtf8 { number })?;
                 let event =
-                    parse_event_line(line, context).map_err(|rejection| format!("event {}: {rejection}", index + 1))?;
+                    parse_event_line(line, context).map_err(|rejection| RecordError::Rejected { number, rejection })?;
                 events.push(event);
             }
         }

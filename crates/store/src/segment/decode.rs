@@ -96,7 +96,7 @@ impl BucketColumns {
     }
 
     /// A block of uncompressed columns as `encode_block` writes them.
-    pub(super) fn from_block(bytes: &[u8]) -> Result<BucketColumns, String> {
+    pub(super) fn from_block(bytes: &[u8]) -> Result<BucketColumns, DecodeError> {
         let mut cursor = Cursor { bytes, position: 0, name: "block" };
         let events = cursor.varint()?;
         let visitors = cursor.varint()?;
@@ -115,7 +115,8 @@ impl BucketColumns {
             columns.push(column);
         }
         let info = BucketInfo { bucket: 0, events, visitors, min_ts, columns: infos };
-        let dictionary = dictionary_of(&columns[STRINGS]).map_err(|_| "block strings: invalid UTF-8".to_string())?;
+        let dictionary = dictionary_of(&columns[STRINGS])
+            .map_err(|_| DecodeError::InvalidUtf8 { column: "block strings".into() })?;
         let names = info.columns.iter().map(|column| column.name.clone()).collect();
         Ok(BucketColumns { columns, names, dictionary, set: ColumnSet::All, info })
     }
@@ -127,7 +128,7 @@ impl BucketColumns {
         &self,
         mut order: impl FnMut(&[u8], i64, &[u8]),
         mut refund: impl FnMut(&[u8], Option<i64>, bool),
-    ) -> Result<(), String> {
+    ) -> Result<(), DecodeError> {
         let column = BODIES + ORDER_TYPE as usize;
         let mut cursor = Cursor { bytes: &self.columns[column], position: 0, name: "body.order" };
         while cursor.position < cursor.bytes.len() {
@@ -165,7 +166,7 @@ impl BucketColumns {
     }
 
     /// Calls `visit` with every row's event id and the key it was sent with, in row order.
-    pub fn for_each_event_id(&self, mut visit: impl FnMut(&[u8], KeyRole)) -> Result<(), String> {
+    pub fn for_each_event_id(&self, mut visit: impl FnMut(&[u8], KeyRole)) -> Result<(), DecodeError> {
         let mut cursor = Cursor { bytes: &self.columns[EVENT_IDS], position: 0, name: "event_ids" };
         let mut types = Cursor { bytes: &self.columns[TYPES], position: 0, name: "types" };
         while cursor.position < cursor.bytes.len() {
@@ -192,7 +193,7 @@ impl BucketColumns {
     }
 
     /// Appends every row as an `Event`.
-    pub fn decode_events(&self, out: &mut Vec<Event>) -> Result<(), String> {
+    pub fn decode_events(&self, out: &mut Vec<Event>) -> Result<(), DecodeError> {
         let mut reader = self.reader();
         let (mut items, mut lines) = (Vec::new(), Vec::new());
         while let Some((visitor, rows)) = reader.next_visitor()? {
@@ -282,18 +283,38 @@ fn role_of(type_byte: u8) -> KeyRole {
 }
 
 /// The (start, end) of each string of a strings column, checked as UTF-8.
-fn dictionary_of(strings: &[u8]) -> Result<Vec<(usize, usize)>, String> {
+fn dictionary_of(strings: &[u8]) -> Result<Vec<(usize, usize)>, DecodeError> {
     let mut dictionary = Vec::new();
     let mut cursor = Cursor { bytes: strings, position: 0, name: "strings" };
     while cursor.position < cursor.bytes.len() {
         let text = cursor.bytes_slice()?;
         if std::str::from_utf8(text).is_err() {
-            return Err("invalid UTF-8".into());
+            return Err(DecodeError::InvalidUtf8 { column: "strings".into() });
         }
         let end = cursor.position;
         dictionary.push((end - text.len(), end));
     }
     Ok(dictionary)
+}
+
+/// Why a bucket's columns could not be read: they passed their checksums, so this is
+/// a bug or a file written by something else; the scan names it and skips the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("column {column} ends early")]
+    EndsEarly { column: String },
+    #[error("column {column}: varint too long")]
+    VarintTooLong { column: String },
+    #[error("column {column}: invalid UTF-8")]
+    InvalidUtf8 { column: String },
+    #[error("column {column}: string index {index} out of the dictionary")]
+    IndexOutOfDictionary { column: String, index: u64 },
+    #[error("unknown {what} {code}")]
+    UnknownCode { what: &'static str, code: u64 },
+    #[error("{what} out of range")]
+    OutOfRange { what: &'static str },
+    #[error("{0}")]
+    Misuse(&'static str),
 }
 
 /// Sequential reads from a decompressed column.
@@ -304,8 +325,13 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[cold]
+    fn ends_early(&self) -> DecodeError {
+        DecodeError::EndsEarly { column: self.name.to_string() }
+    }
+
     #[inline(always)]
-    fn varint(&mut self) -> Result<u64, String> {
+    fn varint(&mut self) -> Result<u64, DecodeError> {
         // Most values fit one byte: take that path without the loop.
         if let Some(&byte) = self.bytes.get(self.position) {
             if byte < 0x80 {
@@ -315,41 +341,41 @@ impl<'a> Cursor<'a> {
         }
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let byte = *self.bytes.get(self.position).ok_or_else(|| format!("column {} ends early", self.name))?;
+            let byte = *self.bytes.get(self.position).ok_or_else(|| self.ends_early())?;
             self.position += 1;
             value |= u64::from(byte & 0x7f) << shift;
             if byte < 0x80 {
                 return Ok(value);
             }
         }
-        Err(format!("column {}: varint too long", self.name))
+        Err(DecodeError::VarintTooLong { column: self.name.to_string() })
     }
 
     #[inline(always)]
-    fn number(&mut self) -> Result<i64, String> {
+    fn number(&mut self) -> Result<i64, DecodeError> {
         self.varint().map(unzigzag)
     }
 
     #[inline(always)]
-    fn byte(&mut self) -> Result<u8, String> {
-        let byte = *self.bytes.get(self.position).ok_or_else(|| format!("column {} ends early", self.name))?;
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let byte = *self.bytes.get(self.position).ok_or_else(|| self.ends_early())?;
         self.position += 1;
         Ok(byte)
     }
 
     #[inline(always)]
-    fn bytes_slice(&mut self) -> Result<&'a [u8], String> {
+    fn bytes_slice(&mut self) -> Result<&'a [u8], DecodeError> {
         let length = self.varint()? as usize;
         let end = self.position.checked_add(length).filter(|&end| end <= self.bytes.len());
-        let end = end.ok_or_else(|| format!("column {} ends early", self.name))?;
+        let end = end.ok_or_else(|| self.ends_early())?;
         let slice = &self.bytes[self.position..end];
         self.position = end;
         Ok(slice)
     }
 
-    fn text(&mut self) -> Result<&'a str, String> {
+    fn text(&mut self) -> Result<&'a str, DecodeError> {
         let bytes = self.bytes_slice()?;
-        std::str::from_utf8(bytes).map_err(|_| format!("column {}: invalid UTF-8", self.name))
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { column: self.name.to_string() })
     }
 }
 
@@ -413,9 +439,9 @@ pub struct RowReader<'a> {
 
 impl<'a> RowReader<'a> {
     /// The next visitor and how many rows follow (`""` for refunds without visitor).
-    pub fn next_visitor(&mut self) -> Result<Option<(&'a str, u64)>, String> {
+    pub fn next_visitor(&mut self) -> Result<Option<(&'a str, u64)>, DecodeError> {
         if self.rows_left > 0 {
-            return Err("next_visitor called before the previous visitor's rows were read".into());
+            return Err(DecodeError::Misuse("next_visitor called before the previous visitor's rows were read"));
         }
         if self.visitors_left == 0 {
             return Ok(None);
@@ -428,16 +454,16 @@ impl<'a> RowReader<'a> {
     }
 
     #[inline(always)]
-    fn index(&mut self, column: usize) -> Result<u32, String> {
+    fn index(&mut self, column: usize) -> Result<u32, DecodeError> {
         let index = self.cursors[column].varint()?;
         if index as usize >= self.bucket.dictionary.len() {
-            return Err(format!("column {}: string index {index} out of the dictionary", self.bucket.names[column]));
+            return Err(DecodeError::IndexOutOfDictionary { column: self.bucket.names[column].clone(), index });
         }
         Ok(index as u32)
     }
 
     #[inline(always)]
-    fn optional_index(&mut self, column: usize) -> Result<Option<u32>, String> {
+    fn optional_index(&mut self, column: usize) -> Result<Option<u32>, DecodeError> {
         match self.cursors[column].varint()? {
             0 => Ok(None),
             _ => self.index(column).map(Some),
@@ -445,26 +471,26 @@ impl<'a> RowReader<'a> {
     }
 
     #[inline(always)]
-    fn optional_number(&mut self, column: usize) -> Result<Option<i64>, String> {
+    fn optional_number(&mut self, column: usize) -> Result<Option<i64>, DecodeError> {
         match self.cursors[column].varint()? {
             0 => Ok(None),
             _ => self.cursors[column].number().map(Some),
         }
     }
 
-    fn skip_order_fact_prefix(&mut self, column: usize) -> Result<(), String> {
+    fn skip_order_fact_prefix(&mut self, column: usize) -> Result<(), DecodeError> {
         self.cursors[column].varint()?;
         self.cursors[column].bytes_slice()?;
         self.cursors[column].bytes_slice()?;
         Ok(())
     }
 
-    fn kind(&mut self, column: usize) -> Result<Kind, String> {
+    fn kind(&mut self, column: usize) -> Result<Kind, DecodeError> {
         let byte = self.cursors[column].byte()? as usize;
-        Kind::ALL.get(byte).copied().ok_or_else(|| format!("unknown kind {byte}"))
+        Kind::ALL.get(byte).copied().ok_or(DecodeError::UnknownCode { what: "kind", code: byte as u64 })
     }
 
-    fn attributes(&mut self, column: usize) -> Result<RowAttributes<'a>, String> {
+    fn attributes(&mut self, column: usize) -> Result<RowAttributes<'a>, DecodeError> {
         let impression_id = match self.cursors[column].varint()? {
             0 => None,
             _ => Some(self.cursors[column].bytes_slice()?),
@@ -480,9 +506,9 @@ impl<'a> RowReader<'a> {
 
     /// The next row of the current visitor; `items` and `lines` receive an
     /// impression's items and an order's lines.
-    pub fn next_row(&mut self, items: &mut Vec<u32>, lines: &mut Vec<RowLine>) -> Result<Row<'a>, String> {
+    pub fn next_row(&mut self, items: &mut Vec<u32>, lines: &mut Vec<RowLine>) -> Result<Row<'a>, DecodeError> {
         if self.rows_left == 0 {
-            return Err("next_row called past the visitor's rows".into());
+            return Err(DecodeError::Misuse("next_row called past the visitor's rows"));
         }
         self.rows_left -= 1;
         self.ts += self.cursors[TS].number()?;
@@ -492,7 +518,7 @@ impl<'a> RowReader<'a> {
         items.clear();
         lines.clear();
         if self.bucket.set != ColumnSet::All {
-            return Err("rows need every column (ColumnSet::All)".into());
+            return Err(DecodeError::Misuse("rows need every column (ColumnSet::All)"));
         }
         let profile = self.optional_index(COMMON)?;
         let page_type = self.optional_index(COMMON)?;
@@ -512,7 +538,12 @@ impl<'a> RowReader<'a> {
         })
     }
 
-    fn body(&mut self, type_code: u8, items: &mut Vec<u32>, lines: &mut Vec<RowLine>) -> Result<RowBody<'a>, String> {
+    fn body(
+        &mut self,
+        type_code: u8,
+        items: &mut Vec<u32>,
+        lines: &mut Vec<RowLine>,
+    ) -> Result<RowBody<'a>, DecodeError> {
         let c = BODIES + type_code as usize;
         Ok(match type_code {
             0 => RowBody::PageView,
@@ -528,14 +559,18 @@ impl<'a> RowReader<'a> {
             2 => {
                 let placement = self.index(c)?;
                 let kind = self.kind(c)?;
-                let action = *Action::ALL.get(self.cursors[c].byte()? as usize).ok_or("unknown action")?;
+                let code = self.cursors[c].byte()?;
+                let action = *Action::ALL
+                    .get(code as usize)
+                    .ok_or(DecodeError::UnknownCode { what: "action", code: code.into() })?;
                 let item = self.optional_index(c)?;
                 RowBody::Interaction { placement, kind, action, item, attributes: self.attributes(c)? }
             }
             3 => RowBody::ProductView { item: self.index(c)? },
             4 => RowBody::AddToCart {
                 item: self.index(c)?,
-                quantity: u32::try_from(self.cursors[c].varint()?).map_err(|_| "quantity out of range")?,
+                quantity: u32::try_from(self.cursors[c].varint()?)
+                    .map_err(|_| DecodeError::OutOfRange { what: "quantity" })?,
                 price: self.optional_number(c)?,
             },
             5 => {
@@ -547,7 +582,8 @@ impl<'a> RowReader<'a> {
                 let count = self.cursors[c].varint()?;
                 for _ in 0..count {
                     let item = self.index(c)?;
-                    let quantity = u32::try_from(self.cursors[c].varint()?).map_err(|_| "quantity out of range")?;
+                    let quantity = u32::try_from(self.cursors[c].varint()?)
+                        .map_err(|_| DecodeError::OutOfRange { what: "quantity" })?;
                     lines.push(RowLine { item, quantity, price: self.cursors[c].number()? });
                 }
                 RowBody::Order { order_id, revenue, shipping, tax }
@@ -564,12 +600,17 @@ impl<'a> RowReader<'a> {
             8 => RowBody::Goal { goal: self.index(c)?, value: self.optional_number(c)? },
             9 => RowBody::Journey {
                 journey: self.index(c)?,
-                action: *JourneyAction::ALL.get(self.cursors[c].byte()? as usize).ok_or("unknown journey action")?,
+                action: {
+                    let code = self.cursors[c].byte()?;
+                    *JourneyAction::ALL
+                        .get(code as usize)
+                        .ok_or(DecodeError::UnknownCode { what: "journey action", code: code.into() })?
+                },
                 channel: self.optional_index(c)?,
                 run_id: self.optional_index(c)?,
             },
             10 => RowBody::SequenceStart { sequence: self.index(c)?, campaign: self.optional_index(c)? },
-            other => return Err(format!("unknown event type {other}")),
+            other => return Err(DecodeError::UnknownCode { what: "event type", code: other.into() }),
         })
     }
 }

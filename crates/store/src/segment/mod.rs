@@ -15,7 +15,7 @@ use upshot_model::{Body, Event};
 
 use crate::{io_error, StoreError};
 
-pub use decode::{BucketColumns, ColumnSet, Row, RowAttributes, RowBody, RowLine, RowReader};
+pub use decode::{BucketColumns, ColumnSet, DecodeError, Row, RowAttributes, RowBody, RowLine, RowReader};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"UPSHOTSG";
 pub const SEGMENT_FORMAT_VERSION: u16 = 5;
@@ -331,7 +331,7 @@ pub fn read_segment(path: &Path) -> Result<(SegmentHeader, Vec<Event>), StoreErr
     let mut events = Vec::with_capacity(file.header.events.min(1 << 24) as usize);
     for info in &file.header.buckets {
         let bucket = file.bucket(info.bucket, ColumnSet::All)?.expect("the header lists this bucket");
-        bucket.decode_events(&mut events).map_err(|reason| corrupt(path, reason))?;
+        bucket.decode_events(&mut events).map_err(|reason| corrupt(path, reason.to_string()))?;
     }
     if events.len() as u64 != file.header.events {
         return Err(corrupt(path, format!("{} events decoded, header says {}", events.len(), file.header.events)));
@@ -356,7 +356,7 @@ pub fn encode_block<E: std::borrow::Borrow<Event>>(events: &[E]) -> Vec<u8> {
 }
 
 /// Decodes a block written by `encode_block`, appending its events.
-pub fn decode_block(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), String> {
+pub fn decode_block(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
     let bucket = BucketColumns::from_block(bytes)?;
     bucket.decode_events(out)
 }
