@@ -46,6 +46,12 @@ enum Command {
     Gen(GenArgs),
     /// Check every checksum of the stored data and say what is damaged (changes nothing).
     Verify,
+    /// Copy the data dir consistently, also while `upshot serve` writes to it.
+    Backup {
+        /// A new (or empty) directory: the copy is a data dir of its own.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Write a site's raw events as NDJSON or Parquet (DuckDB, pandas and Spark read it).
     Export {
         #[arg(long)]
@@ -343,6 +349,19 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Gen(args) => generate(&args),
         Command::Verify => verify(&open_for_reading(&cli.data)?),
+        Command::Backup { to } => {
+            let copied = upshot_store::backup::backup(&cli.data, &to)?;
+            println!(
+                "backed up {} site(s), {} segment(s) and {} log file(s), {} bytes, to {}",
+                copied.sites,
+                copied.segments,
+                copied.log_files,
+                copied.bytes,
+                to.display()
+            );
+            println!("check it with: upshot --data {} verify", to.display());
+            Ok(())
+        }
         Command::Export { site, from, to, format, out } => {
             let store = open_for_reading(&cli.data)?;
             export::export(&store, &site, from.as_deref(), to.as_deref(), &format, out.as_deref())

@@ -108,3 +108,59 @@ fn sigkill_loses_no_acknowledged_event() {
     assert!(child.wait().expect("the server exits").success());
     assert_eq!(visitors_reported(data.path()), acknowledged + 10);
 }
+
+fn exported_ids(data: &std::path::Path) -> std::collections::HashSet<String> {
+    let output = upshot(data).args(["export", "--site", "shop", "--format", "ndjson"]).output().expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            event["event_id"].as_str().expect("an id").to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_backup_of_a_live_data_dir_holds_everything_acknowledged_before_it_began() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let key = create_site(data.path());
+    let (mut child, address) = serve(data.path());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let writer = {
+        let (stop, acknowledged, key) = (stop.clone(), acknowledged.clone(), key.clone());
+        std::thread::spawn(move || {
+            let mut batch = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                post_page_views(address, &key, batch * 10..batch * 10 + 10);
+                batch += 1;
+                acknowledged.store(batch * 10, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let backups = tempfile::tempdir().expect("temp dir");
+    let mut checks = Vec::new();
+    for round in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let before = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+        let target = backups.path().join(format!("copy-{round}"));
+        let output = upshot(data.path()).args(["backup", "--to"]).arg(&target).output().expect("runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        checks.push((target, before));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().expect("the writer thread");
+    signal(&child, "TERM");
+    assert!(child.wait().expect("the server exits").success());
+    for (target, before) in checks {
+        assert!(before > 0, "events were flowing");
+        let verified = upshot(&target).arg("verify").output().expect("runs");
+        assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
+        let ids = exported_ids(&target);
+        let missing: Vec<u32> = (0..before).filter(|id| !ids.contains(&format!("e{id}"))).collect();
+        assert!(missing.is_empty(), "{} acknowledged before the backup are missing: {missing:?}", missing.len());
+    }
+    let again = upshot(data.path()).args(["backup", "--to"]).arg(backups.path()).output().expect("runs");
+    assert!(!again.status.success(), "a non-empty destination is refused");
+}

@@ -2,6 +2,7 @@
 //! events, appended durably to a write-ahead log (docs/adr/0002-write-ahead-log.md).
 //! A data dir is opened for writing by one process at a time; readers need no lock.
 
+pub mod backup;
 mod dedupe;
 mod erase;
 mod keys;
@@ -34,6 +35,8 @@ use std::path::{Path, PathBuf};
 pub enum StoreError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Backup { path: PathBuf, reason: String },
     #[error("site {0:?} does not exist (create it with `upshot site create {0}`)")]
     UnknownSite(String),
     #[error("site {0:?} already exists")]
