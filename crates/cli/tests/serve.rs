@@ -164,3 +164,38 @@ fn a_backup_of_a_live_data_dir_holds_everything_acknowledged_before_it_began() {
     let again = upshot(data.path()).args(["backup", "--to"]).arg(backups.path()).output().expect("runs");
     assert!(!again.status.success(), "a non-empty destination is refused");
 }
+
+#[test]
+fn a_500_answer_names_no_path_of_the_server() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let key = create_site(data.path());
+    // Log files may not grow past 64 KiB: a large batch fails to be written (EFBIG, as
+    // a full disk fails with ENOSPC).
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 64; exec '{}' --data '{}' serve --listen 127.0.0.1:0",
+        env!("CARGO_BIN_EXE_upshot"),
+        data.path().display()
+    );
+    let mut child =
+        Command::new("bash").args(["-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs");
+    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("the server prints where it listens");
+    let address: SocketAddr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|address| address.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let body: String = (0..2000)
+        .map(|id| format!("{{\"event_id\":\"big{id}\",\"type\":\"page_view\",\"ts\":\"2024-05-10T10:00:00Z\",\"visitor_id\":\"v{id}\",\"url\":\"https://shop.example/{id}/{}\"}}\n", "x".repeat(200)))
+        .collect();
+    let authorization = format!("Bearer {key}");
+    let answer = support::request(address, "POST", "/v1/events", &[("Authorization", &authorization)], body.as_bytes());
+    let text = answer.text();
+    assert_eq!(answer.status, 500, "{}", &text[..text.len().min(300)]);
+    let root = data.path().display().to_string();
+    assert!(!text.contains(&root) && !text.contains("/wal") && text.contains("log says why"), "{text}");
+    signal(&child, "KILL");
+    let _ = child.wait();
+}
