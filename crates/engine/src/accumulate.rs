@@ -302,7 +302,7 @@ impl Totals {
                 into.converted += group.converted;
                 into.orders += group.orders;
                 into.revenue += group.revenue;
-                into.revenue_squares += group.revenue_squares;
+                into.revenue_squares = into.revenue_squares.saturating_add(group.revenue_squares);
             }
         }
         merge_counts(&mut self.topics, other.topics, &mut sym);

@@ -330,6 +330,6 @@ impl<'a> FactFolder<'a> {
         group.converted += u64::from(orders > 0);
         group.orders += orders;
         group.revenue += revenue;
-        group.revenue_squares += revenue * revenue;
+        group.revenue_squares = group.revenue_squares.saturating_add(revenue.saturating_mul(revenue));
     }
 }

@@ -526,7 +526,7 @@ impl Context<'_> {
             group.converted += u64::from(orders > 0);
             group.orders += orders;
             group.revenue += revenue;
-            group.revenue_squares += revenue * revenue;
+            group.revenue_squares = group.revenue_squares.saturating_add(revenue.saturating_mul(revenue));
         }
     }
 

@@ -32,6 +32,9 @@ pub struct Snapshot {
     tail: Vec<Event>,
     /// Damaged parts met so far; the report leaves them out.
     problems: Vec<String>,
+    /// The data dir as text: warnings name files relative to it (a report goes to
+    /// clients, who need not learn the server's paths).
+    root: String,
 }
 
 impl Snapshot {
@@ -46,7 +49,8 @@ impl Snapshot {
         let summary = store.scan_tail(record, |event| tail.push(event))?;
         problems.extend(summary.problems);
         sort_for_segment(&mut tail);
-        Ok(Snapshot { segments, tail, problems })
+        let root = format!("{}/", store.root().display());
+        Ok(Snapshot { segments, tail, problems, root })
     }
 
     fn tail_of(&self, bucket: u32) -> &[Event] {
@@ -114,8 +118,10 @@ impl Snapshot {
         let mut problems = problems.into_inner().expect("no thread panicked");
         problems.sort();
         problems.dedup();
-        let warnings: Vec<String> =
-            problems.iter().map(|problem| format!("damaged data left out of these figures: {problem}")).collect();
+        let warnings: Vec<String> = problems
+            .iter()
+            .map(|problem| format!("damaged data left out of these figures: {}", problem.replace(&self.root, "")))
+            .collect();
         reports.iter_mut().for_each(|report| report.warnings = warnings.clone());
         Ok((reports, problems))
     }

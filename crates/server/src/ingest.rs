@@ -66,7 +66,7 @@ pub async fn preflight() -> Response {
     response
 }
 
-fn add_cors(headers: &mut HeaderMap) {
+pub(crate) fn add_cors(headers: &mut HeaderMap) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     // The tracker honours Retry-After on 429 and 503: a page may read it only if told so.
     headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Retry-After"));
@@ -245,18 +245,18 @@ async fn authorize_request(
     headers: &HeaderMap,
     params: &KeyParams,
 ) -> Result<Authorized, ApiError> {
-    if let Some(key) = bearer_key(headers) {
-        return authorize(state, Some(key), params.site.as_deref()).await;
+    // A secret key in the URL is refused even beside a header: the URL was logged.
+    if let Some(in_url) = params.key.as_deref() {
+        if state.authorize(in_url).await.is_some_and(|found| found.role == KeyRole::Secret) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the secret key must not be put in a URL (it ends up in logs): send it as `Authorization: Bearer <key>`, \
+                 and rotate it if this URL was shared",
+            ));
+        }
     }
-    let authorized = authorize(state, params.key.as_deref(), params.site.as_deref()).await?;
-    if authorized.role == KeyRole::Secret {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "the secret key must not be put in a URL (it ends up in logs): send it as `Authorization: Bearer <key>`, \
-             and rotate it if this URL was shared",
-        ));
-    }
-    Ok(authorized)
+    let key = bearer_key(headers).or(params.key.as_deref());
+    authorize(state, key, params.site.as_deref()).await
 }
 
 pub(crate) async fn authorize(

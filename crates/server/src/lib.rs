@@ -174,19 +174,23 @@ async fn read_body_in_time(
     let (parts, body) = request.into_parts();
     let deadline = Duration::from_millis(state.limits.body_read_timeout_ms);
     let limit = state.limits.body_bytes_max;
-    match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+    let refusal = match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => {
+            return next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+        }
         Ok(Err(_)) => error::ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is larger than {limit} bytes (or broke off); send smaller batches"),
-        )
-        .into_response(),
+        ),
         Err(_) => error::ApiError::new(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             format!("the body did not arrive within {} s; send it at once", deadline.as_secs()),
-        )
-        .into_response(),
-    }
+        ),
+    };
+    // Browsers (the tracker) may read the refusal too.
+    let mut response = refusal.into_response();
+    ingest::add_cors(response.headers_mut());
+    response
 }
 
 async fn metrics_text(
@@ -195,22 +199,20 @@ async fn metrics_text(
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
-/// Most damaged parts `/healthz` lists (it says how many there are in all).
-const HEALTH_DAMAGE_LISTED_MAX: usize = 20;
-
-/// `ok`, or `degraded` with the damaged parts met: the server still takes events and
-/// answers reports (leaving the damage out, with warnings), so the status stays 200.
+/// `ok`, or `degraded` with how many damaged parts were met (their names, which hold
+/// file paths, are for the operator: the log and `upshot verify`); the server still
+/// takes events and answers reports (leaving the damage out, with warnings), so the
+/// status stays 200.
 async fn healthz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
     let sites = state.keys.read().expect("no thread panics while holding the keys").site_count();
     let depth = state.metrics.queue_depth.load(std::sync::atomic::Ordering::Relaxed);
-    let damage = state.damage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if damage.is_empty() {
+    let damaged = state.damage.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
+    if damaged == 0 {
         return axum::Json(serde_json::json!({"status": "ok", "sites": sites, "queue_depth": depth}));
     }
-    let listed: Vec<&String> = damage.iter().take(HEALTH_DAMAGE_LISTED_MAX).collect();
     axum::Json(serde_json::json!({"status": "degraded", "sites": sites, "queue_depth": depth,
-        "damaged_parts": damage.len(), "damage": listed,
-        "action": "run `upshot verify` to name every damaged part; restore them from a backup"}))
+        "damaged_parts": damaged,
+        "action": "the server's log and `upshot verify` name every damaged part; restore them from a backup"}))
 }
 
 /// A server running on its own threads.

@@ -96,6 +96,10 @@ fn the_secret_key_in_a_url_is_refused_and_the_bearer_scheme_is_case_insensitive(
     let answer = request(harness.address(), "POST", &path, &[], body.as_bytes());
     assert_eq!(answer.status, 400);
     assert!(answer.text().contains("Authorization: Bearer"), "{}", answer.text());
+    let path = format!("/v1/events?key={}", harness.secret("shop"));
+    let authorization = format!("Bearer {}", harness.public("shop"));
+    let beside_a_header = request(harness.address(), "POST", &path, &[("Authorization", &authorization)], b"");
+    assert_eq!(beside_a_header.status, 400, "a secret key in the URL is refused even beside a header");
     let path = format!("/v1/beacon?key={}", harness.public("shop"));
     assert_eq!(request(harness.address(), "POST", &path, &[], body.as_bytes()).json()["taken"], 1);
     for scheme in ["bearer", "BEARER"] {
@@ -276,10 +280,13 @@ fn one_damaged_segment_leaves_ingest_running_and_reports_and_health_say_so() {
     assert_eq!(answer.json()["taken"], 1);
     let health = request(harness.address(), "GET", "/healthz", &[], b"").json();
     assert_eq!(health["status"], "degraded", "{health}");
+    let root = harness.dir.path().display().to_string();
+    assert!(!health.to_string().contains(&root), "no path of the server to anyone: {health}");
     let report = harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14", &harness.secret("shop"));
     let report = report.json();
     let warnings = report["warnings"].as_array().expect("warnings in the report");
     assert!(warnings.iter().any(|warning| warning.as_str().is_some_and(|text| text.contains("event_ids"))), "{report}");
+    assert!(!report.to_string().contains(&root), "warnings name files within the data dir: {report}");
     harness.stop.take().map(|stop| stop.send(()));
     harness.server.take().map(|server| server.join());
 }
