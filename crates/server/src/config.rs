@@ -27,6 +27,8 @@ pub struct Limits {
     pub header_read_timeout_ms: u64,
     /// A request's body must arrive within this long after its head.
     pub body_read_timeout_ms: u64,
+    /// A connection whose answers the client does not read for this long is closed.
+    pub write_stall_timeout_ms: u64,
     /// How far past the time of receipt an event's `ts` may lie.
     pub future_ms_max: i64,
     /// A report request that takes longer is answered 503.
@@ -56,6 +58,7 @@ impl Default for Limits {
             connections_max: 1024,
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
+            write_stall_timeout_ms: 30_000,
             future_ms_max: 24 * 3_600_000,
             report_seconds_max: 30,
             reports_in_flight_max: 2,

@@ -4,10 +4,9 @@
 use std::io::Read;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -76,26 +75,72 @@ pub async fn post_events(
     State(state): State<Arc<AppState>>,
     Query(params): Query<KeyParams>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     let result = async {
-        // The key first: a body from someone without one is never decompressed or read.
+        // The key first: a body from someone without one is never read, let alone
+        // decompressed.
         let authorized = authorize_request(&state, &headers, &params).await?;
-        let body = body.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is larger than {} bytes; send smaller batches", state.limits.body_bytes_max),
-                )
-            } else {
-                ApiError::new(rejection.status(), format!("reading the body: {rejection}"))
-            }
-        })?;
-        let gzip = is_gzip(&headers, &body);
-        ingest_body(&state, &headers, &authorized, RequestBody { bytes: body, gzip }).await
+        let (bytes, reservation) = receive_body(&state, &headers, body).await?;
+        let gzip = is_gzip(&headers, &bytes);
+        ingest_body(&state, &headers, &authorized, RequestBody { bytes, gzip }, reservation).await
     }
     .await;
     respond(&state, result)
+}
+
+/// Reads a body within `body_read_timeout_ms` and `body_bytes_max`, each chunk asked
+/// of the memory budget as it arrives (never waiting: this is an async thread). Small
+/// plain bodies (by their `Content-Length`) use the share kept for them.
+pub(crate) async fn receive_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(Bytes, Reservation), ApiError> {
+    use http_body_util::BodyExt;
+    let limit = state.limits.body_bytes_max;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {limit} bytes; send smaller batches"),
+        )
+    };
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let small = declared.is_some_and(|length| length <= INLINE_PARSE_BYTES_MAX)
+        && headers.get(header::CONTENT_ENCODING).is_none();
+    let budget = if small { &state.small_bodies } else { &state.large_bodies };
+    let mut reservation = budget.reservation(Instant::now());
+    let read = async {
+        let mut body = body;
+        let mut out: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("reading the body: {error}")))?;
+            let Ok(chunk) = frame.into_data() else { continue };
+            if out.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            if !reservation.reserve(chunk.len()) {
+                return Err(over_budget());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    };
+    let deadline = Duration::from_millis(state.limits.body_read_timeout_ms);
+    let bytes = tokio::time::timeout(deadline, read).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {} s; send it at once", deadline.as_secs()),
+        )
+    })??;
+    Ok((Bytes::from(bytes), reservation))
 }
 
 /// `GET /v1/pixel.gif?key=K&e=EVENTS`: for pages that can run no script. Answers a
@@ -109,7 +154,12 @@ pub async fn pixel(
     let result = async {
         let authorized = authorize_request(&state, &headers, &params).await?;
         let text = params.e.clone().unwrap_or_default();
-        ingest_body(&state, &headers, &authorized, RequestBody { bytes: Bytes::from(text), gzip: false }).await
+        let mut reservation = state.small_bodies.reservation(Instant::now());
+        if !reservation.reserve(text.len()) {
+            return Err(over_budget());
+        }
+        let body = RequestBody { bytes: Bytes::from(text), gzip: false };
+        ingest_body(&state, &headers, &authorized, body, reservation).await
     };
     let status = match result.await {
         Ok(_) => StatusCode::OK,
@@ -208,9 +258,6 @@ fn read_events(
     limits: &crate::Limits,
     reservation: &mut Reservation,
 ) -> Result<Vec<Result<Event, Rejection>>, ApiError> {
-    if !reservation.reserve(body.bytes.len()) {
-        return Err(over_budget());
-    }
     let gunzipped;
     let bytes: &[u8] = if body.gzip {
         gunzipped = gunzip(&body.bytes, limits.decompressed_bytes_max, reservation)?;
@@ -287,26 +334,26 @@ fn is_bot(headers: &HeaderMap) -> bool {
     BOT_AGENT_FRAGMENTS.iter().any(|fragment| agent.contains(fragment))
 }
 
-/// Reads, checks and appends an authorized request's body. Small plain bodies are read
-/// on the async thread (without waiting for memory); the rest on a blocking thread,
-/// where waiting for memory other requests hold is allowed.
+/// Reads, checks and appends an authorized request's body, received under
+/// `reservation`. Small plain bodies are read on the async thread (never waiting for
+/// memory); the rest on a blocking thread, where waiting for memory other requests
+/// hold is allowed.
 pub(crate) async fn ingest_body(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     authorized: &Authorized,
     body: RequestBody,
+    mut reservation: Reservation,
 ) -> Result<Value, ApiError> {
     let received_at_ms = jiff::Timestamp::now().as_millisecond();
     let context = ParseContext { currency: authorized.site.currency.clone() };
     let limits = state.limits.clone();
     let (mut parsed, _reservation) = if !body.gzip && body.bytes.len() <= INLINE_PARSE_BYTES_MAX {
-        let mut reservation = state.small_bodies.reservation(Instant::now());
         let parsed = read_events(body, &context, received_at_ms, &limits, &mut reservation)?;
         (parsed, reservation)
     } else {
-        let budget = state.large_bodies.clone();
         run_parse(move || {
-            let mut reservation = budget.reservation(Instant::now() + crate::memory::WAIT_MAX);
+            reservation.wait_until(Instant::now() + crate::memory::WAIT_MAX);
             read_events(body, &context, received_at_ms, &limits, &mut reservation).map(|parsed| (parsed, reservation))
         })
         .await??

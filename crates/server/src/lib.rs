@@ -140,9 +140,12 @@ pub struct ServeOptions {
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // Event bodies are read by their handlers once the key is checked; every other
+    // body (Shopify's, the sign-in form) by `read_body_in_time` before its handler.
+    let events = Router::new()
         .route("/v1/events", post(ingest::post_events).options(ingest::preflight))
-        .route("/v1/beacon", post(ingest::post_events).options(ingest::preflight))
+        .route("/v1/beacon", post(ingest::post_events).options(ingest::preflight));
+    let others = Router::new()
         .route("/v1/pixel.gif", get(ingest::pixel))
         .route("/v1/sites/{site}/report", get(report::get_report))
         .route("/v1/sites/{site}/shopify", post(shopify::post_webhook))
@@ -158,13 +161,14 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/sites/{site}", get(dashboard::overview))
         .route("/sites/{site}/{*rest}", get(dashboard::page))
         .layer(axum::extract::DefaultBodyLimit::max(state.limits.body_bytes_max))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), read_body_in_time))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), read_body_in_time));
+    events.merge(others).with_state(state)
 }
 
-/// Reads a request's whole body within `body_read_timeout_ms` (a client sending it a
-/// byte at a time would otherwise hold its connection for ever): 408 past it, 413 past
-/// the body limit. Handlers then get the body already read.
+/// Reads a request's whole body before its handler, within `body_read_timeout_ms` (a
+/// client sending it a byte at a time would otherwise hold its connection for ever,
+/// 408), `body_bytes_max` (413) and the memory budget (503): the same reading as event
+/// bodies. The memory stays reserved until the handler answered.
 async fn read_body_in_time(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     request: axum::extract::Request,
@@ -172,25 +176,17 @@ async fn read_body_in_time(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (parts, body) = request.into_parts();
-    let deadline = Duration::from_millis(state.limits.body_read_timeout_ms);
-    let limit = state.limits.body_bytes_max;
-    let refusal = match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => {
-            return next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+    match ingest::receive_body(&state, &parts.headers, body).await {
+        Ok((bytes, _reservation)) => {
+            next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
         }
-        Ok(Err(_)) => error::ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {limit} bytes (or broke off); send smaller batches"),
-        ),
-        Err(_) => error::ApiError::new(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            format!("the body did not arrive within {} s; send it at once", deadline.as_secs()),
-        ),
-    };
-    // Browsers (the tracker) may read the refusal too.
-    let mut response = refusal.into_response();
-    ingest::add_cors(response.headers_mut());
-    response
+        Err(refusal) => {
+            // Browsers (the tracker) may read the refusal too.
+            let mut response = refusal.into_response();
+            ingest::add_cors(response.headers_mut());
+            response
+        }
+    }
 }
 
 async fn metrics_text(
@@ -310,7 +306,8 @@ pub fn start(
             let served = runtime.block_on(async {
                 let refresher = tokio::spawn(refresh_sites(state.clone()));
                 let warmer = tokio::spawn(dashboard::keep_default_views_warm(state.clone()));
-                let listener = listener::LimitedListener::new(listener, state.limits.connections_max);
+                let write_stall_max = Duration::from_millis(state.limits.write_stall_timeout_ms);
+                let listener = listener::LimitedListener::new(listener, state.limits.connections_max, write_stall_max);
                 let header_read_timeout = Duration::from_millis(state.limits.header_read_timeout_ms);
                 listener::serve(listener, router(state.clone()), header_read_timeout, shutdown).await;
                 refresher.abort();

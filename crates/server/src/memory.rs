@@ -62,6 +62,14 @@ pub struct Reservation {
     deadline: Instant,
 }
 
+impl Reservation {
+    /// From now on, growing may wait for memory until `deadline` (only on a blocking
+    /// thread: waiting blocks it).
+    pub fn wait_until(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+}
+
 impl upshot_model::batch::MemoryBudget for Reservation {
     fn reserve(&mut self, bytes: usize) -> bool {
         if !self.budget.take(bytes, self.deadline) {

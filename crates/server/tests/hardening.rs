@@ -381,3 +381,36 @@ fn the_tracker_is_served_gzipped_with_an_etag_that_revalidates() {
     assert_eq!(refused.header("content-encoding"), None);
     harness.stop_and_read("shop");
 }
+
+#[test]
+fn a_body_sent_without_a_key_is_never_waited_for() {
+    use std::io::Write;
+    let mut harness = start(Limits::default(), &["shop"]);
+    let mut stream = std::net::TcpStream::connect(harness.address()).expect("a connection");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("a read timeout");
+    // A head promising a large body, and no body: answered at once, from the head.
+    stream.write_all(b"POST /v1/events HTTP/1.1\r\nHost: test\r\nContent-Length: 900000\r\n\r\n").expect("a head");
+    let answer = read_until_closed(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    harness.stop_and_read("shop");
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_does_not_hold_its_connection() {
+    use std::io::Write;
+    let limits = Limits { connections_max: 1, write_stall_timeout_ms: 300, ..Limits::default() };
+    let mut harness = start(limits, &["shop"]);
+    let address = harness.address();
+    // Pipelined requests for the tracker (~15 KB each), none of the answers read: the
+    // socket buffers fill, the server can write no more, and stops reading.
+    let mut greedy = std::net::TcpStream::connect(address).expect("a connection");
+    let pipelined = "GET /t.js HTTP/1.1\r\nHost: test\r\n\r\n".repeat(2000);
+    greedy.set_write_timeout(Some(std::time::Duration::from_secs(5))).expect("a write timeout");
+    let _ = greedy.write_all(pipelined.as_bytes());
+    let mut client = std::net::TcpStream::connect(address).expect("a connection");
+    client.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("a read timeout");
+    send(&mut client, "GET", "/healthz", &[], b"");
+    assert_eq!(read_answer(&mut client).status, 200, "served once the stalled connection was closed");
+    drop(greedy);
+    harness.stop_and_read("shop");
+}
