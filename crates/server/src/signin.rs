@@ -74,7 +74,20 @@ pub struct SignInGuard {
     failures: Mutex<HashMap<Scope, Failures>>,
 }
 
+/// The scopes a try counts in. An IPv6 client is its /64 (one subscriber's network:
+/// its addresses are free to take). The site is the one asked for when it names a
+/// site id; anything else (empty, too long, not an id: admin-password guesses vary it
+/// at will) counts as one scope, so varying it gains nothing and stores nothing.
 fn scopes(client: IpAddr, site: &str) -> [Scope; 3] {
+    let client = match client {
+        IpAddr::V6(address) if address.to_ipv4_mapped().is_none() => {
+            let segments = address.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(segments[0], segments[1], segments[2], segments[3], 0, 0, 0, 0))
+        }
+        IpAddr::V6(address) => IpAddr::V4(address.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+        v4 => v4,
+    };
+    let site = if upshot_model::site::validate_site_id(site).is_ok() { site } else { "" };
     [Scope::Client(client), Scope::Site(site.to_string()), Scope::Everyone]
 }
 
@@ -167,6 +180,21 @@ mod tests {
         assert!(guard.check(address(100), "shop", start).is_err(), "the site's guesses are slowed");
         assert!(guard.check(address(100), "other", start).is_ok());
         assert!(guard.check(address(100), "shop", start + Duration::from_secs(61)).is_ok(), "a minute at most");
+    }
+
+    #[test]
+    fn an_ipv6_network_is_one_client_and_made_up_site_names_one_site() {
+        let guard = SignInGuard::default();
+        let start = Instant::now();
+        for host in 0..12u16 {
+            let address = IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, host]);
+            guard.failed(address, &format!("made-up-site-{host}-{}", "x".repeat(100)), start);
+        }
+        let neighbour = IpAddr::from([0x2001, 0xdb8, 0, 1, 0xffff, 0, 0, 1]);
+        assert!(guard.check(neighbour, "shop", start).is_err(), "the same /64 waits");
+        let elsewhere = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert!(guard.check(elsewhere, "shop", start).is_ok());
+        assert_eq!(guard.failures.lock().expect("unpoisoned").len(), 3, "one client, one site scope, everyone");
     }
 
     #[test]
