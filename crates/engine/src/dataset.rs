@@ -6,7 +6,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::ops::Range;
 
-use upshot_model::{Action, Body, Event, JourneyAction, Kind};
+use upshot_model::{Action, Body, Event, JourneyAction, KeyRole, Kind};
 
 /// An interned string; `NONE` marks an absent optional value.
 pub type Sym = u32;
@@ -169,6 +169,8 @@ pub enum Payload {
         order_id: TextId,
         revenue: i64,
         lines: Span,
+        /// The key it came with: the order book lets the secret key's orders win.
+        sent_with: KeyRole,
     },
     /// `amount` in money units; `None` refunds the whole order.
     Refund {
@@ -262,7 +264,7 @@ impl VisitorEvents {
 
     /// Adds one validated event of this visitor.
     pub fn push_event(&mut self, dictionary: &mut Dictionary, event: &Event) {
-        let payload = self.payload(dictionary, &event.body);
+        let payload = self.payload(dictionary, &event.body, event.sent_with);
         let page_type = match &event.page_type {
             Some(page_type) => dictionary.strings.intern(page_type),
             None => dictionary.other_page_type,
@@ -291,7 +293,7 @@ impl VisitorEvents {
         text.map_or(NONE, |text| self.texts.push(text.as_bytes()))
     }
 
-    fn payload(&mut self, dictionary: &mut Dictionary, body: &Body) -> Payload {
+    fn payload(&mut self, dictionary: &mut Dictionary, body: &Body, sent_with: KeyRole) -> Payload {
         let strings = &mut dictionary.strings;
         match body {
             Body::PageView => Payload::PageView,
@@ -328,6 +330,7 @@ impl VisitorEvents {
                     order_id: self.texts.push(order_id.as_bytes()),
                     revenue: revenue.0,
                     lines: Span::of(start, self.lines.len()),
+                    sent_with,
                 }
             }
             Body::Refund { order_id, amount, cancel } => Payload::Refund {

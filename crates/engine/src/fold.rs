@@ -43,6 +43,8 @@ impl<'a> FactFolder<'a> {
                 order.order_id.as_bytes(),
                 order.ts,
                 order.event_id.as_bytes(),
+                // The cluster keeps no key role yet: every order counts as the backend's.
+                upshot_model::KeyRole::Secret,
                 order.revenue,
             ) else {
                 continue;

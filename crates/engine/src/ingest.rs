@@ -101,7 +101,7 @@ impl VisitorEvents {
                     self.lines.push(Line { item, quantity: line.quantity, price: line.price });
                 }
                 let order_id = self.texts.push(bucket.string(order_id).as_bytes());
-                Payload::Order { order_id, revenue, lines: Span::of(start, self.lines.len()) }
+                Payload::Order { order_id, revenue, lines: Span::of(start, self.lines.len()), sent_with: row.sent_with }
             }
             RowBody::Refund { order_id, amount, cancel } => {
                 Payload::Refund { order_id: self.texts.push(bucket.string(order_id).as_bytes()), amount, cancel }
@@ -139,11 +139,11 @@ impl VisitorEvents {
 pub fn add_bucket_to_order_book(book: &mut OrderBook, bucket: &BucketColumns) -> Result<(), DecodeError> {
     let mut refunds = Vec::new();
     bucket.for_each_order_fact(
-        |order_id, ts, event_id| book.add_order(order_id, ts, event_id),
-        |order_id, amount, cancel| refunds.push((order_id.to_vec(), amount, cancel)),
+        |order_id, ts, event_id, role| book.add_order(order_id, ts, event_id, role),
+        |order_id, amount, cancel, role| refunds.push((order_id.to_vec(), amount, cancel, role)),
     )?;
-    for (order_id, amount, cancel) in refunds {
-        book.add_refund(&order_id, amount, cancel);
+    for (order_id, amount, cancel, role) in refunds {
+        book.add_refund(&order_id, amount, cancel, role);
     }
     Ok(())
 }

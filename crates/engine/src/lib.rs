@@ -242,8 +242,12 @@ impl Worker {
 /// Adds an event's order or refund to the book.
 pub fn add_to_order_book(book: &mut OrderBook, event: &Event) {
     match &event.body {
-        Body::Order { order_id, .. } => book.add_order(order_id.as_bytes(), event.ts, event.event_id.as_bytes()),
-        Body::Refund { order_id, amount, cancel } => book.add_refund(order_id.as_bytes(), amount.map(|a| a.0), *cancel),
+        Body::Order { order_id, .. } => {
+            book.add_order(order_id.as_bytes(), event.ts, event.event_id.as_bytes(), event.sent_with)
+        }
+        Body::Refund { order_id, amount, cancel } => {
+            book.add_refund(order_id.as_bytes(), amount.map(|a| a.0), *cancel, event.sent_with)
+        }
         _ => {}
     }
 }

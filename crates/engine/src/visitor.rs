@@ -101,10 +101,11 @@ impl Context<'_> {
         scratch.recommendation_clicks.clear();
         for ev in events {
             match ev.payload {
-                Payload::Order { order_id, revenue, lines } => {
+                Payload::Order { order_id, revenue, lines, sent_with } => {
                     let order_id = self.visitor.texts.get(order_id);
                     let event_id = self.visitor.event_ids.get(ev.event_id);
-                    let Some(net_units) = self.book.counted_net_revenue(order_id, ev.ts, event_id, revenue) else {
+                    let counted = self.book.counted_net_revenue(order_id, ev.ts, event_id, sent_with, revenue);
+                    let Some(net_units) = counted else {
                         continue;
                     };
                     scratch.orders.push(Order {

@@ -12,7 +12,7 @@ use upshot_clickhouse::figures::{figure_facts, FactsQuery, FactsRange, RangeFact
 use upshot_clickhouse::{order_summaries, stored_event_ids, stream_site_visitors, ClickHouseError, Node};
 use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan};
 use upshot_model::facts::{Facts, OrderFact};
-use upshot_model::Event;
+use upshot_model::{Event, KeyRole};
 use upshot_store::SiteRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -105,16 +105,16 @@ fn cluster_order_book(node: &Node, site: &str) -> Result<OrderBook, ClickHouseEr
     for summary in order_summaries(node, site)? {
         let order_id = summary.order_id.as_bytes();
         if let Some((ts, event_id)) = &summary.first_order {
-            book.add_order(order_id, *ts, event_id.as_bytes());
+            book.add_order(order_id, *ts, event_id.as_bytes(), KeyRole::Secret);
         }
         if summary.refunded != 0 {
-            book.add_refund(order_id, Some(summary.refunded), false);
+            book.add_refund(order_id, Some(summary.refunded), false, KeyRole::Secret);
         }
         if summary.refund_all {
-            book.add_refund(order_id, None, false);
+            book.add_refund(order_id, None, false, KeyRole::Secret);
         }
         if summary.cancelled {
-            book.add_refund(order_id, Some(0), true);
+            book.add_refund(order_id, Some(0), true, KeyRole::Secret);
         }
     }
     Ok(book)

@@ -48,7 +48,7 @@ impl ColumnSet {
             ColumnSet::All => true,
             ColumnSet::EventIds => column == EVENT_IDS || column == TYPES || column == STRINGS,
             ColumnSet::OrdersAndRefunds => {
-                column == BODIES + ORDER_TYPE as usize || column == BODIES + REFUND_TYPE as usize
+                column == TYPES || column == BODIES + ORDER_TYPE as usize || column == BODIES + REFUND_TYPE as usize
             }
         }
     }
@@ -121,21 +121,34 @@ impl BucketColumns {
         Ok(BucketColumns { columns, names, dictionary, set: ColumnSet::All, info })
     }
 
-    /// Calls `order(order_id, ts, event_id)` for every order row and
-    /// `refund(order_id, amount, cancel)` for every refund row, reading only their two
-    /// columns (load with `ColumnSet::OrdersAndRefunds` or `All`).
+    /// Calls `order(order_id, ts, event_id, role)` for every order row and
+    /// `refund(order_id, amount, cancel, role)` for every refund row, reading only their
+    /// two columns and the row types (load with `ColumnSet::OrdersAndRefunds` or `All`).
     pub fn for_each_order_fact(
         &self,
-        mut order: impl FnMut(&[u8], i64, &[u8]),
-        mut refund: impl FnMut(&[u8], Option<i64>, bool),
+        mut order: impl FnMut(&[u8], i64, &[u8], KeyRole),
+        mut refund: impl FnMut(&[u8], Option<i64>, bool, KeyRole),
     ) -> Result<(), DecodeError> {
+        // The roles of the bucket's orders and of its refunds, in row order.
+        let (mut order_roles, mut refund_roles) = (Vec::new(), Vec::new());
+        let mut types = Cursor { bytes: &self.columns[TYPES], position: 0, name: "types" };
+        while types.position < types.bytes.len() {
+            let byte = types.byte()?;
+            match byte & !PUBLIC_KEY_FLAG {
+                ORDER_TYPE => order_roles.push(role_of(byte)),
+                REFUND_TYPE => refund_roles.push(role_of(byte)),
+                _ => {}
+            }
+        }
+        let mut order_roles = order_roles.into_iter();
+        let mut refund_roles = refund_roles.into_iter();
         let column = BODIES + ORDER_TYPE as usize;
         let mut cursor = Cursor { bytes: &self.columns[column], position: 0, name: "body.order" };
         while cursor.position < cursor.bytes.len() {
             let ts = cursor.number()?;
             let event_id = cursor.bytes_slice()?;
             let order_id = cursor.bytes_slice()?;
-            order(order_id, ts, event_id);
+            order(order_id, ts, event_id, order_roles.next().unwrap_or_default());
             cursor.varint()?; // order id in the dictionary
             cursor.varint()?; // revenue
             for _ in 0..2 {
@@ -160,7 +173,7 @@ impl BucketColumns {
                 0 => None,
                 _ => Some(cursor.number()?),
             };
-            refund(order_id, amount, cursor.byte()? != 0);
+            refund(order_id, amount, cursor.byte()? != 0, refund_roles.next().unwrap_or_default());
         }
         Ok(())
     }
