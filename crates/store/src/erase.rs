@@ -193,6 +193,24 @@ mod tests {
     }
 
     #[test]
+    fn a_second_forget_without_a_seal_between_loses_no_one_else() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(dir.path()).expect("opens");
+        let (record, _) = store.create_site("shop", "UTC", "USD").expect("site");
+        let events = [event("1", "a", None, 1), event("2", "b", None, 1), event("3", "c", None, 1)];
+        store.append_events(&record, &events).expect("append");
+        store.seal().expect("seal");
+        // Both rewrite the day's one segment, at the same place in the list.
+        store.forget(&record, &Person::Visitor("a".into())).expect("forget");
+        store.forget(&record, &Person::Visitor("b".into())).expect("forget");
+        assert_eq!(visitors(&store, &record), ["c"]);
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopens");
+        assert_eq!(visitors(&store, &record), ["c"]);
+        assert!(store.verify().expect("verify").problems.is_empty());
+    }
+
+    #[test]
     fn retention_drops_whole_old_days() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = Store::open(dir.path()).expect("opens");

@@ -180,7 +180,16 @@ pub(crate) fn write_entry<E: std::borrow::Borrow<Event>>(
     name: &str,
     events: &[E],
 ) -> Result<SegmentEntry, StoreError> {
-    let path = segment_path(&root.join("sites").join(site), day, name);
+    let mut path = segment_path(&root.join("sites").join(site), day, name);
+    // Never over an existing file: a second `forget`, or a compaction of a day whose
+    // earlier compaction had the same name, would otherwise rewrite a listed segment in
+    // place and then delete it as replaced.
+    let stem = name.strip_suffix(".seg").unwrap_or(name).to_string();
+    let mut attempt = 1;
+    while path.exists() {
+        attempt += 1;
+        path = segment_path(&root.join("sites").join(site), day, &format!("{stem}-{attempt}.seg"));
+    }
     let dir = path.parent().expect("a segment path has a parent");
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let (_, bytes) = write_segment(&path, site, day, events)?;
