@@ -419,12 +419,19 @@ pub(crate) async fn append(
     authorized: &Authorized,
     parsed: Vec<Result<Event, Rejection>>,
 ) -> Result<Value, ApiError> {
-    // Each role deduplicates only against its own ids (SPEC section 7): the role goes
-    // with the event into the log and the segments.
-    let valid: Vec<Event> = parsed
-        .iter()
-        .filter_map(|result| result.as_ref().ok())
-        .map(|event| Event { sent_with: authorized.role, ..event.clone() })
+    // The events move to the writer (no second copy outside the memory budget); the
+    // answer needs only their ids. Each role deduplicates only against its own ids
+    // (SPEC section 7): the role goes with the event into the log and the segments.
+    let mut valid: Vec<Event> = Vec::with_capacity(parsed.len());
+    let fates: Vec<Result<String, Rejection>> = parsed
+        .into_iter()
+        .map(|result| {
+            result.map(|event| {
+                let event_id = event.event_id.clone();
+                valid.push(Event { sent_with: authorized.role, ..event });
+                event_id
+            })
+        })
         .collect();
     let outcomes = if valid.is_empty() {
         Vec::new()
@@ -455,17 +462,17 @@ pub(crate) async fn append(
     };
     let mut outcomes = outcomes.into_iter();
     let (mut taken, mut duplicate, mut rejected) = (0u64, 0u64, 0u64);
-    let results: Vec<Value> = parsed
+    let results: Vec<Value> = fates
         .iter()
-        .map(|result| match result {
-            Ok(event) => match outcomes.next() {
+        .map(|fate| match fate {
+            Ok(event_id) => match outcomes.next() {
                 Some(Appended::Taken) => {
                     taken += 1;
-                    json!({"status": "taken", "event_id": event.event_id})
+                    json!({"status": "taken", "event_id": event_id})
                 }
                 _ => {
                     duplicate += 1;
-                    json!({"status": "duplicate", "event_id": event.event_id})
+                    json!({"status": "duplicate", "event_id": event_id})
                 }
             },
             Err(rejection) => {
