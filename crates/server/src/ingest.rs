@@ -352,9 +352,17 @@ pub(crate) async fn ingest_body(
         let parsed = read_events(body, &context, received_at_ms, &limits, &mut reservation)?;
         (parsed, reservation)
     } else {
+        // As many large bodies are read at once as there are cores (the work is CPU
+        // bound): more would not go faster, and each would hold memory meanwhile.
+        let slot = tokio::time::timeout(crate::memory::WAIT_MAX, state.large_body_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| over_budget())?
+            .map_err(|_| over_budget())?;
         run_parse(move || {
             reservation.wait_until(Instant::now() + crate::memory::WAIT_MAX);
-            read_events(body, &context, received_at_ms, &limits, &mut reservation).map(|parsed| (parsed, reservation))
+            let parsed = read_events(body, &context, received_at_ms, &limits, &mut reservation);
+            drop(slot);
+            parsed.map(|parsed| (parsed, reservation))
         })
         .await??
     };

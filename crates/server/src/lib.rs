@@ -69,6 +69,8 @@ pub(crate) struct AppState {
     /// compressed ones cannot starve them.
     small_bodies: Arc<memory::Budget>,
     large_bodies: Arc<memory::Budget>,
+    /// Large bodies decompressed and parsed at once: one per core.
+    large_body_slots: Arc<tokio::sync::Semaphore>,
     /// Reports computed at once for requests; a permit lives as long as its
     /// computation, not its request (a request that timed out leaves it running).
     reports: Arc<tokio::sync::Semaphore>,
@@ -284,6 +286,9 @@ pub fn start(
         keys_loaded: Mutex::new(Instant::now()),
         rate: rate::RateLimiter::new(limits.key_events_per_second, limits.key_events_burst),
         small_bodies: memory::Budget::new(limits.body_memory_bytes_max / SMALL_BODIES_SHARE),
+        large_body_slots: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+        )),
         large_bodies: memory::Budget::new(
             limits.body_memory_bytes_max - limits.body_memory_bytes_max / SMALL_BODIES_SHARE,
         ),
