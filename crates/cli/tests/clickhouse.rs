@@ -5,13 +5,15 @@
 //! when the shard is back, and the final report equals the embedded backend's on the
 //! same events, with nothing lost or doubled.
 
+mod process;
 #[path = "../../server/tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+
+use process::{listening, upshot};
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/clickhouse/cluster")
@@ -38,12 +40,6 @@ impl Drop for Cluster {
     }
 }
 
-fn upshot(data: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_upshot"));
-    command.arg("--data").arg(data);
-    command
-}
-
 fn succeed(command: &mut Command) -> String {
     let output = command.output().expect("the binary runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -60,25 +56,15 @@ impl Drop for Server {
 }
 
 fn serve(data: &Path, clickhouse: &str) -> Server {
-    let mut child = upshot(data)
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", "clickhouse", "--clickhouse-url", clickhouse])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let mut reader = BufReader::new(child.stdout.take().expect("piped"));
-    let mut printed = String::new();
-    let address = loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).expect("reading") > 0, "the server stopped: {printed}");
-        printed.push_str(&line);
-        if let Some(address) = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()) {
-            if let Ok(address) = address.parse() {
-                break address;
-            }
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let (child, address) = listening(upshot(data).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        "clickhouse",
+        "--clickhouse-url",
+        clickhouse,
+    ]));
     Server(child, address)
 }
 

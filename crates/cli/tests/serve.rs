@@ -2,40 +2,18 @@
 //! server on the same data dir is refused clearly, SIGTERM drains and seals, and a
 //! SIGKILL loses nothing that was acknowledged.
 
+mod process;
 #[path = "../../server/tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-fn upshot(data: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_upshot"));
-    command.arg("--data").arg(data);
-    command
-}
+use process::{listening, upshot};
 
 /// Starts `upshot serve` on a free port and returns it with the address it printed.
 fn serve(data: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = upshot(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut first = String::new();
-    let mut reader = BufReader::new(stdout);
-    reader.read_line(&mut first).expect("the server prints where it listens");
-    // Keep reading, as a terminal would, so the server's last words find an open pipe.
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let address = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|address| address.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
-    (child, address)
+    listening(upshot(data).args(["serve", "--listen", "127.0.0.1:0"]))
 }
 
 fn create_site(data: &std::path::Path) -> String {
@@ -176,17 +154,7 @@ fn a_500_answer_names_no_path_of_the_server() {
         env!("CARGO_BIN_EXE_upshot"),
         data.path().display()
     );
-    let mut child =
-        Command::new("bash").args(["-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs");
-    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut first = String::new();
-    reader.read_line(&mut first).expect("the server prints where it listens");
-    let address: SocketAddr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|address| address.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let (mut child, address) = listening(Command::new("bash").args(["-c", &script]));
     let body: String = (0..2000)
         .map(|id| format!("{{\"event_id\":\"big{id}\",\"type\":\"page_view\",\"ts\":\"2024-05-10T10:00:00Z\",\"visitor_id\":\"v{id}\",\"url\":\"https://shop.example/{id}/{}\"}}\n", "x".repeat(200)))
         .collect();

@@ -4,42 +4,23 @@
 //! absent, and one whose request broke off with the server is stored at most once.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod process;
+
+use process::{listening, upshot};
 
 const CLIENTS: usize = 6;
 const ROUNDS: usize = 4;
 const ROUND_LENGTH: Duration = Duration::from_millis(1200);
 
-fn upshot(data: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_upshot"));
-    command.arg("--data").arg(data);
-    command
-}
-
 fn serve(data: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = upshot(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("UPSHOT_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut first = String::new();
-    reader.read_line(&mut first).expect("the server prints where it listens");
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let address = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|address| address.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
-    (child, address)
+    listening(upshot(data).args(["serve", "--listen", "127.0.0.1:0"]))
 }
 
 /// One request; `None` when the connection failed or broke off (the server was killed).
