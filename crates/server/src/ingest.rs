@@ -81,7 +81,7 @@ pub async fn post_events(
         // The key first: a body from someone without one is never read, let alone
         // decompressed.
         let authorized = authorize_request(&state, &headers, &params).await?;
-        let (bytes, reservation) = receive_body(&state, &headers, body).await?;
+        let (bytes, reservation) = receive_body(&state, &headers, body, state.limits.body_bytes_max).await?;
         let gzip = is_gzip(&headers, &bytes);
         ingest_body(&state, &headers, &authorized, RequestBody { bytes, gzip }, reservation).await
     }
@@ -96,9 +96,9 @@ pub(crate) async fn receive_body(
     state: &AppState,
     headers: &HeaderMap,
     body: axum::body::Body,
+    limit: usize,
 ) -> Result<(Bytes, Reservation), ApiError> {
     use http_body_util::BodyExt;
-    let limit = state.limits.body_bytes_max;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -118,7 +118,8 @@ pub(crate) async fn receive_body(
     let mut reservation = budget.reservation(Instant::now());
     let read = async {
         let mut body = body;
-        let mut out: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+        // Grown as chunks arrive (and are reserved), not from what a header promises.
+        let mut out: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(INLINE_PARSE_BYTES_MAX));
         while let Some(frame) = body.frame().await {
             let frame =
                 frame.map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("reading the body: {error}")))?;
@@ -348,6 +349,15 @@ pub(crate) async fn ingest_body(
     let received_at_ms = jiff::Timestamp::now().as_millisecond();
     let context = ParseContext { currency: authorized.site.currency.clone() };
     let limits = state.limits.clone();
+    if body.gzip && reservation.draws_on(&state.small_bodies) {
+        // Gzip that did not say so in its headers was received under the small bodies'
+        // share; it unpacks like any gzip, so it moves to the large share first.
+        let mut moved = state.large_bodies.reservation(Instant::now());
+        if !moved.reserve(reservation.held()) {
+            return Err(over_budget());
+        }
+        reservation = moved;
+    }
     let (mut parsed, _reservation) = if !body.gzip && body.bytes.len() <= INLINE_PARSE_BYTES_MAX {
         let parsed = read_events(body, &context, received_at_ms, &limits, &mut reservation)?;
         (parsed, reservation)

@@ -167,6 +167,9 @@ fn router(state: Arc<AppState>) -> Router {
     events.merge(others).with_state(state)
 }
 
+/// The largest sign-in or sign-out form.
+const FORM_BYTES_MAX: usize = 16 << 10;
+
 /// Reads a request's whole body before its handler, within `body_read_timeout_ms` (a
 /// client sending it a byte at a time would otherwise hold its connection for ever,
 /// 408), `body_bytes_max` (413) and the memory budget (503): the same reading as event
@@ -178,7 +181,14 @@ async fn read_body_in_time(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (parts, body) = request.into_parts();
-    match ingest::receive_body(&state, &parts.headers, body).await {
+    if matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS) {
+        // A page or a report takes no body: whatever was sent is not read (the
+        // connection closes after the answer rather than waiting for it).
+        return next.run(axum::extract::Request::from_parts(parts, axum::body::Body::empty())).await;
+    }
+    // Shopify's webhooks may be large; the dashboard's forms are a few fields.
+    let limit = if parts.uri.path().ends_with("/shopify") { state.limits.body_bytes_max } else { FORM_BYTES_MAX };
+    match ingest::receive_body(&state, &parts.headers, body, limit).await {
         Ok((bytes, _reservation)) => {
             next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
         }

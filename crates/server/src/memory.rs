@@ -63,6 +63,16 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// The bytes held.
+    pub fn held(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether it draws on `budget`.
+    pub fn draws_on(&self, budget: &Arc<Budget>) -> bool {
+        Arc::ptr_eq(&self.budget, budget)
+    }
+
     /// From now on, growing may wait for memory until `deadline` (only on a blocking
     /// thread: waiting blocks it).
     pub fn wait_until(&mut self, deadline: Instant) {

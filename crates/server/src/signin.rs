@@ -135,8 +135,10 @@ impl SignInGuard {
 
     pub fn succeeded(&self, client: IpAddr, site: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        failures.remove(&Scope::Client(client));
-        failures.remove(&Scope::Site(site.to_string()));
+        // The same scopes the failures were counted in (the /64, the site or "").
+        let [client, site, _everyone] = scopes(client, site);
+        failures.remove(&client);
+        failures.remove(&site);
     }
 }
 
@@ -195,6 +197,8 @@ mod tests {
         let elsewhere = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
         assert!(guard.check(elsewhere, "shop", start).is_ok());
         assert_eq!(guard.failures.lock().expect("unpoisoned").len(), 3, "one client, one site scope, everyone");
+        guard.succeeded(neighbour, "not a site id!");
+        assert!(guard.check(neighbour, "shop", start).is_ok(), "a success clears the /64's failures");
     }
 
     #[test]

@@ -438,3 +438,36 @@ fn the_public_key_cannot_cancel_refund_or_shadow_an_order_the_backend_sent() {
     assert_eq!((report["overview"]["orders"].clone(), report["overview"]["revenue"].clone()), (json!(1), json!(25)));
     harness.stop_and_read("shop");
 }
+
+#[test]
+fn gzip_sent_without_its_header_is_read_under_the_large_bodies_share() {
+    let limits = Limits { body_memory_bytes_max: 24 << 20, ..Limits::default() };
+    let mut harness = start(limits, &["shop"]);
+    let url = format!("https://shop.example/{}", "x".repeat(8000));
+    let lines: String = (0..600)
+        .map(|index| {
+            format!("{{\"event_id\":\"g{index}\",\"type\":\"page_view\",\"ts\":1700000000000,\"visitor_id\":\"v\",\"url\":\"{url}\"}}\n")
+        })
+        .collect();
+    let body = gzip(lines.as_bytes());
+    assert!(body.len() <= 16 << 10, "declared small: {} bytes", body.len());
+    // No Content-Encoding: sniffed as gzip. It unpacks past the small bodies' share
+    // (6 MiB here), so it must not be read under it, which would starve the tracker.
+    let authorization = format!("Bearer {}", harness.public("shop"));
+    let answer = request(harness.address(), "POST", "/v1/events", &[("Authorization", &authorization)], &body);
+    assert_eq!(answer.status, 200, "{}", &answer.text()[..answer.text().len().min(300)]);
+    assert_eq!(answer.json()["taken"], 600);
+    assert_eq!(harness.stop_and_read("shop").len(), 600);
+}
+
+#[test]
+fn a_body_sent_with_a_get_is_never_waited_for_nor_held() {
+    use std::io::Write;
+    let mut harness = start(Limits::default(), &["shop"]);
+    let mut stream = std::net::TcpStream::connect(harness.address()).expect("a connection");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("a read timeout");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000\r\n\r\n").expect("a head");
+    let answer = read_until_closed(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    harness.stop_and_read("shop");
+}

@@ -148,7 +148,8 @@ impl BucketColumns {
             let ts = cursor.number()?;
             let event_id = cursor.bytes_slice()?;
             let order_id = cursor.bytes_slice()?;
-            order(order_id, ts, event_id, order_roles.next().unwrap_or_default());
+            let role = order_roles.next().ok_or(DecodeError::RowCountMismatch { column: "body.order" })?;
+            order(order_id, ts, event_id, role);
             cursor.varint()?; // order id in the dictionary
             cursor.varint()?; // revenue
             for _ in 0..2 {
@@ -173,7 +174,8 @@ impl BucketColumns {
                 0 => None,
                 _ => Some(cursor.number()?),
             };
-            refund(order_id, amount, cursor.byte()? != 0, refund_roles.next().unwrap_or_default());
+            let role = refund_roles.next().ok_or(DecodeError::RowCountMismatch { column: "body.refund" })?;
+            refund(order_id, amount, cursor.byte()? != 0, role);
         }
         Ok(())
     }
@@ -326,6 +328,8 @@ pub enum DecodeError {
     UnknownCode { what: &'static str, code: u64 },
     #[error("{what} out of range")]
     OutOfRange { what: &'static str },
+    #[error("column {column} holds more rows than the types column says")]
+    RowCountMismatch { column: &'static str },
     #[error("{0}")]
     Misuse(&'static str),
 }
