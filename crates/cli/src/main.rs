@@ -323,6 +323,11 @@ fn open_for_writing(data: &std::path::Path) -> Result<Store> {
 }
 
 fn open_for_reading(data: &std::path::Path) -> Result<Store> {
+    // A mistyped --data must not read as an empty, undamaged store (a backup check
+    // that verifies nothing).
+    if !data.join("sites").is_dir() {
+        bail!("{} is not an upshot data dir (no sites/ in it); check --data", data.display());
+    }
     Store::open_read_only(data).with_context(|| format!("opening data dir {}", data.display()))
 }
 

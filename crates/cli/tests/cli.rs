@@ -237,3 +237,13 @@ fn site_show_into_a_closed_pipe_ends_quietly_not_with_a_panic() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", output.status);
 }
+
+#[test]
+fn verify_of_a_mistyped_data_dir_fails_rather_than_finding_no_damage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("upshot-2024-06-01-0300");
+    let output = upshot(&missing, &["verify"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not an upshot data dir"));
+    assert!(!missing.exists(), "nothing is created where nothing was");
+}

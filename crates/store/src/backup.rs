@@ -44,6 +44,12 @@ pub fn backup(source: &Path, destination: &Path) -> Result<BackupReport, StoreEr
             reason: "the backup destination is not empty; choose a new directory".into(),
         });
     }
+    // Readable by its owner only, like the data dir (site files hold secrets).
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(destination).map_err(io_error(destination))?;
+        std::fs::set_permissions(destination, std::fs::Permissions::from_mode(0o700)).map_err(io_error(destination))?;
+    }
     let mut report = BackupReport::default();
     for site in site_dirs(source)? {
         let name = site.file_name().map(|name| name.to_os_string()).unwrap_or_default();
