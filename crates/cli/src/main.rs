@@ -424,7 +424,10 @@ fn site_command(data: &std::path::Path, command: SiteCommand) -> Result<()> {
     match command {
         SiteCommand::Create { site, timezone, currency, format } => {
             // Site records need no lock: a site can be added while `upshot serve` runs.
-            let (record, keys) = open_for_reading(data)?.create_site(&site, &timezone, &currency)?;
+            // The first site makes the data dir: opened (and created) without the lock,
+            // so a site can be added beside a running server.
+            let store = Store::open_read_only(data).with_context(|| format!("opening data dir {}", data.display()))?;
+            let (record, keys) = store.create_site(&site, &timezone, &currency)?;
             match format.as_str() {
                 "json" => println!(
                     "{}",
