@@ -10,7 +10,6 @@ pub mod dataset;
 pub mod figures;
 mod finish;
 mod fold;
-pub mod ingest;
 pub mod orders;
 pub mod query;
 pub mod stats;

@@ -8,13 +8,14 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use upshot_engine::ingest::{add_bucket_to_order_book, run_bucket};
+use rows::{add_bucket_to_order_book, run_bucket};
 use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan};
 use upshot_model::{Event, Settings};
 use upshot_store::segment::{bucket_of, sort_for_segment, BucketColumns, ColumnSet, SegmentFile, BUCKETS};
 use upshot_store::{SiteRecord, Store, StoreError};
 
 pub mod clickhouse;
+mod rows;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {

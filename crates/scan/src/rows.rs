@@ -1,15 +1,17 @@
 //! Turning the store's decoded segment rows into the engine's compact events, and
-//! walking one bucket's visitors merged across segments (days) and the log's tail.
-//! The caller loads the buckets (IO); nothing here reads a file.
+//! walking one bucket's visitors merged across segments (days) and the log's tail:
+//! the seam between the store's file formats and the engine, which knows nothing of
+//! files. The caller loads the buckets (IO); nothing here reads a file.
 
 use rustc_hash::FxHashMap as HashMap;
 
 use upshot_model::{Event, Kind};
 use upshot_store::segment::{BucketColumns, DecodeError, Row, RowAttributes, RowBody, RowLine, RowReader};
 
-use crate::dataset::{Dictionary, Ev, Line, Payload, PlacementId, PlacementTouch, Span, Sym, VisitorEvents, NONE};
-use crate::orders::OrderBook;
-use crate::{ReportPlan, Worker};
+use upshot_engine::dataset::{
+    Dictionary, Ev, Line, Payload, PlacementId, PlacementTouch, Span, Sym, VisitorEvents, NONE,
+};
+use upshot_engine::{OrderBook, ReportPlan, Worker};
 
 const UNSEEN: Sym = NONE - 1;
 
@@ -53,85 +55,83 @@ impl Translation {
     }
 }
 
-impl VisitorEvents {
-    /// Adds one decoded segment row of this visitor.
-    pub fn push_row(
-        &mut self,
-        dictionary: &mut Dictionary,
-        translation: &mut Translation,
-        bucket: &BucketColumns,
-        row: &Row,
-        items: &[u32],
-        lines: &[RowLine],
-    ) {
-        let touch = |this: &mut VisitorEvents,
-                     dictionary: &mut Dictionary,
-                     translation: &mut Translation,
-                     placement: u32,
-                     kind: Kind,
-                     attributes: &RowAttributes| PlacementTouch {
-            placement: translation.placement(dictionary, bucket, placement, kind),
-            impression_id: this.optional_bytes(attributes.impression_id),
-            campaign: translation.optional(dictionary, bucket, attributes.campaign),
-            sequence: translation.optional(dictionary, bucket, attributes.sequence),
-        };
-        let payload = match row.body {
-            RowBody::PageView => Payload::PageView,
-            RowBody::Impression { placement, kind, attributes } => {
-                let start = self.items.len();
-                for &item in items {
-                    let sym = translation.sym(dictionary, bucket, item);
-                    self.items.push(sym);
-                }
-                let items = Span::of(start, self.items.len());
-                Payload::Impression { at: touch(self, dictionary, translation, placement, kind, &attributes), items }
+/// Adds one decoded segment row to the visitor's events.
+fn push_row(
+    visitor: &mut VisitorEvents,
+    dictionary: &mut Dictionary,
+    translation: &mut Translation,
+    bucket: &BucketColumns,
+    row: &Row,
+    items: &[u32],
+    lines: &[RowLine],
+) {
+    let touch = |this: &mut VisitorEvents,
+                 dictionary: &mut Dictionary,
+                 translation: &mut Translation,
+                 placement: u32,
+                 kind: Kind,
+                 attributes: &RowAttributes| PlacementTouch {
+        placement: translation.placement(dictionary, bucket, placement, kind),
+        impression_id: this.optional_bytes(attributes.impression_id),
+        campaign: translation.optional(dictionary, bucket, attributes.campaign),
+        sequence: translation.optional(dictionary, bucket, attributes.sequence),
+    };
+    let payload = match row.body {
+        RowBody::PageView => Payload::PageView,
+        RowBody::Impression { placement, kind, attributes } => {
+            let start = visitor.items.len();
+            for &item in items {
+                let sym = translation.sym(dictionary, bucket, item);
+                visitor.items.push(sym);
             }
-            RowBody::Interaction { placement, kind, action, item, attributes } => Payload::Interaction {
-                at: touch(self, dictionary, translation, placement, kind, &attributes),
-                action,
-                item: translation.optional(dictionary, bucket, item),
-                label: translation.optional(dictionary, bucket, attributes.label),
-            },
-            RowBody::ProductView { item } => Payload::ProductView { item: translation.sym(dictionary, bucket, item) },
-            RowBody::AddToCart { .. } => Payload::AddToCart,
-            RowBody::Order { order_id, revenue, .. } => {
-                let start = self.lines.len();
-                for line in lines {
-                    let item = translation.sym(dictionary, bucket, line.item);
-                    self.lines.push(Line { item, quantity: line.quantity, price: line.price });
-                }
-                let order_id = self.texts.push(bucket.string(order_id).as_bytes());
-                Payload::Order { order_id, revenue, lines: Span::of(start, self.lines.len()), sent_with: row.sent_with }
+            let items = Span::of(start, visitor.items.len());
+            Payload::Impression { at: touch(visitor, dictionary, translation, placement, kind, &attributes), items }
+        }
+        RowBody::Interaction { placement, kind, action, item, attributes } => Payload::Interaction {
+            at: touch(visitor, dictionary, translation, placement, kind, &attributes),
+            action,
+            item: translation.optional(dictionary, bucket, item),
+            label: translation.optional(dictionary, bucket, attributes.label),
+        },
+        RowBody::ProductView { item } => Payload::ProductView { item: translation.sym(dictionary, bucket, item) },
+        RowBody::AddToCart { .. } => Payload::AddToCart,
+        RowBody::Order { order_id, revenue, .. } => {
+            let start = visitor.lines.len();
+            for line in lines {
+                let item = translation.sym(dictionary, bucket, line.item);
+                visitor.lines.push(Line { item, quantity: line.quantity, price: line.price });
             }
-            RowBody::Refund { order_id, amount, cancel } => {
-                Payload::Refund { order_id: self.texts.push(bucket.string(order_id).as_bytes()), amount, cancel }
-            }
-            RowBody::Assignment { experiment, variant } => Payload::Assignment {
-                experiment: translation.sym(dictionary, bucket, experiment),
-                variant: translation.sym(dictionary, bucket, variant),
-            },
-            RowBody::Goal { .. } => Payload::Goal,
-            RowBody::Journey { journey, action, channel, .. } => Payload::Journey {
-                journey: translation.sym(dictionary, bucket, journey),
-                action,
-                channel: translation.optional(dictionary, bucket, channel),
-            },
-            RowBody::SequenceStart { sequence, campaign } => Payload::SequenceStart {
-                sequence: translation.sym(dictionary, bucket, sequence),
-                campaign: translation.optional(dictionary, bucket, campaign),
-            },
-        };
-        let profile = match (row.body, row.profile) {
-            (RowBody::SequenceStart { .. }, Some(profile)) => dictionary.strings.intern(bucket.string(profile)),
-            _ => NONE,
-        };
-        let page_type = match row.page_type {
-            Some(index) => translation.sym(dictionary, bucket, index),
-            None => dictionary.other_page_type,
-        };
-        let event_id = self.event_ids.push(row.event_id);
-        self.events.push(Ev { ts: row.ts, event_id, profile, page_type, payload });
-    }
+            let order_id = visitor.texts.push(bucket.string(order_id).as_bytes());
+            Payload::Order { order_id, revenue, lines: Span::of(start, visitor.lines.len()), sent_with: row.sent_with }
+        }
+        RowBody::Refund { order_id, amount, cancel } => {
+            Payload::Refund { order_id: visitor.texts.push(bucket.string(order_id).as_bytes()), amount, cancel }
+        }
+        RowBody::Assignment { experiment, variant } => Payload::Assignment {
+            experiment: translation.sym(dictionary, bucket, experiment),
+            variant: translation.sym(dictionary, bucket, variant),
+        },
+        RowBody::Goal { .. } => Payload::Goal,
+        RowBody::Journey { journey, action, channel, .. } => Payload::Journey {
+            journey: translation.sym(dictionary, bucket, journey),
+            action,
+            channel: translation.optional(dictionary, bucket, channel),
+        },
+        RowBody::SequenceStart { sequence, campaign } => Payload::SequenceStart {
+            sequence: translation.sym(dictionary, bucket, sequence),
+            campaign: translation.optional(dictionary, bucket, campaign),
+        },
+    };
+    let profile = match (row.body, row.profile) {
+        (RowBody::SequenceStart { .. }, Some(profile)) => dictionary.strings.intern(bucket.string(profile)),
+        _ => NONE,
+    };
+    let page_type = match row.page_type {
+        Some(index) => translation.sym(dictionary, bucket, index),
+        None => dictionary.other_page_type,
+    };
+    let event_id = visitor.event_ids.push(row.event_id);
+    visitor.events.push(Ev { ts: row.ts, event_id, profile, page_type, payload });
 }
 
 /// Adds a bucket's orders and refunds (loaded with `ColumnSet::OrdersAndRefunds` or
@@ -209,7 +209,8 @@ pub fn run_bucket(
             let (_, rows) = source.current.expect("a source in the heap has a visitor");
             for _ in 0..rows {
                 let row = source.reader.next_row(&mut items, &mut lines)?;
-                worker.visitor.push_row(
+                push_row(
+                    &mut worker.visitor,
                     &mut worker.dictionary,
                     &mut source.translation,
                     source.bucket,
