@@ -1,20 +1,20 @@
 //! Folding a backend's facts (`upshot_model::facts`, computed next to the data by
 //! generated SQL) into the same totals the per-visitor pass builds, so the report is
-//! finished by the same code. Counts are added as they are; each order is credited here
-//! from its touches and the order book, in fixed point, by the rules of the pass
-//! (`visitor.rs`), which the tests compare figure for figure.
+//! finished by the same code. Counts are added as they are; each order is credited from
+//! its touches and the order book, in fixed point, by the crediting core the pass uses
+//! too (`credit.rs`); the tests compare the two figure for figure.
 
 use rustc_hash::FxHashSet as HashSet;
 
 use upshot_model::facts::{CountFact, ExperimentFact, FactKind, Facts, OrderFact, TouchFact};
-use upshot_model::{Exact, JourneyAction, Kind, Money};
+use upshot_model::{JourneyAction, Kind, Money};
 
 use crate::accumulate::{RecentCandidate, Target, Totals};
-use crate::attribution::{split_order, Credit, Model};
+use crate::attribution::Model;
+use crate::credit::{count_order, credit_item_level, credit_order_level, CreditTouch};
 use crate::dataset::{Dictionary, PlacementId, PlacementTouch, Sym, NONE};
 use crate::orders::OrderBook;
 use crate::query::{Filter, Window};
-use crate::visitor::TIME_DECAY_HALF_LIFE_MS;
 
 /// One query's totals being built from facts.
 pub struct FactFolder<'a> {
@@ -215,106 +215,45 @@ impl<'a> FactFolder<'a> {
         Some((at, passes))
     }
 
-    /// Credits one counted order (as `Context::credit_order` does); returns whether it
-    /// has a direct line whose click passes the filter.
+    /// Credits one counted order by the rules in `credit.rs` (those of the per-visitor
+    /// pass); returns whether it has a direct line whose click passes the filter.
     fn add_order(&mut self, order: &OrderFact, net_units: i64) -> bool {
         let net = Money(net_units).to_exact();
-        let in_range = self.window.contains(order.ts);
-        self.credit_order_level(order, net, in_range);
-        let has_direct_line = self.credit_item_level(order, net, in_range);
         let window = self.window;
-        let totals = &mut self.totals;
-        if order.session_personalized {
-            if in_range {
-                totals.personalized_orders += 1;
-                totals.personalized_revenue += net;
-                totals.daily_personalized_revenue[window.day_index(order.ts)] += net;
-            } else if window.previous_start <= order.ts && order.ts < window.start {
-                totals.previous_personalized_revenue += net;
-            }
-        }
+        let in_range = window.contains(order.ts);
+        let touches: Vec<CreditTouch<&str>> = order.touches.iter().map(|touch| self.credit_touch(touch)).collect();
+        let clicks: Vec<CreditTouch<&str>> =
+            order.recommendation_clicks.iter().map(|click| self.credit_touch(click)).collect();
         if in_range {
-            totals.orders += 1;
-            totals.revenue += net;
-            let day = &mut totals.daily[window.day_index(order.ts)];
-            day.orders += 1;
-            day.revenue += net;
-            if totals.may_be_recent(order.ts, order.event_id.as_bytes()) {
-                totals.push_recent(RecentCandidate {
-                    ts: order.ts,
-                    event_id: order.event_id.clone(),
-                    order_id: order.order_id.clone(),
-                    visitor: order.visitor.clone(),
-                    net: net_units,
-                    placement: order.touches.last().map(|touch| touch.placement.clone()),
-                    variants: order.variants.clone(),
-                });
-            }
+            let mut buffers = (Vec::new(), Vec::new());
+            let (dictionary, totals) = (&self.dictionary, &mut self.totals);
+            credit_order_level(self.model, order.ts, net, &touches, window, dictionary, totals, &mut buffers);
         }
-        has_direct_line
-    }
-
-    fn credit_order_level(&mut self, order: &OrderFact, net: Exact, in_range: bool) {
-        if !in_range || order.touches.is_empty() {
-            return;
-        }
-        let ages: Vec<i64> = order.touches.iter().map(|touch| order.ts - touch.ts).collect();
-        let mut credits: Vec<Credit> = Vec::new();
-        split_order(self.model, net, &ages, TIME_DECAY_HALF_LIFE_MS, &mut credits);
-        let day = self.window.day_index(order.ts) as u32;
-        for (touch, credit) in order.touches.iter().zip(credits) {
-            let Some((at, true)) = self.touch_of(touch) else { continue };
-            self.totals.placement_days.entry((at.placement, day)).or_default().value += credit.value;
-            self.totals.update_rows(&self.dictionary, &at, |row| {
-                row.order_shares += credit.share;
-                row.value += credit.value;
+        let lines = order.lines.iter().map(|(item, quantity, price)| (item.as_str(), *quantity, *price));
+        let has_direct_line = credit_item_level(net, in_range, &clicks, lines, &self.dictionary, &mut self.totals);
+        count_order(&mut self.totals, window, order.ts, net, order.session_personalized);
+        if in_range && self.totals.may_be_recent(order.ts, order.event_id.as_bytes()) {
+            self.totals.push_recent(RecentCandidate {
+                ts: order.ts,
+                event_id: order.event_id.clone(),
+                order_id: order.order_id.clone(),
+                visitor: order.visitor.clone(),
+                net: net_units,
+                placement: order.touches.last().map(|touch| touch.placement.clone()),
+                variants: order.variants.clone(),
             });
         }
-    }
-
-    fn credit_item_level(&mut self, order: &OrderFact, net: Exact, in_range: bool) -> bool {
-        let Some(latest) = order.recommendation_clicks.last() else {
-            return false;
-        };
-        if order.lines.is_empty() {
-            if in_range {
-                self.credit_line(latest, net, false);
-            }
-            return false;
-        }
-        let line_total: i128 =
-            order.lines.iter().map(|(_, quantity, price)| i128::from(*quantity) * i128::from(*price)).sum();
-        let mut has_direct_line = false;
-        for (item, quantity, price) in &order.lines {
-            let value = if line_total == 0 {
-                Exact::ZERO
-            } else {
-                net.scale(i128::from(*quantity) * i128::from(*price), line_total)
-            };
-            let direct_click = order.recommendation_clicks.iter().rev().find(|click| &click.item == item);
-            let (click, direct) = match direct_click {
-                Some(click) => (click, true),
-                None => (latest, false),
-            };
-            let passes = self.touch_of(click).is_some_and(|(_, passes)| passes);
-            has_direct_line |= direct && passes;
-            if in_range {
-                self.credit_line(click, value, direct);
-            }
-        }
         has_direct_line
     }
 
-    fn credit_line(&mut self, click: &TouchFact, value: Exact, direct: bool) {
-        let Some((at, true)) = self.touch_of(click) else { return };
-        let totals = &mut self.totals;
-        if direct {
-            totals.direct_lines += 1;
-            totals.direct_revenue += value;
-            totals.update_rows(&self.dictionary, &at, |row| row.direct_revenue += value);
-        } else {
-            totals.assisted_revenue += value;
-            totals.update_rows(&self.dictionary, &at, |row| row.assisted_revenue += value);
+    /// A touch or click fact as crediting sees it ('' is no item, as in the facts).
+    fn credit_touch<'f>(&mut self, fact: &'f TouchFact) -> CreditTouch<&'f str> {
+        let resolved = self.touch_of(fact);
+        CreditTouch {
+            ts: fact.ts,
+            at: resolved.map(|(at, _)| at),
+            passes: resolved.is_some_and(|(_, passes)| passes),
+            item: fact.item.as_str(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod accumulate;
 pub mod attribution;
+mod credit;
 pub mod dataset;
 pub mod figures;
 mod finish;

@@ -7,13 +7,12 @@ use rustc_hash::FxHashSet as HashSet;
 use upshot_model::{Action, Exact, JourneyAction, Kind, Settings};
 
 use crate::accumulate::{targets_of, RecentCandidate, Target, Totals};
-use crate::attribution::{split_order, Credit, Model};
+use crate::attribution::{Credit, Model};
+use crate::credit::{count_order, credit_item_level, credit_order_level, CreditTouch};
 use crate::dataset::{Dictionary, Ev, Payload, PlacementTouch, Span, Sym, VisitorEvents, NONE};
 use crate::orders::OrderBook;
 use crate::query::{Filter, Window};
 
-/// `time_decay` halves a touch's weight every 7 days (SPEC section 8).
-pub(crate) const TIME_DECAY_HALF_LIFE_MS: i64 = 7 * 86_400_000;
 /// Active counts look at the 24 hours before the range's end.
 const ACTIVE_WINDOW_MS: i64 = 86_400_000;
 const NO_SESSION: u32 = u32::MAX;
@@ -70,8 +69,9 @@ pub struct Scratch {
     recommendation_clicks: Vec<Ev>,
     shown_items: HashSet<Sym>,
     session_actions: Vec<(u32, Target, bool)>,
-    credits: Vec<Credit>,
-    ages: Vec<i64>,
+    credit_touches: Vec<CreditTouch<Sym>>,
+    credit_clicks: Vec<CreditTouch<Sym>>,
+    credit_buffers: (Vec<i64>, Vec<Credit>),
     topic_uses: Vec<(Sym, i64)>,
     assignments: Vec<(Sym, Sym, i64)>,
 }
@@ -228,136 +228,66 @@ impl Context<'_> {
         }
     }
 
-    /// Order-level and item-level credit of one order, and the order's own figures.
+    /// Order-level and item-level credit of one order, and the order's own figures
+    /// (the rules are in `credit.rs`, shared with the fold of a backend's facts).
     fn credit_order(&self, index: usize, scratch: &mut Scratch, totals: &mut Totals) {
         let order = scratch.orders[index];
         let window = self.window;
         let in_range = window.contains(order.ev.ts);
-        let last_touch = self.credit_order_level(&order, in_range, scratch, totals);
-        let has_direct_line = self.credit_item_level(&order, in_range, scratch, totals);
+        let touches = window_slice(&scratch.touches, order.ev.ts, self.settings.attribution_window_ms);
+        let last_touch = touches.last().copied();
+        let as_credit = |ev: &Ev| {
+            let at = interaction_of(ev);
+            let item = match ev.payload {
+                Payload::Interaction { item, .. } => item,
+                _ => NONE,
+            };
+            CreditTouch { ts: ev.ts, at: Some(at), passes: self.filter.passes(self.dictionary, at.placement, ev), item }
+        };
+        scratch.credit_touches.clear();
+        scratch.credit_touches.extend(touches.iter().map(as_credit));
+        let clicks = window_slice(&scratch.recommendation_clicks, order.ev.ts, self.settings.recommendation_window_ms);
+        scratch.credit_clicks.clear();
+        scratch.credit_clicks.extend(clicks.iter().map(as_credit));
+        if in_range {
+            let buffers = &mut scratch.credit_buffers;
+            credit_order_level(
+                self.model,
+                order.ev.ts,
+                order.net,
+                &scratch.credit_touches,
+                window,
+                self.dictionary,
+                totals,
+                buffers,
+            );
+        }
+        let lines = self.visitor.lines[order.lines.range()].iter().map(|line| (line.item, line.quantity, line.price));
+        let has_direct_line =
+            credit_item_level(order.net, in_range, &scratch.credit_clicks, lines, self.dictionary, totals);
+        let mut personalized = false;
         if order.session != NO_SESSION {
             let session = &mut scratch.sessions[order.session as usize];
             session.has_direct_order |= has_direct_line;
-            if session.personalized {
-                if in_range {
-                    totals.personalized_orders += 1;
-                    totals.personalized_revenue += order.net;
-                    totals.daily_personalized_revenue[window.day_index(order.ev.ts)] += order.net;
-                } else if window.previous_start <= order.ev.ts && order.ev.ts < window.start {
-                    totals.previous_personalized_revenue += order.net;
-                }
-            }
+            personalized = session.personalized;
         }
-        if in_range {
-            totals.orders += 1;
-            totals.revenue += order.net;
-            let day = &mut totals.daily[window.day_index(order.ev.ts)];
-            day.orders += 1;
-            day.revenue += order.net;
-            if !totals.may_be_recent(order.ev.ts, self.visitor.event_ids.get(order.ev.event_id)) {
-                return;
-            }
-            let Payload::Order { order_id, .. } = order.ev.payload else { unreachable!("orders hold order events") };
-            let text = |sym: Sym| self.dictionary.strings.resolve(sym).to_string();
-            let variants = scratch.assignments_before(&scratch.kept, order.ev.ts);
-            totals.push_recent(RecentCandidate {
-                ts: order.ev.ts,
-                event_id: String::from_utf8_lossy(self.visitor.event_ids.get(order.ev.event_id)).into_owned(),
-                order_id: String::from_utf8_lossy(self.visitor.texts.get(order_id)).into_owned(),
-                visitor: self.visitor.visitor.clone(),
-                net: order.net_units,
-                placement: last_touch
-                    .map(|touch| self.dictionary.placement_text(interaction_of(&touch).placement).to_string()),
-                variants: variants.into_iter().map(|(experiment, variant)| (text(experiment), text(variant))).collect(),
-            });
-        }
-    }
-
-    /// Credits the order to its window's touches under the report's model; returns the
-    /// last-interaction touch (which `recent_conversions` always shows).
-    fn credit_order_level(
-        &self,
-        order: &Order,
-        in_range: bool,
-        scratch: &mut Scratch,
-        totals: &mut Totals,
-    ) -> Option<Ev> {
-        let touches = window_slice(&scratch.touches, order.ev.ts, self.settings.attribution_window_ms);
-        let last = touches.last().copied();
-        if !in_range || touches.is_empty() {
-            return last;
-        }
-        scratch.ages.clear();
-        scratch.ages.extend(touches.iter().map(|touch| order.ev.ts - touch.ts));
-        split_order(self.model, order.net, &scratch.ages, TIME_DECAY_HALF_LIFE_MS, &mut scratch.credits);
-        for (touch, credit) in touches.iter().zip(&scratch.credits) {
-            let at = interaction_of(touch);
-            if self.filter.passes(self.dictionary, at.placement, touch) {
-                let day = (at.placement, self.window.day_index(order.ev.ts) as u32);
-                totals.placement_days.entry(day).or_default().value += credit.value;
-                totals.update_rows(self.dictionary, &at, |row| {
-                    row.order_shares += credit.share;
-                    row.value += credit.value;
-                });
-            }
-        }
-        last
-    }
-
-    /// Direct and assisted revenue of a recommendation-clicked order; returns whether
-    /// it has a direct line (whose credited click passes the filter).
-    fn credit_item_level(&self, order: &Order, in_range: bool, scratch: &mut Scratch, totals: &mut Totals) -> bool {
-        let clicks = window_slice(&scratch.recommendation_clicks, order.ev.ts, self.settings.recommendation_window_ms);
-        let Some(latest) = clicks.last() else {
-            return false;
-        };
-        let lines = &self.visitor.lines[order.lines.range()];
-        if lines.is_empty() {
-            if in_range {
-                self.credit_line(latest, order.net, false, totals);
-            }
-            return false;
-        }
-        let line_total: i128 = lines.iter().map(|line| i128::from(line.quantity) * i128::from(line.price)).sum();
-        let mut has_direct_line = false;
-        for line in lines {
-            let value = if line_total == 0 {
-                Exact::ZERO
-            } else {
-                order.net.scale(i128::from(line.quantity) * i128::from(line.price), line_total)
-            };
-            let direct_click = clicks.iter().rev().find(|click| {
-                let Payload::Interaction { item, .. } = click.payload else {
-                    return false;
-                };
-                item == line.item
-            });
-            let (click, direct) = match direct_click {
-                Some(click) => (click, true),
-                None => (latest, false),
-            };
-            let passes = self.filter.passes(self.dictionary, interaction_of(click).placement, click);
-            has_direct_line |= direct && passes;
-            if in_range {
-                self.credit_line(click, value, direct, totals);
-            }
-        }
-        has_direct_line
-    }
-
-    fn credit_line(&self, click: &Ev, value: Exact, direct: bool, totals: &mut Totals) {
-        let at = interaction_of(click);
-        if !self.filter.passes(self.dictionary, at.placement, click) {
+        count_order(totals, window, order.ev.ts, order.net, personalized);
+        if !in_range || !totals.may_be_recent(order.ev.ts, self.visitor.event_ids.get(order.ev.event_id)) {
             return;
         }
-        if direct {
-            totals.direct_lines += 1;
-            totals.direct_revenue += value;
-            totals.update_rows(self.dictionary, &at, |row| row.direct_revenue += value);
-        } else {
-            totals.assisted_revenue += value;
-            totals.update_rows(self.dictionary, &at, |row| row.assisted_revenue += value);
-        }
+        let Payload::Order { order_id, .. } = order.ev.payload else { unreachable!("orders hold order events") };
+        let text = |sym: Sym| self.dictionary.strings.resolve(sym).to_string();
+        let variants = scratch.assignments_before(&scratch.kept, order.ev.ts);
+        totals.push_recent(RecentCandidate {
+            ts: order.ev.ts,
+            event_id: String::from_utf8_lossy(self.visitor.event_ids.get(order.ev.event_id)).into_owned(),
+            order_id: String::from_utf8_lossy(self.visitor.texts.get(order_id)).into_owned(),
+            visitor: self.visitor.visitor.clone(),
+            net: order.net_units,
+            placement: last_touch
+                .map(|touch| self.dictionary.placement_text(interaction_of(&touch).placement).to_string()),
+            variants: variants.into_iter().map(|(experiment, variant)| (text(experiment), text(variant))).collect(),
+        });
     }
 
     /// Counts of events in range: impressions, clicks, converted clicks, journeys,
