@@ -618,12 +618,10 @@ fn admin_password(file: Option<&std::path::Path>) -> Result<Option<String>> {
         ),
         None => std::env::var("UPSHOT_ADMIN_PASSWORD").ok(),
     };
-    match password {
-        Some(password) if upshot_server::admin_password_weakness(&password).is_some() => {
-            bail!("{}", upshot_server::admin_password_weakness(&password).unwrap_or_default())
-        }
-        password => Ok(password),
+    if let Some(weakness) = password.as_deref().and_then(upshot_server::admin_password_weakness) {
+        bail!("{weakness}");
     }
+    Ok(password)
 }
 
 fn serve(

@@ -244,8 +244,11 @@ impl Context<'_> {
             };
             CreditTouch { ts: ev.ts, at: Some(at), passes: self.filter.passes(self.dictionary, at.placement, ev), item }
         };
+        // Order-level credit is for orders in range only: only they need their touches.
         scratch.credit_touches.clear();
-        scratch.credit_touches.extend(touches.iter().map(as_credit));
+        if in_range {
+            scratch.credit_touches.extend(touches.iter().map(as_credit));
+        }
         let clicks = window_slice(&scratch.recommendation_clicks, order.ev.ts, self.settings.recommendation_window_ms);
         scratch.credit_clicks.clear();
         scratch.credit_clicks.extend(clicks.iter().map(as_credit));

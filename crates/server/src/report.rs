@@ -336,7 +336,6 @@ async fn compute_now(
         .map_err(|_| busy())?;
     let started = Instant::now();
     let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
-    let site = record.site.clone();
     let work = report_work(state, record, queries);
     // The permit goes with the computation: when the request gives up waiting, the
     // computation still holds its place, so the limit bounds the CPU in use.
@@ -349,7 +348,7 @@ async fn compute_now(
         .await
         .map_err(|_| too_long(limit))?
         .map_err(|error| failed(error.to_string()))?;
-    keep(state, &site, keys, started, computed)
+    keep(state, keys, started, computed)
 }
 
 /// Computes the reports in one pass on a thread of its own at a lower CPU priority (no
@@ -364,7 +363,6 @@ async fn compute_in_background(
     let permit = state.background_reports.clone().acquire_owned().await.map_err(|_| busy())?;
     let started = Instant::now();
     let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
-    let site = record.site.clone();
     let work = report_work(state, record, queries);
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -379,27 +377,19 @@ async fn compute_in_background(
         .await
         .map_err(|_| too_long(limit))?
         .map_err(|_| failed("the report thread stopped".to_string()))?;
-    keep(state, &site, keys, started, computed)
+    keep(state, keys, started, computed)
 }
 
 /// Records the computation and caches each report.
 fn keep(
     state: &Arc<AppState>,
-    site: &str,
     keys: Vec<CacheKey>,
     started: Instant,
     computed: Computed,
 ) -> Result<Vec<Arc<Report>>, ApiError> {
     let (reports, problems) = computed.map_err(failed)?;
     state.metrics.report.observe(started.elapsed());
-    if !problems.is_empty() {
-        let mut damage = state.damage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for problem in &problems {
-            if damage.insert(problem.clone()) {
-                tracing::error!(site = %site, %problem, "a report left damaged data out");
-            }
-        }
-    }
+    problems.iter().for_each(|problem| upshot_store::note_damage(&state.damage, problem));
     let reports: Vec<Arc<Report>> = reports.into_iter().map(Arc::new).collect();
     for (key, report) in keys.into_iter().zip(&reports) {
         state.report_cache.put(key, report.clone());

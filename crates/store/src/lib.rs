@@ -105,6 +105,15 @@ pub struct Store {
 /// The damaged parts of a data dir met so far, each named once.
 pub type DamageLog = std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
 
+/// Records a damaged part in `log`, logged once (as an error: data is being left out)
+/// whoever met it (ingest, a scan, a report).
+pub fn note_damage(log: &DamageLog, problem: &str) {
+    let mut damage = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if damage.insert(problem.to_string()) {
+        tracing::error!(%problem, "damaged data is left out; `upshot verify` names every damaged part");
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the data dir for writing: takes its lock and
     /// recovers the log (cutting a torn tail, reporting corrupt records).
@@ -142,10 +151,7 @@ impl Store {
 
     /// Records a damaged part (logged once, as an error: data is being left out).
     pub fn note_damage(&self, problem: &str) {
-        let mut damage = self.damage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if damage.insert(problem.to_string()) {
-            tracing::error!(%problem, "damaged data is left out; `upshot verify` names every damaged part");
-        }
+        note_damage(&self.damage, problem);
     }
 
     pub fn manifest(&self) -> &Manifest {
