@@ -2,7 +2,6 @@
 //! merged across workers by re-keying one worker's symbols into another's dictionary.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use std::hash::Hash;
 
 use upshot_model::Exact;
 
@@ -89,6 +88,67 @@ pub struct VariantTotals {
     /// Net revenue in money units (1e-4), and the sum of each visitor's revenue squared.
     pub revenue: i128,
     pub revenue_squares: i128,
+}
+
+impl VariantTotals {
+    pub(crate) fn absorb(&mut self, other: &VariantTotals) {
+        self.visitors += other.visitors;
+        self.converted += other.converted;
+        self.orders += other.orders;
+        self.revenue += other.revenue;
+        self.revenue_squares = self.revenue_squares.saturating_add(other.revenue_squares);
+    }
+
+    /// Adds one counted visitor whose orders (after its assignment, before the range's
+    /// end) are `orders`, with net revenue `revenue` in money units.
+    pub(crate) fn add_visitor(&mut self, orders: u64, revenue: i128) {
+        self.visitors += 1;
+        self.converted += u64::from(orders > 0);
+        self.orders += orders;
+        self.revenue += revenue;
+        self.revenue_squares = self.revenue_squares.saturating_add(revenue.saturating_mul(revenue));
+    }
+}
+
+/// Turns another dictionary's symbols and placements into ours.
+pub(crate) trait Rekey {
+    fn sym(&mut self, sym: Sym) -> Sym;
+    fn placement(&mut self, id: PlacementId) -> PlacementId;
+}
+
+/// Another worker's symbols, interned into our dictionary.
+pub(crate) struct Reintern<'a> {
+    pub ours: &'a mut Dictionary,
+    pub theirs: &'a Dictionary,
+}
+
+impl Rekey for Reintern<'_> {
+    fn sym(&mut self, sym: Sym) -> Sym {
+        if sym == NONE {
+            NONE
+        } else {
+            self.ours.strings.intern(self.theirs.strings.resolve(sym))
+        }
+    }
+
+    fn placement(&mut self, id: PlacementId) -> PlacementId {
+        let (text, kind) = self.theirs.placements[id as usize];
+        let text = self.ours.strings.intern(self.theirs.strings.resolve(text));
+        self.ours.placement(text, kind)
+    }
+}
+
+/// Symbols of the same dictionary.
+pub(crate) struct SameDictionary;
+
+impl Rekey for SameDictionary {
+    fn sym(&mut self, sym: Sym) -> Sym {
+        sym
+    }
+
+    fn placement(&mut self, id: PlacementId) -> PlacementId {
+        id
+    }
 }
 
 /// An order that may be among the latest 50; owns its strings so it outlives the
@@ -234,83 +294,77 @@ impl Totals {
     /// Adds another worker's totals, whose symbols belong to `theirs`, re-keyed into
     /// `ours`.
     pub fn absorb(&mut self, ours: &mut Dictionary, other: Totals, theirs: &Dictionary) {
-        self.add_counts(&other);
-        let placement = |ours: &mut Dictionary, id: PlacementId| {
-            let (text, kind) = theirs.placements[id as usize];
-            let text = ours.strings.intern(theirs.strings.resolve(text));
-            ours.placement(text, kind)
-        };
+        self.absorb_rekeyed(&other, &mut Reintern { ours, theirs }, 0);
+    }
+
+    /// Adds `other`, whose symbols `rekey` turns into ours, with its day `i` counted
+    /// as our day `i + day_offset` (a day partial added into a range's totals).
+    pub(crate) fn absorb_rekeyed(&mut self, other: &Totals, rekey: &mut impl Rekey, day_offset: usize) {
+        self.add_counts(other, day_offset);
         for (id, row) in other.placements.iter().enumerate() {
-            let mine = placement(ours, id as PlacementId);
+            let mine = rekey.placement(id as PlacementId);
             self.row(Target::Placement(mine)).absorb(row);
         }
-        for ((id, day), figures) in other.placement_days {
-            let mine = self.placement_days.entry((placement(ours, id), day)).or_default();
+        for (&(id, day), figures) in &other.placement_days {
+            let key = (rekey.placement(id), day + day_offset as u32);
+            let mine = self.placement_days.entry(key).or_default();
             mine.impressions += figures.impressions;
             mine.clicked_impressions += figures.clicked_impressions;
             mine.clicks += figures.clicks;
             mine.value += figures.value;
         }
-        let placement_items: Vec<((PlacementId, Sym), u64)> = other.placement_items.into_iter().collect();
-        for ((id, item), clicks) in placement_items {
-            let id = placement(ours, id);
-            let item = ours.strings.intern(theirs.strings.resolve(item));
-            *self.placement_items.entry((id, item)).or_default() += clicks;
+        for (&(id, item), &clicks) in &other.placement_items {
+            *self.placement_items.entry((rekey.placement(id), rekey.sym(item))).or_default() += clicks;
         }
         for (mine, row) in self.kinds.iter_mut().zip(&other.kinds) {
             mine.absorb(row);
         }
-        let mut sym = |sym: Sym| {
-            if sym == NONE {
-                NONE
-            } else {
-                ours.strings.intern(theirs.strings.resolve(sym))
-            }
-        };
-        for (rollups, other_rollups) in [(&mut self.campaigns, other.campaigns), (&mut self.sequences, other.sequences)]
+        for (rollups, other_rollups) in
+            [(&mut self.campaigns, &other.campaigns), (&mut self.sequences, &other.sequences)]
         {
-            for (key, rollup) in other_rollups {
-                let mine = rollups.entry(sym(key)).or_default();
+            for (&key, rollup) in other_rollups {
+                let mine = rollups.entry(rekey.sym(key)).or_default();
                 mine.figures.absorb(&rollup.figures);
                 mine.started += rollup.started;
-                mine.profiles.extend(rollup.profiles.into_iter().map(&mut sym));
+                mine.profiles.extend(rollup.profiles.iter().map(|&sym| rekey.sym(sym)));
             }
         }
         for (set, other_set) in [
-            (&mut self.active_placements, other.active_placements),
-            (&mut self.active_experiments, other.active_experiments),
-            (&mut self.active_journeys, other.active_journeys),
+            (&mut self.active_placements, &other.active_placements),
+            (&mut self.active_experiments, &other.active_experiments),
+            (&mut self.active_journeys, &other.active_journeys),
         ] {
-            set.extend(other_set.into_iter().map(&mut sym));
+            set.extend(other_set.iter().map(|&sym| rekey.sym(sym)));
         }
-        for (journey, row) in other.journeys {
-            let mine = self.journeys.entry(sym(journey)).or_default();
+        for (&journey, row) in &other.journeys {
+            let mine = self.journeys.entry(rekey.sym(journey)).or_default();
             mine.started += row.started;
             mine.completed += row.completed;
             mine.cancelled += row.cancelled;
             mine.notifications += row.notifications;
             mine.converted += row.converted;
-            for (channel, count) in row.channels {
-                *mine.channels.entry(sym(channel)).or_default() += count;
+            for (&channel, &count) in &row.channels {
+                *mine.channels.entry(rekey.sym(channel)).or_default() += count;
             }
         }
-        for (experiment, groups) in other.experiments {
-            let mine = self.experiments.entry(sym(experiment)).or_default();
-            for (variant, group) in groups {
-                let into = mine.entry(sym(variant)).or_default();
-                into.visitors += group.visitors;
-                into.converted += group.converted;
-                into.orders += group.orders;
-                into.revenue += group.revenue;
-                into.revenue_squares = into.revenue_squares.saturating_add(group.revenue_squares);
+        for (&experiment, groups) in &other.experiments {
+            let mine = self.experiments.entry(rekey.sym(experiment)).or_default();
+            for (&variant, group) in groups {
+                mine.entry(rekey.sym(variant)).or_default().absorb(group);
             }
         }
-        merge_counts(&mut self.topics, other.topics, &mut sym);
-        self.recent.extend(other.recent);
-        self.trim_recent();
+        for (&label, &(visitors, converted)) in &other.topics {
+            let mine = self.topics.entry(rekey.sym(label)).or_default();
+            mine.0 += visitors;
+            mine.1 += converted;
+        }
+        if !other.recent.is_empty() {
+            self.recent.extend(other.recent.iter().cloned());
+            self.trim_recent();
+        }
     }
 
-    fn add_counts(&mut self, other: &Totals) {
+    fn add_counts(&mut self, other: &Totals, day_offset: usize) {
         self.visitors += other.visitors;
         self.sessions += other.sessions;
         self.bounced_sessions += other.bounced_sessions;
@@ -322,10 +376,11 @@ impl Totals {
         self.personalized_orders += other.personalized_orders;
         self.personalized_revenue += other.personalized_revenue;
         self.previous_personalized_revenue += other.previous_personalized_revenue;
-        for (mine, theirs) in self.daily_personalized_revenue.iter_mut().zip(&other.daily_personalized_revenue) {
+        let days = self.daily_personalized_revenue.iter_mut().skip(day_offset);
+        for (mine, theirs) in days.zip(&other.daily_personalized_revenue) {
             *mine += *theirs;
         }
-        for (mine, theirs) in self.daily.iter_mut().zip(&other.daily) {
+        for (mine, theirs) in self.daily.iter_mut().skip(day_offset).zip(&other.daily) {
             mine.sessions += theirs.sessions;
             mine.orders += theirs.orders;
             mine.revenue += theirs.revenue;
@@ -338,17 +393,5 @@ impl Totals {
         self.direct_lines += other.direct_lines;
         self.direct_revenue += other.direct_revenue;
         self.assisted_revenue += other.assisted_revenue;
-    }
-}
-
-fn merge_counts<K: Eq + Hash>(
-    into: &mut HashMap<K, (u64, u64)>,
-    from: HashMap<Sym, (u64, u64)>,
-    key: &mut impl FnMut(Sym) -> K,
-) {
-    for (label, (visitors, converted)) in from {
-        let mine = into.entry(key(label)).or_default();
-        mine.0 += visitors;
-        mine.1 += converted;
     }
 }

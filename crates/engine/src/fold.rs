@@ -266,11 +266,6 @@ impl<'a> FactFolder<'a> {
             }
         }
         let (experiment, variant) = (self.sym(&fact.experiment), self.sym(&fact.variant));
-        let group = self.totals.experiments.entry(experiment).or_default().entry(variant).or_default();
-        group.visitors += 1;
-        group.converted += u64::from(orders > 0);
-        group.orders += orders;
-        group.revenue += revenue;
-        group.revenue_squares = group.revenue_squares.saturating_add(revenue.saturating_mul(revenue));
+        self.totals.experiments.entry(experiment).or_default().entry(variant).or_default().add_visitor(orders, revenue);
     }
 }

@@ -8,6 +8,7 @@ pub mod accumulate;
 pub mod attribution;
 mod credit;
 pub mod dataset;
+pub mod days;
 pub mod figures;
 mod finish;
 mod fold;
@@ -25,6 +26,7 @@ pub use query::{Query, QueryError};
 use upshot_model::{Body, Event, Settings};
 
 use crate::accumulate::Totals;
+use crate::days::{Accumulator, DayPartials, DaysBuild, Lens, PartialsError};
 use crate::finish::Finisher;
 use crate::query::{Filter, Window};
 use crate::visitor::{Context, Scratch};
@@ -38,12 +40,15 @@ pub struct ReportPlan<'a> {
     query: &'a Query,
     window: Window,
     companions: Vec<(&'a Query, Window)>,
+    /// For day partials: a one-day range for each date of `window` (the coverage);
+    /// empty for reports.
+    day_windows: Vec<Window>,
 }
 
 /// A companion query's share of a worker: its filter and totals.
 struct Lane {
     filter: Filter,
-    totals: Totals,
+    totals: Accumulator,
 }
 
 /// One thread's share of a report: its dictionary, totals and buffers.
@@ -51,7 +56,7 @@ pub struct Worker {
     pub dictionary: Dictionary,
     pub visitor: VisitorEvents,
     filter: Filter,
-    totals: Totals,
+    totals: Accumulator,
     scratch: Scratch,
     /// One for each companion query of the plan.
     lanes: Vec<Lane>,
@@ -59,7 +64,28 @@ pub struct Worker {
 
 impl<'a> ReportPlan<'a> {
     pub fn new(settings: &'a Settings, query: &'a Query) -> Result<ReportPlan<'a>, QueryError> {
-        Ok(ReportPlan { settings, query, window: Window::resolve(query)?, companions: Vec::new() })
+        Ok(ReportPlan {
+            settings,
+            query,
+            window: Window::resolve(query)?,
+            companions: Vec::new(),
+            day_windows: Vec::new(),
+        })
+    }
+
+    /// A plan that computes day partials (ADR 0008) rather than reports: one set per
+    /// lens (each query's model and filters), every one over the first query's dates,
+    /// the coverage, which must hold every event the plan is fed.
+    pub fn for_day_partials(settings: &'a Settings, lenses: &'a [Query]) -> Result<ReportPlan<'a>, QueryError> {
+        let (coverage, others) = lenses.split_first().expect("at least one lens");
+        let window = Window::resolve(coverage)?;
+        let day_windows = window
+            .dates
+            .iter()
+            .map(|&date| Window::resolve(&Query { from: date, to: date, now_ms: None, ..coverage.clone() }))
+            .collect::<Result<_, _>>()?;
+        let companions = others.iter().map(|lens| (lens, window.clone())).collect();
+        Ok(ReportPlan { settings, query: coverage, window, companions, day_windows })
     }
 
     /// A plan for `query` and every one of `companions`, computed in the same pass.
@@ -72,7 +98,7 @@ impl<'a> ReportPlan<'a> {
             .iter()
             .map(|companion| Ok((companion, Window::resolve(companion)?)))
             .collect::<Result<_, _>>()?;
-        Ok(ReportPlan { settings, query, window: Window::resolve(query)?, companions })
+        Ok(ReportPlan { settings, query, window: Window::resolve(query)?, companions, day_windows: Vec::new() })
     }
 
     /// The earliest instant any of the plan's figures looks at (the previous period's
@@ -100,17 +126,48 @@ impl<'a> ReportPlan<'a> {
             .iter()
             .map(|(query, window)| Lane {
                 filter: Filter::resolve(query, &mut dictionary),
-                totals: Totals::new(window.dates.len()),
+                totals: self.accumulator(window),
             })
             .collect();
         Worker {
             dictionary,
             visitor: VisitorEvents::default(),
             filter,
-            totals: Totals::new(self.window.dates.len()),
+            totals: self.accumulator(&self.window),
             scratch: Scratch::default(),
             lanes,
         }
+    }
+
+    fn accumulator(&self, window: &Window) -> Accumulator {
+        if self.day_windows.is_empty() {
+            Accumulator::Range(Box::new(Totals::new(window.dates.len())))
+        } else {
+            Accumulator::Days(Box::new(DaysBuild::new(window.dates.len())))
+        }
+    }
+
+    /// Merges the workers' day partials (of a plan made by `for_day_partials`).
+    pub fn finish_day_partials(&self, workers: Vec<Worker>) -> Result<DayPartials, PartialsError> {
+        let days = self.window.dates.len();
+        let builds = |worker: Worker| {
+            let accumulators = std::iter::once(worker.totals).chain(worker.lanes.into_iter().map(|lane| lane.totals));
+            let builds = accumulators
+                .map(|accumulator| match accumulator {
+                    Accumulator::Days(build) => *build,
+                    Accumulator::Range(_) => DaysBuild::new(days),
+                })
+                .collect();
+            (worker.dictionary, builds)
+        };
+        let lenses = self.queries().map(|(query, _)| Lens::of(query)).collect();
+        DayPartials::merge(
+            self.settings,
+            self.query,
+            self.window.clone(),
+            lenses,
+            workers.into_iter().map(builds).collect(),
+        )
     }
 
     /// Merges the workers' totals into the report (of the plan's main query).
@@ -121,20 +178,28 @@ impl<'a> ReportPlan<'a> {
     /// Merges the workers' totals into every report: the main query's first, then each
     /// companion's, in order.
     pub fn finish_all(&self, workers: Vec<Worker>) -> Vec<Report> {
+        debug_assert!(self.day_windows.is_empty(), "a plan for day partials finishes with finish_day_partials");
+        let range = |accumulator: Accumulator| match accumulator {
+            Accumulator::Range(totals) => *totals,
+            Accumulator::Days(_) => Totals::default(),
+        };
         let mut workers = workers.into_iter();
-        let mut base = workers.next().unwrap_or_else(|| self.worker());
+        let base = workers.next().unwrap_or_else(|| self.worker());
+        let mut dictionary = base.dictionary;
+        let mut totals = range(base.totals);
+        let mut lanes: Vec<Totals> = base.lanes.into_iter().map(|lane| range(lane.totals)).collect();
         for worker in workers {
-            base.totals.absorb(&mut base.dictionary, worker.totals, &worker.dictionary);
-            for (mine, theirs) in base.lanes.iter_mut().zip(worker.lanes) {
-                mine.totals.absorb(&mut base.dictionary, theirs.totals, &worker.dictionary);
+            totals.absorb(&mut dictionary, range(worker.totals), &worker.dictionary);
+            for (mine, theirs) in lanes.iter_mut().zip(worker.lanes) {
+                mine.absorb(&mut dictionary, range(theirs.totals), &worker.dictionary);
             }
         }
         let finisher = |query: &Query, window: &Window, totals: Totals| {
-            Finisher { dictionary: &base.dictionary, settings: self.settings, query, window }.report(totals)
+            Finisher { dictionary: &dictionary, settings: self.settings, query, window }.report(totals)
         };
-        let mut reports = vec![finisher(self.query, &self.window, base.totals)];
-        for ((query, window), lane) in self.companions.iter().zip(base.lanes) {
-            reports.push(finisher(query, window, lane.totals));
+        let mut reports = vec![finisher(self.query, &self.window, totals)];
+        for ((query, window), lane) in self.companions.iter().zip(lanes) {
+            reports.push(finisher(query, window, lane));
         }
         reports
     }
@@ -220,6 +285,7 @@ impl Worker {
             book,
             settings: plan.settings,
             window: &plan.window,
+            day_windows: &plan.day_windows,
             filter: &self.filter,
             model: plan.query.model,
         };
@@ -231,6 +297,7 @@ impl Worker {
                 book,
                 settings: plan.settings,
                 window,
+                day_windows: &plan.day_windows,
                 filter: &lane.filter,
                 model: query.model,
             };

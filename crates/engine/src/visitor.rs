@@ -10,11 +10,10 @@ use crate::accumulate::{targets_of, RecentCandidate, Target, Totals};
 use crate::attribution::{Credit, Model};
 use crate::credit::{count_order, credit_item_level, credit_order_level, CreditTouch};
 use crate::dataset::{Dictionary, Ev, Payload, PlacementTouch, Span, Sym, VisitorEvents, NONE};
+use crate::days::{Accumulator, Active, ACTIVE_WINDOW_MS};
 use crate::orders::OrderBook;
 use crate::query::{Filter, Window};
 
-/// Active counts look at the 24 hours before the range's end.
-const ACTIVE_WINDOW_MS: i64 = 86_400_000;
 const NO_SESSION: u32 = u32::MAX;
 
 /// Everything the pass reads for one visitor and never changes.
@@ -23,7 +22,10 @@ pub struct Context<'a> {
     pub visitor: &'a VisitorEvents,
     pub book: &'a OrderBook,
     pub settings: &'a Settings,
+    /// The report's range; in a days build, the dates the partials cover.
     pub window: &'a Window,
+    /// In a days build, a one-day range for each date of `window`; else empty.
+    pub day_windows: &'a [Window],
     pub filter: &'a Filter,
     pub model: Model,
 }
@@ -74,22 +76,81 @@ pub struct Scratch {
     credit_buffers: (Vec<i64>, Vec<Credit>),
     topic_uses: Vec<(Sym, i64)>,
     assignments: Vec<(Sym, Sym, i64)>,
+    /// Days (coverage indices) the visitor was seen on, and saw a recommendation on;
+    /// for one range, non-empty is all that matters.
+    seen_days: Vec<u32>,
+    recommendation_days: Vec<u32>,
+    day_buffers: (Vec<u32>, Vec<u32>),
 }
 
 impl Context<'_> {
-    /// Adds the visitor's events (ordered by (ts, event_id)) to `totals`.
-    pub fn add_visitor(&self, scratch: &mut Scratch, totals: &mut Totals) {
+    /// Adds the visitor's events (ordered by (ts, event_id)) to `accumulator`.
+    pub fn add_visitor(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         debug_assert!(self.visitor.is_sorted(), "a visitor's events come ordered by (ts, event_id)");
+        if let Accumulator::Days(build) = accumulator {
+            build.outside += self.visitor.events.iter().filter(|ev| !self.window.contains(ev.ts)).count() as u64;
+        }
         self.keep_counted_events(&self.visitor.events, scratch);
         self.form_sessions(scratch);
         self.mark_clicked_impressions(scratch);
         for index in 0..scratch.orders.len() {
-            self.credit_order(index, scratch, totals);
+            self.credit_order(index, scratch, accumulator);
         }
-        self.count_events(scratch, totals);
-        self.count_sessions(scratch, totals);
-        self.count_experiments(scratch, totals);
-        self.count_topics(scratch, totals);
+        self.count_events(scratch, accumulator);
+        self.count_sessions(scratch, accumulator);
+        self.count_experiments(scratch, accumulator);
+        self.count_topics(scratch, accumulator);
+    }
+
+    /// The totals an addition keyed on `ts` goes to, with the range they are of: the
+    /// report's, or in a days build the day of `ts` (`None` outside the coverage).
+    fn slot<'s>(&'s self, accumulator: &'s mut Accumulator, ts: i64) -> Option<(&'s mut Totals, &'s Window)> {
+        match accumulator {
+            Accumulator::Range(totals) => Some((totals, self.window)),
+            Accumulator::Days(build) => {
+                if !self.window.contains(ts) {
+                    return None;
+                }
+                let day = self.window.day_index(ts);
+                Some((&mut build.days[day], &self.day_windows[day]))
+            }
+        }
+    }
+
+    /// Notes that the visitor was seen at `ts` (in range) in `days`.
+    fn note_seen(&self, days: &mut Vec<u32>, ts: i64) {
+        if self.day_windows.is_empty() {
+            if days.is_empty() {
+                days.push(0);
+            }
+            return;
+        }
+        let day = self.window.day_index(ts) as u32;
+        if days.last() != Some(&day) {
+            days.push(day);
+        }
+    }
+
+    /// An entity with an event at `ts`, for the active counts.
+    fn note_active(&self, accumulator: &mut Accumulator, what: Active, sym: Sym, ts: i64) {
+        match accumulator {
+            Accumulator::Range(totals) => {
+                let end = self.window.active_end;
+                if end - ACTIVE_WINDOW_MS <= ts && ts < end {
+                    let set = match what {
+                        Active::Placement => &mut totals.active_placements,
+                        Active::Experiment => &mut totals.active_experiments,
+                        Active::Journey => &mut totals.active_journeys,
+                    };
+                    set.insert(sym);
+                }
+            }
+            Accumulator::Days(build) => {
+                if self.window.contains(ts) {
+                    build.note_active(what, sym, self.window.day_index(ts) as u32, ts);
+                }
+            }
+        }
     }
 
     /// Drops duplicate and cancelled orders (they are not events at all) and collects
@@ -230,9 +291,15 @@ impl Context<'_> {
 
     /// Order-level and item-level credit of one order, and the order's own figures
     /// (the rules are in `credit.rs`, shared with the fold of a backend's facts).
-    fn credit_order(&self, index: usize, scratch: &mut Scratch, totals: &mut Totals) {
+    fn credit_order(&self, index: usize, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         let order = scratch.orders[index];
-        let window = self.window;
+        // Outside a days build's coverage nothing is added; the session still learns
+        // whether the order had a direct line.
+        let mut spare: Option<Totals> = None;
+        let (totals, window) = match self.slot(accumulator, order.ev.ts) {
+            Some(slot) => slot,
+            None => (spare.insert(Totals::default()), self.window),
+        };
         let in_range = window.contains(order.ev.ts);
         let touches = window_slice(&scratch.touches, order.ev.ts, self.settings.attribution_window_ms);
         let last_touch = touches.last().copied();
@@ -295,17 +362,16 @@ impl Context<'_> {
 
     /// Counts of events in range: impressions, clicks, converted clicks, journeys,
     /// sequence starts, active counts, visitors.
-    fn count_events(&self, scratch: &mut Scratch, totals: &mut Totals) {
-        let window = self.window;
-        let active_from = window.active_end - ACTIVE_WINDOW_MS;
-        let is_active = |ts: i64| active_from <= ts && ts < window.active_end;
-        let mut visitor_seen = false;
-        let mut recommendation_visitor = false;
+    fn count_events(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
+        scratch.seen_days.clear();
+        scratch.recommendation_days.clear();
         scratch.session_actions.clear();
         let mut impression_index = 0;
         for (kept_index, ev) in scratch.kept.iter().enumerate() {
-            let in_range = window.contains(ev.ts);
-            visitor_seen |= in_range && ev.is_web();
+            let in_range = self.window.contains(ev.ts);
+            if in_range && ev.is_web() {
+                self.note_seen(&mut scratch.seen_days, ev.ts);
+            }
             match ev.payload {
                 Payload::Impression { at, items } => {
                     let clicked = scratch.impressions[impression_index].clicked;
@@ -314,14 +380,14 @@ impl Context<'_> {
                         continue;
                     }
                     let (placement_text, kind) = self.dictionary.placements[at.placement as usize];
-                    if is_active(ev.ts) {
-                        totals.active_placements.insert(placement_text);
-                    }
-                    if !in_range {
+                    self.note_active(accumulator, Active::Placement, placement_text, ev.ts);
+                    let Some((totals, window)) = self.slot(accumulator, ev.ts).filter(|_| in_range) else {
                         continue;
-                    }
+                    };
                     let is_recommendation = kind == Kind::Recommendation;
-                    recommendation_visitor |= is_recommendation;
+                    if is_recommendation {
+                        self.note_seen(&mut scratch.recommendation_days, ev.ts);
+                    }
                     let day = totals.placement_days.entry((at.placement, window.day_index(ev.ts) as u32)).or_default();
                     day.impressions += 1;
                     day.clicked_impressions += u64::from(clicked);
@@ -342,9 +408,9 @@ impl Context<'_> {
                             scratch.session_actions.push((session, target, action == Action::Click));
                         }
                     }
-                    if !in_range {
+                    let Some((totals, window)) = self.slot(accumulator, ev.ts).filter(|_| in_range) else {
                         continue;
-                    }
+                    };
                     let is_recommendation = self.dictionary.placements[at.placement as usize].1 == Kind::Recommendation;
                     let click = action == Action::Click;
                     let converted =
@@ -363,18 +429,17 @@ impl Context<'_> {
                         row.converted_clicks += u64::from(converted);
                     });
                 }
-                Payload::Assignment { experiment, .. } if is_active(ev.ts) => {
-                    totals.active_experiments.insert(experiment);
+                Payload::Assignment { experiment, .. } => {
+                    self.note_active(accumulator, Active::Experiment, experiment, ev.ts);
                 }
                 Payload::Journey { journey, action, channel } => {
-                    if is_active(ev.ts) {
-                        totals.active_journeys.insert(journey);
-                    }
-                    if in_range {
+                    self.note_active(accumulator, Active::Journey, journey, ev.ts);
+                    if let Some((totals, _)) = self.slot(accumulator, ev.ts).filter(|_| in_range) {
                         count_journey(totals, journey, action, channel);
                     }
                 }
                 Payload::SequenceStart { sequence, campaign } if in_range => {
+                    let Some((totals, _)) = self.slot(accumulator, ev.ts) else { continue };
                     let person = if ev.profile != NONE { ev.profile } else { self.visitor.visitor_sym };
                     for rollup in [
                         Some(totals.sequences.entry(sequence).or_default()),
@@ -390,8 +455,16 @@ impl Context<'_> {
                 _ => {}
             }
         }
-        totals.visitors += u64::from(visitor_seen);
-        totals.recommendation_visitors += u64::from(recommendation_visitor);
+        match accumulator {
+            Accumulator::Range(totals) => {
+                totals.visitors += u64::from(!scratch.seen_days.is_empty());
+                totals.recommendation_visitors += u64::from(!scratch.recommendation_days.is_empty());
+            }
+            Accumulator::Days(build) => {
+                build.visitors.add_visitor(&mut scratch.seen_days);
+                build.recommendation_visitors.add_visitor(&mut scratch.recommendation_days);
+            }
+        }
     }
 
     /// A recommendation click converts when an order of the clicked item follows it
@@ -405,13 +478,14 @@ impl Context<'_> {
         })
     }
 
-    fn count_sessions(&self, scratch: &mut Scratch, totals: &mut Totals) {
+    fn count_sessions(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         for session in &scratch.sessions {
             if !self.window.contains(session.first_ts) {
                 continue;
             }
+            let Some((totals, window)) = self.slot(accumulator, session.first_ts) else { continue };
             totals.sessions += 1;
-            totals.daily[self.window.day_index(session.first_ts)].sessions += 1;
+            totals.daily[window.day_index(session.first_ts)].sessions += 1;
             totals.bounced_sessions += u64::from(session.page_views <= 1 && !session.engaged);
             totals.sessions_with_order += u64::from(session.has_order);
             totals.sessions_with_direct_order += u64::from(session.has_direct_order);
@@ -428,9 +502,11 @@ impl Context<'_> {
         scratch.session_actions.sort_unstable();
         scratch.session_actions.dedup();
         for &(session, target, click) in &scratch.session_actions {
-            if !self.window.contains(scratch.sessions[session as usize].first_ts) {
+            let first_ts = scratch.sessions[session as usize].first_ts;
+            if !self.window.contains(first_ts) {
                 continue;
             }
+            let Some((totals, _)) = self.slot(accumulator, first_ts) else { continue };
             let row = totals.row(target);
             if click {
                 row.clicked_sessions += 1;
@@ -441,32 +517,40 @@ impl Context<'_> {
     }
 
     /// A visitor belongs to the variant of its earliest assignment per experiment, and
-    /// counts when that assignment is in range.
-    fn count_experiments(&self, scratch: &mut Scratch, totals: &mut Totals) {
+    /// counts when that assignment is in range, with its orders at or after it and
+    /// before the range's end (a days build keeps the orders' days: any range's end is
+    /// applied when the partials are summed).
+    fn count_experiments(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         scratch.collect_assignments();
+        let window = self.window;
         for &(experiment, variant, assigned_at) in &scratch.assignments {
-            if !self.window.contains(assigned_at) {
+            if !window.contains(assigned_at) {
                 continue;
             }
-            let (mut orders, mut revenue) = (0u64, 0i128);
-            for order in &scratch.orders {
-                if assigned_at <= order.ev.ts && order.ev.ts < self.window.end {
-                    orders += 1;
-                    revenue += i128::from(order.net_units);
+            let after = scratch.orders.iter().filter(|order| assigned_at <= order.ev.ts);
+            match accumulator {
+                Accumulator::Range(totals) => {
+                    let (mut orders, mut revenue) = (0u64, 0i128);
+                    for order in after.filter(|order| order.ev.ts < window.end) {
+                        orders += 1;
+                        revenue += i128::from(order.net_units);
+                    }
+                    let groups = totals.experiments.entry(experiment).or_default();
+                    groups.entry(variant).or_default().add_visitor(orders, revenue);
+                }
+                Accumulator::Days(build) => {
+                    let orders = after
+                        .filter(|order| window.contains(order.ev.ts))
+                        .map(|order| (window.day_index(order.ev.ts) as u32, order.net_units));
+                    build.add_experiment_row(experiment, variant, window.day_index(assigned_at) as u32, orders);
                 }
             }
-            let group = totals.experiments.entry(experiment).or_default().entry(variant).or_default();
-            group.visitors += 1;
-            group.converted += u64::from(orders > 0);
-            group.orders += orders;
-            group.revenue += revenue;
-            group.revenue_squares = group.revenue_squares.saturating_add(revenue.saturating_mul(revenue));
         }
     }
 
     /// Per interaction label used in range: the visitor, and whether an order followed
     /// one of those uses within the attribution window.
-    fn count_topics(&self, scratch: &mut Scratch, totals: &mut Totals) {
+    fn count_topics(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         scratch.topic_uses.clear();
         for ev in &scratch.kept {
             if let Payload::Interaction { at, label, .. } = ev.payload {
@@ -478,16 +562,36 @@ impl Context<'_> {
         }
         scratch.topic_uses.sort_unstable();
         let window_ms = self.settings.attribution_window_ms;
+        let orders = &scratch.orders;
+        let converts =
+            |used_at: i64| orders.iter().any(|order| used_at <= order.ev.ts && order.ev.ts <= used_at + window_ms);
         let mut start = 0;
         while start < scratch.topic_uses.len() {
             let label = scratch.topic_uses[start].0;
             let end = start + scratch.topic_uses[start..].partition_point(|use_| use_.0 == label);
-            let converted = scratch.topic_uses[start..end].iter().any(|&(_, used_at)| {
-                scratch.orders.iter().any(|order| used_at <= order.ev.ts && order.ev.ts <= used_at + window_ms)
-            });
-            let topic = totals.topics.entry(label).or_default();
-            topic.0 += 1;
-            topic.1 += u64::from(converted);
+            let uses = &scratch.topic_uses[start..end];
+            match accumulator {
+                Accumulator::Range(totals) => {
+                    let topic = totals.topics.entry(label).or_default();
+                    topic.0 += 1;
+                    topic.1 += u64::from(uses.iter().any(|&(_, used_at)| converts(used_at)));
+                }
+                Accumulator::Days(build) => {
+                    let (used, converting) = &mut scratch.day_buffers;
+                    used.clear();
+                    converting.clear();
+                    for &(_, used_at) in uses {
+                        let day = self.window.day_index(used_at) as u32;
+                        used.push(day);
+                        if converts(used_at) {
+                            converting.push(day);
+                        }
+                    }
+                    let topic = build.topics.entry(label).or_default();
+                    topic.0.add_visitor(used);
+                    topic.1.add_visitor(converting);
+                }
+            }
             start = end;
         }
     }

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use rows::{add_bucket_to_order_book, run_bucket};
-use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan};
+use upshot_engine::days::{DayPartials, PartialsError};
+use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan, Worker};
 use upshot_model::{Event, Settings};
 use upshot_store::segment::{bucket_of, sort_for_segment, BucketColumns, ColumnSet, SegmentFile, BUCKETS};
 use upshot_store::{SiteRecord, Store, StoreError};
@@ -23,6 +24,8 @@ pub enum ScanError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Query(#[from] QueryError),
+    #[error(transparent)]
+    Partials(#[from] PartialsError),
 }
 
 /// What a report reads: the site's segment files (open, so a later compaction that
@@ -72,6 +75,46 @@ impl Snapshot {
     pub fn reports(&self, settings: &Settings, queries: &[Query]) -> Result<(Vec<Report>, Vec<String>), ScanError> {
         let (query, companions) = queries.split_first().expect("at least one query");
         let plan = ReportPlan::with_companions(settings, query, companions)?;
+        let (workers, problems) = self.run(&plan);
+        let mut reports = plan.finish_all(workers);
+        let warnings = self.warnings(&problems);
+        reports.iter_mut().for_each(|report| report.warnings = warnings.clone());
+        Ok((reports, problems))
+    }
+
+    /// The first and last instants of the snapshot's events, if it has any.
+    pub fn time_span(&self) -> Option<(i64, i64)> {
+        let segments = self.segments.iter().map(|segment| (segment.header.min_ts, segment.header.max_ts));
+        let tail = self.tail.iter().map(|event| (event.ts, event.ts));
+        segments.chain(tail).reduce(|(low, high), (first, last)| (low.min(first), high.max(last)))
+    }
+
+    /// Day partials (ADR 0008) of every lens (each query's model and filters) over
+    /// every local date the snapshot's events lie on, in one pass; `None` for a site
+    /// without events. Damaged parts are left out, as from a report, and named.
+    pub fn day_partials(
+        &self,
+        settings: &Settings,
+        lenses: &[Query],
+    ) -> Result<Option<(DayPartials, Vec<String>)>, ScanError> {
+        let (Some(first), Some((low, high))) = (lenses.first(), self.time_span()) else {
+            return Ok(None);
+        };
+        let date = |ts: i64| {
+            jiff::Timestamp::from_millisecond(ts).map(|instant| instant.to_zoned(first.time_zone.clone()).date())
+        };
+        let (Ok(from), Ok(to)) = (date(low), date(high)) else {
+            return Ok(None);
+        };
+        let lenses: Vec<Query> = lenses.iter().map(|lens| Query { from, to, now_ms: None, ..lens.clone() }).collect();
+        let plan = ReportPlan::for_day_partials(settings, &lenses)?;
+        let (workers, problems) = self.run(&plan);
+        Ok(Some((plan.finish_day_partials(workers)?, problems)))
+    }
+
+    /// Runs `plan` over every bucket on every core: the order book first, then the
+    /// workers; returns them and what had to be skipped as damaged (sorted, each once).
+    fn run(&self, plan: &ReportPlan) -> (Vec<Worker>, Vec<String>) {
         let problems = Mutex::new(self.problems.clone());
         let note = |problem: String| problems.lock().expect("no thread panics while holding it").push(problem);
         let load = |bucket: u32, columns: ColumnSet| -> Vec<BucketColumns> {
@@ -109,22 +152,25 @@ impl Snapshot {
             let mut worker = plan.worker();
             while let Some(bucket) = take(&next) {
                 let loaded = load(bucket, ColumnSet::All);
-                if let Err(reason) = run_bucket(&mut worker, &plan, &book, &loaded, self.tail_of(bucket)) {
+                if let Err(reason) = run_bucket(&mut worker, plan, &book, &loaded, self.tail_of(bucket)) {
                     note(format!("bucket {bucket}: {reason}"));
                 }
             }
             worker
         });
-        let mut reports = plan.finish_all(workers);
         let mut problems = problems.into_inner().expect("no thread panicked");
         problems.sort();
         problems.dedup();
-        let warnings: Vec<String> = problems
+        (workers, problems)
+    }
+
+    /// The warnings a report carries for damaged parts left out (named relative to
+    /// the data dir: a report goes to clients, who need not learn the server's paths).
+    pub fn warnings(&self, problems: &[String]) -> Vec<String> {
+        problems
             .iter()
             .map(|problem| format!("damaged data left out of these figures: {}", problem.replace(&self.root, "")))
-            .collect();
-        reports.iter_mut().for_each(|report| report.warnings = warnings.clone());
-        Ok((reports, problems))
+            .collect()
     }
 }
 

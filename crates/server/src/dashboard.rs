@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use upshot_dashboard::{layout, Page, Preset, View};
+use upshot_dashboard::{layout, Page, View};
 use upshot_store::SiteRecord;
 
 use crate::keys::{constant_time_equal, sha256, KeyRole};
@@ -340,12 +340,9 @@ async fn show(
         return problem(StatusCode::NOT_FOUND, "No such page", "That page does not exist.", &format!("/sites/{site}/"));
     };
     if note_visit(state, &record.site) {
-        // Someone looks at this site: the views one control away get ready too.
+        // Someone looks at this site: its day partials get current.
         let (task_state, task_record) = (state.clone(), record.clone());
-        tokio::spawn(async move {
-            let queries = default_views(&task_state, &task_record);
-            crate::report::compute_missing_in_background(&task_state, task_record, queries).await
-        });
+        tokio::spawn(async move { crate::partials::rebuild_if_needed(&task_state, task_record).await });
     }
     let Some(query) = query_for(&record, &view, view.from, view.to) else {
         return problem(StatusCode::BAD_REQUEST, "That view does not exist", "The range is too long.", "/");
@@ -359,21 +356,11 @@ async fn show(
         .and_then(|(from, to)| query_for(&record, &view, from, to))
         .filter(|_| page.needs_previous() && csv_table.is_none());
     queries.extend(previous_query);
-    // Once a preset view's figures are there, every other preset of the same filters is
-    // computed in the background, in one pass (each costs little next to reading the
-    // data): switching presets is then instant.
-    let others = (view.preset != Preset::Custom && csv_table.is_none()).then(|| preset_group(&record, &view));
     let (task_state, task_record) = (state.clone(), record.clone());
-    // Both ranges in one pass over the data, in a task of its own.
-    let computing = tokio::spawn(async move {
-        let reports = crate::report::compute_many(&task_state, task_record.clone(), queries).await;
-        if let Some(others) = others {
-            tokio::spawn(async move {
-                crate::report::compute_missing_in_background(&task_state, task_record, others).await
-            });
-        }
-        reports
-    });
+    // Both ranges together (sums of day partials, or one pass over the data), in a
+    // task of its own.
+    let computing =
+        tokio::spawn(async move { crate::report::compute_many(&task_state, task_record.clone(), queries).await });
     let both = async {
         match computing.await {
             Ok(Ok(mut reports)) => {
@@ -425,34 +412,6 @@ async fn show(
     }
 }
 
-/// The queries of every date preset with `view`'s filters and model, each preset's
-/// range followed by the equally long range before it (for the changes), `view`'s own
-/// first; each range once.
-fn preset_group(record: &SiteRecord, view: &View) -> Vec<upshot_engine::Query> {
-    let today = site_today(record);
-    let mut ranges: Vec<(jiff::civil::Date, jiff::civil::Date)> = Vec::new();
-    let mut add = |range: (jiff::civil::Date, jiff::civil::Date)| {
-        if !ranges.contains(&range) {
-            ranges.push(range);
-        }
-    };
-    add((view.from, view.to));
-    view.previous_range().into_iter().for_each(&mut add);
-    for preset in Preset::ALL {
-        let Some((from, to)) = preset.range(today) else { continue };
-        let preset_view = View { preset, from, to, ..view.clone() };
-        add((from, to));
-        preset_view.previous_range().into_iter().for_each(&mut add);
-    }
-    ranges.into_iter().filter_map(|(from, to)| query_for(record, view, from, to)).collect()
-}
-
-/// Presets are refreshed when their reports are older than this (before the report
-/// cache would stop serving them), so a dashboard opened after a quiet night is instant.
-const PRESETS_REFRESH_SECONDS: u64 = 240;
-/// How often the presets' age is looked at.
-const PRESETS_CHECK_INTERVAL: Duration = Duration::from_secs(30);
-
 /// A site's dashboard counts as looked at for this long after a visit.
 const VISITED_SECONDS: u64 = 24 * 3600;
 
@@ -462,73 +421,8 @@ fn note_visit(state: &AppState, site: &str) -> bool {
     !is_recent(visits.insert(site.to_string(), Instant::now()))
 }
 
-fn visited_recently(state: &AppState, site: &str) -> bool {
-    is_recent(state.dashboard_visits.lock().expect("no thread panics while holding the visits").get(site).copied())
-}
-
 fn is_recent(visit: Option<Instant>) -> bool {
     visit.is_some_and(|when| when.elapsed() < Duration::from_secs(VISITED_SECONDS))
-}
-
-/// The views kept ready for a site: every date preset of its default view (unfiltered,
-/// last-interaction model); for a site someone looked at in the last day, also the
-/// default range under each offered page type and each other model (one control
-/// away); each with the range before it. With the embedded store they take one pass
-/// (each extra range costs little next to reading the data: 11 s for all 35 on 10M
-/// events, 2.6 s for the presets alone); with ClickHouse, whose queries go per filter,
-/// only the presets.
-fn default_views(state: &AppState, record: &SiteRecord) -> Vec<upshot_engine::Query> {
-    let Ok(view) = View::from_params(&record.site, vec![], &BTreeMap::new(), site_today(record)) else {
-        return Vec::new();
-    };
-    let view = &view;
-    let mut queries = preset_group(record, view);
-    if state.clickhouse.is_some() || !visited_recently(state, &record.site) {
-        return queries;
-    }
-    let mut ranges = vec![(view.from, view.to)];
-    ranges.extend(view.previous_range());
-    let page_types = upshot_dashboard::view::PAGE_TYPES
-        .iter()
-        .map(|page_type| View { page_type: Some(page_type.to_string()), ..view.clone() });
-    let models = upshot_dashboard::view::MODELS
-        .iter()
-        .filter(|(model, _)| *model != view.model)
-        .map(|(model, _)| View { model: model.to_string(), ..view.clone() });
-    for other in page_types.chain(models) {
-        queries.extend(ranges.iter().filter_map(|&(from, to)| query_for(record, &other, from, to)));
-    }
-    queries
-}
-
-/// Keeps the sites' default views ready (`default_views`): every site's at start (or
-/// when it is created), then those of the sites looked at in the last day again
-/// whenever they are a few minutes old, in one pass per site.
-pub async fn keep_default_views_warm(state: Arc<AppState>) {
-    let mut warmed: std::collections::HashSet<String> = std::collections::HashSet::new();
-    loop {
-        let sites: Vec<Arc<SiteRecord>> = {
-            let keys = state.keys.read().expect("no thread panics while holding the keys");
-            keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
-        };
-        for record in sites {
-            // Every site once (its first visit is instant); after that only the sites
-            // someone looked at in the last day are kept fresh, so idle sites cost nothing.
-            if warmed.contains(&record.site) && !visited_recently(&state, &record.site) {
-                continue;
-            }
-            warmed.insert(record.site.clone());
-            let queries = default_views(&state, &record);
-            let refresh_after = Duration::from_secs(PRESETS_REFRESH_SECONDS);
-            if !state.report_cache.any_older_than(&record.site, &queries, refresh_after) {
-                continue;
-            }
-            if let Err(error) = crate::report::refresh(&state, record.clone(), queries).await {
-                tracing::debug!(site = %record.site, error = %error.message, "computing the default views failed");
-            }
-        }
-        tokio::time::sleep(PRESETS_CHECK_INTERVAL).await;
-    }
 }
 
 fn site_today(record: &SiteRecord) -> jiff::civil::Date {

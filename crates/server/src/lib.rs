@@ -11,6 +11,7 @@ pub mod keys;
 mod listener;
 mod memory;
 pub mod metrics;
+mod partials;
 mod priority;
 mod rate;
 mod report;
@@ -77,6 +78,7 @@ pub(crate) struct AppState {
     /// Reports computed with no request waiting (refreshes): one at a time.
     background_reports: Arc<tokio::sync::Semaphore>,
     report_cache: report::ReportCache,
+    partials: partials::PartialsCache,
     /// When each site's dashboard was last opened: the views one control away from its
     /// default view are kept ready only for sites someone looks at.
     dashboard_visits: Mutex<HashMap<String, Instant>>,
@@ -305,6 +307,7 @@ pub fn start(
         reports: Arc::new(tokio::sync::Semaphore::new(limits.reports_in_flight_max.max(1))),
         background_reports: Arc::new(tokio::sync::Semaphore::new(1)),
         report_cache: report::ReportCache::default(),
+        partials: partials::PartialsCache::default(),
         dashboard_visits: Mutex::new(HashMap::new()),
         sessions: dashboard::Sessions::default(),
         admin_password_sha256: options.admin_password.as_deref().map(keys::sha256),
@@ -320,7 +323,7 @@ pub fn start(
         .spawn(move || {
             let served = runtime.block_on(async {
                 let refresher = tokio::spawn(refresh_sites(state.clone()));
-                let warmer = tokio::spawn(dashboard::keep_default_views_warm(state.clone()));
+                let warmer = tokio::spawn(partials::keep_partials_current(state.clone()));
                 let write_stall_max = Duration::from_millis(state.limits.write_stall_timeout_ms);
                 let listener = listener::LimitedListener::new(listener, state.limits.connections_max, write_stall_max);
                 let header_read_timeout = Duration::from_millis(state.limits.header_read_timeout_ms);

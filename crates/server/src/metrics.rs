@@ -73,6 +73,12 @@ pub struct Metrics {
     /// computed from its streamed rows and the spool (while the spool was shipping).
     pub reports_in_cluster: AtomicU64,
     pub reports_streamed: AtomicU64,
+    /// Embedded-store reports summed from day partials, and those computed by a pass
+    /// over the events (no current partials of their lens yet).
+    pub reports_from_partials: AtomicU64,
+    pub reports_full_pass: AtomicU64,
+    /// Builds of a site's day partials finished.
+    pub partials_builds: AtomicU64,
 }
 
 impl Metrics {
@@ -126,6 +132,24 @@ impl Metrics {
             "upshot_ship_failures_total",
             "Failed attempts to ship the spool to ClickHouse.",
             self.ship_failures.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "upshot_partials_builds_total",
+            "Builds of a site's day partials finished (one pass over its events for every kept lens).",
+            self.partials_builds.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "upshot_reports_from_partials_total",
+            "Reports summed from day partials.",
+            self.reports_from_partials.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "upshot_reports_full_pass_total",
+            "Reports computed by a pass over the events (no current day partials for them).",
+            self.reports_full_pass.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

@@ -13,6 +13,7 @@ use upshot_scan::{ReportParams, Snapshot};
 
 use crate::error::ApiError;
 use crate::keys::KeyRole;
+use crate::partials::Freshness;
 use crate::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -73,7 +74,7 @@ async fn report(
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.to_string()))?;
     engine_query.now_ms = Some(jiff::Timestamp::now().as_millisecond());
     // The API answers from the data as it is now: an acknowledged event is in it.
-    let report = compute_now(state, record, vec![engine_query]).await?.swap_remove(0);
+    let report = compute_now(state, record, vec![engine_query], Freshness::Exact).await?.swap_remove(0);
     let body = upshot_report::render(&report, format);
     let content_type = match format {
         upshot_report::Format::Csv => "text/csv; charset=utf-8",
@@ -121,12 +122,6 @@ impl ReportCache {
         } else {
             None
         }
-    }
-
-    /// Whether any of the site's reports for `queries` is missing or older than `age`.
-    pub(crate) fn any_older_than(&self, site: &str, queries: &[upshot_engine::Query], age: Duration) -> bool {
-        let entries = self.entries.lock().expect("no thread panics while holding the cache");
-        queries.iter().any(|query| entries.get(&cache_key(site, query)).is_none_or(|(when, _)| when.elapsed() >= age))
     }
 
     fn put(&self, key: CacheKey, report: Arc<Report>) {
@@ -185,41 +180,6 @@ fn cache_key(site: &str, query: &upshot_engine::Query) -> CacheKey {
     (site.to_string(), format!("{timeless:?}"))
 }
 
-/// Computes those of the site's reports for `queries` that are neither cached nor being
-/// computed, in one pass in the background; pages that need one meanwhile wait for it.
-pub(crate) async fn compute_missing_in_background(
-    state: &Arc<AppState>,
-    record: Arc<upshot_store::SiteRecord>,
-    mut queries: Vec<upshot_engine::Query>,
-) {
-    queries.retain(|query| state.report_cache.get(&cache_key(&record.site, query)).is_none());
-    let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
-    if keys.is_empty() || !state.report_cache.start_computing(&keys) {
-        return;
-    }
-    if let Err(error) = compute_in_background(state, record, queries).await {
-        tracing::debug!(error = %error.message, "computing a view's other presets failed");
-    }
-    state.report_cache.end_computing(&keys);
-}
-
-/// Computes the site's reports for `queries` again, in one pass: the old ones, if any,
-/// are served meanwhile; missing ones are waited for by the pages that need them.
-pub(crate) async fn refresh(
-    state: &Arc<AppState>,
-    record: Arc<upshot_store::SiteRecord>,
-    queries: Vec<upshot_engine::Query>,
-) -> Result<(), ApiError> {
-    let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
-    if keys.iter().any(|key| state.report_cache.get(key).is_none()) {
-        return compute_many(state, record, queries).await.map(drop);
-    }
-    let keys = state.report_cache.start_refresh(keys);
-    let result = compute_in_background(state, record, queries).await.map(drop);
-    state.report_cache.end_refresh(&keys);
-    result
-}
-
 /// The site's reports for these queries, each: from the cache when it was computed in the last
 /// minute; from the cache at once and refreshed in the background when it is older (up
 /// to ten minutes); else computed off the async threads (store held only for the
@@ -271,7 +231,8 @@ pub(crate) async fn compute_many(
         }
         return Box::pin(compute_many(state, record, queries)).await;
     }
-    let result = if missing.is_empty() { Ok(Vec::new()) } else { compute_now(state, record, missing).await };
+    let result =
+        if missing.is_empty() { Ok(Vec::new()) } else { compute_now(state, record, missing, Freshness::Recent).await };
     state.report_cache.end_computing(&keys);
     let mut computed = result?.into_iter();
     Ok(found
@@ -287,23 +248,46 @@ fn report_work(
     state: &Arc<AppState>,
     record: Arc<upshot_store::SiteRecord>,
     queries: Vec<upshot_engine::Query>,
+    freshness: Freshness,
 ) -> impl FnOnce() -> Computed + Send + 'static {
-    let store = state.store.clone();
-    let clickhouse = state.clickhouse.clone();
-    let metrics = state.metrics.clone();
-    move || match clickhouse {
-        Some(node) => {
-            clickhouse_reports(&store, &metrics, &node, &record, &queries).map(|reports| (reports, Vec::new()))
-        }
-        None => {
-            // The store is held only while the snapshot is taken; appends go on meanwhile.
-            let snapshot = {
-                let store = store.read().expect("no thread panics while holding the store");
-                Snapshot::take(&store, &record).map_err(|error| error.to_string())?
-            };
-            snapshot.reports(&record.settings, &queries).map_err(|error| error.to_string())
-        }
+    let state = state.clone();
+    move || match state.clickhouse.clone() {
+        Some(node) => clickhouse_reports(&state.store, &state.metrics, &node, &record, &queries)
+            .map(|reports| (reports, Vec::new())),
+        None => embedded_reports(&state, &record, &queries, freshness),
     }
+}
+
+/// The reports from the embedded store: those the site's day partials answer from
+/// them, the others in one pass over the events.
+fn embedded_reports(
+    state: &AppState,
+    record: &upshot_store::SiteRecord,
+    queries: &[upshot_engine::Query],
+    freshness: Freshness,
+) -> Computed {
+    let version = state.store.read().expect("no thread panics while holding the store").site_version(&record.site);
+    let mut reports: Vec<Option<Report>> =
+        queries.iter().map(|query| state.partials.report(record, query, version, freshness)).collect();
+    let missing: Vec<upshot_engine::Query> =
+        queries.iter().zip(&reports).filter(|(_, report)| report.is_none()).map(|(query, _)| query.clone()).collect();
+    use std::sync::atomic::Ordering::Relaxed;
+    state.metrics.reports_from_partials.fetch_add((queries.len() - missing.len()) as u64, Relaxed);
+    state.metrics.reports_full_pass.fetch_add(missing.len() as u64, Relaxed);
+    if missing.is_empty() {
+        return Ok((reports.into_iter().flatten().collect(), Vec::new()));
+    }
+    // The store is held only while the snapshot is taken; appends go on meanwhile.
+    let snapshot = {
+        let store = state.store.read().expect("no thread panics while holding the store");
+        Snapshot::take(&store, record).map_err(|error| error.to_string())?
+    };
+    let (computed, problems) = snapshot.reports(&record.settings, &missing).map_err(|error| error.to_string())?;
+    let mut computed = computed.into_iter();
+    for slot in reports.iter_mut().filter(|slot| slot.is_none()) {
+        *slot = computed.next();
+    }
+    Ok((reports.into_iter().flatten().collect(), problems))
 }
 
 fn busy() -> ApiError {
@@ -326,6 +310,7 @@ async fn compute_now(
     state: &Arc<AppState>,
     record: Arc<upshot_store::SiteRecord>,
     queries: Vec<upshot_engine::Query>,
+    freshness: Freshness,
 ) -> Result<Vec<Arc<Report>>, ApiError> {
     // Wait for a turn (bounded by the report time limit) rather than refuse at once:
     // a warm-up may be running.
@@ -336,7 +321,7 @@ async fn compute_now(
         .map_err(|_| busy())?;
     let started = Instant::now();
     let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
-    let work = report_work(state, record, queries);
+    let work = report_work(state, record.clone(), queries, freshness);
     // The permit goes with the computation: when the request gives up waiting, the
     // computation still holds its place, so the limit bounds the CPU in use.
     let work = tokio::task::spawn_blocking(move || {
@@ -348,6 +333,10 @@ async fn compute_now(
         .await
         .map_err(|_| too_long(limit))?
         .map_err(|error| failed(error.to_string()))?;
+    // The site's partials catch up in the background when they need to (a lens this
+    // request asked for is noted by now), so that the next views are sums of days.
+    let (task_state, task_record) = (state.clone(), record.clone());
+    tokio::spawn(async move { crate::partials::rebuild_if_needed(&task_state, task_record).await });
     keep(state, keys, started, computed)
 }
 
@@ -363,7 +352,7 @@ async fn compute_in_background(
     let permit = state.background_reports.clone().acquire_owned().await.map_err(|_| busy())?;
     let started = Instant::now();
     let keys: Vec<CacheKey> = queries.iter().map(|query| cache_key(&record.site, query)).collect();
-    let work = report_work(state, record, queries);
+    let work = report_work(state, record, queries, Freshness::Recent);
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("upshot-refresh".into())

@@ -41,6 +41,7 @@ impl Store {
         manifest.save(&self.root)?;
         self.manifest = manifest;
         self.forget_taken_ids(site);
+        self.bump_site_version(site);
         for entry in &dropped {
             let path = self.root.join(&entry.file);
             std::fs::remove_file(&path).map_err(io_error(&path))?;
@@ -51,6 +52,8 @@ impl Store {
     /// Erases one person's events everywhere, durably; returns how many.
     pub fn forget(&mut self, record: &SiteRecord, person: &Person) -> Result<EraseReport, StoreError> {
         self.seal()?;
+        // Whatever happens below, derived figures are recomputed from what is left.
+        self.bump_site_version(&record.site);
         let mut visitors: HashSet<String> = HashSet::new();
         let profile = match person {
             Person::Visitor(visitor) => {

@@ -100,6 +100,10 @@ pub struct Store {
     writer: Option<Writer>,
     /// Damaged parts met while reading (named), shared with whoever reports health.
     damage: DamageLog,
+    /// Per site, a number that changes whenever its events do (appended, erased,
+    /// dropped) while this store is open: what derived data (day partials) is checked
+    /// against. Sealing and compaction move events without changing them.
+    versions: HashMap<String, u64>,
 }
 
 /// The damaged parts of a data dir met so far, each named once.
@@ -127,7 +131,8 @@ impl Store {
         wal.ensure_next_lsn_at_least(manifest.sealed_through_lsn + 1);
         remove_orphan_segments(&root, &manifest)?;
         let writer = Writer { _lock: lock, wal, recovery, taken_ids: HashMap::new(), appended_since_seal: 0 };
-        let store = Store { root, manifest, writer: Some(writer), damage: DamageLog::default() };
+        let store =
+            Store { root, manifest, writer: Some(writer), damage: DamageLog::default(), versions: HashMap::new() };
         store.restrict_site_files()?;
         Ok(store)
     }
@@ -141,7 +146,7 @@ impl Store {
             std::fs::create_dir_all(&sites).map_err(io_error(&sites))?;
         }
         let manifest = Manifest::load(&root)?;
-        Ok(Store { root, manifest, writer: None, damage: DamageLog::default() })
+        Ok(Store { root, manifest, writer: None, damage: DamageLog::default(), versions: HashMap::new() })
     }
 
     /// The damaged parts met so far (a shared handle: it fills as damage is met).
@@ -152,6 +157,16 @@ impl Store {
     /// Records a damaged part (logged once, as an error: data is being left out).
     pub fn note_damage(&self, problem: &str) {
         note_damage(&self.damage, problem);
+    }
+
+    /// The site's data version (see `versions`): equal versions, equal events.
+    pub fn site_version(&self, site: &str) -> u64 {
+        self.versions.get(site).copied().unwrap_or(0)
+    }
+
+    /// Notes that the site's events changed.
+    pub(crate) fn bump_site_version(&mut self, site: &str) {
+        *self.versions.entry(site.to_string()).or_default() += 1;
     }
 
     pub fn manifest(&self) -> &Manifest {

@@ -87,10 +87,15 @@ impl Store {
         if !payloads.is_empty() {
             let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
             writer.wal.append_batch(&slices)?;
+            let mut changed = Vec::new();
             for (site, ids) in new_ids {
+                if ids.len() > 0 {
+                    changed.push(site);
+                }
                 writer.appended_since_seal += ids.len() as u64;
                 writer.taken_ids.get_mut(site).expect("loaded above").extend(ids);
             }
+            changed.into_iter().for_each(|site| self.bump_site_version(site));
         }
         Ok(all_outcomes)
     }

@@ -1,0 +1,344 @@
+//! Day partials (ADR 0008): what the per-visitor pass adds for each local date of a
+//! site's history, for one or more lenses (a model and filters). A report of any range
+//! of that lens is then a sum of days, not a pass over every event: the pass decides
+//! every rule once, in `visitor.rs`, and only routes each addition to the date it is
+//! keyed on (the session's first event, the event, the order). What does not add up
+//! over days is kept so that it can be answered exactly for any range: distinct
+//! visitors as, per day, the day each visitor was last seen before; experiment
+//! visitors as rows; active counts as each entity's first and last instant per day.
+
+use rustc_hash::FxHashMap as HashMap;
+
+use jiff::civil::Date;
+use upshot_model::{Kind, Settings};
+
+use crate::accumulate::{Reintern, Rekey, SameDictionary, Totals};
+use crate::attribution::Model;
+use crate::dataset::{Dictionary, Sym};
+use crate::figures::Report;
+use crate::finish::Finisher;
+use crate::query::{Query, Window};
+
+/// Active counts look at the 24 hours before the range's end (SPEC section 8).
+pub(crate) const ACTIVE_WINDOW_MS: i64 = 86_400_000;
+
+/// What a visitor's pass adds to: one range's totals, or every day's.
+pub(crate) enum Accumulator {
+    Range(Box<Totals>),
+    Days(Box<DaysBuild>),
+}
+
+/// Which active count an entity is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Active {
+    Placement,
+    Experiment,
+    Journey,
+}
+
+/// Day of a visitor's first sighting: no day before it.
+const NEVER: u32 = u32::MAX;
+
+/// Distinct visitors over any range of days, exactly: for each day a visitor was seen,
+/// the day it was last seen before (or never). The visitors seen in `first..=last` are
+/// those seen on a day of it whose previous sighting is before `first`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DistinctDays {
+    /// (day, previous day or NEVER) -> visitors.
+    pairs: HashMap<(u32, u32), u64>,
+}
+
+impl DistinctDays {
+    /// Adds one visitor seen on `days` (coverage day indices, any order, repeats
+    /// allowed; left sorted and deduplicated).
+    pub(crate) fn add_visitor(&mut self, days: &mut Vec<u32>) {
+        days.sort_unstable();
+        days.dedup();
+        let mut previous = NEVER;
+        for &day in days.iter() {
+            *self.pairs.entry((day, previous)).or_default() += 1;
+            previous = day;
+        }
+    }
+
+    fn absorb(&mut self, other: &DistinctDays) {
+        for (&key, &count) in &other.pairs {
+            *self.pairs.entry(key).or_default() += count;
+        }
+    }
+
+    /// Visitors seen on some day of `first..=last`.
+    pub(crate) fn count(&self, first: u32, last: u32) -> u64 {
+        self.pairs
+            .iter()
+            .filter(|(&(day, previous), _)| first <= day && day <= last && (previous == NEVER || previous < first))
+            .map(|(_, &count)| count)
+            .sum()
+    }
+}
+
+/// A visitor counted in an experiment: its variant, the day of its assignment, and its
+/// orders at or after the assignment (day, net revenue in money units).
+#[derive(Clone, Debug)]
+struct ExperimentRow {
+    experiment: Sym,
+    variant: Sym,
+    assigned_day: u32,
+    orders_start: u32,
+    orders_end: u32,
+}
+
+/// Everything one lens's pass adds, per day of the coverage.
+#[derive(Default)]
+pub(crate) struct DaysBuild {
+    /// One `Totals` per date of the coverage, each a one-day range.
+    pub(crate) days: Vec<Totals>,
+    pub(crate) visitors: DistinctDays,
+    pub(crate) recommendation_visitors: DistinctDays,
+    /// Per label: visitors who used it, and of them those with a use an order followed.
+    pub(crate) topics: HashMap<Sym, (DistinctDays, DistinctDays)>,
+    experiment_rows: Vec<ExperimentRow>,
+    experiment_orders: Vec<(u32, i64)>,
+    /// Per entity and day: its first and last instant.
+    active: HashMap<(Active, Sym, u32), (i64, i64)>,
+    /// Events met outside the coverage (the partials then cannot be used).
+    pub(crate) outside: u64,
+}
+
+impl DaysBuild {
+    pub(crate) fn new(days: usize) -> DaysBuild {
+        DaysBuild { days: (0..days).map(|_| Totals::new(1)).collect(), ..DaysBuild::default() }
+    }
+
+    pub(crate) fn note_active(&mut self, what: Active, sym: Sym, day: u32, ts: i64) {
+        let span = self.active.entry((what, sym, day)).or_insert((ts, ts));
+        span.0 = span.0.min(ts);
+        span.1 = span.1.max(ts);
+    }
+
+    /// One counted experiment visitor: assigned on `assigned_day`, with `orders` (day,
+    /// net revenue in money units) at or after its assignment.
+    pub(crate) fn add_experiment_row(
+        &mut self,
+        experiment: Sym,
+        variant: Sym,
+        assigned_day: u32,
+        orders: impl Iterator<Item = (u32, i64)>,
+    ) {
+        let orders_start = self.experiment_orders.len() as u32;
+        self.experiment_orders.extend(orders);
+        let orders_end = self.experiment_orders.len() as u32;
+        self.experiment_rows.push(ExperimentRow { experiment, variant, assigned_day, orders_start, orders_end });
+    }
+
+    /// Adds another worker's build (same coverage), its symbols re-keyed by `rekey`.
+    fn absorb(&mut self, other: &DaysBuild, rekey: &mut impl Rekey) {
+        for (mine, theirs) in self.days.iter_mut().zip(&other.days) {
+            mine.absorb_rekeyed(theirs, rekey, 0);
+        }
+        self.visitors.absorb(&other.visitors);
+        self.recommendation_visitors.absorb(&other.recommendation_visitors);
+        for (&label, (used, converted)) in &other.topics {
+            let mine = self.topics.entry(rekey.sym(label)).or_default();
+            mine.0.absorb(used);
+            mine.1.absorb(converted);
+        }
+        let offset = self.experiment_orders.len() as u32;
+        self.experiment_orders.extend_from_slice(&other.experiment_orders);
+        self.experiment_rows.extend(other.experiment_rows.iter().map(|row| ExperimentRow {
+            experiment: rekey.sym(row.experiment),
+            variant: rekey.sym(row.variant),
+            assigned_day: row.assigned_day,
+            orders_start: row.orders_start + offset,
+            orders_end: row.orders_end + offset,
+        }));
+        for (&(what, sym, day), &(first, last)) in &other.active {
+            let span = self.active.entry((what, rekey.sym(sym), day)).or_insert((first, last));
+            span.0 = span.0.min(first);
+            span.1 = span.1.max(last);
+        }
+        self.outside += other.outside;
+    }
+}
+
+/// The filters and model a set of partials answers for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lens {
+    pub model: Model,
+    pub page_type: Option<String>,
+    pub placement: Option<String>,
+    pub kind: Option<Kind>,
+}
+
+impl Lens {
+    pub fn of(query: &Query) -> Lens {
+        Lens {
+            model: query.model,
+            page_type: query.page_type.clone(),
+            placement: query.placement.clone(),
+            kind: query.kind,
+        }
+    }
+}
+
+/// Why partials could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartialsError {
+    #[error("{0} events lie outside the dates the partials cover; widen the coverage to every stored date")]
+    Outside(u64),
+}
+
+/// A site's day partials for some lenses, over the dates of their coverage.
+pub struct DayPartials {
+    coverage: Window,
+    time_zone_name: String,
+    currency: String,
+    /// The site's settings the partials were computed under (as text, compared whole).
+    settings: String,
+    dictionary: Dictionary,
+    lenses: Vec<(Lens, DaysBuild)>,
+}
+
+impl DayPartials {
+    /// Merges the workers' builds (each with its dictionary; one build per lens).
+    pub(crate) fn merge(
+        settings: &Settings,
+        coverage_query: &Query,
+        coverage: Window,
+        lenses: Vec<Lens>,
+        workers: Vec<(Dictionary, Vec<DaysBuild>)>,
+    ) -> Result<DayPartials, PartialsError> {
+        let mut workers = workers.into_iter();
+        let (mut dictionary, mut builds) = workers.next().unwrap_or_else(|| (Dictionary::default(), Vec::new()));
+        builds.resize_with(lenses.len(), || DaysBuild::new(coverage.dates.len()));
+        for (theirs, their_builds) in workers {
+            let mut rekey = Reintern { ours: &mut dictionary, theirs: &theirs };
+            for (mine, build) in builds.iter_mut().zip(&their_builds) {
+                mine.absorb(build, &mut rekey);
+            }
+        }
+        let outside: u64 = builds.iter().map(|build| build.outside).max().unwrap_or(0);
+        if outside > 0 {
+            return Err(PartialsError::Outside(outside));
+        }
+        for build in &mut builds {
+            build.days.iter_mut().for_each(Totals::trim_recent);
+        }
+        Ok(DayPartials {
+            coverage,
+            time_zone_name: coverage_query.time_zone_name.clone(),
+            currency: coverage_query.currency.clone(),
+            settings: settings_key(settings),
+            dictionary,
+            lenses: lenses.into_iter().zip(builds).collect(),
+        })
+    }
+
+    /// The dates covered.
+    pub fn coverage(&self) -> (Date, Date) {
+        let dates = &self.coverage.dates;
+        (dates[0], dates[dates.len() - 1])
+    }
+
+    /// Whether these partials answer `query` under `settings`.
+    pub fn answers(&self, settings: &Settings, query: &Query) -> bool {
+        self.build_for(settings, query).is_some()
+    }
+
+    fn build_for(&self, settings: &Settings, query: &Query) -> Option<&DaysBuild> {
+        if query.time_zone_name != self.time_zone_name
+            || query.currency != self.currency
+            || settings_key(settings) != self.settings
+        {
+            return None;
+        }
+        let lens = Lens::of(query);
+        self.lenses.iter().find(|(kept, _)| *kept == lens).map(|(_, build)| build)
+    }
+
+    /// The report of `query` from the partials, figure for figure the pass's; `None`
+    /// when they do not answer it (another lens or settings, or an active-count window
+    /// inside one local day longer than 24 hours, which a day's first and last instant
+    /// cannot decide).
+    pub fn report(&self, settings: &Settings, query: &Query) -> Option<Report> {
+        let build = self.build_for(settings, query)?;
+        let window = Window::resolve(query).ok()?;
+        let coverage_first = self.coverage.dates[0];
+        let index_of = |date: Date| (date - coverage_first).get_days() as i64;
+        let (first, last) = (index_of(query.from), index_of(query.to));
+        let covered = self.coverage.dates.len() as i64;
+        let mut totals = Totals::new(window.dates.len());
+        for (offset, index) in (first..=last).enumerate() {
+            if (0..covered).contains(&index) {
+                totals.absorb_rekeyed(&build.days[index as usize], &mut SameDictionary, offset);
+            }
+        }
+        let previous_first = first - window.dates.len() as i64;
+        for index in previous_first.max(0)..first.min(covered) {
+            totals.previous_personalized_revenue += build.days[index as usize].personalized_revenue;
+        }
+        let (low, high) = (first.max(0), last.min(covered - 1));
+        if low <= high {
+            let (low, high) = (low as u32, high as u32);
+            totals.visitors = build.visitors.count(low, high);
+            totals.recommendation_visitors = build.recommendation_visitors.count(low, high);
+            for (&label, (used, converted)) in &build.topics {
+                let visitors = used.count(low, high);
+                if visitors > 0 {
+                    totals.topics.insert(label, (visitors, converted.count(low, high)));
+                }
+            }
+            self.add_experiments(build, low, high, &mut totals);
+        }
+        self.add_active(build, &window, &mut totals)?;
+        Some(Finisher { dictionary: &self.dictionary, settings, query, window: &window }.report(totals))
+    }
+
+    /// Experiment visitors assigned in `low..=high`, with their orders up to `high`.
+    fn add_experiments(&self, build: &DaysBuild, low: u32, high: u32, totals: &mut Totals) {
+        for row in &build.experiment_rows {
+            if row.assigned_day < low || row.assigned_day > high {
+                continue;
+            }
+            let orders = &build.experiment_orders[row.orders_start as usize..row.orders_end as usize];
+            let (mut count, mut revenue) = (0u64, 0i128);
+            for &(_, net) in orders.iter().filter(|(day, _)| *day <= high) {
+                count += 1;
+                revenue += i128::from(net);
+            }
+            let groups = totals.experiments.entry(row.experiment).or_default();
+            groups.entry(row.variant).or_default().add_visitor(count, revenue);
+        }
+    }
+
+    /// Entities with an event in the 24 hours before the window's active end.
+    fn add_active(&self, build: &DaysBuild, window: &Window, totals: &mut Totals) -> Option<()> {
+        let (from, to) = (window.active_end - ACTIVE_WINDOW_MS, window.active_end);
+        let starts = &self.coverage.day_starts;
+        for (&(what, sym, day), &(first, last)) in &build.active {
+            let (day_start, day_end) = (starts[day as usize], starts[day as usize + 1]);
+            if day_end <= from || day_start >= to {
+                continue;
+            }
+            let active = match (day_start < from, day_end > to) {
+                (false, false) => true,
+                (true, false) => last >= from,
+                (false, true) => first < to,
+                (true, true) => return None,
+            };
+            if active {
+                let set = match what {
+                    Active::Placement => &mut totals.active_placements,
+                    Active::Experiment => &mut totals.active_experiments,
+                    Active::Journey => &mut totals.active_journeys,
+                };
+                set.insert(sym);
+            }
+        }
+        Some(())
+    }
+}
+
+fn settings_key(settings: &Settings) -> String {
+    format!("{settings:?}")
+}

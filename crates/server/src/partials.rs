@@ -1,0 +1,256 @@
+//! Day partials (ADR 0008) kept in memory per site: a report of any range under a kept
+//! lens (model and page type) is a sum of days instead of a pass over every event. They
+//! are rebuilt in the background (one pass for every lens, at a lower CPU priority)
+//! when the site's events have changed; the report API uses them only when they were
+//! built from exactly the events stored now, the dashboard also when they are a few
+//! minutes old (as its cached reports were).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use upshot_engine::days::{DayPartials, Lens};
+use upshot_engine::{Query, Report};
+use upshot_store::SiteRecord;
+
+use crate::AppState;
+
+/// How current a report must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// From the events stored now (the report API: an acknowledged event is in it).
+    Exact,
+    /// Partials up to `RECENT_SECONDS_MAX` old will do (the dashboard).
+    Recent,
+}
+
+/// Partials older than this are not served to the dashboard once the events changed.
+const RECENT_SECONDS_MAX: u64 = 600;
+/// Partials are rebuilt at most this often while events keep arriving.
+const REBUILD_SECONDS_MIN: u64 = 2;
+/// Partials a report asked for in this long are kept current.
+const IN_USE_SECONDS: u64 = 24 * 3600;
+/// Lenses kept beyond the default ones (the latest asked for).
+const EXTRA_LENSES_MAX: usize = 16;
+
+struct Kept {
+    partials: Arc<DayPartials>,
+    version: u64,
+    built: Instant,
+    /// How long the build took.
+    took: Duration,
+    /// When a report last asked for them.
+    used: Instant,
+    /// Warnings of damaged parts left out when they were built.
+    warnings: Vec<String>,
+}
+
+/// Every site's partials and what is being built.
+#[derive(Default)]
+pub struct PartialsCache {
+    sites: Mutex<HashMap<String, Kept>>,
+    building: Mutex<HashSet<String>>,
+    /// Per site, lenses asked for beyond the default ones, latest last.
+    extra_lenses: Mutex<HashMap<String, Vec<Lens>>>,
+}
+
+impl PartialsCache {
+    /// The report of `query` from the site's partials, when they answer it and are
+    /// current enough: built from the events of `version`, or for `Recent` built in
+    /// the last ten minutes. A lens not kept is noted, to be built next time.
+    pub fn report(&self, record: &SiteRecord, query: &Query, version: u64, freshness: Freshness) -> Option<Report> {
+        let mut sites = self.sites.lock().expect("no thread panics while holding the partials");
+        if let Some(kept) = sites.get_mut(&record.site) {
+            kept.used = Instant::now();
+        }
+        let kept = sites.get(&record.site).filter(|kept| kept.partials.answers(&record.settings, query));
+        let Some(kept) = kept else {
+            drop(sites);
+            self.note_lens(record, Lens::of(query));
+            return None;
+        };
+        let current = kept.version == version
+            || (freshness == Freshness::Recent && kept.built.elapsed() < Duration::from_secs(RECENT_SECONDS_MAX));
+        if !current {
+            return None;
+        }
+        let mut report = kept.partials.report(&record.settings, query)?;
+        report.warnings = kept.warnings.clone();
+        Some(report)
+    }
+
+    /// Notes a lens asked for, unless it is one of the default ones.
+    fn note_lens(&self, record: &SiteRecord, lens: Lens) {
+        if default_lenses(record).iter().any(|query| Lens::of(query) == lens) {
+            return;
+        }
+        let mut extra = self.extra_lenses.lock().expect("no thread panics while holding the partials");
+        let lenses = extra.entry(record.site.clone()).or_default();
+        lenses.retain(|kept| *kept != lens);
+        lenses.push(lens);
+        if lenses.len() > EXTRA_LENSES_MAX {
+            lenses.remove(0);
+        }
+    }
+
+    /// Whether the site's partials should be built again: none yet, a lens asked for
+    /// and not kept, or the events changed and the last build is older than four times
+    /// what it took (so that under steady ingest rebuilds use at most a fifth of a core,
+    /// at a lower priority) and `REBUILD_SECONDS_MIN`.
+    pub fn needs_build(&self, record: &SiteRecord, version: u64) -> bool {
+        let sites = self.sites.lock().expect("no thread panics while holding the partials");
+        let Some(kept) = sites.get(&record.site) else { return true };
+        let wanted = self.lenses(record);
+        let missing_lens = wanted.iter().any(|query| !kept.partials.answers(&record.settings, query));
+        let pause = (kept.took * 4).max(Duration::from_secs(REBUILD_SECONDS_MIN));
+        let changed = kept.version != version && kept.built.elapsed() >= pause;
+        missing_lens || changed
+    }
+
+    /// The lenses to build for a site, as queries (their dates are the coverage's):
+    /// the default ones, then those asked for lately.
+    fn lenses(&self, record: &SiteRecord) -> Vec<Query> {
+        let mut lenses = default_lenses(record);
+        let extra = self.extra_lenses.lock().expect("no thread panics while holding the partials");
+        for lens in extra.get(&record.site).into_iter().flatten() {
+            let Some(base) = lenses.first().cloned() else { break };
+            let query = Query {
+                model: lens.model,
+                page_type: lens.page_type.clone(),
+                placement: lens.placement.clone(),
+                kind: lens.kind,
+                ..base
+            };
+            if !lenses.iter().any(|kept| Lens::of(kept) == *lens) {
+                lenses.push(query);
+            }
+        }
+        lenses
+    }
+
+    /// Whether a report asked for the site's partials in the last day (or none are kept).
+    fn in_use(&self, site: &str) -> bool {
+        let sites = self.sites.lock().expect("no thread panics while holding the partials");
+        sites.get(site).is_none_or(|kept| kept.used.elapsed() < Duration::from_secs(IN_USE_SECONDS))
+    }
+
+    fn start_building(&self, site: &str) -> bool {
+        self.building.lock().expect("no thread panics while holding the partials").insert(site.to_string())
+    }
+
+    fn end_building(&self, site: &str) {
+        self.building.lock().expect("no thread panics while holding the partials").remove(site);
+    }
+
+    fn keep(&self, site: &str, kept: Kept) {
+        self.sites.lock().expect("no thread panics while holding the partials").insert(site.to_string(), kept);
+    }
+}
+
+/// Builds the site's partials again in the background when they need it (one build
+/// per site at a time, sharing the background permit with other background work).
+pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRecord>) {
+    if state.clickhouse.is_some() {
+        return;
+    }
+    let version = state.store.read().expect("no thread panics while holding the store").site_version(&record.site);
+    let cache = &state.partials;
+    if !cache.needs_build(&record, version) || !cache.start_building(&record.site) {
+        return;
+    }
+    let lenses = cache.lenses(&record);
+    let Ok(permit) = state.background_reports.clone().acquire_owned().await else {
+        cache.end_building(&record.site);
+        return;
+    };
+    let (task_state, task_record) = (state.clone(), record.clone());
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("upshot-partials".into()).spawn(move || {
+        crate::priority::lower_this_threads_priority();
+        let _ = sender.send(build(&task_state, &task_record, &lenses));
+        drop(permit);
+    });
+    if spawned.is_ok() {
+        match receiver.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(site = %record.site, %error, "building the day partials failed; reports use the full pass")
+            }
+            Err(_) => tracing::warn!(site = %record.site, "the day partials' thread stopped"),
+        }
+    }
+    cache.end_building(&record.site);
+}
+
+/// One pass over the site's events for every lens; kept with the version it reflects.
+/// The dashboard's views one control away from its default: each model unfiltered,
+/// each page type under the last-interaction model.
+fn default_lenses(record: &SiteRecord) -> Vec<Query> {
+    let params = |model: &str, page_type: Option<&str>| upshot_scan::ReportParams {
+        from: "2000-01-01".into(),
+        to: "2000-01-01".into(),
+        page_type: page_type.map(str::to_string),
+        placement: None,
+        kind: None,
+        model: Some(model.to_string()),
+    };
+    upshot_dashboard::view::MODELS
+        .iter()
+        .map(|(model, _)| params(model, None))
+        .chain(upshot_dashboard::view::PAGE_TYPES.iter().map(|page_type| params("last", Some(page_type))))
+        .filter_map(|params| params.query(record, str::to_string).ok())
+        .collect()
+}
+
+fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result<(), String> {
+    let started = Instant::now();
+    let (snapshot, version) = {
+        let store = state.store.read().expect("no thread panics while holding the store");
+        let snapshot = upshot_scan::Snapshot::take(&store, record).map_err(|error| error.to_string())?;
+        (snapshot, store.site_version(&record.site))
+    };
+    let Some((partials, problems)) =
+        snapshot.day_partials(&record.settings, lenses).map_err(|error| error.to_string())?
+    else {
+        return Ok(());
+    };
+    problems.iter().for_each(|problem| upshot_store::note_damage(&state.damage, problem));
+    let warnings = snapshot.warnings(&problems);
+    tracing::info!(
+        site = %record.site,
+        lenses = lenses.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "day partials built"
+    );
+    state.partials.keep(
+        &record.site,
+        Kept {
+            partials: Arc::new(partials),
+            version,
+            built: Instant::now(),
+            took: started.elapsed(),
+            used: Instant::now(),
+            warnings,
+        },
+    );
+    state.metrics.partials_builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// Keeps every site's partials built (at start, when a site is created or gets its
+/// first events) and current while reports use them: a site whose events changed is
+/// rebuilt once its pause after the last build is over (`needs_build`).
+pub async fn keep_partials_current(state: Arc<AppState>) {
+    loop {
+        let sites: Vec<Arc<SiteRecord>> = {
+            let keys = state.keys.read().expect("no thread panics while holding the keys");
+            keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
+        };
+        for record in sites {
+            if state.partials.in_use(&record.site) {
+                rebuild_if_needed(&state, record).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(REBUILD_SECONDS_MIN)).await;
+    }
+}
