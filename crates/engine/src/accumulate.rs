@@ -102,11 +102,18 @@ impl VariantTotals {
     /// Adds one counted visitor whose orders (after its assignment, before the range's
     /// end) are `orders`, with net revenue `revenue` in money units.
     pub(crate) fn add_visitor(&mut self, orders: u64, revenue: i128) {
-        self.visitors += 1;
-        self.converted += u64::from(orders > 0);
-        self.orders += orders;
-        self.revenue += revenue;
-        self.revenue_squares = self.revenue_squares.saturating_add(revenue.saturating_mul(revenue));
+        self.add_visitors(1, orders, revenue);
+    }
+
+    /// Adds `visitors` counted visitors alike (each with `orders` and `revenue`).
+    pub(crate) fn add_visitors(&mut self, visitors: u64, orders: u64, revenue: i128) {
+        let many = i128::from(visitors);
+        self.visitors += visitors;
+        self.converted += if orders > 0 { visitors } else { 0 };
+        self.orders += visitors * orders;
+        self.revenue += many * revenue;
+        let square = revenue.saturating_mul(revenue).saturating_mul(many);
+        self.revenue_squares = self.revenue_squares.saturating_add(square);
     }
 }
 

@@ -77,15 +77,15 @@ impl DistinctDays {
     }
 }
 
-/// A visitor counted in an experiment: its variant, the day of its assignment, and its
-/// orders at or after the assignment (day, net revenue in money units).
-#[derive(Clone, Debug)]
-struct ExperimentRow {
+/// Visitors counted in an experiment alike: the variant, the day of the assignment,
+/// and the orders at or after it (day, net revenue in money units). Most visitors have
+/// no order, so one key stands for many.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ExperimentKey {
     experiment: Sym,
     variant: Sym,
     assigned_day: u32,
-    orders_start: u32,
-    orders_end: u32,
+    orders: Vec<(u32, i64)>,
 }
 
 /// Everything one lens's pass adds, per day of the coverage.
@@ -97,17 +97,21 @@ pub(crate) struct DaysBuild {
     pub(crate) recommendation_visitors: DistinctDays,
     /// Per label: visitors who used it, and of them those with a use an order followed.
     pub(crate) topics: HashMap<Sym, (DistinctDays, DistinctDays)>,
-    experiment_rows: Vec<ExperimentRow>,
-    experiment_orders: Vec<(u32, i64)>,
+    /// Experiment visitors (how many per key). Kept by the first lens only: they do not
+    /// depend on the filters, nor do `visitors` (see `DaysBuild::shared`).
+    experiments: HashMap<ExperimentKey, u64>,
     /// Per entity and day: its first and last instant.
     active: HashMap<(Active, Sym, u32), (i64, i64)>,
     /// Events met outside the coverage (the partials then cannot be used).
     pub(crate) outside: u64,
+    /// Whether this build keeps what no filter changes (`visitors`, `experiments`):
+    /// the first lens's does, for all of them.
+    pub(crate) keeps_shared: bool,
 }
 
 impl DaysBuild {
-    pub(crate) fn new(days: usize) -> DaysBuild {
-        DaysBuild { days: (0..days).map(|_| Totals::new(1)).collect(), ..DaysBuild::default() }
+    pub(crate) fn new(days: usize, keeps_shared: bool) -> DaysBuild {
+        DaysBuild { days: (0..days).map(|_| Totals::new(1)).collect(), keeps_shared, ..DaysBuild::default() }
     }
 
     pub(crate) fn note_active(&mut self, what: Active, sym: Sym, day: u32, ts: i64) {
@@ -125,10 +129,8 @@ impl DaysBuild {
         assigned_day: u32,
         orders: impl Iterator<Item = (u32, i64)>,
     ) {
-        let orders_start = self.experiment_orders.len() as u32;
-        self.experiment_orders.extend(orders);
-        let orders_end = self.experiment_orders.len() as u32;
-        self.experiment_rows.push(ExperimentRow { experiment, variant, assigned_day, orders_start, orders_end });
+        let key = ExperimentKey { experiment, variant, assigned_day, orders: orders.collect() };
+        *self.experiments.entry(key).or_default() += 1;
     }
 
     /// Adds another worker's build (same coverage), its symbols re-keyed by `rekey`.
@@ -143,15 +145,15 @@ impl DaysBuild {
             mine.0.absorb(used);
             mine.1.absorb(converted);
         }
-        let offset = self.experiment_orders.len() as u32;
-        self.experiment_orders.extend_from_slice(&other.experiment_orders);
-        self.experiment_rows.extend(other.experiment_rows.iter().map(|row| ExperimentRow {
-            experiment: rekey.sym(row.experiment),
-            variant: rekey.sym(row.variant),
-            assigned_day: row.assigned_day,
-            orders_start: row.orders_start + offset,
-            orders_end: row.orders_end + offset,
-        }));
+        for (key, &visitors) in &other.experiments {
+            let key = ExperimentKey {
+                experiment: rekey.sym(key.experiment),
+                variant: rekey.sym(key.variant),
+                assigned_day: key.assigned_day,
+                orders: key.orders.clone(),
+            };
+            *self.experiments.entry(key).or_default() += visitors;
+        }
         for (&(what, sym, day), &(first, last)) in &other.active {
             let span = self.active.entry((what, rekey.sym(sym), day)).or_insert((first, last));
             span.0 = span.0.min(first);
@@ -210,7 +212,11 @@ impl DayPartials {
     ) -> Result<DayPartials, PartialsError> {
         let mut workers = workers.into_iter();
         let (mut dictionary, mut builds) = workers.next().unwrap_or_else(|| (Dictionary::default(), Vec::new()));
-        builds.resize_with(lenses.len(), || DaysBuild::new(coverage.dates.len()));
+        let days = coverage.dates.len();
+        while builds.len() < lenses.len() {
+            let keeps_shared = builds.is_empty();
+            builds.push(DaysBuild::new(days, keeps_shared));
+        }
         for (theirs, their_builds) in workers {
             let mut rekey = Reintern { ours: &mut dictionary, theirs: &theirs };
             for (mine, build) in builds.iter_mut().zip(&their_builds) {
@@ -262,6 +268,7 @@ impl DayPartials {
     /// cannot decide).
     pub fn report(&self, settings: &Settings, query: &Query) -> Option<Report> {
         let build = self.build_for(settings, query)?;
+        let shared = &self.lenses.first()?.1;
         let window = Window::resolve(query).ok()?;
         let coverage_first = self.coverage.dates[0];
         let index_of = |date: Date| (date - coverage_first).get_days() as i64;
@@ -280,7 +287,7 @@ impl DayPartials {
         let (low, high) = (first.max(0), last.min(covered - 1));
         if low <= high {
             let (low, high) = (low as u32, high as u32);
-            totals.visitors = build.visitors.count(low, high);
+            totals.visitors = shared.visitors.count(low, high);
             totals.recommendation_visitors = build.recommendation_visitors.count(low, high);
             for (&label, (used, converted)) in &build.topics {
                 let visitors = used.count(low, high);
@@ -288,7 +295,7 @@ impl DayPartials {
                     totals.topics.insert(label, (visitors, converted.count(low, high)));
                 }
             }
-            self.add_experiments(build, low, high, &mut totals);
+            self.add_experiments(shared, low, high, &mut totals);
         }
         self.add_active(build, &window, &mut totals)?;
         Some(Finisher { dictionary: &self.dictionary, settings, query, window: &window }.report(totals))
@@ -296,18 +303,17 @@ impl DayPartials {
 
     /// Experiment visitors assigned in `low..=high`, with their orders up to `high`.
     fn add_experiments(&self, build: &DaysBuild, low: u32, high: u32, totals: &mut Totals) {
-        for row in &build.experiment_rows {
-            if row.assigned_day < low || row.assigned_day > high {
+        for (key, &visitors) in &build.experiments {
+            if key.assigned_day < low || key.assigned_day > high {
                 continue;
             }
-            let orders = &build.experiment_orders[row.orders_start as usize..row.orders_end as usize];
             let (mut count, mut revenue) = (0u64, 0i128);
-            for &(_, net) in orders.iter().filter(|(day, _)| *day <= high) {
+            for &(_, net) in key.orders.iter().filter(|(day, _)| *day <= high) {
                 count += 1;
                 revenue += i128::from(net);
             }
-            let groups = totals.experiments.entry(row.experiment).or_default();
-            groups.entry(row.variant).or_default().add_visitor(count, revenue);
+            let group = totals.experiments.entry(key.experiment).or_default().entry(key.variant).or_default();
+            group.add_visitors(visitors, count, revenue);
         }
     }
 

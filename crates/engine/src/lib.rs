@@ -126,24 +126,26 @@ impl<'a> ReportPlan<'a> {
             .iter()
             .map(|(query, window)| Lane {
                 filter: Filter::resolve(query, &mut dictionary),
-                totals: self.accumulator(window),
+                totals: self.accumulator(window, false),
             })
             .collect();
         Worker {
             dictionary,
             visitor: VisitorEvents::default(),
             filter,
-            totals: self.accumulator(&self.window),
+            totals: self.accumulator(&self.window, true),
             scratch: Scratch::default(),
             lanes,
         }
     }
 
-    fn accumulator(&self, window: &Window) -> Accumulator {
+    /// A worker's accumulator for one query; for day partials, `first` is the lens
+    /// that keeps what no filter changes.
+    fn accumulator(&self, window: &Window, first: bool) -> Accumulator {
         if self.day_windows.is_empty() {
             Accumulator::Range(Box::new(Totals::new(window.dates.len())))
         } else {
-            Accumulator::Days(Box::new(DaysBuild::new(window.dates.len())))
+            Accumulator::Days(Box::new(DaysBuild::new(window.dates.len(), first)))
         }
     }
 
@@ -153,9 +155,10 @@ impl<'a> ReportPlan<'a> {
         let builds = |worker: Worker| {
             let accumulators = std::iter::once(worker.totals).chain(worker.lanes.into_iter().map(|lane| lane.totals));
             let builds = accumulators
-                .map(|accumulator| match accumulator {
+                .enumerate()
+                .map(|(index, accumulator)| match accumulator {
                     Accumulator::Days(build) => *build,
-                    Accumulator::Range(_) => DaysBuild::new(days),
+                    Accumulator::Range(_) => DaysBuild::new(days, index == 0),
                 })
                 .collect();
             (worker.dictionary, builds)

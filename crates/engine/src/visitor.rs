@@ -461,7 +461,9 @@ impl Context<'_> {
                 totals.recommendation_visitors += u64::from(!scratch.recommendation_days.is_empty());
             }
             Accumulator::Days(build) => {
-                build.visitors.add_visitor(&mut scratch.seen_days);
+                if build.keeps_shared {
+                    build.visitors.add_visitor(&mut scratch.seen_days);
+                }
                 build.recommendation_visitors.add_visitor(&mut scratch.recommendation_days);
             }
         }
@@ -538,6 +540,7 @@ impl Context<'_> {
                     let groups = totals.experiments.entry(experiment).or_default();
                     groups.entry(variant).or_default().add_visitor(orders, revenue);
                 }
+                Accumulator::Days(build) if !build.keeps_shared => {}
                 Accumulator::Days(build) => {
                     let orders = after
                         .filter(|order| window.contains(order.ev.ts))
