@@ -46,6 +46,12 @@ enum Command {
     Gen(GenArgs),
     /// Check every checksum of the stored data and say what is damaged (changes nothing).
     Verify,
+    /// Build a site's day partials (every model, every page type), so that reports of any
+    /// range add days instead of reading every event; `upshot serve` keeps them current.
+    RebuildPartials {
+        #[arg(long)]
+        site: String,
+    },
     /// Copy the data dir consistently, also while `upshot serve` writes to it.
     Backup {
         /// A new (or empty) directory: the copy is a data dir of its own.
@@ -354,6 +360,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Gen(args) => generate(&args),
         Command::Verify => verify(&open_for_reading(&cli.data)?),
+        Command::RebuildPartials { site } => rebuild_partials(&open_for_writing(&cli.data)?, &site),
         Command::Backup { to } => {
             let copied = upshot_store::backup::backup(&cli.data, &to)?;
             println!(
@@ -485,11 +492,58 @@ fn report(store: &Store, args: &ReportArgs) -> Result<Report> {
         model: Some(args.model.clone()),
     };
     let query = params.query(&record, |name| format!("--{}", name.replace('_', "-")))?;
-    let (report, problems) = upshot_scan::site_report(store, &record, &query)?;
+    let snapshot = upshot_scan::Snapshot::take(store, &record)?;
+    // Saved day partials of exactly these events answer at once; else every event is read.
+    let lens = upshot_engine::days::Lens::of(&query);
+    match upshot_scan::saved::load(&upshot_scan::saved::path(store, &record), &snapshot, |kept| *kept == lens) {
+        Ok(Some(partials)) => {
+            if let Some(report) = partials.report(&record.settings, &query) {
+                return Ok(report);
+            }
+        }
+        Ok(None) => {}
+        Err(error) => {
+            eprintln!("warning: {error}; the report reads every event (`upshot rebuild-partials` rebuilds them)")
+        }
+    }
+    let (report, problems) = snapshot.report(&record.settings, &query)?;
     for problem in &problems {
         eprintln!("warning: skipped damaged data: {problem} (figures leave it out; `upshot verify` checks everything)");
     }
     Ok(report)
+}
+
+/// Builds and saves the site's day partials of the default lenses, in one pass.
+fn rebuild_partials(store: &Store, site: &str) -> Result<()> {
+    let record = store.load_site(site)?;
+    let started = std::time::Instant::now();
+    let snapshot = upshot_scan::Snapshot::take(store, &record)?;
+    let lenses = upshot_scan::saved::default_lenses(&record);
+    eprintln!("building day partials of {} lenses over every stored event...", lenses.len());
+    let Some((partials, problems)) = snapshot.day_partials(&record.settings, &lenses)? else {
+        println!("site {site} has no events yet: nothing to build");
+        return Ok(());
+    };
+    if !problems.is_empty() {
+        bail!(
+            "{} damaged part(s) of the data (run `upshot verify`); partials that leave them out are not saved",
+            problems.len()
+        );
+    }
+    let Some(_) = snapshot.identity() else {
+        bail!(
+            "a damaged segment has no content digest, so partials cannot be matched to the events; run `upshot verify`"
+        );
+    };
+    let path = upshot_scan::saved::path(store, &record);
+    upshot_scan::saved::save(&path, &snapshot, &partials).with_context(|| format!("saving {}", path.display()))?;
+    let (from, to) = partials.coverage();
+    println!(
+        "built day partials of site {site} ({from} to {to}, {} lenses) in {:.1} s",
+        lenses.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn gen_options(args: &GenArgs) -> Result<upshot_gen::GenOptions> {
@@ -664,10 +718,11 @@ fn serve(
 fn verify(store: &Store) -> Result<()> {
     let report = store.verify()?;
     println!(
-        "checked {} segments ({} events) and {} log records in {}",
+        "checked {} segments ({} events), {} log records and {} derived files in {}",
         report.segments,
         report.segment_events,
         report.log_records,
+        report.derived_files,
         store.root().display()
     );
     if report.unfinished_log_bytes > 0 {

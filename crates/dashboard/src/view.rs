@@ -87,8 +87,7 @@ pub const MODELS: [(&str, &str); 5] = [
 ];
 
 /// The page types of SPEC section 2, offered in the filter (others can be typed in the URL).
-pub const PAGE_TYPES: [&str; 8] =
-    ["home", "category", "product", "search", "cart", "checkout", "confirmation", "other"];
+pub use upshot_model::PAGE_TYPES;
 
 pub const KINDS: [&str; 6] = ["recommendation", "popup", "notification", "block", "widget", "other"];
 

@@ -2,13 +2,14 @@
 //! merged across workers by re-keying one worker's symbols into another's dictionary.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use serde::{Deserialize, Serialize};
 
 use upshot_model::Exact;
 
 use crate::dataset::{Dictionary, PlacementId, PlacementTouch, Sym, NONE};
 
 /// The totals of one placement, kind, campaign or sequence.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PlacementTotals {
     /// Whether the row has anything in range (after filters) and so is listed.
     pub present: bool,
@@ -47,7 +48,7 @@ impl PlacementTotals {
 }
 
 /// One placement's figures on one local date.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct PlacementDay {
     pub impressions: u64,
     pub clicked_impressions: u64,
@@ -56,21 +57,21 @@ pub struct PlacementDay {
 }
 
 /// One local date's overall figures.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct DayTotals {
     pub sessions: u64,
     pub orders: u64,
     pub revenue: Exact,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RollupTotals {
     pub figures: PlacementTotals,
     pub started: u64,
     pub profiles: HashSet<Sym>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct JourneyTotals {
     pub started: u64,
     pub completed: u64,
@@ -80,7 +81,7 @@ pub struct JourneyTotals {
     pub converted: u64,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct VariantTotals {
     pub visitors: u64,
     pub converted: u64,
@@ -160,7 +161,7 @@ impl Rekey for SameDictionary {
 
 /// An order that may be among the latest 50; owns its strings so it outlives the
 /// visitor's buffers and merges across workers as is.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RecentCandidate {
     pub ts: i64,
     pub event_id: String,
@@ -190,7 +191,7 @@ pub fn targets_of(dictionary: &Dictionary, at: &PlacementTouch) -> [Option<Targe
     ]
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Totals {
     pub placements: Vec<PlacementTotals>,
     pub kinds: [PlacementTotals; 6],

@@ -9,7 +9,7 @@ use upshot_model::Exact;
 pub const SHARE_ONE: i128 = 1_000_000_000_000_000_000;
 
 /// The attribution model of a report (SPEC section 4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Model {
     #[default]
     Last,

@@ -65,6 +65,30 @@ impl Default for Dictionary {
 }
 
 impl Dictionary {
+    /// Every string, in symbol order, and every placement: what `from_parts` rebuilds
+    /// the same dictionary from.
+    pub fn parts(&self) -> (Vec<&str>, &[(Sym, Kind)]) {
+        (self.strings.strings.iter().map(|text| &**text).collect(), &self.placements)
+    }
+
+    /// The dictionary whose `parts` these are; `None` when they do not make one
+    /// (repeated strings, a placement naming a missing string).
+    pub fn from_parts(strings: Vec<String>, placements: Vec<(Sym, Kind)>) -> Option<Dictionary> {
+        let mut dictionary = Dictionary { strings: Interner::default(), ..Dictionary::default() };
+        for (index, text) in strings.iter().enumerate() {
+            if dictionary.strings.intern(text) as usize != index {
+                return None;
+            }
+        }
+        dictionary.other_page_type = dictionary.strings.lookup("other")?;
+        for (index, &(text, kind)) in placements.iter().enumerate() {
+            if text as usize >= strings.len() || dictionary.placement(text, kind) as usize != index {
+                return None;
+            }
+        }
+        Some(dictionary)
+    }
+
     pub fn placement(&mut self, placement: Sym, kind: Kind) -> PlacementId {
         let next = PlacementId::try_from(self.placements.len()).expect("fewer than 2^32 placements");
         *self.placement_index.entry((placement, kind)).or_insert_with(|| {

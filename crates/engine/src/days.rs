@@ -8,6 +8,7 @@
 //! visitors as rows; active counts as each entity's first and last instant per day.
 
 use rustc_hash::FxHashMap as HashMap;
+use serde::{Deserialize, Serialize};
 
 use jiff::civil::Date;
 use upshot_model::{Kind, Settings};
@@ -29,7 +30,7 @@ pub(crate) enum Accumulator {
 }
 
 /// Which active count an entity is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) enum Active {
     Placement,
     Experiment,
@@ -42,7 +43,7 @@ const NEVER: u32 = u32::MAX;
 /// Distinct visitors over any range of days, exactly: for each day a visitor was seen,
 /// the day it was last seen before (or never). The visitors seen in `first..=last` are
 /// those seen on a day of it whose previous sighting is before `first`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct DistinctDays {
     /// (day, previous day or NEVER) -> visitors.
     pairs: HashMap<(u32, u32), u64>,
@@ -80,7 +81,7 @@ impl DistinctDays {
 /// Visitors counted in an experiment alike: the variant, the day of the assignment,
 /// and the orders at or after it (day, net revenue in money units). Most visitors have
 /// no order, so one key stands for many.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct ExperimentKey {
     experiment: Sym,
     variant: Sym,
@@ -89,7 +90,7 @@ struct ExperimentKey {
 }
 
 /// Everything one lens's pass adds, per day of the coverage.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct DaysBuild {
     /// One `Totals` per date of the coverage, each a one-day range.
     pub(crate) days: Vec<Totals>,
@@ -164,7 +165,7 @@ impl DaysBuild {
 }
 
 /// The filters and model a set of partials answers for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lens {
     pub model: Model,
     pub page_type: Option<String>,
@@ -183,11 +184,34 @@ impl Lens {
     }
 }
 
-/// Why partials could not be built.
+/// Why partials could not be built or read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PartialsError {
     #[error("{0} events lie outside the dates the partials cover; widen the coverage to every stored date")]
     Outside(u64),
+    #[error("saved day partials are of format {found}, not {PARTIALS_FORMAT}; they are rebuilt")]
+    Format { found: u32 },
+    #[error("saved day partials do not decode ({0}); they are rebuilt")]
+    Decode(String),
+}
+
+/// Format of saved partials; any change to what they hold changes it.
+pub const PARTIALS_FORMAT: u32 = 1;
+
+/// What is saved first: everything a `DayPartials` holds but the lenses' builds (the
+/// coverage as dates), and each lens with the length of its build, which follow in
+/// order: a reader decodes only the lenses it needs.
+#[derive(Serialize, Deserialize)]
+struct SavedHeader {
+    format: u32,
+    from: String,
+    to: String,
+    time_zone_name: String,
+    currency: String,
+    settings: String,
+    strings: Vec<String>,
+    placements: Vec<(Sym, Kind)>,
+    lenses: Vec<(Lens, u64)>,
 }
 
 /// A site's day partials for some lenses, over the dates of their coverage.
@@ -237,6 +261,92 @@ impl DayPartials {
             settings: settings_key(settings),
             dictionary,
             lenses: lenses.into_iter().zip(builds).collect(),
+        })
+    }
+
+    /// The partials as bytes (`from_bytes` reads them back).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (from, to) = self.coverage();
+        let (strings, placements) = self.dictionary.parts();
+        let builds: Vec<Vec<u8>> = self
+            .lenses
+            .iter()
+            .map(|(_, build)| postcard::to_stdvec(build).expect("partials always serialize"))
+            .collect();
+        let header = SavedHeader {
+            format: PARTIALS_FORMAT,
+            from: from.to_string(),
+            to: to.to_string(),
+            time_zone_name: self.time_zone_name.clone(),
+            currency: self.currency.clone(),
+            settings: self.settings.clone(),
+            strings: strings.into_iter().map(str::to_string).collect(),
+            placements: placements.to_vec(),
+            lenses: self
+                .lenses
+                .iter()
+                .zip(&builds)
+                .map(|((lens, _), bytes)| (lens.clone(), bytes.len() as u64))
+                .collect(),
+        };
+        let mut bytes = postcard::to_stdvec(&header).expect("partials always serialize");
+        builds.iter().for_each(|build| bytes.extend_from_slice(build));
+        bytes
+    }
+
+    /// Partials saved by `to_bytes`, every lens.
+    pub fn from_bytes(bytes: &[u8]) -> Result<DayPartials, PartialsError> {
+        DayPartials::from_bytes_for(bytes, |_| true)
+    }
+
+    /// Partials saved by `to_bytes`, with the first lens (which keeps what no filter
+    /// changes) and those `wanted` picks; the others are not decoded.
+    pub fn from_bytes_for(bytes: &[u8], wanted: impl Fn(&Lens) -> bool) -> Result<DayPartials, PartialsError> {
+        let decode = |reason: String| PartialsError::Decode(reason);
+        let format: u32 = postcard::take_from_bytes::<u32>(bytes).map_err(|error| decode(error.to_string()))?.0;
+        if format != PARTIALS_FORMAT {
+            return Err(PartialsError::Format { found: format });
+        }
+        let (header, mut rest): (SavedHeader, &[u8]) =
+            postcard::take_from_bytes(bytes).map_err(|error| decode(error.to_string()))?;
+        let dictionary = Dictionary::from_parts(header.strings, header.placements)
+            .ok_or_else(|| decode("its strings do not make a dictionary".into()))?;
+        let time_zone = jiff::tz::TimeZone::get(&header.time_zone_name)
+            .map_err(|error| decode(format!("time zone {}: {error}", header.time_zone_name)))?;
+        let date = |text: &str| text.parse::<Date>().map_err(|error| decode(format!("date {text}: {error}")));
+        let (from, to) = (date(&header.from)?, date(&header.to)?);
+        let coverage_query = Query::new(from, to, time_zone, &header.time_zone_name, &header.currency);
+        let coverage = Window::resolve(&coverage_query).map_err(|error| decode(error.to_string()))?;
+        let days = coverage.dates.len();
+        let mut lenses = Vec::new();
+        for (index, (lens, length)) in header.lenses.into_iter().enumerate() {
+            let length = usize::try_from(length).map_err(|error| decode(error.to_string()))?;
+            let Some((build_bytes, after)) = rest.split_at_checked(length) else {
+                return Err(decode("it is cut short".into()));
+            };
+            rest = after;
+            if index > 0 && !wanted(&lens) {
+                continue;
+            }
+            let build: DaysBuild = postcard::from_bytes(build_bytes).map_err(|error| decode(error.to_string()))?;
+            let shaped = build.keeps_shared == (index == 0)
+                && build.days.len() == days
+                && build.days.iter().all(|day| day.daily.len() == 1 && day.daily_personalized_revenue.len() == 1);
+            if !shaped {
+                return Err(decode("its days do not match its coverage".into()));
+            }
+            lenses.push((lens, build));
+        }
+        if lenses.is_empty() || !rest.is_empty() {
+            return Err(decode("its lenses do not add up to its length".into()));
+        }
+        Ok(DayPartials {
+            coverage,
+            time_zone_name: header.time_zone_name,
+            currency: header.currency,
+            settings: header.settings,
+            dictionary,
+            lenses,
         })
     }
 
@@ -322,7 +432,7 @@ impl DayPartials {
         let (from, to) = (window.active_end - ACTIVE_WINDOW_MS, window.active_end);
         let starts = &self.coverage.day_starts;
         for (&(what, sym, day), &(first, last)) in &build.active {
-            let (day_start, day_end) = (starts[day as usize], starts[day as usize + 1]);
+            let Some(&[day_start, day_end]) = starts.get(day as usize..day as usize + 2) else { continue };
             if day_end <= from || day_start >= to {
                 continue;
             }

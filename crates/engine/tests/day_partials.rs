@@ -97,6 +97,9 @@ proptest! {
         // A second lens in the same pass, so lanes are exercised too.
         let lenses = [with_lens(coverage.clone()), Query { model: Model::parse("linear").expect("a model"), ..coverage.clone() }];
         let partials = partials(&events, &settings, &lenses, workers);
+        // Saved and read back, they answer the same (the round trip is what a cold
+        // process reads).
+        let partials = DayPartials::from_bytes(&partials.to_bytes()).expect("saved partials read back");
 
         let from = date_of(START + first_day * DAY, zone_index);
         let to = date_of(START + (first_day + length - 1) * DAY, zone_index);
@@ -136,6 +139,24 @@ fn partials_answer_only_their_lens_and_settings() {
     assert!(partials.report(&settings, &filtered).is_none(), "another filter");
     let other_settings = Settings { session_gap_ms: 10 * 60_000, ..Settings::default() };
     assert!(partials.report(&other_settings, &range).is_none(), "other settings");
+}
+
+#[test]
+fn saved_partials_of_another_format_or_damaged_are_refused() {
+    let events = shop(9, true);
+    let settings = Settings::default();
+    let first_event = events.iter().map(|event| event.ts).min().expect("events");
+    let last_event = events.iter().map(|event| event.ts).max().expect("events");
+    let coverage = query(1, date_of(first_event, 1), date_of(last_event, 1));
+    let bytes = partials(&events, &settings, std::slice::from_ref(&coverage), 2).to_bytes();
+    let mut other_format = bytes.clone();
+    other_format[0] = 99;
+    assert!(matches!(
+        DayPartials::from_bytes(&other_format),
+        Err(upshot_engine::days::PartialsError::Format { found: 99 })
+    ));
+    assert!(DayPartials::from_bytes(&bytes[..bytes.len() / 2]).is_err(), "cut short");
+    assert!(DayPartials::from_bytes(&[]).is_err(), "empty");
 }
 
 #[test]

@@ -2,8 +2,12 @@
 
 use crate::money::Money;
 
+/// The page types SPEC section 2 names (an event may carry any other).
+pub const PAGE_TYPES: [&str; 8] =
+    ["home", "category", "product", "search", "cart", "checkout", "confirmation", "other"];
+
 /// Kinds of personalization element (SPEC section 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Recommendation,
     Popup,

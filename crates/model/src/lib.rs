@@ -11,7 +11,7 @@ pub mod parse;
 pub mod site;
 pub mod time;
 
-pub use event::{Action, Body, Event, JourneyAction, KeyRole, Kind, OrderLine, PlacementAttributes};
+pub use event::{Action, Body, Event, JourneyAction, KeyRole, Kind, OrderLine, PlacementAttributes, PAGE_TYPES};
 pub use money::{Exact, Money};
 pub use parse::{event_to_json, parse_event_line, parse_event_value, ParseContext, Rejection};
 pub use site::{SettingError, Settings};

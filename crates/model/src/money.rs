@@ -19,7 +19,7 @@ pub struct Money(pub i64);
 
 /// A derived amount in units of 1e-18 of the currency unit; sums of these are exact
 /// for all practical purposes (see docs/metrics.md, "Money").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Exact(pub i128);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

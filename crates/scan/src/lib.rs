@@ -17,6 +17,7 @@ use upshot_store::{SiteRecord, Store, StoreError};
 
 pub mod clickhouse;
 mod rows;
+pub mod saved;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
@@ -39,6 +40,8 @@ pub struct Snapshot {
     /// The data dir as text: warnings name files relative to it (a report goes to
     /// clients, who need not learn the server's paths).
     root: String,
+    /// What the stored events are, wherever they lie (`identity`).
+    identity: Option<String>,
 }
 
 impl Snapshot {
@@ -54,7 +57,8 @@ impl Snapshot {
         problems.extend(summary.problems);
         sort_for_segment(&mut tail);
         let root = format!("{}/", store.root().display());
-        Ok(Snapshot { segments, tail, problems, root })
+        let identity = events_identity(store, record, &tail);
+        Ok(Snapshot { segments, tail, problems, root, identity })
     }
 
     fn tail_of(&self, bucket: u32) -> &[Event] {
@@ -80,6 +84,13 @@ impl Snapshot {
         let warnings = self.warnings(&problems);
         reports.iter_mut().for_each(|report| report.warnings = warnings.clone());
         Ok((reports, problems))
+    }
+
+    /// The identity of the snapshot's events: equal for the same events (sealed or not,
+    /// in any files), different when one was added or erased. `None` when the manifest
+    /// predates content digests (derived data is then not kept across processes).
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
     }
 
     /// The first and last instants of the snapshot's events, if it has any.
@@ -177,6 +188,18 @@ impl Snapshot {
 /// The report of a site straight from the store, and what had to be skipped as damaged.
 pub fn site_report(store: &Store, record: &SiteRecord, query: &Query) -> Result<(Report, Vec<String>), ScanError> {
     Snapshot::take(store, record)?.report(&record.settings, query)
+}
+
+/// The count and summed digests of the site's events: the manifest's per segment, and
+/// the log tail's.
+fn events_identity(store: &Store, record: &SiteRecord, tail: &[Event]) -> Option<String> {
+    let (mut events, mut content) = (tail.len() as u64, upshot_store::content_digest(tail.iter()));
+    for entry in store.manifest().site_segments(&record.site) {
+        let digest = u128::from_str_radix(entry.content.as_deref()?, 16).ok()?;
+        events += entry.events;
+        content = content.wrapping_add(digest);
+    }
+    Some(format!("{events}-{content:032x}"))
 }
 
 fn take(next: &AtomicU32) -> Option<u32> {

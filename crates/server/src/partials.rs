@@ -45,6 +45,13 @@ struct Kept {
     warnings: Vec<String>,
 }
 
+impl Kept {
+    fn new(partials: DayPartials, version: u64, took: Duration, warnings: Vec<String>) -> Kept {
+        let now = Instant::now();
+        Kept { partials: Arc::new(partials), version, built: now, took, used: now, warnings }
+    }
+}
+
 /// Every site's partials and what is being built.
 #[derive(Default)]
 pub struct PartialsCache {
@@ -81,7 +88,7 @@ impl PartialsCache {
 
     /// Notes a lens asked for, unless it is one of the default ones.
     fn note_lens(&self, record: &SiteRecord, lens: Lens) {
-        if default_lenses(record).iter().any(|query| Lens::of(query) == lens) {
+        if upshot_scan::saved::default_lenses(record).iter().any(|query| Lens::of(query) == lens) {
             return;
         }
         let mut extra = self.extra_lenses.lock().expect("no thread panics while holding the partials");
@@ -110,7 +117,7 @@ impl PartialsCache {
     /// The lenses to build for a site, as queries (their dates are the coverage's):
     /// the default ones, then those asked for lately.
     fn lenses(&self, record: &SiteRecord) -> Vec<Query> {
-        let mut lenses = default_lenses(record);
+        let mut lenses = upshot_scan::saved::default_lenses(record);
         let extra = self.extra_lenses.lock().expect("no thread panics while holding the partials");
         for lens in extra.get(&record.site).into_iter().flatten() {
             let Some(base) = lenses.first().cloned() else { break };
@@ -183,56 +190,47 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
 }
 
 /// One pass over the site's events for every lens; kept with the version it reflects.
-/// The dashboard's views one control away from its default: each model unfiltered,
-/// each page type under the last-interaction model.
-fn default_lenses(record: &SiteRecord) -> Vec<Query> {
-    let params = |model: &str, page_type: Option<&str>| upshot_scan::ReportParams {
-        from: "2000-01-01".into(),
-        to: "2000-01-01".into(),
-        page_type: page_type.map(str::to_string),
-        placement: None,
-        kind: None,
-        model: Some(model.to_string()),
-    };
-    upshot_dashboard::view::MODELS
-        .iter()
-        .map(|(model, _)| params(model, None))
-        .chain(upshot_dashboard::view::PAGE_TYPES.iter().map(|page_type| params("last", Some(page_type))))
-        .filter_map(|params| params.query(record, str::to_string).ok())
-        .collect()
-}
-
+/// One pass over the site's events for every lens, kept with the version it reflects
+/// and saved for the next process; or, when nothing is kept yet, the saved partials
+/// of exactly the events stored now, when they answer every lens.
 fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result<(), String> {
     let started = Instant::now();
-    let (snapshot, version) = {
+    let (snapshot, version, saved_path) = {
         let store = state.store.read().expect("no thread panics while holding the store");
         let snapshot = upshot_scan::Snapshot::take(&store, record).map_err(|error| error.to_string())?;
-        (snapshot, store.site_version(&record.site))
+        (snapshot, store.site_version(&record.site), upshot_scan::saved::path(&store, record))
     };
+    let kept_any =
+        state.partials.sites.lock().expect("no thread panics while holding the partials").contains_key(&record.site);
+    if !kept_any {
+        match upshot_scan::saved::load(&saved_path, &snapshot, |_| true) {
+            Ok(Some(saved)) if lenses.iter().all(|lens| saved.answers(&record.settings, lens)) => {
+                tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
+                state.partials.keep(&record.site, Kept::new(saved, version, Duration::ZERO, Vec::new()));
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(site = %record.site, %error, "saved day partials are not used; they are rebuilt")
+            }
+        }
+    }
     let Some((partials, problems)) =
         snapshot.day_partials(&record.settings, lenses).map_err(|error| error.to_string())?
     else {
         return Ok(());
     };
     problems.iter().for_each(|problem| upshot_store::note_damage(&state.damage, problem));
+    // Partials that leave damaged data out are not kept past this process.
+    if problems.is_empty() {
+        if let Err(error) = upshot_scan::saved::save(&saved_path, &snapshot, &partials) {
+            tracing::warn!(site = %record.site, %error, "saving the day partials failed; they are rebuilt after a restart");
+        }
+    }
     let warnings = snapshot.warnings(&problems);
-    tracing::info!(
-        site = %record.site,
-        lenses = lenses.len(),
-        seconds = started.elapsed().as_secs_f64(),
-        "day partials built"
-    );
-    state.partials.keep(
-        &record.site,
-        Kept {
-            partials: Arc::new(partials),
-            version,
-            built: Instant::now(),
-            took: started.elapsed(),
-            used: Instant::now(),
-            warnings,
-        },
-    );
+    let took = started.elapsed();
+    tracing::info!(site = %record.site, lenses = lenses.len(), seconds = took.as_secs_f64(), "day partials built");
+    state.partials.keep(&record.site, Kept::new(partials, version, took, warnings));
     state.metrics.partials_builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }

@@ -474,6 +474,28 @@ fn any_range_of_a_kept_lens_is_summed_from_day_partials_and_a_late_refund_shows_
 }
 
 #[test]
+fn a_restarted_server_sums_days_from_the_saved_partials_without_a_pass() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    for batch in generated_shop() {
+        assert_eq!(harness.post(&harness.secret("shop"), &batch).status, 200);
+    }
+    let secret = harness.secret("shop");
+    let first = harness.get("/v1/sites/shop/report?from=2023-11-01&to=2023-11-30", &secret);
+    assert_eq!(first.status, 200);
+    wait_until(|| metric_of(&harness, "upshot_partials_builds_total") >= 1);
+    assert!(harness.dir.path().join("sites/shop/derived/day-partials").is_file(), "saved after the build");
+    harness.stop_and_read("shop");
+    let store = Store::open(harness.dir.path()).expect("the data dir opens");
+    let harness = restart(harness, store);
+    let wanted = "/v1/sites/shop/report?from=2023-11-04&to=2023-11-18&model=first";
+    wait_until(|| {
+        harness.get(wanted, &secret).status == 200 && metric_of(&harness, "upshot_reports_from_partials_total") >= 1
+    });
+    assert!(metric_of(&harness, "upshot_reports_from_partials_total") >= 1, "read back, not rebuilt");
+    assert_eq!(metric_of(&harness, "upshot_partials_builds_total"), 0, "no pass to build them");
+}
+
+#[test]
 fn a_view_under_two_changed_controls_is_computed_once_then_summed_from_partials() {
     let mut harness = start(Limits::default(), &["shop"]);
     for batch in generated_shop() {

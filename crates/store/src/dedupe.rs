@@ -80,6 +80,12 @@ impl IdSet {
 /// The digest of an event id taken through `role`'s key: the two roles hash with
 /// different salts, so an id taken through the public key never matches one sent with
 /// the secret key (SPEC section 7).
+/// The wrapping sum of the events' digests: the same for the same events in any order
+/// or files, different (but for a 2^-128 chance) when one is added or removed.
+pub fn content_digest<'a>(events: impl Iterator<Item = &'a upshot_model::Event>) -> u128 {
+    events.fold(0u128, |sum, event| sum.wrapping_add(digest(event.event_id.as_bytes(), event.sent_with)))
+}
+
 pub(crate) fn digest(event_id: &[u8], role: KeyRole) -> u128 {
     let half = |salt: u8| {
         let mut hasher = std::hash::DefaultHasher::new();

@@ -4,6 +4,7 @@
 
 pub mod backup;
 mod dedupe;
+pub mod derived;
 mod erase;
 mod keys;
 mod log;
@@ -14,6 +15,7 @@ mod site;
 mod verify;
 pub mod wal;
 
+pub use dedupe::content_digest;
 pub use erase::{EraseReport, Person};
 pub use keys::{hash_key, SiteKeys};
 pub use log::{Appended, ScanSummary};
@@ -131,9 +133,10 @@ impl Store {
         wal.ensure_next_lsn_at_least(manifest.sealed_through_lsn + 1);
         remove_orphan_segments(&root, &manifest)?;
         let writer = Writer { _lock: lock, wal, recovery, taken_ids: HashMap::new(), appended_since_seal: 0 };
-        let store =
+        let mut store =
             Store { root, manifest, writer: Some(writer), damage: DamageLog::default(), versions: HashMap::new() };
         store.restrict_site_files()?;
+        store.add_missing_content_digests()?;
         Ok(store)
     }
 
@@ -147,6 +150,35 @@ impl Store {
         }
         let manifest = Manifest::load(&root)?;
         Ok(Store { root, manifest, writer: None, damage: DamageLog::default(), versions: HashMap::new() })
+    }
+
+    /// Gives every segment entry written by a release before content digests its digest
+    /// (reading the segment's event ids only). The manifest is saved every few dozen
+    /// segments, so a migration killed half-way keeps what it did; the segments are
+    /// only read. A damaged segment keeps no digest (derived data is then rebuilt per
+    /// process) and is noted.
+    fn add_missing_content_digests(&mut self) -> Result<(), StoreError> {
+        let missing: Vec<usize> = (0..self.manifest.segments.len())
+            .filter(|&index| self.manifest.segments[index].content.is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(segments = missing.len(), "adding content digests to segments of an older release");
+        let mut manifest = self.manifest.clone();
+        for (done, &index) in missing.iter().enumerate() {
+            let path = self.root.join(&manifest.segments[index].file);
+            match segment_content_digest(&path) {
+                Ok(content) => manifest.segments[index].content = Some(format!("{content:032x}")),
+                Err(error) => self.note_damage(&error.to_string()),
+            }
+            if (done + 1) % 32 == 0 || done + 1 == missing.len() {
+                manifest.save(&self.root)?;
+                tracing::info!(done = done + 1, of = missing.len(), "content digests added");
+            }
+        }
+        self.manifest = manifest;
+        Ok(())
     }
 
     /// The damaged parts met so far (a shared handle: it fills as damage is met).
@@ -210,6 +242,23 @@ impl Store {
     pub fn rejects_path(&self, site: &str) -> PathBuf {
         self.site_dir(site).join("rejects.ndjson")
     }
+}
+
+/// The wrapping sum of a segment's event digests (its event ids and roles only).
+fn segment_content_digest(path: &Path) -> Result<u128, StoreError> {
+    let file = segment::SegmentFile::open(path)?;
+    let mut content = 0u128;
+    for info in &file.header.buckets {
+        if let Some(columns) = file.bucket(info.bucket, segment::ColumnSet::EventIds)? {
+            columns
+                .for_each_event_id(|event_id, role| content = content.wrapping_add(dedupe::digest(event_id, role)))
+                .map_err(|reason| StoreError::CorruptSegment {
+                    path: path.to_path_buf(),
+                    reason: reason.to_string(),
+                })?;
+        }
+    }
+    Ok(content)
 }
 
 /// Deletes segment files the manifest does not list: left by a crash while sealing or

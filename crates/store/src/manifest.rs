@@ -19,6 +19,11 @@ pub struct SegmentEntry {
     pub file: String,
     pub events: u64,
     pub bytes: u64,
+    /// The wrapping sum of the segment's event digests (id and key role), hex: with
+    /// `events`, what derived data (day partials) checks the stored events against,
+    /// whatever file they are in. Absent in manifests written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -195,7 +195,15 @@ pub(crate) fn write_entry<E: std::borrow::Borrow<Event>>(
     let (_, bytes) = write_segment(&path, site, day, events)?;
     sync_dir(dir)?;
     let file = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-    Ok(SegmentEntry { site: site.to_string(), day: day.to_string(), file, events: events.len() as u64, bytes })
+    let content = crate::dedupe::content_digest(events.iter().map(std::borrow::Borrow::borrow));
+    Ok(SegmentEntry {
+        site: site.to_string(),
+        day: day.to_string(),
+        file,
+        events: events.len() as u64,
+        bytes,
+        content: Some(format!("{content:032x}")),
+    })
 }
 
 /// Which site-days a compaction merges.

@@ -14,6 +14,8 @@ pub struct VerifyReport {
     /// Bytes at the log's end that are not a whole record: a write in progress, or a
     /// crash's torn tail that the next writer to open the store cuts off.
     pub unfinished_log_bytes: u64,
+    /// Derived files checked (day partials).
+    pub derived_files: u64,
     pub problems: Vec<String>,
 }
 
@@ -28,6 +30,13 @@ impl Store {
             match read_segment(&path) {
                 Ok((header, events)) => {
                     report.segment_events += events.len() as u64;
+                    let content = format!("{:032x}", crate::content_digest(events.iter()));
+                    if entry.content.as_ref().is_some_and(|listed| *listed != content) {
+                        report.problems.push(format!(
+                            "segment {}: its events are not those the manifest's content digest names",
+                            path.display()
+                        ));
+                    }
                     if header.site != entry.site || header.day != entry.day || events.len() as u64 != entry.events {
                         report.problems.push(format!(
                             "segment {}: holds {} events of {} {}, the manifest says {} of {} {}",
@@ -50,6 +59,22 @@ impl Store {
                     "segment {}: not in the manifest (left by a crash; removed at the next open for writing)",
                     path.display()
                 ));
+            }
+        }
+        for site in self.site_ids()? {
+            let derived = self.site_dir(&site).join("derived");
+            let Ok(files) = std::fs::read_dir(&derived) else { continue };
+            for file in files.flatten() {
+                let path = file.path();
+                if path.extension().is_some_and(|extension| extension == "tmp") {
+                    continue;
+                }
+                report.derived_files += 1;
+                if let Err(error) = crate::derived::read_derived(&path) {
+                    report
+                        .problems
+                        .push(format!("derived {error} (`upshot rebuild-partials --site {site}` rebuilds it)"));
+                }
             }
         }
         let recovery = wal::read_records(&self.root.join("wal"), |_, _| {})?;

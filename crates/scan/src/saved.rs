@@ -1,0 +1,84 @@
+//! Day partials saved next to a site's events (`sites/SITE/derived/day-partials`), so
+//! that a new process (the CLI, a restarted server) sums days instead of reading every
+//! event. A saved file says which events it was built from (the snapshot's identity);
+//! it is used only for exactly those events, and a damaged or outdated one is ignored
+//! (and rebuilt by whoever builds partials).
+
+use upshot_engine::days::{DayPartials, Lens};
+use upshot_store::derived::{read_derived, write_derived};
+use upshot_store::{SiteRecord, Store, StoreError};
+
+use crate::Snapshot;
+
+/// The derived file's name.
+pub const PARTIALS_FILE: &str = "day-partials";
+
+/// The lenses kept for a site, as queries (their dates are replaced by the coverage):
+/// the dashboard's views one control away from its default (each model unfiltered,
+/// each page type of SPEC section 2 under the last-interaction model).
+pub fn default_lenses(record: &SiteRecord) -> Vec<upshot_engine::Query> {
+    let params = |model: upshot_engine::Model, page_type: Option<&str>| crate::ReportParams {
+        from: "2000-01-01".into(),
+        to: "2000-01-01".into(),
+        page_type: page_type.map(str::to_string),
+        placement: None,
+        kind: None,
+        model: Some(model.as_str().to_string()),
+    };
+    let last = upshot_engine::Model::Last;
+    upshot_engine::Model::ALL
+        .into_iter()
+        .map(|model| params(model, None))
+        .chain(upshot_model::PAGE_TYPES.iter().map(|page_type| params(last, Some(page_type))))
+        .filter_map(|params| params.query(record, str::to_string).ok())
+        .collect()
+}
+
+/// Why saved partials were not used.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {reason}")]
+    Unreadable { path: String, reason: String },
+}
+
+/// Saves `partials`, built from `snapshot`, for the site; nothing when the snapshot's
+/// events have no identity (an old manifest).
+pub fn save(store_path: &std::path::Path, snapshot: &Snapshot, partials: &DayPartials) -> Result<(), StoreError> {
+    let Some(identity) = snapshot.identity() else { return Ok(()) };
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&(identity.len() as u32).to_le_bytes());
+    payload.extend_from_slice(identity.as_bytes());
+    payload.extend_from_slice(&partials.to_bytes());
+    write_derived(store_path, &payload)
+}
+
+/// Where the site's saved partials live.
+pub fn path(store: &Store, record: &SiteRecord) -> std::path::PathBuf {
+    store.derived_path(&record.site, PARTIALS_FILE)
+}
+
+/// The site's saved partials when they were built from exactly the snapshot's events,
+/// with the lenses `wanted` picks decoded (and the first, which every report needs);
+/// `Ok(None)` when there are none or they are outdated.
+pub fn load(
+    store_path: &std::path::Path,
+    snapshot: &Snapshot,
+    wanted: impl Fn(&Lens) -> bool,
+) -> Result<Option<DayPartials>, SavedError> {
+    let Some(identity) = snapshot.identity() else { return Ok(None) };
+    let Some(payload) = read_derived(store_path)? else { return Ok(None) };
+    let unreadable = |reason: String| SavedError::Unreadable { path: store_path.display().to_string(), reason };
+    let length = payload.get(..4).map(|bytes| u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize);
+    let saved_identity = length.and_then(|length| payload.get(4..4 + length));
+    let Some(saved_identity) = saved_identity else {
+        return Err(unreadable("it is cut short".into()));
+    };
+    if saved_identity != identity.as_bytes() {
+        return Ok(None);
+    }
+    DayPartials::from_bytes_for(&payload[4 + saved_identity.len()..], wanted)
+        .map(Some)
+        .map_err(|error| unreadable(error.to_string()))
+}
