@@ -135,3 +135,20 @@ fn a_data_dir_of_the_previous_release_gets_content_digests_even_after_a_migratio
     assert_eq!(manifest.matches("\"content\"").count(), entries, "every entry has its digest again");
     assert_eq!(report(data, "2024-05-01", "2024-05-31", "last").0, expected);
 }
+
+#[test]
+fn forgetting_a_person_removes_the_saved_partials_that_may_hold_them() {
+    let dir = tempfile::tempdir().expect("a temporary dir");
+    let data = dir.path();
+    shop(data);
+    assert!(upshot(data, &["rebuild-partials", "--site", "shop"]).status.success());
+    assert!(saved_partials(data).is_file());
+    let (report_text, _) = report(data, "2024-05-01", "2024-05-31", "last");
+    let report_value: serde_json::Value = serde_json::from_str(&report_text).expect("JSON");
+    let visitor = report_value["recent_conversions"][0]["visitor_id"].as_str().expect("a visitor").to_string();
+    let forgotten = upshot(data, &["forget", "--site", "shop", "--visitor", &visitor]);
+    assert!(forgotten.status.success(), "{}", String::from_utf8_lossy(&forgotten.stderr));
+    assert!(!saved_partials(data).exists(), "erased with the person");
+    let (after, _) = report(data, "2024-05-01", "2024-05-31", "last");
+    assert!(!after.contains(&format!("\"{visitor}\"")), "the person is gone from the report");
+}

@@ -193,7 +193,9 @@ pub fn targets_of(dictionary: &Dictionary, at: &PlacementTouch) -> [Option<Targe
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Totals {
-    pub placements: Vec<PlacementTotals>,
+    /// By placement id: sparse, as a day of a day partial touches few of a site's
+    /// placements (and a site may have many).
+    pub placements: HashMap<PlacementId, PlacementTotals>,
     pub kinds: [PlacementTotals; 6],
     pub campaigns: HashMap<Sym, RollupTotals>,
     pub sequences: HashMap<Sym, RollupTotals>,
@@ -254,13 +256,7 @@ impl Totals {
 
     pub fn row(&mut self, target: Target) -> &mut PlacementTotals {
         match target {
-            Target::Placement(id) => {
-                let index = id as usize;
-                if index >= self.placements.len() {
-                    self.placements.resize(index + 1, PlacementTotals::default());
-                }
-                &mut self.placements[index]
-            }
+            Target::Placement(id) => self.placements.entry(id).or_default(),
             Target::Kind(index) => &mut self.kinds[index],
             Target::Campaign(sym) => &mut self.campaigns.entry(sym).or_default().figures,
             Target::Sequence(sym) => &mut self.sequences.entry(sym).or_default().figures,
@@ -274,6 +270,28 @@ impl Totals {
             row.present = true;
             update(row);
         }
+    }
+
+    /// Whether every symbol and placement id is below `strings` and `placements` (the
+    /// sizes of the dictionary they belong to): totals read back from bytes are checked
+    /// before anything indexes the dictionary with them.
+    pub(crate) fn symbols_within(&self, strings: usize, placements: usize) -> bool {
+        let sym = |sym: &Sym| *sym == NONE || (*sym as usize) < strings;
+        let placement = |id: &PlacementId| (*id as usize) < placements;
+        let rollups = |rollups: &HashMap<Sym, RollupTotals>| {
+            rollups.iter().all(|(key, rollup)| sym(key) && rollup.profiles.iter().all(sym))
+        };
+        self.placements.keys().all(placement)
+            && self.placement_days.keys().all(|(id, _)| placement(id))
+            && self.placement_items.keys().all(|(id, item)| placement(id) && sym(item))
+            && rollups(&self.campaigns)
+            && rollups(&self.sequences)
+            && [&self.active_placements, &self.active_experiments, &self.active_journeys]
+                .iter()
+                .all(|set| set.iter().all(sym))
+            && self.journeys.iter().all(|(key, row)| sym(key) && row.channels.keys().all(sym))
+            && self.experiments.iter().all(|(key, groups)| sym(key) && groups.keys().all(sym))
+            && self.topics.keys().all(sym)
     }
 
     /// Keeps the candidate list bounded while visitors stream through.
@@ -309,8 +327,8 @@ impl Totals {
     /// as our day `i + day_offset` (a day partial added into a range's totals).
     pub(crate) fn absorb_rekeyed(&mut self, other: &Totals, rekey: &mut impl Rekey, day_offset: usize) {
         self.add_counts(other, day_offset);
-        for (id, row) in other.placements.iter().enumerate() {
-            let mine = rekey.placement(id as PlacementId);
+        for (&id, row) in &other.placements {
+            let mine = rekey.placement(id);
             self.row(Target::Placement(mine)).absorb(row);
         }
         for (&(id, day), figures) in &other.placement_days {

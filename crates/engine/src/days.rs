@@ -103,8 +103,10 @@ pub(crate) struct DaysBuild {
     experiments: HashMap<ExperimentKey, u64>,
     /// Per entity and day: its first and last instant.
     active: HashMap<(Active, Sym, u32), (i64, i64)>,
-    /// Events met outside the coverage (the partials then cannot be used).
-    pub(crate) outside: u64,
+    /// Events met after the coverage (the partials then cannot be used), and before
+    /// it (they can, for ranges whose figures look at no day before it).
+    pub(crate) after: u64,
+    pub(crate) before: u64,
     /// Whether this build keeps what no filter changes (`visitors`, `experiments`):
     /// the first lens's does, for all of them.
     pub(crate) keeps_shared: bool,
@@ -134,6 +136,15 @@ impl DaysBuild {
         *self.experiments.entry(key).or_default() += 1;
     }
 
+    /// Whether every symbol and placement id fits a dictionary of these sizes.
+    fn symbols_within(&self, strings: usize, placements: usize) -> bool {
+        let sym = |sym: &Sym| (*sym as usize) < strings;
+        self.days.iter().all(|day| day.symbols_within(strings, placements))
+            && self.topics.keys().all(sym)
+            && self.experiments.keys().all(|key| sym(&key.experiment) && sym(&key.variant))
+            && self.active.keys().all(|(_, entity, _)| sym(entity))
+    }
+
     /// Adds another worker's build (same coverage), its symbols re-keyed by `rekey`.
     fn absorb(&mut self, other: &DaysBuild, rekey: &mut impl Rekey) {
         for (mine, theirs) in self.days.iter_mut().zip(&other.days) {
@@ -160,7 +171,8 @@ impl DaysBuild {
             span.0 = span.0.min(first);
             span.1 = span.1.max(last);
         }
-        self.outside += other.outside;
+        self.after += other.after;
+        self.before += other.before;
     }
 }
 
@@ -187,16 +199,17 @@ impl Lens {
 /// Why partials could not be built or read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PartialsError {
-    #[error("{0} events lie outside the dates the partials cover; widen the coverage to every stored date")]
-    Outside(u64),
+    #[error("{0} events lie after the dates the partials cover; cover every date up to the latest event")]
+    After(u64),
     #[error("saved day partials are of format {found}, not {PARTIALS_FORMAT}; they are rebuilt")]
     Format { found: u32 },
     #[error("saved day partials do not decode ({0}); they are rebuilt")]
     Decode(String),
 }
 
-/// Format of saved partials; any change to what they hold changes it.
-pub const PARTIALS_FORMAT: u32 = 1;
+/// Format of saved partials. Any change to what they hold, or to a rule of the pass
+/// (saved partials would otherwise go on giving the old rule's figures), changes it.
+pub const PARTIALS_FORMAT: u32 = 2;
 
 /// What is saved first: everything a `DayPartials` holds but the lenses' builds (the
 /// coverage as dates), and each lens with the length of its build, which follow in
@@ -247,9 +260,9 @@ impl DayPartials {
                 mine.absorb(build, &mut rekey);
             }
         }
-        let outside: u64 = builds.iter().map(|build| build.outside).max().unwrap_or(0);
-        if outside > 0 {
-            return Err(PartialsError::Outside(outside));
+        let after: u64 = builds.iter().map(|build| build.after).max().unwrap_or(0);
+        if after > 0 {
+            return Err(PartialsError::After(after));
         }
         for build in &mut builds {
             build.days.iter_mut().for_each(Totals::trim_recent);
@@ -329,9 +342,11 @@ impl DayPartials {
                 continue;
             }
             let build: DaysBuild = postcard::from_bytes(build_bytes).map_err(|error| decode(error.to_string()))?;
+            let (strings, placements) = dictionary.parts();
             let shaped = build.keeps_shared == (index == 0)
                 && build.days.len() == days
-                && build.days.iter().all(|day| day.daily.len() == 1 && day.daily_personalized_revenue.len() == 1);
+                && build.days.iter().all(|day| day.daily.len() == 1 && day.daily_personalized_revenue.len() == 1)
+                && build.symbols_within(strings.len(), placements.len());
             if !shaped {
                 return Err(decode("its days do not match its coverage".into()));
             }
@@ -391,6 +406,11 @@ impl DayPartials {
             }
         }
         let previous_first = first - window.dates.len() as i64;
+        // Days before the coverage hold events: a range (or the range before it, for
+        // `revenue_change`) reaching there is left to the pass.
+        if shared.before > 0 && previous_first < 0 {
+            return None;
+        }
         for index in previous_first.max(0)..first.min(covered) {
             totals.previous_personalized_revenue += build.days[index as usize].personalized_revenue;
         }

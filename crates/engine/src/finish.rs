@@ -210,16 +210,15 @@ impl Finisher<'_> {
         let mut rows: Vec<PlacementRow> = totals
             .placements
             .iter()
-            .enumerate()
             .filter(|(_, row)| row.present)
-            .map(|(id, row)| {
-                let (placement, kind) = self.dictionary.placements[id];
+            .map(|(&id, row)| {
+                let (placement, kind) = self.dictionary.placements[id as usize];
                 PlacementRow {
                     placement: self.text(placement),
                     kind: kind.as_str().to_string(),
                     figures: placement_figures(row),
-                    daily: self.placement_daily(totals, id as PlacementId),
-                    top_items: self.top_items(totals, id as PlacementId),
+                    daily: self.placement_daily(totals, id),
+                    top_items: self.top_items(totals, id),
                 }
             })
             .collect();

@@ -88,7 +88,9 @@ impl Context<'_> {
     pub fn add_visitor(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         debug_assert!(self.visitor.is_sorted(), "a visitor's events come ordered by (ts, event_id)");
         if let Accumulator::Days(build) = accumulator {
-            build.outside += self.visitor.events.iter().filter(|ev| !self.window.contains(ev.ts)).count() as u64;
+            let events = &self.visitor.events;
+            build.before += events.iter().filter(|ev| ev.ts < self.window.start).count() as u64;
+            build.after += events.iter().filter(|ev| ev.ts >= self.window.end).count() as u64;
         }
         self.keep_counted_events(&self.visitor.events, scratch);
         self.form_sessions(scratch);

@@ -117,6 +117,10 @@ impl Snapshot {
         let (Ok(from), Ok(to)) = (date(low), date(high)) else {
             return Ok(None);
         };
+        // At most the longest report range: older events (a device with its clock at
+        // 1970) leave the partials answering every range that looks at no day before.
+        let longest = jiff::Span::new().days(upshot_engine::query::DAYS_MAX - 1);
+        let from = to.checked_sub(longest).map_or(from, |earliest| from.max(earliest));
         let lenses: Vec<Query> = lenses.iter().map(|lens| Query { from, to, now_ms: None, ..lens.clone() }).collect();
         let plan = ReportPlan::for_day_partials(settings, &lenses)?;
         let (workers, problems) = self.run(&plan);

@@ -28,6 +28,11 @@ pub enum Freshness {
 const RECENT_SECONDS_MAX: u64 = 600;
 /// Partials are rebuilt at most this often while events keep arriving.
 const REBUILD_SECONDS_MIN: u64 = 2;
+/// The longest pause between attempts after builds that failed.
+const FAILED_PAUSE_SECONDS_MAX: u64 = 3600;
+/// Saved partials are rewritten at most this often (each save writes the whole file,
+/// and any new event outdates it again).
+const SAVE_SECONDS_MIN: u64 = 600;
 /// Partials a report asked for in this long are kept current.
 const IN_USE_SECONDS: u64 = 24 * 3600;
 /// Lenses kept beyond the default ones (the latest asked for).
@@ -36,6 +41,7 @@ const EXTRA_LENSES_MAX: usize = 16;
 struct Kept {
     partials: Arc<DayPartials>,
     version: u64,
+    /// When the snapshot they reflect was taken.
     built: Instant,
     /// How long the build took.
     took: Duration,
@@ -46,9 +52,15 @@ struct Kept {
 }
 
 impl Kept {
-    fn new(partials: DayPartials, version: u64, took: Duration, warnings: Vec<String>) -> Kept {
-        let now = Instant::now();
-        Kept { partials: Arc::new(partials), version, built: now, took, used: now, warnings }
+    /// Partials of the events as they were at `snapshot_taken`.
+    fn new(
+        partials: DayPartials,
+        version: u64,
+        snapshot_taken: Instant,
+        took: Duration,
+        warnings: Vec<String>,
+    ) -> Kept {
+        Kept { partials: Arc::new(partials), version, built: snapshot_taken, took, used: Instant::now(), warnings }
     }
 }
 
@@ -59,6 +71,11 @@ pub struct PartialsCache {
     building: Mutex<HashSet<String>>,
     /// Per site, lenses asked for beyond the default ones, latest last.
     extra_lenses: Mutex<HashMap<String, Vec<Lens>>>,
+    /// Per site, the last build that failed or found no events: the version it was
+    /// for, when, and the pause before the next attempt.
+    failed: Mutex<HashMap<String, (u64, Instant, Duration)>>,
+    /// Per site, when its partials were last saved.
+    saved: Mutex<HashMap<String, Instant>>,
 }
 
 impl PartialsCache {
@@ -66,23 +83,28 @@ impl PartialsCache {
     /// current enough: built from the events of `version`, or for `Recent` built in
     /// the last ten minutes. A lens not kept is noted, to be built next time.
     pub fn report(&self, record: &SiteRecord, query: &Query, version: u64, freshness: Freshness) -> Option<Report> {
-        let mut sites = self.sites.lock().expect("no thread panics while holding the partials");
-        if let Some(kept) = sites.get_mut(&record.site) {
-            kept.used = Instant::now();
-        }
-        let kept = sites.get(&record.site).filter(|kept| kept.partials.answers(&record.settings, query));
-        let Some(kept) = kept else {
-            drop(sites);
+        // The lock is held only to look: the report is summed without it.
+        let found = {
+            let mut sites = self.sites.lock().expect("no thread panics while holding the partials");
+            sites.get_mut(&record.site).map(|kept| {
+                kept.used = Instant::now();
+                let current = kept.version == version
+                    || (freshness == Freshness::Recent
+                        && kept.built.elapsed() < Duration::from_secs(RECENT_SECONDS_MAX));
+                (kept.partials.clone(), current, kept.warnings.clone())
+            })
+        };
+        let answered = found.as_ref().is_some_and(|(partials, _, _)| partials.answers(&record.settings, query));
+        if !answered {
             self.note_lens(record, Lens::of(query));
             return None;
-        };
-        let current = kept.version == version
-            || (freshness == Freshness::Recent && kept.built.elapsed() < Duration::from_secs(RECENT_SECONDS_MAX));
+        }
+        let (partials, current, warnings) = found?;
         if !current {
             return None;
         }
-        let mut report = kept.partials.report(&record.settings, query)?;
-        report.warnings = kept.warnings.clone();
+        let mut report = partials.report(&record.settings, query)?;
+        report.warnings = warnings;
         Some(report)
     }
 
@@ -105,13 +127,31 @@ impl PartialsCache {
     /// what it took (so that under steady ingest rebuilds use at most a fifth of a core,
     /// at a lower priority) and `REBUILD_SECONDS_MIN`.
     pub fn needs_build(&self, record: &SiteRecord, version: u64) -> bool {
+        let failed =
+            self.failed.lock().expect("no thread panics while holding the partials").get(&record.site).copied();
+        // A build that failed or found nothing is not retried for the same events, and
+        // retried for new ones only after a pause that doubles each time.
+        if let Some((failed_version, when, pause)) = failed {
+            if failed_version == version || when.elapsed() < pause {
+                return false;
+            }
+        }
         let sites = self.sites.lock().expect("no thread panics while holding the partials");
         let Some(kept) = sites.get(&record.site) else { return true };
-        let wanted = self.lenses(record);
-        let missing_lens = wanted.iter().any(|query| !kept.partials.answers(&record.settings, query));
         let pause = (kept.took * 4).max(Duration::from_secs(REBUILD_SECONDS_MIN));
-        let changed = kept.version != version && kept.built.elapsed() >= pause;
-        missing_lens || changed
+        if kept.built.elapsed() < pause {
+            return false;
+        }
+        let wanted = self.lenses(record);
+        kept.version != version || wanted.iter().any(|query| !kept.partials.answers(&record.settings, query))
+    }
+
+    /// Notes a build that failed or found no events, for `version`.
+    fn note_failed(&self, site: &str, version: u64) {
+        let mut failed = self.failed.lock().expect("no thread panics while holding the partials");
+        let pause = failed.get(site).map_or(Duration::from_secs(REBUILD_SECONDS_MIN), |(_, _, pause)| *pause * 2);
+        let pause = pause.min(Duration::from_secs(FAILED_PAUSE_SECONDS_MAX));
+        failed.insert(site.to_string(), (version, Instant::now(), pause));
     }
 
     /// The lenses to build for a site, as queries (their dates are the coverage's):
@@ -141,6 +181,17 @@ impl PartialsCache {
         sites.get(site).is_none_or(|kept| kept.used.elapsed() < Duration::from_secs(IN_USE_SECONDS))
     }
 
+    /// Whether the site's partials were not saved in the last `SAVE_SECONDS_MIN` (notes
+    /// a save now when so).
+    fn due_for_saving(&self, site: &str) -> bool {
+        let mut saved = self.saved.lock().expect("no thread panics while holding the partials");
+        let due = saved.get(site).is_none_or(|when| when.elapsed() >= Duration::from_secs(SAVE_SECONDS_MIN));
+        if due {
+            saved.insert(site.to_string(), Instant::now());
+        }
+        due
+    }
+
     fn start_building(&self, site: &str) -> bool {
         self.building.lock().expect("no thread panics while holding the partials").insert(site.to_string())
     }
@@ -150,6 +201,7 @@ impl PartialsCache {
     }
 
     fn keep(&self, site: &str, kept: Kept) {
+        self.failed.lock().expect("no thread panics while holding the partials").remove(site);
         self.sites.lock().expect("no thread panics while holding the partials").insert(site.to_string(), kept);
     }
 }
@@ -177,13 +229,16 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
         let _ = sender.send(build(&task_state, &task_record, &lenses));
         drop(permit);
     });
-    if spawned.is_ok() {
-        match receiver.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(site = %record.site, %error, "building the day partials failed; reports use the full pass")
-            }
-            Err(_) => tracing::warn!(site = %record.site, "the day partials' thread stopped"),
+    let kept = match spawned {
+        Err(error) => Err(format!("starting a thread: {error}")),
+        Ok(_) => receiver.await.unwrap_or_else(|_| Err("the day partials' thread stopped".to_string())),
+    };
+    match kept {
+        Ok(true) => {}
+        Ok(false) => cache.note_failed(&record.site, version),
+        Err(error) => {
+            tracing::warn!(site = %record.site, %error, "building the day partials failed; reports use the full pass");
+            cache.note_failed(&record.site, version);
         }
     }
     cache.end_building(&record.site);
@@ -193,7 +248,7 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
 /// One pass over the site's events for every lens, kept with the version it reflects
 /// and saved for the next process; or, when nothing is kept yet, the saved partials
 /// of exactly the events stored now, when they answer every lens.
-fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result<(), String> {
+fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result<bool, String> {
     let started = Instant::now();
     let (snapshot, version, saved_path) = {
         let store = state.store.read().expect("no thread panics while holding the store");
@@ -206,8 +261,9 @@ fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result
         match upshot_scan::saved::load(&saved_path, &snapshot, |_| true) {
             Ok(Some(saved)) if lenses.iter().all(|lens| saved.answers(&record.settings, lens)) => {
                 tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
-                state.partials.keep(&record.site, Kept::new(saved, version, Duration::ZERO, Vec::new()));
-                return Ok(());
+                let kept = Kept::new(saved, version, started, Duration::ZERO, Vec::new());
+                state.partials.keep(&record.site, kept);
+                return Ok(true);
             }
             Ok(_) => {}
             Err(error) => {
@@ -218,11 +274,12 @@ fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result
     let Some((partials, problems)) =
         snapshot.day_partials(&record.settings, lenses).map_err(|error| error.to_string())?
     else {
-        return Ok(());
+        return Ok(false);
     };
     problems.iter().for_each(|problem| upshot_store::note_damage(&state.damage, problem));
-    // Partials that leave damaged data out are not kept past this process.
-    if problems.is_empty() {
+    // Partials that leave damaged data out are not kept past this process; others are
+    // saved now and then (a restart then sums days at once).
+    if problems.is_empty() && state.partials.due_for_saving(&record.site) {
         if let Err(error) = upshot_scan::saved::save(&saved_path, &snapshot, &partials) {
             tracing::warn!(site = %record.site, %error, "saving the day partials failed; they are rebuilt after a restart");
         }
@@ -230,9 +287,9 @@ fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result
     let warnings = snapshot.warnings(&problems);
     let took = started.elapsed();
     tracing::info!(site = %record.site, lenses = lenses.len(), seconds = took.as_secs_f64(), "day partials built");
-    state.partials.keep(&record.site, Kept::new(partials, version, took, warnings));
+    state.partials.keep(&record.site, Kept::new(partials, version, started, took, warnings));
     state.metrics.partials_builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(())
+    Ok(true)
 }
 
 /// Keeps every site's partials built (at start, when a site is created or gets its

@@ -27,10 +27,26 @@ pub fn write_derived(path: &Path, payload: &[u8]) -> Result<(), StoreError> {
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     bytes.extend_from_slice(payload);
-    std::fs::write(&temporary, &bytes).map_err(io_error(&temporary))?;
-    std::fs::File::open(&temporary).and_then(|file| file.sync_all()).map_err(io_error(&temporary))?;
-    std::fs::rename(&temporary, path).map_err(io_error(path))?;
+    let written = std::fs::write(&temporary, &bytes)
+        .and_then(|()| std::fs::File::open(&temporary).and_then(|file| file.sync_all()))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(error) = written {
+        // A full disk must not keep a half-written copy taking the last free space.
+        let _ = std::fs::remove_file(&temporary);
+        return Err(io_error(path)(error));
+    }
     crate::wal::sync_dir(dir)
+}
+
+/// Removes the site's derived files (after events were erased: they may hold what was
+/// erased, and are recomputed from what is left).
+pub(crate) fn remove_derived(site_dir: &Path) -> Result<(), StoreError> {
+    let dir = site_dir.join("derived");
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => crate::wal::sync_dir(site_dir),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io_error(&dir)(error)),
+    }
 }
 
 /// The payload of the derived file at `path`; `None` when there is none; an error

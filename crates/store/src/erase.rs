@@ -42,6 +42,7 @@ impl Store {
         self.manifest = manifest;
         self.forget_taken_ids(site);
         self.bump_site_version(site);
+        crate::derived::remove_derived(&self.site_dir(site))?;
         for entry in &dropped {
             let path = self.root.join(&entry.file);
             std::fs::remove_file(&path).map_err(io_error(&path))?;
@@ -52,8 +53,10 @@ impl Store {
     /// Erases one person's events everywhere, durably; returns how many.
     pub fn forget(&mut self, record: &SiteRecord, person: &Person) -> Result<EraseReport, StoreError> {
         self.seal()?;
-        // Whatever happens below, derived figures are recomputed from what is left.
+        // Whatever happens below, derived figures are recomputed from what is left (and
+        // the saved ones, which may hold the person's strings, go now).
         self.bump_site_version(&record.site);
+        crate::derived::remove_derived(&self.site_dir(&record.site))?;
         let mut visitors: HashSet<String> = HashSet::new();
         let profile = match person {
             Person::Visitor(visitor) => {

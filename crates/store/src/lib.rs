@@ -136,7 +136,10 @@ impl Store {
         let mut store =
             Store { root, manifest, writer: Some(writer), damage: DamageLog::default(), versions: HashMap::new() };
         store.restrict_site_files()?;
-        store.add_missing_content_digests()?;
+        // Best effort: the digests only let derived data be kept across processes.
+        if let Err(error) = store.add_missing_content_digests() {
+            tracing::warn!(%error, "adding content digests failed; day partials are rebuilt by each process until it succeeds");
+        }
         Ok(store)
     }
 
@@ -166,14 +169,17 @@ impl Store {
         }
         tracing::info!(segments = missing.len(), "adding content digests to segments of an older release");
         let mut manifest = self.manifest.clone();
+        let mut last_save = std::time::Instant::now();
         for (done, &index) in missing.iter().enumerate() {
             let path = self.root.join(&manifest.segments[index].file);
             match segment_content_digest(&path) {
                 Ok(content) => manifest.segments[index].content = Some(format!("{content:032x}")),
                 Err(error) => self.note_damage(&error.to_string()),
             }
-            if (done + 1) % 32 == 0 || done + 1 == missing.len() {
+            if last_save.elapsed() >= std::time::Duration::from_secs(5) || done + 1 == missing.len() {
                 manifest.save(&self.root)?;
+                self.manifest = manifest.clone();
+                last_save = std::time::Instant::now();
                 tracing::info!(done = done + 1, of = missing.len(), "content digests added");
             }
         }
