@@ -494,8 +494,7 @@ fn report(store: &Store, args: &ReportArgs) -> Result<Report> {
     let query = params.query(&record, |name| format!("--{}", name.replace('_', "-")))?;
     let snapshot = upshot_scan::Snapshot::take(store, &record)?;
     // Saved day partials of exactly these events answer at once; else every event is read.
-    let lens = upshot_engine::days::Lens::of(&query);
-    match upshot_scan::saved::load(&upshot_scan::saved::path(store, &record), &snapshot, |kept| *kept == lens) {
+    match upshot_scan::saved::load(&upshot_scan::saved::path(store, &record), &snapshot) {
         Ok(Some(partials)) => {
             if let Some(report) = partials.report(&record.settings, &query) {
                 return Ok(report);

@@ -75,6 +75,8 @@ impl Dictionary {
     /// (repeated strings, a placement naming a missing string).
     pub fn from_parts(strings: Vec<String>, placements: Vec<(Sym, Kind)>) -> Option<Dictionary> {
         let mut dictionary = Dictionary { strings: Interner::default(), ..Dictionary::default() };
+        dictionary.strings.index.reserve(strings.len());
+        dictionary.strings.strings.reserve(strings.len());
         for (index, text) in strings.iter().enumerate() {
             if dictionary.strings.intern(text) as usize != index {
                 return None;

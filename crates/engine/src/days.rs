@@ -7,6 +7,8 @@
 //! visitors as, per day, the day each visitor was last seen before; experiment
 //! visitors as rows; active counts as each entity's first and last instant per day.
 
+use std::sync::OnceLock;
+
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
@@ -235,7 +237,11 @@ pub struct DayPartials {
     /// The site's settings the partials were computed under (as text, compared whole).
     settings: String,
     dictionary: Dictionary,
-    lenses: Vec<(Lens, DaysBuild)>,
+    /// Each lens's build, decoded on first use when read back from bytes (a cold
+    /// process or a restarted server pays only for the lenses it is asked for).
+    lenses: Vec<(Lens, OnceLock<Option<DaysBuild>>)>,
+    /// The saved bytes, and where each lens's build lies in them (read back only).
+    saved: Option<(Vec<u8>, Vec<std::ops::Range<usize>>)>,
 }
 
 impl DayPartials {
@@ -273,19 +279,32 @@ impl DayPartials {
             currency: coverage_query.currency.clone(),
             settings: settings_key(settings),
             dictionary,
-            lenses: lenses.into_iter().zip(builds).collect(),
+            lenses: lenses.into_iter().zip(builds).map(|(lens, build)| (lens, OnceLock::from(Some(build)))).collect(),
+            saved: None,
         })
+    }
+
+    /// The build of lens `index`, decoded (and checked) on first use; `None` when its
+    /// saved bytes do not decode.
+    fn build(&self, index: usize) -> Option<&DaysBuild> {
+        let (_, build) = self.lenses.get(index)?;
+        build
+            .get_or_init(|| {
+                let (bytes, ranges) = self.saved.as_ref()?;
+                decode_build(&bytes[ranges.get(index)?.clone()], index == 0, &self.coverage, &self.dictionary).ok()
+            })
+            .as_ref()
     }
 
     /// The partials as bytes (`from_bytes` reads them back).
     pub fn to_bytes(&self) -> Vec<u8> {
         let (from, to) = self.coverage();
         let (strings, placements) = self.dictionary.parts();
-        let builds: Vec<Vec<u8>> = self
-            .lenses
-            .iter()
-            .map(|(_, build)| postcard::to_stdvec(build).expect("partials always serialize"))
-            .collect();
+        // A lens whose saved bytes no longer decode is left out.
+        let kept: Vec<(&Lens, &DaysBuild)> =
+            (0..self.lenses.len()).filter_map(|index| Some((&self.lenses[index].0, self.build(index)?))).collect();
+        let builds: Vec<Vec<u8>> =
+            kept.iter().map(|(_, build)| postcard::to_stdvec(build).expect("partials always serialize")).collect();
         let header = SavedHeader {
             format: PARTIALS_FORMAT,
             from: from.to_string(),
@@ -295,33 +314,30 @@ impl DayPartials {
             settings: self.settings.clone(),
             strings: strings.into_iter().map(str::to_string).collect(),
             placements: placements.to_vec(),
-            lenses: self
-                .lenses
-                .iter()
-                .zip(&builds)
-                .map(|((lens, _), bytes)| (lens.clone(), bytes.len() as u64))
-                .collect(),
+            lenses: kept.iter().zip(&builds).map(|((lens, _), bytes)| ((*lens).clone(), bytes.len() as u64)).collect(),
         };
         let mut bytes = postcard::to_stdvec(&header).expect("partials always serialize");
         builds.iter().for_each(|build| bytes.extend_from_slice(build));
         bytes
     }
 
-    /// Partials saved by `to_bytes`, every lens.
-    pub fn from_bytes(bytes: &[u8]) -> Result<DayPartials, PartialsError> {
-        DayPartials::from_bytes_for(bytes, |_| true)
+    /// Partials saved by `to_bytes`: the header and the first lens (which keeps what no
+    /// filter changes) decoded and checked now, the other lenses when first asked for.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<DayPartials, PartialsError> {
+        DayPartials::from_bytes_at(bytes, 0)
     }
 
-    /// Partials saved by `to_bytes`, with the first lens (which keeps what no filter
-    /// changes) and those `wanted` picks; the others are not decoded.
-    pub fn from_bytes_for(bytes: &[u8], wanted: impl Fn(&Lens) -> bool) -> Result<DayPartials, PartialsError> {
+    /// `from_bytes` of the partials starting at `start` in `bytes` (kept whole: a
+    /// large file is not copied).
+    pub fn from_bytes_at(bytes: Vec<u8>, start: usize) -> Result<DayPartials, PartialsError> {
         let decode = |reason: String| PartialsError::Decode(reason);
-        let format: u32 = postcard::take_from_bytes::<u32>(bytes).map_err(|error| decode(error.to_string()))?.0;
+        let saved = bytes.get(start..).ok_or_else(|| decode("it is cut short".into()))?;
+        let format: u32 = postcard::take_from_bytes::<u32>(saved).map_err(|error| decode(error.to_string()))?.0;
         if format != PARTIALS_FORMAT {
             return Err(PartialsError::Format { found: format });
         }
-        let (header, mut rest): (SavedHeader, &[u8]) =
-            postcard::take_from_bytes(bytes).map_err(|error| decode(error.to_string()))?;
+        let (header, rest): (SavedHeader, &[u8]) =
+            postcard::take_from_bytes(saved).map_err(|error| decode(error.to_string()))?;
         let dictionary = Dictionary::from_parts(header.strings, header.placements)
             .ok_or_else(|| decode("its strings do not make a dictionary".into()))?;
         let time_zone = jiff::tz::TimeZone::get(&header.time_zone_name)
@@ -330,31 +346,21 @@ impl DayPartials {
         let (from, to) = (date(&header.from)?, date(&header.to)?);
         let coverage_query = Query::new(from, to, time_zone, &header.time_zone_name, &header.currency);
         let coverage = Window::resolve(&coverage_query).map_err(|error| decode(error.to_string()))?;
-        let days = coverage.dates.len();
+        let mut start = bytes.len() - rest.len();
         let mut lenses = Vec::new();
-        for (index, (lens, length)) in header.lenses.into_iter().enumerate() {
-            let length = usize::try_from(length).map_err(|error| decode(error.to_string()))?;
-            let Some((build_bytes, after)) = rest.split_at_checked(length) else {
-                return Err(decode("it is cut short".into()));
-            };
-            rest = after;
-            if index > 0 && !wanted(&lens) {
-                continue;
-            }
-            let build: DaysBuild = postcard::from_bytes(build_bytes).map_err(|error| decode(error.to_string()))?;
-            let (strings, placements) = dictionary.parts();
-            let shaped = build.keeps_shared == (index == 0)
-                && build.days.len() == days
-                && build.days.iter().all(|day| day.daily.len() == 1 && day.daily_personalized_revenue.len() == 1)
-                && build.symbols_within(strings.len(), placements.len());
-            if !shaped {
-                return Err(decode("its days do not match its coverage".into()));
-            }
-            lenses.push((lens, build));
+        let mut ranges = Vec::new();
+        for (lens, length) in header.lenses {
+            let end = usize::try_from(length).ok().and_then(|length| start.checked_add(length));
+            let end = end.filter(|&end| end <= bytes.len()).ok_or_else(|| decode("it is cut short".into()))?;
+            ranges.push(start..end);
+            lenses.push((lens, OnceLock::new()));
+            start = end;
         }
-        if lenses.is_empty() || !rest.is_empty() {
+        if lenses.is_empty() || start != bytes.len() {
             return Err(decode("its lenses do not add up to its length".into()));
         }
+        let first = decode_build(&bytes[ranges[0].clone()], true, &coverage, &dictionary)?;
+        let _ = lenses[0].1.set(Some(first));
         Ok(DayPartials {
             coverage,
             time_zone_name: header.time_zone_name,
@@ -362,6 +368,7 @@ impl DayPartials {
             settings: header.settings,
             dictionary,
             lenses,
+            saved: Some((bytes, ranges)),
         })
     }
 
@@ -371,12 +378,13 @@ impl DayPartials {
         (dates[0], dates[dates.len() - 1])
     }
 
-    /// Whether these partials answer `query` under `settings`.
+    /// Whether these partials keep `query`'s lens under `settings` (without decoding
+    /// it: a lens whose saved bytes turn out not to decode leaves `report` to say `None`).
     pub fn answers(&self, settings: &Settings, query: &Query) -> bool {
-        self.build_for(settings, query).is_some()
+        self.lens_index(settings, query).is_some()
     }
 
-    fn build_for(&self, settings: &Settings, query: &Query) -> Option<&DaysBuild> {
+    fn lens_index(&self, settings: &Settings, query: &Query) -> Option<usize> {
         if query.time_zone_name != self.time_zone_name
             || query.currency != self.currency
             || settings_key(settings) != self.settings
@@ -384,7 +392,7 @@ impl DayPartials {
             return None;
         }
         let lens = Lens::of(query);
-        self.lenses.iter().find(|(kept, _)| *kept == lens).map(|(_, build)| build)
+        self.lenses.iter().position(|(kept, _)| *kept == lens)
     }
 
     /// The report of `query` from the partials, figure for figure the pass's; `None`
@@ -392,8 +400,8 @@ impl DayPartials {
     /// inside one local day longer than 24 hours, which a day's first and last instant
     /// cannot decide).
     pub fn report(&self, settings: &Settings, query: &Query) -> Option<Report> {
-        let build = self.build_for(settings, query)?;
-        let shared = &self.lenses.first()?.1;
+        let build = self.build(self.lens_index(settings, query)?)?;
+        let shared = self.build(0)?;
         let window = Window::resolve(query).ok()?;
         let coverage_first = self.coverage.dates[0];
         let index_of = |date: Date| (date - coverage_first).get_days() as i64;
@@ -473,6 +481,25 @@ impl DayPartials {
         }
         Some(())
     }
+}
+
+/// One lens's build from its saved bytes, checked against the coverage and dictionary.
+fn decode_build(
+    bytes: &[u8],
+    first: bool,
+    coverage: &Window,
+    dictionary: &Dictionary,
+) -> Result<DaysBuild, PartialsError> {
+    let build: DaysBuild = postcard::from_bytes(bytes).map_err(|error| PartialsError::Decode(error.to_string()))?;
+    let (strings, placements) = dictionary.parts();
+    let shaped = build.keeps_shared == first
+        && build.days.len() == coverage.dates.len()
+        && build.days.iter().all(|day| day.daily.len() == 1 && day.daily_personalized_revenue.len() == 1)
+        && build.symbols_within(strings.len(), placements.len());
+    if !shaped {
+        return Err(PartialsError::Decode("its days do not match its coverage".into()));
+    }
+    Ok(build)
 }
 
 fn settings_key(settings: &Settings) -> String {

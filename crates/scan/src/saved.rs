@@ -4,7 +4,7 @@
 //! it is used only for exactly those events, and a damaged or outdated one is ignored
 //! (and rebuilt by whoever builds partials).
 
-use upshot_engine::days::{DayPartials, Lens};
+use upshot_engine::days::DayPartials;
 use upshot_store::derived::{read_derived, write_derived};
 use upshot_store::{SiteRecord, Store, StoreError};
 
@@ -14,8 +14,8 @@ use crate::Snapshot;
 pub const PARTIALS_FILE: &str = "day-partials";
 
 /// The lenses kept for a site, as queries (their dates are replaced by the coverage):
-/// the dashboard's views one control away from its default (each model unfiltered,
-/// each page type of SPEC section 2 under the last-interaction model).
+/// every view the dashboard's controls offer, each model unfiltered and under each page
+/// type of SPEC section 2 (45 lenses, one pass).
 pub fn default_lenses(record: &SiteRecord) -> Vec<upshot_engine::Query> {
     let params = |model: upshot_engine::Model, page_type: Option<&str>| crate::ReportParams {
         from: "2000-01-01".into(),
@@ -25,11 +25,10 @@ pub fn default_lenses(record: &SiteRecord) -> Vec<upshot_engine::Query> {
         kind: None,
         model: Some(model.as_str().to_string()),
     };
-    let last = upshot_engine::Model::Last;
-    upshot_engine::Model::ALL
-        .into_iter()
-        .map(|model| params(model, None))
-        .chain(upshot_model::PAGE_TYPES.iter().map(|page_type| params(last, Some(page_type))))
+    let page_types = std::iter::once(None).chain(upshot_model::PAGE_TYPES.iter().map(|page_type| Some(*page_type)));
+    page_types
+        .flat_map(|page_type| upshot_engine::Model::ALL.into_iter().map(move |model| (model, page_type)))
+        .map(|(model, page_type)| params(model, page_type))
         .filter_map(|params| params.query(record, str::to_string).ok())
         .collect()
 }
@@ -59,17 +58,14 @@ pub fn path(store: &Store, record: &SiteRecord) -> std::path::PathBuf {
     store.derived_path(&record.site, PARTIALS_FILE)
 }
 
-/// The site's saved partials when they were built from exactly the snapshot's events,
-/// with the lenses `wanted` picks decoded (and the first, which every report needs);
-/// `Ok(None)` when there are none or they are outdated.
-pub fn load(
-    store_path: &std::path::Path,
-    snapshot: &Snapshot,
-    wanted: impl Fn(&Lens) -> bool,
-) -> Result<Option<DayPartials>, SavedError> {
+/// The site's saved partials when they were built from exactly the snapshot's events
+/// (their lenses decoded when first asked for); `Ok(None)` when there are none or
+/// they are outdated.
+pub fn load(store_path: &std::path::Path, snapshot: &Snapshot) -> Result<Option<DayPartials>, SavedError> {
     let Some(identity) = snapshot.identity() else { return Ok(None) };
-    let Some(payload) = read_derived(store_path)? else { return Ok(None) };
+    let Some((bytes, start)) = read_derived(store_path)? else { return Ok(None) };
     let unreadable = |reason: String| SavedError::Unreadable { path: store_path.display().to_string(), reason };
+    let payload = &bytes[start..];
     let length = payload.get(..4).map(|bytes| u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize);
     let saved_identity = length.and_then(|length| payload.get(4..4 + length));
     let Some(saved_identity) = saved_identity else {
@@ -78,7 +74,6 @@ pub fn load(
     if saved_identity != identity.as_bytes() {
         return Ok(None);
     }
-    DayPartials::from_bytes_for(&payload[4 + saved_identity.len()..], wanted)
-        .map(Some)
-        .map_err(|error| unreadable(error.to_string()))
+    let partials_start = start + 4 + saved_identity.len();
+    DayPartials::from_bytes_at(bytes, partials_start).map(Some).map_err(|error| unreadable(error.to_string()))
 }

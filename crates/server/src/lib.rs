@@ -318,6 +318,15 @@ pub fn start(
         metrics,
         writer: writer.clone(),
     });
+    if state.clickhouse.is_none() {
+        // Sites with saved day partials: their first reports wait for them to be read back.
+        let store = state.store.read().expect("no thread panics while holding the store");
+        for site in store.site_ids()? {
+            if store.derived_path(&site, upshot_scan::saved::PARTIALS_FILE).is_file() {
+                state.partials.expect_read_back(&site);
+            }
+        }
+    }
     let thread = std::thread::Builder::new()
         .name("upshot-server".into())
         .spawn(move || {

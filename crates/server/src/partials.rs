@@ -28,6 +28,8 @@ pub enum Freshness {
 const RECENT_SECONDS_MAX: u64 = 600;
 /// Partials are rebuilt at most this often while events keep arriving.
 const REBUILD_SECONDS_MIN: u64 = 2;
+/// How long a report waits for saved partials being read back.
+const READ_BACK_WAIT: Duration = Duration::from_secs(10);
 /// The longest pause between attempts after builds that failed.
 const FAILED_PAUSE_SECONDS_MAX: u64 = 3600;
 /// Saved partials are rewritten at most this often (each save writes the whole file,
@@ -76,6 +78,9 @@ pub struct PartialsCache {
     failed: Mutex<HashMap<String, (u64, Instant, Duration)>>,
     /// Per site, when its partials were last saved.
     saved: Mutex<HashMap<String, Instant>>,
+    /// Sites whose saved partials are being read back (at start: quick, so a report
+    /// waits for them rather than reading every event).
+    reading_back: Mutex<HashSet<String>>,
 }
 
 impl PartialsCache {
@@ -181,6 +186,26 @@ impl PartialsCache {
         sites.get(site).is_none_or(|kept| kept.used.elapsed() < Duration::from_secs(IN_USE_SECONDS))
     }
 
+    /// Notes, at start, the sites with saved partials: reports wait for them to be read
+    /// back (`wait_for_read_back`) rather than read every event.
+    pub fn expect_read_back(&self, site: &str) {
+        self.reading_back.lock().expect("no thread panics while holding the partials").insert(site.to_string());
+    }
+
+    fn done_reading_back(&self, site: &str) {
+        self.reading_back.lock().expect("no thread panics while holding the partials").remove(site);
+    }
+
+    /// Waits (up to `READ_BACK_WAIT`) while the site's saved partials are being read back.
+    pub fn wait_for_read_back(&self, site: &str) {
+        let deadline = Instant::now() + READ_BACK_WAIT;
+        while Instant::now() < deadline
+            && self.reading_back.lock().expect("no thread panics while holding the partials").contains(site)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Whether the site's partials were not saved in the last `SAVE_SECONDS_MIN` (notes
     /// a save now when so).
     fn due_for_saving(&self, site: &str) -> bool {
@@ -258,19 +283,23 @@ fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result
     let kept_any =
         state.partials.sites.lock().expect("no thread panics while holding the partials").contains_key(&record.site);
     if !kept_any {
-        match upshot_scan::saved::load(&saved_path, &snapshot, |_| true) {
-            Ok(Some(saved)) if lenses.iter().all(|lens| saved.answers(&record.settings, lens)) => {
-                tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
-                let kept = Kept::new(saved, version, started, Duration::ZERO, Vec::new());
-                state.partials.keep(&record.site, kept);
-                return Ok(true);
-            }
-            Ok(_) => {}
+        let loaded = upshot_scan::saved::load(&saved_path, &snapshot);
+        let read_back = match loaded {
+            Ok(Some(saved)) if lenses.iter().all(|lens| saved.answers(&record.settings, lens)) => Some(saved),
+            Ok(_) => None,
             Err(error) => {
-                tracing::warn!(site = %record.site, %error, "saved day partials are not used; they are rebuilt")
+                tracing::warn!(site = %record.site, %error, "saved day partials are not used; they are rebuilt");
+                None
             }
+        };
+        if let Some(saved) = read_back {
+            tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
+            state.partials.keep(&record.site, Kept::new(saved, version, started, Duration::ZERO, Vec::new()));
+            state.partials.done_reading_back(&record.site);
+            return Ok(true);
         }
     }
+    state.partials.done_reading_back(&record.site);
     let Some((partials, problems)) =
         snapshot.day_partials(&record.settings, lenses).map_err(|error| error.to_string())?
     else {

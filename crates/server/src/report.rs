@@ -266,6 +266,7 @@ fn embedded_reports(
     queries: &[upshot_engine::Query],
     freshness: Freshness,
 ) -> Computed {
+    state.partials.wait_for_read_back(&record.site);
     let version = state.store.read().expect("no thread panics while holding the store").site_version(&record.site);
     let mut reports: Vec<Option<Report>> =
         queries.iter().map(|query| state.partials.report(record, query, version, freshness)).collect();

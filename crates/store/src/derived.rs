@@ -49,9 +49,10 @@ pub(crate) fn remove_derived(site_dir: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// The payload of the derived file at `path`; `None` when there is none; an error
-/// naming the file when it is damaged (the caller recomputes it).
-pub fn read_derived(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+/// The derived file at `path` (its whole bytes, and where the payload starts: large
+/// payloads are not copied); `None` when there is none; an error naming the file when
+/// it is damaged (the caller recomputes it).
+pub fn read_derived(path: &Path) -> Result<Option<(Vec<u8>, usize)>, StoreError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -67,5 +68,5 @@ pub fn read_derived(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
     if payload.len() != length || crc32c::crc32c(payload) != checksum {
         return Err(damaged("its checksum does not match (damaged); it is recomputed"));
     }
-    Ok(Some(payload.to_vec()))
+    Ok(Some((bytes, HEADER_BYTES)))
 }
