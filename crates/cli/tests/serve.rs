@@ -64,7 +64,7 @@ fn sigterm_drains_and_seals_and_a_second_server_is_refused() {
     assert_eq!(visitors_reported(data.path()), 50);
     let verified = upshot(data.path()).arg("verify").output().expect("the binary runs");
     let printed = String::from_utf8_lossy(&verified.stdout);
-    assert!(printed.contains("(50 events) and 0 log records"), "sealed at shutdown: {printed}");
+    assert!(printed.contains("(50 events), 0 log records"), "sealed at shutdown: {printed}");
 }
 
 #[test]

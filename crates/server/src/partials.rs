@@ -20,7 +20,9 @@ use crate::AppState;
 pub enum Freshness {
     /// From the events stored now (the report API: an acknowledged event is in it).
     Exact,
-    /// Partials up to `RECENT_SECONDS_MAX` old will do (the dashboard).
+    /// Partials up to `RECENT_SECONDS_MAX` old will do, or as old as the site's rebuilds
+    /// allow (a site whose build takes minutes is rebuilt every few builds' time: its
+    /// dashboard shows figures that old rather than read every event between builds).
     Recent,
 }
 
@@ -54,6 +56,12 @@ struct Kept {
 }
 
 impl Kept {
+    /// How long these partials serve the dashboard after the data changed: ten minutes,
+    /// or the rebuild pause plus a build, whichever is longer.
+    fn recent_for(&self) -> Duration {
+        Duration::from_secs(RECENT_SECONDS_MAX).max(self.took * 6)
+    }
+
     /// Partials of the events as they were at `snapshot_taken`.
     fn new(
         partials: DayPartials,
@@ -94,8 +102,7 @@ impl PartialsCache {
             sites.get_mut(&record.site).map(|kept| {
                 kept.used = Instant::now();
                 let current = kept.version == version
-                    || (freshness == Freshness::Recent
-                        && kept.built.elapsed() < Duration::from_secs(RECENT_SECONDS_MAX));
+                    || (freshness == Freshness::Recent && kept.built.elapsed() < kept.recent_for());
                 (kept.partials.clone(), current, kept.warnings.clone())
             })
         };
