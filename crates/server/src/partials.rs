@@ -49,8 +49,6 @@ struct Kept {
     built: Instant,
     /// How long the build took.
     took: Duration,
-    /// When a report last asked for them.
-    used: Instant,
     /// Warnings of damaged parts left out when they were built.
     warnings: Vec<String>,
 }
@@ -70,7 +68,7 @@ impl Kept {
         took: Duration,
         warnings: Vec<String>,
     ) -> Kept {
-        Kept { partials: Arc::new(partials), version, built: snapshot_taken, took, used: Instant::now(), warnings }
+        Kept { partials: Arc::new(partials), version, built: snapshot_taken, took, warnings }
     }
 }
 
@@ -86,6 +84,8 @@ pub struct PartialsCache {
     failed: Mutex<HashMap<String, (u64, Instant, Duration)>>,
     /// Per site, when its partials were last saved.
     saved: Mutex<HashMap<String, Instant>>,
+    /// Per site, when a report last asked for it.
+    asked: Mutex<HashMap<String, Instant>>,
     /// Sites whose saved partials are being read back (at start: quick, so a report
     /// waits for them rather than reading every event).
     reading_back: Mutex<HashSet<String>>,
@@ -96,11 +96,14 @@ impl PartialsCache {
     /// current enough: built from the events of `version`, or for `Recent` built in
     /// the last ten minutes. A lens not kept is noted, to be built next time.
     pub fn report(&self, record: &SiteRecord, query: &Query, version: u64, freshness: Freshness) -> Option<Report> {
+        self.asked
+            .lock()
+            .expect("no thread panics while holding the partials")
+            .insert(record.site.clone(), Instant::now());
         // The lock is held only to look: the report is summed without it.
         let found = {
-            let mut sites = self.sites.lock().expect("no thread panics while holding the partials");
-            sites.get_mut(&record.site).map(|kept| {
-                kept.used = Instant::now();
+            let sites = self.sites.lock().expect("no thread panics while holding the partials");
+            sites.get(&record.site).map(|kept| {
                 let current = kept.version == version
                     || (freshness == Freshness::Recent && kept.built.elapsed() < kept.recent_for());
                 (kept.partials.clone(), current, kept.warnings.clone())
@@ -187,10 +190,13 @@ impl PartialsCache {
         lenses
     }
 
-    /// Whether a report asked for the site's partials in the last day (or none are kept).
+    /// Whether a report of the site was asked for in the last day, or its saved
+    /// partials are to be read back: only then are its partials built and kept current
+    /// (a site nobody looks at costs nothing, and its ingest is never slowed by builds).
     fn in_use(&self, site: &str) -> bool {
-        let sites = self.sites.lock().expect("no thread panics while holding the partials");
-        sites.get(site).is_none_or(|kept| kept.used.elapsed() < Duration::from_secs(IN_USE_SECONDS))
+        let asked = self.asked.lock().expect("no thread panics while holding the partials").get(site).copied();
+        asked.is_some_and(|when| when.elapsed() < Duration::from_secs(IN_USE_SECONDS))
+            || self.reading_back.lock().expect("no thread panics while holding the partials").contains(site)
     }
 
     /// Notes, at start, the sites with saved partials: reports wait for them to be read
@@ -328,9 +334,9 @@ fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result
     Ok(true)
 }
 
-/// Keeps every site's partials built (at start, when a site is created or gets its
-/// first events) and current while reports use them: a site whose events changed is
-/// rebuilt once its pause after the last build is over (`needs_build`).
+/// Reads back saved partials at start and keeps the partials of every site a report
+/// asked for in the last day current: a site whose events changed is rebuilt once its
+/// pause after the last build is over (`needs_build`).
 pub async fn keep_partials_current(state: Arc<AppState>) {
     loop {
         let sites: Vec<Arc<SiteRecord>> = {
