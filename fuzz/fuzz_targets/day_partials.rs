@@ -9,14 +9,18 @@ use upshot_engine::{Model, Query};
 use upshot_model::Settings;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(partials) = DayPartials::from_bytes(data.to_vec()) else { return };
+    let Some((&selector, bytes)) = data.split_first() else { return };
+    let Ok(partials) = DayPartials::from_bytes(bytes.to_vec()) else { return };
     let (from, to) = partials.coverage();
+    // One lens a run (the first byte picks it), over the whole coverage and one day.
+    let model = Model::ALL[usize::from(selector) % Model::ALL.len()];
+    let page_type = (selector >= 128).then(|| "product".to_string());
     let settings = Settings::default();
-    for model in Model::ALL {
-        for page_type in [None, Some("product".to_string())] {
-            let query = Query { model, page_type: page_type.clone(), ..Query::utc(from, to) };
-            let _ = partials.report(&settings, &query);
-            let _ = partials.to_bytes();
-        }
+    for (first, last) in [(from, to), (to, to)] {
+        let query = Query { model, page_type: page_type.clone(), ..Query::utc(first, last) };
+        let _ = partials.report(&settings, &query);
+    }
+    if selector % 16 == 0 {
+        let _ = partials.to_bytes();
     }
 });
