@@ -44,21 +44,37 @@ pub struct Snapshot {
     identity: Option<String>,
 }
 
+/// A snapshot whose files are opened but whose log tail is not read yet
+/// (`Snapshot::open`): the store is needed only to open it.
+pub struct OpenSnapshot {
+    segments: Vec<SegmentFile>,
+    tail: upshot_store::OpenTail,
+    problems: Vec<String>,
+    root: String,
+    /// The count and summed digests of the segments' events (`None`: an entry has no digest).
+    segments_content: Option<(u64, u128)>,
+}
+
 impl Snapshot {
+    /// Opens and reads a snapshot of the site's events.
     pub fn take(store: &Store, record: &SiteRecord) -> Result<Snapshot, ScanError> {
+        Snapshot::open(store, record)?.read()
+    }
+
+    /// Opens the site's segment files and log files as they are now; the caller may let
+    /// go of the store before `OpenSnapshot::read` reads the log tail (appends then go
+    /// on meanwhile).
+    pub fn open(store: &Store, record: &SiteRecord) -> Result<OpenSnapshot, ScanError> {
         let mut problems = Vec::new();
         let segments: Vec<SegmentFile> = store
             .site_segments(&record.site)
             .into_iter()
             .filter_map(|segment| segment.map_err(|error| problems.push(error.to_string())).ok())
             .collect();
-        let mut tail: Vec<Event> = Vec::new();
-        let summary = store.scan_tail(record, |event| tail.push(event))?;
-        problems.extend(summary.problems);
-        sort_for_segment(&mut tail);
+        let tail = store.open_tail(record)?;
         let root = format!("{}/", store.root().display());
-        let identity = events_identity(store, record, &tail);
-        Ok(Snapshot { segments, tail, problems, root, identity })
+        let segments_content = segments_content(store, record);
+        Ok(OpenSnapshot { segments, tail, problems, root, segments_content })
     }
 
     fn tail_of(&self, bucket: u32) -> &[Event] {
@@ -194,16 +210,33 @@ pub fn site_report(store: &Store, record: &SiteRecord, query: &Query) -> Result<
     Snapshot::take(store, record)?.report(&record.settings, query)
 }
 
-/// The count and summed digests of the site's events: the manifest's per segment, and
-/// the log tail's.
-fn events_identity(store: &Store, record: &SiteRecord, tail: &[Event]) -> Option<String> {
-    let (mut events, mut content) = (tail.len() as u64, upshot_store::content_digest(tail.iter()));
+/// The count and summed digests of the site's segments' events, from the manifest.
+fn segments_content(store: &Store, record: &SiteRecord) -> Option<(u64, u128)> {
+    let (mut events, mut content) = (0u64, 0u128);
     for entry in store.manifest().site_segments(&record.site) {
         let digest = u128::from_str_radix(entry.content.as_deref()?, 16).ok()?;
         events += entry.events;
         content = content.wrapping_add(digest);
     }
-    Some(format!("{events}-{content:032x}"))
+    Some((events, content))
+}
+
+impl OpenSnapshot {
+    /// Reads the log tail (no store needed) and makes the snapshot.
+    pub fn read(self) -> Result<Snapshot, ScanError> {
+        let OpenSnapshot { segments, tail: open_tail, mut problems, root, segments_content } = self;
+        let mut tail: Vec<Event> = Vec::new();
+        let summary = open_tail.scan(|event| tail.push(event))?;
+        problems.extend(summary.problems);
+        sort_for_segment(&mut tail);
+        // What the stored events are, wherever they lie: the segments' and the tail's.
+        let identity = segments_content.map(|(events, content)| {
+            let events = events + tail.len() as u64;
+            let content = content.wrapping_add(upshot_store::content_digest(tail.iter()));
+            format!("{events}-{content:032x}")
+        });
+        Ok(Snapshot { segments, tail, problems, root, identity })
+    }
 }
 
 fn take(next: &AtomicU32) -> Option<u32> {

@@ -78,7 +78,7 @@ pub(crate) struct AppState {
     /// Reports computed with no request waiting (refreshes): one at a time.
     background_reports: Arc<tokio::sync::Semaphore>,
     report_cache: report::ReportCache,
-    partials: partials::PartialsCache,
+    partials: Arc<partials::PartialsCache>,
     /// When each site's dashboard was last opened: the views one control away from its
     /// default view are kept ready only for sites someone looks at.
     dashboard_visits: Mutex<HashMap<String, Instant>>,
@@ -307,7 +307,7 @@ pub fn start(
         reports: Arc::new(tokio::sync::Semaphore::new(limits.reports_in_flight_max.max(1))),
         background_reports: Arc::new(tokio::sync::Semaphore::new(1)),
         report_cache: report::ReportCache::default(),
-        partials: partials::PartialsCache::default(),
+        partials: Arc::new(partials::PartialsCache::default()),
         dashboard_visits: Mutex::new(HashMap::new()),
         sessions: dashboard::Sessions::default(),
         admin_password_sha256: options.admin_password.as_deref().map(keys::sha256),

@@ -250,7 +250,13 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
     if state.clickhouse.is_some() {
         return;
     }
-    let version = state.store.read().expect("no thread panics while holding the store").site_version(&record.site);
+    // Async code never waits for the store: when it is being written, this round is
+    // skipped (the keeper comes back in a moment).
+    let version = match state.store.try_read() {
+        Ok(store) => store.site_version(&record.site),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+        Err(std::sync::TryLockError::Poisoned(error)) => error.into_inner().site_version(&record.site),
+    };
     let cache = &state.partials;
     if !cache.needs_build(&record, version) || !cache.start_building(&record.site) {
         return;
@@ -260,15 +266,53 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
         cache.end_building(&record.site);
         return;
     };
-    let (task_state, task_record) = (state.clone(), record.clone());
+    // The store is held only while the snapshot's files are opened (appends go on while
+    // its log tail is read), and the build thread holds no handle to it: a server that
+    // stops lets go of its data dir even while a build finishes.
+    let opening_state = state.clone();
+    let opening_record = record.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let store = opening_state.store.read().expect("no thread panics while holding the store");
+        let opened = upshot_scan::Snapshot::open(&store, &opening_record).map_err(|error| error.to_string());
+        opened.map(|opened| {
+            (opened, store.site_version(&opening_record.site), upshot_scan::saved::path(&store, &opening_record))
+        })
+    })
+    .await;
+    let inputs = match opened {
+        Ok(Ok((opened, version, saved_path))) => BuildInputs {
+            cache: state.partials.clone(),
+            metrics: state.metrics.clone(),
+            damage: state.damage.clone(),
+            opened,
+            version,
+            saved_path,
+        },
+        Ok(Err(error)) => {
+            tracing::warn!(site = %record.site, %error, "opening the site's events for its day partials failed");
+            cache.note_failed(&record.site, version);
+            cache.done_reading_back(&record.site);
+            cache.end_building(&record.site);
+            return;
+        }
+        Err(_) => {
+            cache.done_reading_back(&record.site);
+            cache.end_building(&record.site);
+            return;
+        }
+    };
+    let task_record = record.clone();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("upshot-partials".into()).spawn(move || {
         crate::priority::lower_this_threads_priority();
-        let _ = sender.send(build(&task_state, &task_record, &lenses));
+        let _ = sender.send(build(inputs, &task_record, &lenses));
         drop(permit);
     });
     let kept = match spawned {
-        Err(error) => Err(format!("starting a thread: {error}")),
+        Err(error) => {
+            cache.done_reading_back(&record.site);
+            Err(format!("starting a thread: {error}"))
+        }
         Ok(_) => receiver.await.unwrap_or_else(|_| Err("the day partials' thread stopped".to_string())),
     };
     match kept {
@@ -286,15 +330,21 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
 /// One pass over the site's events for every lens, kept with the version it reflects
 /// and saved for the next process; or, when nothing is kept yet, the saved partials
 /// of exactly the events stored now, when they answer every lens.
-fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result<bool, String> {
+/// What a build needs, without the store.
+struct BuildInputs {
+    cache: Arc<PartialsCache>,
+    metrics: Arc<crate::metrics::Metrics>,
+    damage: upshot_store::DamageLog,
+    opened: upshot_scan::OpenSnapshot,
+    version: u64,
+    saved_path: std::path::PathBuf,
+}
+
+fn build(inputs: BuildInputs, record: &SiteRecord, lenses: &[Query]) -> Result<bool, String> {
     let started = Instant::now();
-    let (snapshot, version, saved_path) = {
-        let store = state.store.read().expect("no thread panics while holding the store");
-        let snapshot = upshot_scan::Snapshot::take(&store, record).map_err(|error| error.to_string())?;
-        (snapshot, store.site_version(&record.site), upshot_scan::saved::path(&store, record))
-    };
-    let kept_any =
-        state.partials.sites.lock().expect("no thread panics while holding the partials").contains_key(&record.site);
+    let BuildInputs { cache, metrics, damage, opened, version, saved_path } = inputs;
+    let snapshot = opened.read().map_err(|error| error.to_string())?;
+    let kept_any = cache.sites.lock().expect("no thread panics while holding the partials").contains_key(&record.site);
     if !kept_any {
         let loaded = upshot_scan::saved::load(&saved_path, &snapshot);
         let read_back = match loaded {
@@ -307,21 +357,21 @@ fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result
         };
         if let Some(saved) = read_back {
             tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
-            state.partials.keep(&record.site, Kept::new(saved, version, started, Duration::ZERO, Vec::new()));
-            state.partials.done_reading_back(&record.site);
+            cache.keep(&record.site, Kept::new(saved, version, started, Duration::ZERO, Vec::new()));
+            cache.done_reading_back(&record.site);
             return Ok(true);
         }
     }
-    state.partials.done_reading_back(&record.site);
+    cache.done_reading_back(&record.site);
     let Some((partials, problems)) =
         snapshot.day_partials(&record.settings, lenses).map_err(|error| error.to_string())?
     else {
         return Ok(false);
     };
-    problems.iter().for_each(|problem| upshot_store::note_damage(&state.damage, problem));
+    problems.iter().for_each(|problem| upshot_store::note_damage(&damage, problem));
     // Partials that leave damaged data out are not kept past this process; others are
     // saved now and then (a restart then sums days at once).
-    if problems.is_empty() && state.partials.due_for_saving(&record.site) {
+    if problems.is_empty() && cache.due_for_saving(&record.site) {
         if let Err(error) = upshot_scan::saved::save(&saved_path, &snapshot, &partials) {
             tracing::warn!(site = %record.site, %error, "saving the day partials failed; they are rebuilt after a restart");
         }
@@ -329,8 +379,8 @@ fn build(state: &Arc<AppState>, record: &SiteRecord, lenses: &[Query]) -> Result
     let warnings = snapshot.warnings(&problems);
     let took = started.elapsed();
     tracing::info!(site = %record.site, lenses = lenses.len(), seconds = took.as_secs_f64(), "day partials built");
-    state.partials.keep(&record.site, Kept::new(partials, version, started, took, warnings));
-    state.metrics.partials_builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cache.keep(&record.site, Kept::new(partials, version, started, took, warnings));
+    metrics.partials_builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(true)
 }
 

@@ -278,11 +278,13 @@ fn embedded_reports(
     if missing.is_empty() {
         return Ok((reports.into_iter().flatten().collect(), Vec::new()));
     }
-    // The store is held only while the snapshot is taken; appends go on meanwhile.
-    let snapshot = {
+    // The store is held only while the snapshot's files are opened; appends go on
+    // while its log tail is read and the report computed.
+    let opened = {
         let store = state.store.read().expect("no thread panics while holding the store");
-        Snapshot::take(&store, record).map_err(|error| error.to_string())?
+        Snapshot::open(&store, record).map_err(|error| error.to_string())?
     };
+    let snapshot = opened.read().map_err(|error| error.to_string())?;
     let (computed, problems) = snapshot.reports(&record.settings, &missing).map_err(|error| error.to_string())?;
     let mut computed = computed.into_iter();
     for slot in reports.iter_mut().filter(|slot| slot.is_none()) {

@@ -18,7 +18,7 @@ pub mod wal;
 pub use dedupe::content_digest;
 pub use erase::{EraseReport, Person};
 pub use keys::{hash_key, SiteKeys};
-pub use log::{Appended, ScanSummary};
+pub use log::{Appended, OpenTail, ScanSummary};
 pub use manifest::Manifest;
 pub use seal::{
     utc_day, CompactPlan, CompactReport, CompactedSegments, CompactionPolicy, SealPlan, SealReport, SealedLogFiles,

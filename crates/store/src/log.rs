@@ -160,14 +160,39 @@ impl Store {
     }
 
     /// Calls `visit` with the site's events still in the log (not yet sealed).
-    pub fn scan_tail(&self, record: &SiteRecord, mut visit: impl FnMut(Event)) -> Result<ScanSummary, StoreError> {
+    pub fn scan_tail(&self, record: &SiteRecord, visit: impl FnMut(Event)) -> Result<ScanSummary, StoreError> {
+        self.open_tail(record)?.scan(visit)
+    }
+
+    /// The site's unsealed log tail as it is now, to be read later without the store
+    /// (`OpenTail::scan`): a reader holding the store's lock only while this runs does
+    /// not hold appends back while the tail is read.
+    pub fn open_tail(&self, record: &SiteRecord) -> Result<OpenTail, StoreError> {
+        Ok(OpenTail {
+            log: wal::open_log_files(&self.root().join("wal"))?,
+            sealed: self.manifest.sealed_through_lsn,
+            site: record.site.clone(),
+            context: ParseContext { currency: record.currency.clone() },
+        })
+    }
+}
+
+/// A site's unsealed log tail, opened (`Store::open_tail`).
+pub struct OpenTail {
+    log: wal::OpenLog,
+    sealed: u64,
+    site: String,
+    context: ParseContext,
+}
+
+impl OpenTail {
+    /// Calls `visit` with every event of the tail; damaged records are skipped and named.
+    pub fn scan(self, mut visit: impl FnMut(Event)) -> Result<ScanSummary, StoreError> {
         let mut summary = ScanSummary::default();
-        let context = ParseContext { currency: record.currency.clone() };
-        let dir = self.root().join("wal");
-        let sealed = self.manifest.sealed_through_lsn;
-        let recovery = wal::read_records(&dir, |lsn, payload| {
-            let site = payload.split(|&byte| byte == b'\n').next().unwrap_or_default();
-            if lsn <= sealed || site != record.site.as_bytes() {
+        let (sealed, site, context) = (self.sealed, self.site, self.context);
+        let recovery = self.log.read(|lsn, payload| {
+            let payload_site = payload.split(|&byte| byte == b'\n').next().unwrap_or_default();
+            if lsn <= sealed || payload_site != site.as_bytes() {
                 return;
             }
             match record_events(payload, &context) {

@@ -280,28 +280,58 @@ impl Wal {
 }
 
 /// Replays the log read-only (no repair), for scans.
-pub fn read_records(dir: &Path, mut visit: impl FnMut(u64, &[u8])) -> Result<RecoveryReport, StoreError> {
-    let mut report = RecoveryReport::default();
+pub fn read_records(dir: &Path, visit: impl FnMut(u64, &[u8])) -> Result<RecoveryReport, StoreError> {
+    open_log_files(dir)?.read(visit)
+}
+
+/// The log's files opened, each with its length at the moment: what `read` replays,
+/// later and without the store, exactly as the log was (appends after it, or the
+/// files' removal once sealed, do not change what it reads).
+pub struct OpenLog {
+    files: Vec<(PathBuf, File, u64)>,
+}
+
+/// Opens every log file of `dir` and notes its length.
+pub fn open_log_files(dir: &Path) -> Result<OpenLog, StoreError> {
+    let mut files = Vec::new();
     if !dir.exists() {
-        return Ok(report);
+        return Ok(OpenLog { files });
     }
-    let files = wal_files(dir)?;
-    for (index, (_, path)) in files.iter().enumerate() {
-        let buffer = std::fs::read(path).map_err(io_error(path))?;
-        if let Some((valid_bytes, reason)) = replay_buffer(path, &buffer, &mut report, &mut visit) {
-            let cut = (buffer.len() - valid_bytes) as u64;
-            if index + 1 == files.len() {
-                // A write in progress, or a torn tail the next writer will cut off.
-                report.torn_tail_bytes += cut;
-            } else {
-                report.corrupt_records += 1;
-                report
-                    .problems
-                    .push(format!("{}: {cut} bytes from byte {valid_bytes} unreadable: {reason}", path.display()));
-            }
+    for (_, path) in wal_files(dir)? {
+        let file = File::open(&path).map_err(io_error(&path))?;
+        let length = file.metadata().map_err(io_error(&path))?.len();
+        files.push((path, file, length));
+    }
+    Ok(OpenLog { files })
+}
+
+impl OpenLog {
+    /// Calls `visit(lsn, payload)` for every valid record of the opened files, up to
+    /// the lengths they had when opened.
+    pub fn read(self, mut visit: impl FnMut(u64, &[u8])) -> Result<RecoveryReport, StoreError> {
+        use std::io::Read;
+        let mut report = RecoveryReport::default();
+        let files = self.files.len();
+        for (index, (path, file, length)) in self.files.into_iter().enumerate() {
+            let mut buffer = Vec::with_capacity(length as usize);
+            file.take(length).read_to_end(&mut buffer).map_err(io_error(&path))?;
+            read_buffer(&path, &buffer, index + 1 == files, &mut report, &mut visit);
         }
+        Ok(report)
     }
-    Ok(report)
+}
+
+/// Replays one log file's bytes; an unreadable end is a write in progress (or a torn
+/// tail the next writer cuts off) in the `last` file, damage in any other.
+fn read_buffer(path: &Path, buffer: &[u8], last: bool, report: &mut RecoveryReport, visit: &mut dyn FnMut(u64, &[u8])) {
+    let Some((valid_bytes, reason)) = replay_buffer(path, buffer, report, visit) else { return };
+    let cut = (buffer.len() - valid_bytes) as u64;
+    if last {
+        report.torn_tail_bytes += cut;
+    } else {
+        report.corrupt_records += 1;
+        report.problems.push(format!("{}: {cut} bytes from byte {valid_bytes} unreadable: {reason}", path.display()));
+    }
 }
 
 #[cfg(test)]
