@@ -5,7 +5,8 @@
 //!
 //! Prints, for the whole stored history and for its last 30 days: the median of
 //! `UPSHOT_BENCH_RUNS` (default 5) reports by the full pass and from the partials;
-//! then the time to build the partials of one lens and of the server's default lenses,
+//! then the time to build the partials of one lens and of the kept ones (every model
+//! under every page type),
 //! and the peak memory.
 
 use std::time::{Duration, Instant};
@@ -61,11 +62,7 @@ fn main() {
     let (one_lens, _) =
         snapshot.day_partials(&record.settings, std::slice::from_ref(&whole)).expect("partials").expect("events");
     let build_one = started.elapsed();
-    let mut lenses: Vec<Query> =
-        ["last", "first", "linear", "time_decay", "position"].iter().map(|model| query(from, model, None)).collect();
-    for page_type in ["home", "category", "product", "search", "cart", "checkout", "confirmation", "other"] {
-        lenses.push(query(from, "last", Some(page_type)));
-    }
+    let lenses: Vec<Query> = upshot_scan::saved::default_lenses(&record);
     let started = Instant::now();
     let (_all_lenses, _) = snapshot.day_partials(&record.settings, &lenses).expect("partials").expect("events");
     let build_all = started.elapsed();
@@ -99,7 +96,7 @@ fn main() {
     }
     println!();
     println!(
-        "build, one lens: {:.2} s; the server's {} default lenses: {:.2} s",
+        "build, one lens: {:.2} s; the {} kept lenses: {:.2} s",
         build_one.as_secs_f64(),
         lenses.len(),
         build_all.as_secs_f64()
