@@ -339,6 +339,7 @@ pub fn start(
                 listener::serve(listener, router(state.clone()), header_read_timeout, shutdown).await;
                 refresher.abort();
                 warmer.abort();
+                state.partials.close();
                 Ok(())
             });
             // Every request has been answered; what they queued is written, then sealed.

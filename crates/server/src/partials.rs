@@ -86,6 +86,8 @@ pub struct PartialsCache {
     saved: Mutex<HashMap<String, Instant>>,
     /// Per site, when a report last asked for it.
     asked: Mutex<HashMap<String, Instant>>,
+    /// Set when the server stops.
+    closed: std::sync::atomic::AtomicBool,
     /// Sites whose saved partials are being read back (at start: quick, so a report
     /// waits for them rather than reading every event).
     reading_back: Mutex<HashSet<String>>,
@@ -199,6 +201,16 @@ impl PartialsCache {
             || self.reading_back.lock().expect("no thread panics while holding the partials").contains(site)
     }
 
+    /// Marks the server stopped: a build still running saves nothing into a data dir
+    /// whose lock is let go.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Notes, at start, the sites with saved partials: reports wait for them to be read
     /// back (`wait_for_read_back`) rather than read every event.
     pub fn expect_read_back(&self, site: &str) {
@@ -250,13 +262,14 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
     if state.clickhouse.is_some() {
         return;
     }
-    // Async code never waits for the store: when it is being written, this round is
-    // skipped (the keeper comes back in a moment).
-    let version = match state.store.try_read() {
-        Ok(store) => store.site_version(&record.site),
-        Err(std::sync::TryLockError::WouldBlock) => return,
-        Err(std::sync::TryLockError::Poisoned(error)) => error.into_inner().site_version(&record.site),
-    };
+    // Async code never waits for the store itself: the version is read on a blocking
+    // thread.
+    let (version_state, version_site) = (state.clone(), record.site.clone());
+    let version = tokio::task::spawn_blocking(move || {
+        version_state.store.read().expect("no thread panics while holding the store").site_version(&version_site)
+    })
+    .await;
+    let Ok(version) = version else { return };
     let cache = &state.partials;
     if !cache.needs_build(&record, version) || !cache.start_building(&record.site) {
         return;
@@ -315,6 +328,9 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
         }
         Ok(_) => receiver.await.unwrap_or_else(|_| Err("the day partials' thread stopped".to_string())),
     };
+    // Whatever happened (a failed read, a panicking build), reports stop waiting for
+    // saved partials.
+    cache.done_reading_back(&record.site);
     match kept {
         Ok(true) => {}
         Ok(false) => cache.note_failed(&record.site, version),
@@ -371,7 +387,7 @@ fn build(inputs: BuildInputs, record: &SiteRecord, lenses: &[Query]) -> Result<b
     problems.iter().for_each(|problem| upshot_store::note_damage(&damage, problem));
     // Partials that leave damaged data out are not kept past this process; others are
     // saved now and then (a restart then sums days at once).
-    if problems.is_empty() && cache.due_for_saving(&record.site) {
+    if problems.is_empty() && !cache.is_closed() && cache.due_for_saving(&record.site) {
         if let Err(error) = upshot_scan::saved::save(&saved_path, &snapshot, &partials) {
             tracing::warn!(site = %record.site, %error, "saving the day partials failed; they are rebuilt after a restart");
         }
