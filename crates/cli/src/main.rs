@@ -517,6 +517,12 @@ fn rebuild_partials(store: &Store, site: &str) -> Result<()> {
     let record = store.load_site(site)?;
     let started = std::time::Instant::now();
     let snapshot = upshot_scan::Snapshot::take(store, &record)?;
+    // Checked before the pass: partials that cannot be matched to the events are not kept.
+    let Some(_) = snapshot.identity() else {
+        bail!(
+            "a damaged segment has no content digest, so partials cannot be matched to the events; run `upshot verify`"
+        );
+    };
     let lenses = upshot_scan::saved::default_lenses(&record);
     eprintln!("building day partials of {} lenses over every stored event...", lenses.len());
     let Some((partials, problems)) = snapshot.day_partials(&record.settings, &lenses)? else {
@@ -529,11 +535,6 @@ fn rebuild_partials(store: &Store, site: &str) -> Result<()> {
             problems.len()
         );
     }
-    let Some(_) = snapshot.identity() else {
-        bail!(
-            "a damaged segment has no content digest, so partials cannot be matched to the events; run `upshot verify`"
-        );
-    };
     let path = upshot_scan::saved::path(store, &record);
     upshot_scan::saved::save(&path, &snapshot, &partials).with_context(|| format!("saving {}", path.display()))?;
     let (from, to) = partials.coverage();

@@ -106,7 +106,8 @@ pub(crate) struct DaysBuild {
     /// Per entity and day: its first and last instant.
     active: HashMap<(Active, Sym, u32), (i64, i64)>,
     /// Events met after the coverage (the partials then cannot be used), and before
-    /// it (they can, for ranges whose figures look at no day before it).
+    /// it (they can, for ranges whose figures look at no day before it); counted by the
+    /// first lens only.
     pub(crate) after: u64,
     pub(crate) before: u64,
     /// Whether this build keeps what no filter changes (`visitors`, `experiments`):
@@ -266,7 +267,7 @@ impl DayPartials {
                 mine.absorb(build, &mut rekey);
             }
         }
-        let after: u64 = builds.iter().map(|build| build.after).max().unwrap_or(0);
+        let after = builds.first().map_or(0, |build| build.after);
         if after > 0 {
             return Err(PartialsError::After(after));
         }

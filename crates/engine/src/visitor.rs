@@ -87,10 +87,13 @@ impl Context<'_> {
     /// Adds the visitor's events (ordered by (ts, event_id)) to `accumulator`.
     pub fn add_visitor(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         debug_assert!(self.visitor.is_sorted(), "a visitor's events come ordered by (ts, event_id)");
+        // Events outside the coverage do not depend on the lens: the first lens counts them.
         if let Accumulator::Days(build) = accumulator {
-            let events = &self.visitor.events;
-            build.before += events.iter().filter(|ev| ev.ts < self.window.start).count() as u64;
-            build.after += events.iter().filter(|ev| ev.ts >= self.window.end).count() as u64;
+            if build.keeps_shared {
+                let events = &self.visitor.events;
+                build.before += events.iter().filter(|ev| ev.ts < self.window.start).count() as u64;
+                build.after += events.iter().filter(|ev| ev.ts >= self.window.end).count() as u64;
+            }
         }
         self.keep_counted_events(&self.visitor.events, scratch);
         self.form_sessions(scratch);

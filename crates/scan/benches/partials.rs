@@ -15,7 +15,15 @@ use upshot_engine::Query;
 use upshot_scan::{ReportParams, Snapshot};
 use upshot_store::Store;
 
-fn median(mut times: Vec<Duration>) -> f64 {
+/// The median of `runs` timings of `work`, in seconds.
+fn median_of(runs: usize, mut work: impl FnMut()) -> f64 {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            work();
+            started.elapsed()
+        })
+        .collect();
     times.sort();
     times[times.len() / 2].as_secs_f64()
 }
@@ -70,21 +78,9 @@ fn main() {
     println!("| range | full pass (median of {runs}) | from partials (median of {runs}) | ratio |");
     println!("|---|---|---|---|");
     for (name, wanted) in [("whole history", &whole), ("last 30 days", &month)] {
-        let pass: Vec<Duration> = (0..runs)
-            .map(|_| {
-                let started = Instant::now();
-                snapshot.report(&record.settings, wanted).expect("a report");
-                started.elapsed()
-            })
-            .collect();
-        let summed: Vec<Duration> = (0..runs)
-            .map(|_| {
-                let started = Instant::now();
-                one_lens.report(&record.settings, wanted).expect("the partials answer it");
-                started.elapsed()
-            })
-            .collect();
-        let (pass, summed) = (median(pass), median(summed));
+        let pass = median_of(runs, || drop(snapshot.report(&record.settings, wanted).expect("a report")));
+        let summed =
+            median_of(runs, || drop(one_lens.report(&record.settings, wanted).expect("the partials answer it")));
         println!("| {name} ({}) | {:.3} s | {:.4} s | {:.0}x |", wanted.from, pass, summed, pass / summed);
         let (expected, _) = snapshot.report(&record.settings, wanted).expect("a report");
         let got = one_lens.report(&record.settings, wanted).expect("the partials answer it");

@@ -322,10 +322,7 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
         drop(permit);
     });
     let kept = match spawned {
-        Err(error) => {
-            cache.done_reading_back(&record.site);
-            Err(format!("starting a thread: {error}"))
-        }
+        Err(error) => Err(format!("starting a thread: {error}")),
         Ok(_) => receiver.await.unwrap_or_else(|_| Err("the day partials' thread stopped".to_string())),
     };
     // Whatever happened (a failed read, a panicking build), reports stop waiting for
@@ -342,10 +339,6 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
     cache.end_building(&record.site);
 }
 
-/// One pass over the site's events for every lens; kept with the version it reflects.
-/// One pass over the site's events for every lens, kept with the version it reflects
-/// and saved for the next process; or, when nothing is kept yet, the saved partials
-/// of exactly the events stored now, when they answer every lens.
 /// What a build needs, without the store.
 struct BuildInputs {
     cache: Arc<PartialsCache>,
@@ -356,29 +349,22 @@ struct BuildInputs {
     saved_path: std::path::PathBuf,
 }
 
+/// One pass over the site's events for every lens, kept with the version it reflects
+/// and saved for the next process; or, when nothing is kept yet, the saved partials
+/// of exactly the events stored now, when they answer every lens.
 fn build(inputs: BuildInputs, record: &SiteRecord, lenses: &[Query]) -> Result<bool, String> {
     let started = Instant::now();
     let BuildInputs { cache, metrics, damage, opened, version, saved_path } = inputs;
     let snapshot = opened.read().map_err(|error| error.to_string())?;
     let kept_any = cache.sites.lock().expect("no thread panics while holding the partials").contains_key(&record.site);
-    if !kept_any {
-        let loaded = upshot_scan::saved::load(&saved_path, &snapshot);
-        let read_back = match loaded {
-            Ok(Some(saved)) if lenses.iter().all(|lens| saved.answers(&record.settings, lens)) => Some(saved),
-            Ok(_) => None,
-            Err(error) => {
-                tracing::warn!(site = %record.site, %error, "saved day partials are not used; they are rebuilt");
-                None
-            }
-        };
-        if let Some(saved) = read_back {
-            tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
-            cache.keep(&record.site, Kept::new(saved, version, started, Duration::ZERO, Vec::new()));
-            cache.done_reading_back(&record.site);
-            return Ok(true);
-        }
-    }
+    let read_back = if kept_any { None } else { read_back_saved(&saved_path, &snapshot, record, lenses) };
+    // Reports stop waiting now (the caller also clears the flag whatever the build's end).
     cache.done_reading_back(&record.site);
+    if let Some(saved) = read_back {
+        tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
+        cache.keep(&record.site, Kept::new(saved, version, started, Duration::ZERO, Vec::new()));
+        return Ok(true);
+    }
     let Some((partials, problems)) =
         snapshot.day_partials(&record.settings, lenses).map_err(|error| error.to_string())?
     else {
@@ -398,6 +384,23 @@ fn build(inputs: BuildInputs, record: &SiteRecord, lenses: &[Query]) -> Result<b
     cache.keep(&record.site, Kept::new(partials, version, started, took, warnings));
     metrics.partials_builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(true)
+}
+
+/// The saved partials of exactly the snapshot's events, when they keep every lens.
+fn read_back_saved(
+    saved_path: &std::path::Path,
+    snapshot: &upshot_scan::Snapshot,
+    record: &SiteRecord,
+    lenses: &[Query],
+) -> Option<DayPartials> {
+    match upshot_scan::saved::load(saved_path, snapshot) {
+        Ok(Some(saved)) if lenses.iter().all(|lens| saved.answers(&record.settings, lens)) => Some(saved),
+        Ok(_) => None,
+        Err(error) => {
+            tracing::warn!(site = %record.site, %error, "saved day partials are not used; they are rebuilt");
+            None
+        }
+    }
 }
 
 /// Reads back saved partials at start and keeps the partials of every site a report
