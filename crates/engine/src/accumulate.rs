@@ -89,6 +89,11 @@ pub struct VariantTotals {
     /// Net revenue in money units (1e-4), and the sum of each visitor's revenue squared.
     pub revenue: i128,
     pub revenue_squares: i128,
+    /// CUPED (SPEC section 9.5): the sums of each visitor's pre-assignment revenue, of
+    /// its square, and of its product with the visitor's revenue (money units).
+    pub pre_revenue: i128,
+    pub pre_revenue_squares: i128,
+    pub revenue_cross: i128,
 }
 
 impl VariantTotals {
@@ -98,23 +103,42 @@ impl VariantTotals {
         self.orders += other.orders;
         self.revenue += other.revenue;
         self.revenue_squares = self.revenue_squares.saturating_add(other.revenue_squares);
+        self.pre_revenue += other.pre_revenue;
+        self.pre_revenue_squares = self.pre_revenue_squares.saturating_add(other.pre_revenue_squares);
+        self.revenue_cross = self.revenue_cross.saturating_add(other.revenue_cross);
     }
 
     /// Adds one counted visitor whose orders (after its assignment, before the range's
-    /// end) are `orders`, with net revenue `revenue` in money units.
-    pub(crate) fn add_visitor(&mut self, orders: u64, revenue: i128) {
-        self.add_visitors(1, orders, revenue);
+    /// end) are `orders`, with net revenue `revenue`, and whose orders in the CUPED
+    /// lookback before the assignment had net revenue `pre_revenue` (money units).
+    pub(crate) fn add_visitor(&mut self, orders: u64, revenue: i128, pre_revenue: i128) {
+        self.add_visitors(1, orders, revenue, pre_revenue);
     }
 
-    /// Adds `visitors` counted visitors alike (each with `orders` and `revenue`).
-    pub(crate) fn add_visitors(&mut self, visitors: u64, orders: u64, revenue: i128) {
+    /// Adds `visitors` counted visitors alike.
+    pub(crate) fn add_visitors(&mut self, visitors: u64, orders: u64, revenue: i128, pre_revenue: i128) {
         let many = i128::from(visitors);
         self.visitors += visitors;
         self.converted += if orders > 0 { visitors } else { 0 };
         self.orders += visitors * orders;
         self.revenue += many * revenue;
-        let square = revenue.saturating_mul(revenue).saturating_mul(many);
-        self.revenue_squares = self.revenue_squares.saturating_add(square);
+        let square = |a: i128, b: i128| a.saturating_mul(b).saturating_mul(many);
+        self.revenue_squares = self.revenue_squares.saturating_add(square(revenue, revenue));
+        self.pre_revenue += many * pre_revenue;
+        self.pre_revenue_squares = self.pre_revenue_squares.saturating_add(square(pre_revenue, pre_revenue));
+        self.revenue_cross = self.revenue_cross.saturating_add(square(revenue, pre_revenue));
+    }
+
+    /// The sums CUPED reads.
+    pub(crate) fn paired_sums(&self) -> crate::stats::PairedSums {
+        crate::stats::PairedSums {
+            count: self.visitors,
+            sum_x: self.pre_revenue,
+            sum_y: self.revenue,
+            sum_xx: self.pre_revenue_squares,
+            sum_yy: self.revenue_squares,
+            sum_xy: self.revenue_cross,
+        }
     }
 }
 

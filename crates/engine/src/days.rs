@@ -81,14 +81,16 @@ impl DistinctDays {
 }
 
 /// Visitors counted in an experiment alike: the variant, the day of the assignment,
-/// and the orders at or after it (day, net revenue in money units). Most visitors have
-/// no order, so one key stands for many.
+/// the orders at or after it (day, net revenue in money units), and the net revenue of
+/// the orders in the CUPED lookback before it. Most visitors have no order, so one key
+/// stands for many.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct ExperimentKey {
     experiment: Sym,
     variant: Sym,
     assigned_day: u32,
     orders: Vec<(u32, i64)>,
+    pre_revenue: i64,
 }
 
 /// Everything one lens's pass adds, per day of the coverage.
@@ -127,15 +129,15 @@ impl DaysBuild {
     }
 
     /// One counted experiment visitor: assigned on `assigned_day`, with `orders` (day,
-    /// net revenue in money units) at or after its assignment.
+    /// net revenue in money units) at or after its assignment, and `pre_revenue` before.
     pub(crate) fn add_experiment_row(
         &mut self,
-        experiment: Sym,
-        variant: Sym,
+        (experiment, variant): (Sym, Sym),
         assigned_day: u32,
         orders: impl Iterator<Item = (u32, i64)>,
+        pre_revenue: i64,
     ) {
-        let key = ExperimentKey { experiment, variant, assigned_day, orders: orders.collect() };
+        let key = ExperimentKey { experiment, variant, assigned_day, orders: orders.collect(), pre_revenue };
         *self.experiments.entry(key).or_default() += 1;
     }
 
@@ -166,6 +168,7 @@ impl DaysBuild {
                 variant: rekey.sym(key.variant),
                 assigned_day: key.assigned_day,
                 orders: key.orders.clone(),
+                pre_revenue: key.pre_revenue,
             };
             *self.experiments.entry(key).or_default() += visitors;
         }
@@ -212,7 +215,7 @@ pub enum PartialsError {
 
 /// Format of saved partials. Any change to what they hold, or to a rule of the pass
 /// (saved partials would otherwise go on giving the old rule's figures), changes it.
-pub const PARTIALS_FORMAT: u32 = 2;
+pub const PARTIALS_FORMAT: u32 = 3;
 
 /// What is saved first: everything a `DayPartials` holds but the lenses' builds (the
 /// coverage as dates), and each lens with the length of its build, which follow in
@@ -452,7 +455,7 @@ impl DayPartials {
                 revenue += i128::from(net);
             }
             let group = totals.experiments.entry(key.experiment).or_default().entry(key.variant).or_default();
-            group.add_visitors(visitors, count, revenue);
+            group.add_visitors(visitors, count, revenue, i128::from(key.pre_revenue));
         }
     }
 

@@ -141,6 +141,8 @@ pub struct PlacementFigures {
     pub value: Amount,
     pub direct_revenue: Amount,
     pub assisted_revenue: Amount,
+    /// Order-level credit per thousand impressions (SPEC section 9.3).
+    pub rpm: Option<Amount>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -238,6 +240,15 @@ pub struct VariantRow {
     pub rpv_lift: Option<f64>,
     pub rpv_lift_ci: Option<[f64; 2]>,
     pub rpv_lift_p_value: Option<f64>,
+    /// SPEC section 9.5 (null on the control, and on every variant of an experiment
+    /// whose control has no counted visitor).
+    pub rpv_lift_cuped: Option<f64>,
+    pub rpv_lift_cuped_ci: Option<[f64; 2]>,
+    pub rpv_lift_cuped_p_value: Option<f64>,
+    pub cr_lift_p_value_adjusted: Option<f64>,
+    pub rpv_lift_p_value_adjusted: Option<f64>,
+    pub cr_lift_ci_sequential: Option<[f64; 2]>,
+    pub rpv_lift_ci_sequential: Option<[f64; 2]>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -256,6 +267,10 @@ pub struct ExperimentRow {
     pub control: String,
     pub visitors: u64,
     pub srm_p_value: Option<f64>,
+    /// SPEC section 9.5.
+    pub srm_warning: Option<bool>,
+    pub cuped_theta: f64,
+    pub cuped_variance_reduction: Option<f64>,
     pub variants: Vec<VariantRow>,
     pub funnel: Funnel,
 }

@@ -9,7 +9,15 @@ use crate::accumulate::{JourneyTotals, PlacementDay, PlacementTotals, RollupTota
 use crate::dataset::{Dictionary, PlacementId, Sym};
 use crate::figures::*;
 use crate::query::{Query, Window};
-use crate::stats::{chi_square_p_value, mean_estimate, proportion_estimate, relative_lift};
+use crate::stats::{
+    always_valid_interval, chi_square_p_value, cuped, holm_adjusted, mean_estimate, proportion_estimate, relative_lift,
+    Lift,
+};
+
+/// `srm_warning` is raised below this sample-ratio-mismatch p-value (SPEC section 9.5).
+const SRM_WARNING_P_VALUE: f64 = 0.001;
+/// Money units per currency unit, as the statistics read revenue.
+const MONEY_UNIT: f64 = upshot_model::money::MONEY_UNITS_PER_CURRENCY_UNIT as f64;
 
 /// Most clicked items listed per placement.
 const TOP_ITEMS_MAX: usize = 10;
@@ -57,6 +65,7 @@ fn placement_figures(totals: &PlacementTotals) -> PlacementFigures {
         value: Amount(totals.value),
         direct_revenue: Amount(totals.direct_revenue),
         assisted_revenue: Amount(totals.assisted_revenue),
+        rpm: (totals.impressions > 0).then(|| Amount(totals.value.scale(1000, i128::from(totals.impressions)))),
     }
 }
 
@@ -319,17 +328,25 @@ impl Finisher<'_> {
         let control_name = self.settings.control_variant(name).to_string();
         groups.sort_by(|a, b| (a.0 != control_name).cmp(&(b.0 != control_name)).then_with(|| a.0.cmp(&b.0)));
         let control = groups.iter().find(|(variant, _)| *variant == control_name).map(|(_, group)| *group);
-        let variants: Vec<VariantRow> = groups
+        let tuning = self.settings.sequential_tuning_visitors;
+        let mut variants: Vec<VariantRow> = groups
             .iter()
             .map(|(variant, group)| {
-                variant_row(variant, group, (*variant != control_name).then_some(control).flatten())
+                variant_row(variant, group, (*variant != control_name).then_some(control).flatten(), tuning)
             })
             .collect();
+        let paired: Vec<_> = groups.iter().map(|(_, group)| group.paired_sums()).collect();
+        let adjustment = cuped(&paired, MONEY_UNIT);
+        if let Some(control_index) = groups.iter().position(|(variant, _)| *variant == control_name) {
+            add_cuped_lifts(&mut variants, &adjustment.adjusted, control_index);
+        }
+        add_holm_adjusted_p_values(&mut variants);
         let observed: Vec<u64> = groups.iter().map(|(_, group)| group.visitors).collect();
         let shares: Option<Vec<f64>> = match self.settings.expected_split(name) {
             None => Some(vec![1.0; groups.len()]),
             Some(split) => groups.iter().map(|(variant, _)| split.get(variant).copied()).collect(),
         };
+        let srm_p_value = shares.and_then(|shares| chi_square_p_value(&observed, &shares));
         let visitors: u64 = observed.iter().sum();
         let converted: u64 = groups.iter().map(|(_, group)| group.converted).sum();
         let orders: u64 = groups.iter().map(|(_, group)| group.orders).sum();
@@ -338,7 +355,10 @@ impl Finisher<'_> {
             experiment: name.to_string(),
             control: control_name,
             visitors,
-            srm_p_value: shares.and_then(|shares| chi_square_p_value(&observed, &shares)),
+            srm_p_value,
+            srm_warning: srm_p_value.map(|p_value| p_value < SRM_WARNING_P_VALUE),
+            cuped_theta: adjustment.theta,
+            cuped_variance_reduction: adjustment.variance_reduction,
             funnel: Funnel {
                 visitors,
                 variants: groups
@@ -359,10 +379,10 @@ fn money_units(units: i128) -> Exact {
     Exact(units * upshot_model::money::EXACT_UNITS_PER_MONEY_UNIT)
 }
 
-/// One variant's figures; lifts against `control` unless it is the control itself.
-fn variant_row(variant: &str, group: &VariantTotals, control: Option<&VariantTotals>) -> VariantRow {
+/// One variant's figures; lifts against `control` unless it is the control itself,
+/// with their always-valid intervals (SPEC section 9.5, tuned at `tuning` visitors).
+fn variant_row(variant: &str, group: &VariantTotals, control: Option<&VariantTotals>, tuning: u64) -> VariantRow {
     let revenue = money_units(group.revenue);
-    let unit = upshot_model::money::MONEY_UNITS_PER_CURRENCY_UNIT as f64;
     let mut row = VariantRow {
         variant: variant.to_string(),
         visitors: group.visitors,
@@ -379,6 +399,13 @@ fn variant_row(variant: &str, group: &VariantTotals, control: Option<&VariantTot
         rpv_lift: None,
         rpv_lift_ci: None,
         rpv_lift_p_value: None,
+        rpv_lift_cuped: None,
+        rpv_lift_cuped_ci: None,
+        rpv_lift_cuped_p_value: None,
+        cr_lift_p_value_adjusted: None,
+        rpv_lift_p_value_adjusted: None,
+        cr_lift_ci_sequential: None,
+        rpv_lift_ci_sequential: None,
     };
     let Some(control) = control else {
         return row;
@@ -386,17 +413,54 @@ fn variant_row(variant: &str, group: &VariantTotals, control: Option<&VariantTot
     // revenue - visitors x control revenue per visitor, kept exact as a rational.
     let expected = money_units(control.revenue).scale(i128::from(group.visitors), i128::from(control.visitors));
     row.incremental_revenue = Some(Amount(revenue - expected));
+    let both = group.visitors + control.visitors;
+    let sequential = |lift: &Lift| always_valid_interval(lift.lift, lift.se, both, tuning);
     let cr = proportion_estimate(group.converted, group.visitors)
         .zip(proportion_estimate(control.converted, control.visitors))
         .and_then(|(v, c)| relative_lift(v, c));
     if let Some(lift) = cr {
         (row.cr_lift, row.cr_lift_ci, row.cr_lift_p_value) = (Some(lift.lift), Some(lift.interval), lift.p_value);
+        row.cr_lift_ci_sequential = sequential(&lift);
     }
-    let rpv = mean_estimate(group.visitors, group.revenue, group.revenue_squares, unit)
-        .zip(mean_estimate(control.visitors, control.revenue, control.revenue_squares, unit))
+    let rpv = mean_estimate(group.visitors, group.revenue, group.revenue_squares, MONEY_UNIT)
+        .zip(mean_estimate(control.visitors, control.revenue, control.revenue_squares, MONEY_UNIT))
         .and_then(|(v, c)| relative_lift(v, c));
     if let Some(lift) = rpv {
         (row.rpv_lift, row.rpv_lift_ci, row.rpv_lift_p_value) = (Some(lift.lift), Some(lift.interval), lift.p_value);
+        row.rpv_lift_ci_sequential = sequential(&lift);
     }
     row
+}
+
+/// The CUPED lift of each non-control variant whose plain revenue-per-visitor lift is
+/// defined, against the adjusted control mean when that is positive (SPEC section 9.5).
+fn add_cuped_lifts(variants: &mut [VariantRow], adjusted: &[Option<crate::stats::GroupEstimate>], control: usize) {
+    let Some(adjusted_control) = adjusted[control].filter(|estimate| estimate.mean > 0.0) else {
+        return;
+    };
+    for (index, row) in variants.iter_mut().enumerate() {
+        if index == control || row.rpv_lift.is_none() {
+            continue;
+        }
+        if let Some(lift) = adjusted[index].and_then(|estimate| relative_lift(estimate, adjusted_control)) {
+            (row.rpv_lift_cuped, row.rpv_lift_cuped_ci, row.rpv_lift_cuped_p_value) =
+                (Some(lift.lift), Some(lift.interval), lift.p_value);
+        }
+    }
+}
+
+/// Holm-Bonferroni over one experiment: the family is every non-null conversion-rate
+/// and revenue-per-visitor lift p-value of its variants.
+fn add_holm_adjusted_p_values(variants: &mut [VariantRow]) {
+    let family: Vec<f64> =
+        variants.iter().flat_map(|row| [row.cr_lift_p_value, row.rpv_lift_p_value]).flatten().collect();
+    let mut adjusted = holm_adjusted(&family).into_iter();
+    for row in variants.iter_mut() {
+        if row.cr_lift_p_value.is_some() {
+            row.cr_lift_p_value_adjusted = adjusted.next();
+        }
+        if row.rpv_lift_p_value.is_some() {
+            row.rpv_lift_p_value_adjusted = adjusted.next();
+        }
+    }
 }

@@ -265,7 +265,13 @@ impl<'a> FactFolder<'a> {
                 revenue += i128::from(*net_units);
             }
         }
+        let pre_revenue = fact
+            .pre_orders
+            .iter()
+            .filter_map(|event_id| net_by_event.get(event_id.as_str()))
+            .fold(0i64, |sum, net_units| sum.saturating_add(*net_units));
         let (experiment, variant) = (self.sym(&fact.experiment), self.sym(&fact.variant));
-        self.totals.experiments.entry(experiment).or_default().entry(variant).or_default().add_visitor(orders, revenue);
+        let group = self.totals.experiments.entry(experiment).or_default().entry(variant).or_default();
+        group.add_visitor(orders, revenue, i128::from(pre_revenue));
     }
 }

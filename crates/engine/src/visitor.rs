@@ -526,7 +526,8 @@ impl Context<'_> {
     /// A visitor belongs to the variant of its earliest assignment per experiment, and
     /// counts when that assignment is in range, with its orders at or after it and
     /// before the range's end (a days build keeps the orders' days: any range's end is
-    /// applied when the partials are summed).
+    /// applied when the partials are summed), and for CUPED the net revenue of its
+    /// orders in the lookback before the assignment.
     fn count_experiments(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         scratch.collect_assignments();
         let window = self.window;
@@ -534,6 +535,12 @@ impl Context<'_> {
             if !window.contains(assigned_at) {
                 continue;
             }
+            let lookback_start = assigned_at - self.settings.cuped_lookback_ms;
+            let pre_revenue: i64 = scratch
+                .orders
+                .iter()
+                .filter(|order| lookback_start <= order.ev.ts && order.ev.ts < assigned_at)
+                .fold(0i64, |sum, order| sum.saturating_add(order.net_units));
             let after = scratch.orders.iter().filter(|order| assigned_at <= order.ev.ts);
             match accumulator {
                 Accumulator::Range(totals) => {
@@ -543,14 +550,15 @@ impl Context<'_> {
                         revenue += i128::from(order.net_units);
                     }
                     let groups = totals.experiments.entry(experiment).or_default();
-                    groups.entry(variant).or_default().add_visitor(orders, revenue);
+                    groups.entry(variant).or_default().add_visitor(orders, revenue, i128::from(pre_revenue));
                 }
                 Accumulator::Days(build) if !build.keeps_shared => {}
                 Accumulator::Days(build) => {
                     let orders = after
                         .filter(|order| window.contains(order.ev.ts))
                         .map(|order| (window.day_index(order.ev.ts) as u32, order.net_units));
-                    build.add_experiment_row(experiment, variant, window.day_index(assigned_at) as u32, orders);
+                    let assigned_day = window.day_index(assigned_at) as u32;
+                    build.add_experiment_row((experiment, variant), assigned_day, orders, pre_revenue);
                 }
             }
         }

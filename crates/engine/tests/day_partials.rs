@@ -102,7 +102,7 @@ proptest! {
         // The defaults, and settings that move every window and the session gap.
         let settings = match settings_choice {
             0 => Settings::default(),
-            1 => Settings { session_gap_ms: 10 * 60_000, attribution_window_ms: 3 * DAY, recommendation_window_ms: DAY, ..Settings::default() },
+            1 => Settings { session_gap_ms: 10 * 60_000, attribution_window_ms: 3 * DAY, recommendation_window_ms: DAY, cuped_lookback_ms: 2 * DAY, ..Settings::default() },
             _ => {
                 let mut settings = Settings { session_gap_ms: 2 * 3_600_000, attribution_window_ms: 60 * DAY, ..Settings::default() };
                 settings.qualifying.iter_mut().for_each(|actions| actions.hover = true);

@@ -242,13 +242,33 @@ impl Generator {
         let boost = if variant == Some("variant_b") { 1.0 + self.options.lift } else { 1.0 };
         let sessions = 1 + (self.rng.unit() * self.rng.unit() * 5.0) as u32;
         let mut ordered = false;
-        for _ in 0..sessions {
+        let mut joined_later_test = false;
+        for session in 0..sessions {
+            if session > 0 && !joined_later_test {
+                joined_later_test = self.maybe_join_later_test(visitor, session, ts, sink);
+            }
             ordered |= self.session(&mut ts, boost, sink);
             ts += self.gap_between_sessions();
         }
         if self.profile.is_some() && self.rng.chance(0.35) {
             self.journey(ts, ordered, sink);
         }
+    }
+
+    /// A second experiment that returning visitors join at a later session: so that some
+    /// counted visitors have orders before their assignment (what CUPED's pre-period
+    /// revenue reads). Whether and which variant is drawn from the visitor and session.
+    fn maybe_join_later_test(&mut self, visitor: u64, session: u32, ts: i64, sink: &mut impl FnMut(Value)) -> bool {
+        let mut draw = crate::rng::SplitMix64::new(self.options.seed ^ (visitor << 8) ^ u64::from(session));
+        if !draw.chance(0.3) {
+            return false;
+        }
+        let variant = if draw.chance(0.5) { "control" } else { "variant_b" };
+        let mut event = self.base("assignment", ts, None);
+        event.insert("experiment".into(), json!("checkout_test"));
+        event.insert("variant".into(), json!(variant));
+        self.emit(event, sink);
+        true
     }
 
     /// One session; returns whether it placed an order.

@@ -126,12 +126,14 @@ pub struct OrderFact {
 }
 
 /// A visitor whose earliest assignment to an experiment is in range, and its counted
-/// orders from that assignment to the range's end.
+/// orders from that assignment to the range's end (event ids), and those in the CUPED
+/// lookback before the assignment (SPEC section 9.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExperimentFact {
     pub experiment: String,
     pub variant: String,
     pub orders: Vec<String>,
+    pub pre_orders: Vec<String>,
 }
 
 /// What a backend computed for one report range (its orders are shared by all ranges).

@@ -23,7 +23,23 @@ pub enum SettingError {
 
 /// The keys `upshot site set` accepts, for error messages and help.
 pub const SETTING_KEYS: &str = "timezone, session_gap, attribution_window, \
-    recommendation_window, qualifying.<kind>, experiment.<name>.control, experiment.<name>.split";
+    recommendation_window, cuped_lookback, sequential_tuning_visitors, qualifying.<kind>, \
+    experiment.<name>.control, experiment.<name>.split";
+
+/// SPEC section 9.5: how far before an assignment CUPED looks for pre-period revenue.
+pub const DEFAULT_CUPED_LOOKBACK_MS: i64 = 14 * MILLIS_PER_DAY;
+/// SPEC section 9.5: the visitor count the always-valid intervals are tightest at.
+pub const DEFAULT_SEQUENTIAL_TUNING_VISITORS: u64 = 5000;
+/// Largest `sequential_tuning_visitors` accepted (a billion visitors).
+const SEQUENTIAL_TUNING_VISITORS_MAX: u64 = 1_000_000_000;
+
+fn default_cuped_lookback_ms() -> i64 {
+    DEFAULT_CUPED_LOOKBACK_MS
+}
+
+fn default_sequential_tuning_visitors() -> u64 {
+    DEFAULT_SEQUENTIAL_TUNING_VISITORS
+}
 
 /// Percent-encodes a URL component (everything but unreserved characters): site ids
 /// and placements in dashboard paths, queries in ClickHouse requests.
@@ -122,6 +138,11 @@ pub struct Settings {
     pub qualifying: [QualifyingActions; 6],
     #[serde(default)]
     pub experiments: BTreeMap<String, ExperimentSettings>,
+    /// Site records written before SPEC section 9 read with the defaults.
+    #[serde(default = "default_cuped_lookback_ms")]
+    pub cuped_lookback_ms: i64,
+    #[serde(default = "default_sequential_tuning_visitors")]
+    pub sequential_tuning_visitors: u64,
 }
 
 impl Default for Settings {
@@ -135,6 +156,8 @@ impl Default for Settings {
             // recommendation, popup, notification, block, widget, other
             qualifying: [click, click, click_or_hover, click, click_or_hover, click],
             experiments: BTreeMap::new(),
+            cuped_lookback_ms: DEFAULT_CUPED_LOOKBACK_MS,
+            sequential_tuning_visitors: DEFAULT_SEQUENTIAL_TUNING_VISITORS,
         }
     }
 }
@@ -156,6 +179,8 @@ impl Settings {
             ("session_gap".to_string(), format_duration_setting(self.session_gap_ms)),
             ("attribution_window".to_string(), format_duration_setting(self.attribution_window_ms)),
             ("recommendation_window".to_string(), format_duration_setting(self.recommendation_window_ms)),
+            ("cuped_lookback".to_string(), format_duration_setting(self.cuped_lookback_ms)),
+            ("sequential_tuning_visitors".to_string(), self.sequential_tuning_visitors.to_string()),
         ];
         for kind in Kind::ALL {
             rows.push((format!("qualifying.{}", kind.as_str()), self.qualifying[kind.index()].describe()));
@@ -179,6 +204,20 @@ impl Settings {
             "attribution_window" => self.attribution_window_ms = parse_duration_setting(value).map_err(invalid)?,
             "recommendation_window" => {
                 self.recommendation_window_ms = parse_duration_setting(value).map_err(invalid)?
+            }
+            "cuped_lookback" => self.cuped_lookback_ms = parse_duration_setting(value).map_err(invalid)?,
+            "sequential_tuning_visitors" => {
+                self.sequential_tuning_visitors = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|visitors| (1..=SEQUENTIAL_TUNING_VISITORS_MAX).contains(visitors))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "{value:?} must be a whole number of visitors from 1 to \
+                             {SEQUENTIAL_TUNING_VISITORS_MAX} (the default is {DEFAULT_SEQUENTIAL_TUNING_VISITORS})"
+                        ))
+                    })?
             }
             _ => return self.set_keyed(key, value),
         }
@@ -251,6 +290,14 @@ mod tests {
         assert!(settings.set("qualifying.popup", "discard").is_err());
         assert!(settings.set("session_gap", "soon").is_err());
         assert!(matches!(settings.set("colour", "red"), Err(SettingError::UnknownKey(_))));
+        settings.set("cuped_lookback", "7d").expect("valid lookback");
+        assert_eq!(settings.cuped_lookback_ms, 7 * MILLIS_PER_DAY);
+        settings.set("sequential_tuning_visitors", "20000").expect("valid tuning");
+        assert_eq!(settings.sequential_tuning_visitors, 20_000);
+        for bad in ["0", "-5", "many", "1.5"] {
+            let error = settings.set("sequential_tuning_visitors", bad).expect_err("refused");
+            assert!(error.to_string().contains("whole number of visitors"), "{error}");
+        }
         let described = settings.describe();
         assert!(described.contains(&("experiment.hero.split".into(), "b=10,baseline=90".into())));
     }

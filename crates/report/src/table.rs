@@ -102,6 +102,7 @@ fn placement_columns(first: &str, currency: &str) -> Table {
     let value = format!("value {currency}");
     let direct = format!("direct {currency}");
     let assisted = format!("assisted {currency}");
+    let rpm = format!("RPM {currency}");
     Table::new(&[
         first,
         "impressions",
@@ -115,6 +116,7 @@ fn placement_columns(first: &str, currency: &str) -> Table {
         &value,
         &direct,
         &assisted,
+        &rpm,
     ])
 }
 
@@ -132,6 +134,7 @@ fn placement_cells(name: String, figures: &PlacementFigures) -> Vec<String> {
         money(figures.value),
         money(figures.direct_revenue),
         money(figures.assisted_revenue),
+        figures.rpm.map_or_else(|| "-".to_string(), money),
     ]
 }
 
@@ -302,19 +305,21 @@ fn render_journeys(report: &Report, out: &mut String) {
 fn render_experiments(report: &Report, out: &mut String) {
     let currency = &report.range.currency;
     for experiment in &report.experiments {
-        let srm = match experiment.srm_p_value {
-            Some(p) if p < 0.001 => {
-                format!("SRM p = {p:.4}: WARNING, the split is not as configured")
-            }
-            Some(p) => format!("SRM p = {p:.4}"),
-            None => "SRM n/a".to_string(),
+        let srm = match (experiment.srm_p_value, experiment.srm_warning) {
+            (Some(p), Some(true)) => format!("SRM p = {p:.4}: WARNING, the split is not as configured"),
+            (Some(p), _) => format!("SRM p = {p:.4}"),
+            (None, _) => "SRM n/a".to_string(),
         };
+        let reduction = experiment
+            .cuped_variance_reduction
+            .map_or_else(|| "n/a".to_string(), |reduction| format!("{:.1}%", reduction * 100.0));
         let _ = writeln!(
             out,
-            "\nExperiment {} (control {}, {} visitors, {srm})",
+            "\nExperiment {} (control {}, {} visitors, {srm}; CUPED theta {:.4}, variance reduced by {reduction})",
             experiment.experiment,
             experiment.control,
-            count(experiment.visitors)
+            count(experiment.visitors),
+            experiment.cuped_theta,
         );
         let mut table = Table::new(&[
             "variant",
@@ -326,8 +331,14 @@ fn render_experiments(report: &Report, out: &mut String) {
             "RPV",
             &format!("incremental {currency}"),
             "CR lift [95% CI]",
+            "always valid",
             "p",
+            "p Holm",
             "RPV lift [95% CI]",
+            "always valid",
+            "p",
+            "p Holm",
+            "RPV lift CUPED [95% CI]",
             "p",
         ]);
         let interval = |lift: Option<f64>, ci: Option<[f64; 2]>| match (lift, ci) {
@@ -335,6 +346,10 @@ fn render_experiments(report: &Report, out: &mut String) {
                 format!("{:+.1}% [{:+.1}%, {:+.1}%]", lift * 100.0, low * 100.0, high * 100.0)
             }
             _ => "-".to_string(),
+        };
+        let bounds = |ci: Option<[f64; 2]>| match ci {
+            Some([low, high]) => format!("[{:+.1}%, {:+.1}%]", low * 100.0, high * 100.0),
+            None => "-".to_string(),
         };
         let p_value = |p: Option<f64>| p.map_or_else(|| "-".to_string(), |p| format!("{p:.4}"));
         for variant in &experiment.variants {
@@ -348,9 +363,15 @@ fn render_experiments(report: &Report, out: &mut String) {
                 money_ratio(variant.revenue_per_visitor),
                 variant.incremental_revenue.map_or_else(|| "-".to_string(), money),
                 interval(variant.cr_lift, variant.cr_lift_ci),
+                bounds(variant.cr_lift_ci_sequential),
                 p_value(variant.cr_lift_p_value),
+                p_value(variant.cr_lift_p_value_adjusted),
                 interval(variant.rpv_lift, variant.rpv_lift_ci),
+                bounds(variant.rpv_lift_ci_sequential),
                 p_value(variant.rpv_lift_p_value),
+                p_value(variant.rpv_lift_p_value_adjusted),
+                interval(variant.rpv_lift_cuped, variant.rpv_lift_cuped_ci),
+                p_value(variant.rpv_lift_cuped_p_value),
             ]);
         }
         table.render(out);

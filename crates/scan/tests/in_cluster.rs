@@ -99,6 +99,7 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
         settings.attribution_window_ms = 10 * 86_400_000;
         settings.recommendation_window_ms = 3 * 86_400_000;
         settings.qualifying[Kind::Popup.index()].hover = true;
+        settings.cuped_lookback_ms = 3 * 86_400_000;
     });
     let zone = jiff::tz::TimeZone::get("Europe/Berlin").expect("a time zone");
     let local = |from, to, model| Query { model, ..Query::new(from, to, zone.clone(), "Europe/Berlin", "USD") };

@@ -71,7 +71,7 @@ pub fn facts_sql(query: &FactsQuery, route: Route) -> String {
         let (range_arrays, range_outputs) = counts::range_facts(query, range, index);
         arrays.extend(range_arrays);
         counted.extend(range_outputs);
-        arrays.push(orders::experiment_facts(range, index));
+        arrays.push(orders::experiment_facts(query, range, index));
         with_payloads.push(format!("f_experiments_{index}"));
     }
     let output = format!(
@@ -226,7 +226,8 @@ fn parse_row(row: &JsonRow) -> Option<Row> {
         FactKind::Experiment => {
             let [experiment, variant, _, _] = keys;
             let orders = json_texts(&payload[13])?;
-            Some(Row::Experiment(range, ExperimentFact { experiment, variant, orders }))
+            let pre_orders = json_texts(&payload[14])?;
+            Some(Row::Experiment(range, ExperimentFact { experiment, variant, orders, pre_orders }))
         }
         _ => {
             let mut values = [0; FACT_VALUES];

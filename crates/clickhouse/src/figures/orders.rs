@@ -84,23 +84,21 @@ pub(super) fn order_facts(query: &FactsQuery) -> String {
 
 /// `f_experiments_<index>`: the visitor's earliest assignment to each experiment when
 /// that is in the range, with the event ids of its counted orders from the assignment
-/// to the range's end.
-pub(super) fn experiment_facts(range: &FactsRange, index: usize) -> String {
-    let orders_after = format!(
-        "arrayMap(o -> {}, arrayFilter(o -> {} >= {} AND {} < {}, o_list))",
-        field("o", 3),
-        field("o", 2),
-        field("a", 1),
-        field("o", 2),
-        range.end_ms
-    );
+/// to the range's end, and of those in the CUPED lookback before the assignment.
+pub(super) fn experiment_facts(query: &FactsQuery, range: &FactsRange, index: usize) -> String {
+    let (order_ts, assigned_at) = (field("o", 2), field("a", 1));
+    let order_ids =
+        |condition: String| format!("arrayMap(o -> {}, arrayFilter(o -> {condition}, o_list))", field("o", 3));
+    let orders_after = order_ids(format!("{order_ts} >= {assigned_at} AND {order_ts} < {}", range.end_ms));
+    let lookback = query.settings.cuped_lookback_ms;
+    let orders_before = order_ids(format!("{order_ts} >= {assigned_at} - {lookback} AND {order_ts} < {assigned_at}"));
     format!(
         "arrayMap(a -> {}, {}) AS f_experiments_{index}",
         fact_with_payload(
             FactPlace { kind: FactKind::Experiment, range: index, day: "0" },
             [&field("a", 2), &field("a", 3), "visitor_id", "''"],
-            &payload(&[(14, &orders_after)])
+            &payload(&[(14, &orders_after), (15, &orders_before)])
         ),
-        filter(&[("a", "a_firsts")], &in_range(range, &field("a", 1))),
+        filter(&[("a", "a_firsts")], &in_range(range, &assigned_at)),
     )
 }

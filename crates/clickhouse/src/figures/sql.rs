@@ -64,8 +64,9 @@ pub struct FactPlace<'a> {
 /// The payload of an order fact (and of the experiment fact's order list), as typed
 /// fields: event_id, order_id, ts, session's first ts, personalized session,
 /// recommendation session, line items, quantities, prices, touches, recommendation
-/// clicks, variants, revenue, experiment orders. Count facts carry `no_payload`.
-pub const PAYLOAD_FIELDS: usize = 14;
+/// clicks, variants, revenue, experiment orders, experiment orders in the CUPED
+/// lookback before the assignment. Count facts carry `no_payload`.
+pub const PAYLOAD_FIELDS: usize = 15;
 
 const TOUCH_TYPE_SAMPLE: &str = "(toInt64(0), '', '', '', '', '', '')";
 
@@ -75,7 +76,7 @@ fn no_payload() -> String {
     format!(
         "[('', '', toInt64(0), toInt64(0), toUInt8(0), toUInt8(0), emptyArrayString(), emptyArrayUInt32(), \
            emptyArrayInt64(), arrayFilter(x -> 0, [{TOUCH_TYPE_SAMPLE}]), arrayFilter(x -> 0, [{TOUCH_TYPE_SAMPLE}]), \
-           arrayFilter(x -> 0, [('', '')]), toInt64(0), emptyArrayString())] AS no_payload"
+           arrayFilter(x -> 0, [('', '')]), toInt64(0), emptyArrayString(), emptyArrayString())] AS no_payload"
     )
 }
 
