@@ -48,6 +48,7 @@ fn resolve<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
                         "experiment",
                         "variant",
                         "label",
+                        "goal",
                         "date",
                         "order_id",
                     ]

@@ -142,6 +142,27 @@ impl VariantTotals {
     }
 }
 
+/// One goal's figures (SPEC section 9.4).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GoalTotals {
+    /// Goal events in range, and the sum of their values.
+    pub completions: u64,
+    pub value: Exact,
+    /// Sessions in range with at least one of its goal events, and of them the
+    /// personalized ones.
+    pub sessions: u64,
+    pub personalized_sessions: u64,
+}
+
+impl GoalTotals {
+    fn absorb(&mut self, other: &GoalTotals) {
+        self.completions += other.completions;
+        self.value += other.value;
+        self.sessions += other.sessions;
+        self.personalized_sessions += other.personalized_sessions;
+    }
+}
+
 /// Turns another dictionary's symbols and placements into ours.
 pub(crate) trait Rekey {
     fn sym(&mut self, sym: Sym) -> Sym;
@@ -260,6 +281,7 @@ pub struct Totals {
     pub experiments: HashMap<Sym, HashMap<Sym, VariantTotals>>,
     /// Per label: visitors who used it, and of them visitors who converted.
     pub topics: HashMap<Sym, (u64, u64)>,
+    pub goals: HashMap<Sym, GoalTotals>,
     pub recent: Vec<RecentCandidate>,
     /// The 50th latest (ts, event_id) kept so far: an order older than it can never be
     /// among the latest 50, so no candidate (and no string) is built for it.
@@ -316,6 +338,7 @@ impl Totals {
             && self.journeys.iter().all(|(key, row)| sym(key) && row.channels.keys().all(sym))
             && self.experiments.iter().all(|(key, groups)| sym(key) && groups.keys().all(sym))
             && self.topics.keys().all(sym)
+            && self.goals.keys().all(sym)
     }
 
     /// Keeps the candidate list bounded while visitors stream through.
@@ -407,6 +430,9 @@ impl Totals {
             let mine = self.topics.entry(rekey.sym(label)).or_default();
             mine.0 += visitors;
             mine.1 += converted;
+        }
+        for (&goal, row) in &other.goals {
+            self.goals.entry(rekey.sym(goal)).or_default().absorb(row);
         }
         if !other.recent.is_empty() {
             self.recent.extend(other.recent.iter().cloned());

@@ -208,7 +208,11 @@ pub enum Payload {
         experiment: Sym,
         variant: Sym,
     },
-    Goal,
+    /// `value` in money units (absent counts 0).
+    Goal {
+        goal: Sym,
+        value: i64,
+    },
     Journey {
         journey: Sym,
         action: JourneyAction,
@@ -242,7 +246,7 @@ impl Ev {
                 | Payload::ProductView { .. }
                 | Payload::AddToCart
                 | Payload::Order { .. }
-                | Payload::Goal
+                | Payload::Goal { .. }
         )
     }
 }
@@ -367,7 +371,9 @@ impl VisitorEvents {
             Body::Assignment { experiment, variant } => {
                 Payload::Assignment { experiment: strings.intern(experiment), variant: strings.intern(variant) }
             }
-            Body::Goal { .. } => Payload::Goal,
+            Body::Goal { goal, value } => {
+                Payload::Goal { goal: strings.intern(goal), value: value.map_or(0, |value| value.0) }
+            }
             Body::Journey { journey, action, channel, .. } => Payload::Journey {
                 journey: strings.intern(journey),
                 action: *action,

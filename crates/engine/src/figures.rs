@@ -282,6 +282,18 @@ pub struct TopicRow {
     pub converted: u64,
 }
 
+/// One goal (SPEC section 9.4).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GoalRow {
+    pub goal: String,
+    pub completions: u64,
+    pub sessions: u64,
+    pub personalized_sessions: u64,
+    pub value: Amount,
+    pub conversion_rate: Ratio,
+    pub personalized_conversion_rate: Ratio,
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct RecentConversion {
     pub time: String,
@@ -306,6 +318,7 @@ pub struct Report {
     pub journeys: Journeys,
     pub experiments: Vec<ExperimentRow>,
     pub topics: Vec<TopicRow>,
+    pub goals: Vec<GoalRow>,
     pub recent_conversions: Vec<RecentConversion>,
     /// Damaged stored data the figures had to leave out (named, never silent); absent
     /// from the JSON when there is none.

@@ -122,6 +122,7 @@ impl Finisher<'_> {
             journeys: self.journeys(&totals),
             experiments: self.experiments(&totals),
             topics: self.topics(&totals),
+            goals: self.goals(&totals),
             recent_conversions: self.recent_conversions(&mut totals),
             warnings: Vec::new(),
         }
@@ -287,6 +288,26 @@ impl Finisher<'_> {
             .map(|(&label, &(visitors, converted))| TopicRow { label: self.text(label), visitors, converted })
             .collect();
         rows.sort_by(|a, b| a.label.cmp(&b.label));
+        rows
+    }
+
+    /// One row per goal with an event in range, by name (SPEC section 9.4).
+    fn goals(&self, totals: &Totals) -> Vec<GoalRow> {
+        let mut rows: Vec<GoalRow> = totals
+            .goals
+            .iter()
+            .filter(|(_, row)| row.completions > 0)
+            .map(|(&goal, row)| GoalRow {
+                goal: self.text(goal),
+                completions: row.completions,
+                sessions: row.sessions,
+                personalized_sessions: row.personalized_sessions,
+                value: Amount(row.value),
+                conversion_rate: count_ratio(row.sessions, totals.sessions),
+                personalized_conversion_rate: count_ratio(row.personalized_sessions, totals.personalized_sessions),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.goal.cmp(&b.goal));
         rows
     }
 

@@ -198,6 +198,18 @@ impl<'a> FactFolder<'a> {
             }
             // Carried with their payloads, read by `fold` (never counts).
             FactKind::Order | FactKind::Experiment => {}
+            FactKind::Goal | FactKind::GoalSession => {
+                let goal = self.sym(k1);
+                let row = self.totals.goals.entry(goal).or_default();
+                if fact.kind == FactKind::Goal {
+                    row.completions += v[0];
+                    let units = i128::from(v[1]) - i128::from(v[2]);
+                    row.value += upshot_model::Exact(units * upshot_model::money::EXACT_UNITS_PER_MONEY_UNIT);
+                } else {
+                    row.sessions += v[0];
+                    row.personalized_sessions += v[1];
+                }
+            }
             FactKind::Topic => {
                 let label = self.sym(k1);
                 let topic = self.totals.topics.entry(label).or_default();

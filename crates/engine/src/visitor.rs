@@ -75,6 +75,8 @@ pub struct Scratch {
     credit_clicks: Vec<CreditTouch<Sym>>,
     credit_buffers: (Vec<i64>, Vec<Credit>),
     topic_uses: Vec<(Sym, i64)>,
+    /// (session, goal) of every goal event, for the sessions that completed a goal.
+    goal_sessions: Vec<(u32, Sym)>,
     assignments: Vec<(Sym, Sym, i64)>,
     /// Days (coverage indices) the visitor was seen on, and saw a recommendation on;
     /// for one range, non-empty is all that matters.
@@ -203,6 +205,7 @@ impl Context<'_> {
         scratch.sessions.clear();
         scratch.impressions.clear();
         scratch.shown_items.clear();
+        scratch.goal_sessions.clear();
         let mut last_web_ts: Option<i64> = None;
         let mut order_index = 0;
         for (kept_index, ev) in scratch.kept.iter().enumerate() {
@@ -243,7 +246,11 @@ impl Context<'_> {
                     scratch.orders[order_index].session = session_index;
                     order_index += 1;
                 }
-                Payload::Interaction { .. } | Payload::AddToCart | Payload::Goal => session.engaged = true,
+                Payload::Goal { goal, .. } => {
+                    session.engaged = true;
+                    scratch.goal_sessions.push((session_index, goal));
+                }
+                Payload::Interaction { .. } | Payload::AddToCart => session.engaged = true,
                 _ => {}
             }
         }
@@ -443,6 +450,12 @@ impl Context<'_> {
                         count_journey(totals, journey, action, channel);
                     }
                 }
+                Payload::Goal { goal, value } if in_range => {
+                    let Some((totals, _)) = self.slot(accumulator, ev.ts) else { continue };
+                    let row = totals.goals.entry(goal).or_default();
+                    row.completions += 1;
+                    row.value += upshot_model::Money(value).to_exact();
+                }
                 Payload::SequenceStart { sequence, campaign } if in_range => {
                     let Some((totals, _)) = self.slot(accumulator, ev.ts) else { continue };
                     let person = if ev.profile != NONE { ev.profile } else { self.visitor.visitor_sym };
@@ -505,6 +518,18 @@ impl Context<'_> {
                 totals.recommendation_ctr_sessions += u64::from(session.recommendation_ctr);
                 totals.recommendation_sessions_with_direct_order += u64::from(session.has_direct_order);
             }
+        }
+        scratch.goal_sessions.sort_unstable();
+        scratch.goal_sessions.dedup();
+        for &(session, goal) in &scratch.goal_sessions {
+            let session = &scratch.sessions[session as usize];
+            if !self.window.contains(session.first_ts) {
+                continue;
+            }
+            let Some((totals, _)) = self.slot(accumulator, session.first_ts) else { continue };
+            let row = totals.goals.entry(goal).or_default();
+            row.sessions += 1;
+            row.personalized_sessions += u64::from(session.personalized);
         }
         scratch.session_actions.sort_unstable();
         scratch.session_actions.dedup();

@@ -308,7 +308,13 @@ impl Generator {
         }
         if self.rng.chance(0.02) {
             let mut event = self.base("goal", *ts, Some("other"));
-            event.insert("goal".into(), json!("newsletter_signup"));
+            if self.rng.chance(0.5) {
+                event.insert("goal".into(), json!("newsletter_signup"));
+            } else {
+                // A goal with a value, worth what the shop reckons a lead is worth.
+                event.insert("goal".into(), json!("catalog_request"));
+                event.insert("value".into(), json!(format!("{}.50", self.rng.range(1, 9))));
+            }
             self.emit(event, sink);
         }
         let conversion = (0.04 + if clicked_recommendation { 0.08 } else { 0.0 } + cart.len() as f64 * 0.05) * boost;

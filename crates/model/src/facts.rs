@@ -41,6 +41,11 @@ pub enum FactKind {
     SequenceStart = 11,
     /// keys: label. values: visitors who used it, and of them converted.
     Topic = 13,
+    /// keys: goal. values: goal events in range, the sum of their positive values and
+    /// of their negative values' magnitudes (money units; values are unsigned).
+    Goal = 14,
+    /// keys: goal. values: sessions in range with one of its events, personalized ones.
+    GoalSession = 15,
     /// A counted order (no range); keys: event_id, visitor. The payload is the order.
     Order = 20,
     /// An earliest assignment in range; keys: experiment, variant, visitor. The payload
@@ -49,7 +54,7 @@ pub enum FactKind {
 }
 
 impl FactKind {
-    const ALL: [FactKind; 17] = [
+    const ALL: [FactKind; 19] = [
         FactKind::Visitor,
         FactKind::Session,
         FactKind::Impression,
@@ -65,6 +70,8 @@ impl FactKind {
         FactKind::Journey,
         FactKind::SequenceStart,
         FactKind::Topic,
+        FactKind::Goal,
+        FactKind::GoalSession,
         FactKind::Order,
         FactKind::Experiment,
     ];

@@ -376,6 +376,24 @@ fn render_experiments(report: &Report, out: &mut String) {
         }
         table.render(out);
     }
+    if !report.goals.is_empty() {
+        let _ = writeln!(out, "\nGoals");
+        let value = format!("value {}", report.range.currency);
+        let mut table =
+            Table::new(&["goal", "completions", "sessions", "personalized sess.", &value, "CR", "personalized CR"]);
+        for goal in &report.goals {
+            table.rows.push(vec![
+                goal.goal.clone(),
+                count(goal.completions),
+                count(goal.sessions),
+                count(goal.personalized_sessions),
+                money(goal.value),
+                percent(goal.conversion_rate),
+                percent(goal.personalized_conversion_rate),
+            ]);
+        }
+        table.render(out);
+    }
     if !report.topics.is_empty() {
         let _ = writeln!(out, "\nTopics");
         let mut table = Table::new(&["label", "visitors", "converted"]);

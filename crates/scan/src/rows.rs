@@ -111,7 +111,9 @@ fn push_row(
             experiment: translation.sym(dictionary, bucket, experiment),
             variant: translation.sym(dictionary, bucket, variant),
         },
-        RowBody::Goal { .. } => Payload::Goal,
+        RowBody::Goal { goal, value } => {
+            Payload::Goal { goal: translation.sym(dictionary, bucket, goal), value: value.unwrap_or(0) }
+        }
         RowBody::Journey { journey, action, channel, .. } => Payload::Journey {
             journey: translation.sym(dictionary, bucket, journey),
             action,

@@ -134,6 +134,37 @@ pub(super) fn shared_lists(query: &FactsQuery) -> Vec<String> {
             r_items = imp("r", "items"),
         ),
         "arrayMap(k -> toUInt8(has(r_sessions, k)), arrayEnumerate(s_first)) AS s_ctr".to_string(),
+        format!("{} AS g_list", list_of("goal", &GOAL)),
+    ]
+}
+
+/// The goal events as tuples of these fields (in this order).
+const GOAL: [(&str, &str); 4] = [("t", "w_ts"), ("s", "w_session"), ("g", "w_goal"), ("v", "w_value")];
+
+/// Goals (SPEC section 9.4): goal events in range with their values, and the sessions
+/// in range with at least one event of each goal (and whether they are personalized).
+fn goal_facts(range: &FactsRange, index: usize) -> Vec<String> {
+    let (t, value) = (at(&GOAL, "x", "t"), at(&GOAL, "x", "v"));
+    let completion = fact(
+        FactPlace { kind: FactKind::Goal, range: index, day: "0" },
+        [&at(&GOAL, "x", "g"), "''", "''", "''"],
+        &["1", &format!("if({value} > 0, {value}, 0)"), &format!("if({value} < 0, -{value}, 0)")],
+    );
+    let first = "arrayElement(s_first, tupleElement(y, 1))";
+    let session = fact(
+        FactPlace { kind: FactKind::GoalSession, range: index, day: "0" },
+        ["tupleElement(y, 2)", "''", "''", "''"],
+        &["1", "arrayElement(s_personalized, tupleElement(y, 1)) > 0"],
+    );
+    vec![
+        format!("arrayMap(x -> {completion}, arrayFilter(x -> {}, g_list)) AS f_goals_{index}", in_range(range, &t)),
+        format!(
+            "arrayMap(y -> {session}, arrayFilter(y -> {}, arrayDistinct(arrayMap(x -> ({}, {}), g_list)))) \
+             AS f_goal_sessions_{index}",
+            in_range(range, first),
+            at(&GOAL, "x", "s"),
+            at(&GOAL, "x", "g"),
+        ),
     ]
 }
 
@@ -345,6 +376,7 @@ pub(super) fn range_facts(query: &FactsQuery, range: &FactsRange, index: usize) 
     arrays.push(session_target_facts(range, index));
     arrays.extend(other_facts(range, index));
     arrays.extend(topic_facts(query, range, index));
+    arrays.extend(goal_facts(range, index));
     let outputs = [
         "visitor",
         "sessions",
@@ -356,6 +388,8 @@ pub(super) fn range_facts(query: &FactsQuery, range: &FactsRange, index: usize) 
         "journeys",
         "sequences",
         "topics",
+        "goals",
+        "goal_sessions",
     ]
     .iter()
     .map(|name| format!("f_{name}_{index}"))

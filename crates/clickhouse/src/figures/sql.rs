@@ -186,7 +186,7 @@ const WEB_TYPES: &str = "['page_view', 'impression', 'interaction', 'product_vie
 
 /// Every column the stage reads, in the order of the tuples of `ev` (all events, sorted
 /// by (ts, event_id)).
-const COLUMNS: [(&str, &str); 24] = [
+const COLUMNS: [(&str, &str); 26] = [
     ("ts", "ts"),
     ("id", "event_id"),
     ("type", "type"),
@@ -211,6 +211,8 @@ const COLUMNS: [(&str, &str); 24] = [
     ("channel", "ifNull(channel, '')"),
     ("has_channel", "toUInt8(isNotNull(channel))"),
     ("profile", "ifNull(profile_id, '')"),
+    ("goal", "goal"),
+    ("value", "ifNull(value, toInt64(0))"),
 ];
 
 /// Field `name` (a `COLUMNS` name) of event tuple `tuple` (an element of `ev`,
@@ -221,7 +223,7 @@ pub fn event_field(tuple: &str, name: &str) -> String {
 }
 
 /// The columns web events keep as `w_<name>`.
-const WEB_COLUMNS: [&str; 19] = [
+const WEB_COLUMNS: [&str; 21] = [
     "ts",
     "id",
     "type",
@@ -241,6 +243,8 @@ const WEB_COLUMNS: [&str; 19] = [
     "prices",
     "order_id",
     "revenue",
+    "goal",
+    "value",
 ];
 
 /// Per session (`s_*`, one element per session), the sum of a per-web-event count
