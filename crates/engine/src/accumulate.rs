@@ -22,6 +22,8 @@ pub struct PlacementTotals {
     pub recommendation_events: u64,
     pub recommendation_clicks: u64,
     pub converted_clicks: u64,
+    /// add_to_cart events credited to it (SPEC section 9.3).
+    pub add_to_carts: u64,
     pub order_shares: i128,
     pub value: Exact,
     pub direct_revenue: Exact,
@@ -40,6 +42,7 @@ impl PlacementTotals {
         self.recommendation_events += other.recommendation_events;
         self.recommendation_clicks += other.recommendation_clicks;
         self.converted_clicks += other.converted_clicks;
+        self.add_to_carts += other.add_to_carts;
         self.order_shares += other.order_shares;
         self.value += other.value;
         self.direct_revenue += other.direct_revenue;
@@ -263,6 +266,10 @@ pub struct Totals {
     pub placement_days: HashMap<(PlacementId, u32), PlacementDay>,
     /// Clicks per placement and clicked item.
     pub placement_items: HashMap<(PlacementId, Sym), u64>,
+    /// Recommendation placements' positions (SPEC section 9.3): impressions per
+    /// placement and `items` length, and clicks per placement and 1-based position.
+    pub impression_lengths: HashMap<(PlacementId, u32), u64>,
+    pub position_clicks: HashMap<(PlacementId, u32), u64>,
 
     pub recommendation_sessions: u64,
     pub recommendation_ctr_sessions: u64,
@@ -330,6 +337,7 @@ impl Totals {
         self.placements.keys().all(placement)
             && self.placement_days.keys().all(|(id, _)| placement(id))
             && self.placement_items.keys().all(|(id, item)| placement(id) && sym(item))
+            && self.impression_lengths.keys().chain(self.position_clicks.keys()).all(|(id, _)| placement(id))
             && rollups(&self.campaigns)
             && rollups(&self.sequences)
             && [&self.active_placements, &self.active_experiments, &self.active_journeys]
@@ -388,6 +396,14 @@ impl Totals {
         }
         for (&(id, item), &clicks) in &other.placement_items {
             *self.placement_items.entry((rekey.placement(id), rekey.sym(item))).or_default() += clicks;
+        }
+        for (mine, theirs) in [
+            (&mut self.impression_lengths, &other.impression_lengths),
+            (&mut self.position_clicks, &other.position_clicks),
+        ] {
+            for (&(id, at), &count) in theirs {
+                *mine.entry((rekey.placement(id), at)).or_default() += count;
+            }
         }
         for (mine, row) in self.kinds.iter_mut().zip(&other.kinds) {
             mine.absorb(row);

@@ -189,7 +189,9 @@ pub enum Payload {
     ProductView {
         item: Sym,
     },
-    AddToCart,
+    AddToCart {
+        item: Sym,
+    },
     /// `revenue` in money units (1e-4).
     Order {
         order_id: TextId,
@@ -244,7 +246,7 @@ impl Ev {
                 | Payload::Impression { .. }
                 | Payload::Interaction { .. }
                 | Payload::ProductView { .. }
-                | Payload::AddToCart
+                | Payload::AddToCart { .. }
                 | Payload::Order { .. }
                 | Payload::Goal { .. }
         )
@@ -349,7 +351,7 @@ impl VisitorEvents {
                 }
             }
             Body::ProductView { item } => Payload::ProductView { item: strings.intern(item) },
-            Body::AddToCart { .. } => Payload::AddToCart,
+            Body::AddToCart { item, .. } => Payload::AddToCart { item: strings.intern(item) },
             Body::Order { order_id, revenue, lines, .. } => {
                 let start = self.lines.len();
                 for line in lines {

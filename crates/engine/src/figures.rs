@@ -143,6 +143,8 @@ pub struct PlacementFigures {
     pub assisted_revenue: Amount,
     /// Order-level credit per thousand impressions (SPEC section 9.3).
     pub rpm: Option<Amount>,
+    pub add_to_carts: u64,
+    pub add_to_cart_rate: Ratio,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -155,6 +157,17 @@ pub struct PlacementRow {
     pub daily: Vec<PlacementDaily>,
     /// The most clicked items, most clicks first (at most 10; an addition).
     pub top_items: Vec<ItemClicks>,
+    /// Recommendation placements only (SPEC section 9.3): one row per position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub positions: Option<Vec<PositionRow>>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PositionRow {
+    pub position: u32,
+    pub product_impressions: u64,
+    pub clicks: u64,
+    pub ctr: Ratio,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

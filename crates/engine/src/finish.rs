@@ -66,6 +66,8 @@ fn placement_figures(totals: &PlacementTotals) -> PlacementFigures {
         direct_revenue: Amount(totals.direct_revenue),
         assisted_revenue: Amount(totals.assisted_revenue),
         rpm: (totals.impressions > 0).then(|| Amount(totals.value.scale(1000, i128::from(totals.impressions)))),
+        add_to_carts: totals.add_to_carts,
+        add_to_cart_rate: count_ratio(totals.add_to_carts, totals.clicks),
     }
 }
 
@@ -229,6 +231,7 @@ impl Finisher<'_> {
                     figures: placement_figures(row),
                     daily: self.placement_daily(totals, id),
                     top_items: self.top_items(totals, id),
+                    positions: (kind == Kind::Recommendation).then(|| positions(totals, id)),
                 }
             })
             .collect();
@@ -394,6 +397,26 @@ impl Finisher<'_> {
             variants,
         })
     }
+}
+
+/// Positions 1 to the longest `items` among the placement's impressions in range:
+/// impressions with at least that many items, and clicks at that position.
+fn positions(totals: &Totals, placement: PlacementId) -> Vec<PositionRow> {
+    let lengths: Vec<(u32, u64)> = totals
+        .impression_lengths
+        .iter()
+        .filter(|((id, _), count)| *id == placement && **count > 0)
+        .map(|(&(_, length), &count)| (length, count))
+        .collect();
+    let longest = lengths.iter().map(|(length, _)| *length).max().unwrap_or(0);
+    (1..=longest)
+        .map(|position| {
+            let product_impressions: u64 =
+                lengths.iter().filter(|(length, _)| *length >= position).map(|(_, count)| count).sum();
+            let clicks = totals.position_clicks.get(&(placement, position)).copied().unwrap_or(0);
+            PositionRow { position, product_impressions, clicks, ctr: count_ratio(clicks, product_impressions) }
+        })
+        .collect()
 }
 
 fn money_units(units: i128) -> Exact {

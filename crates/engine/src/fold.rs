@@ -198,6 +198,19 @@ impl<'a> FactFolder<'a> {
             }
             // Carried with their payloads, read by `fold` (never counts).
             FactKind::Order | FactKind::Experiment => {}
+            FactKind::AddToCart => {
+                let Some(at) = self.touch(k1, k2, k3, k4) else { return };
+                self.totals.update_rows(&self.dictionary, &at, |row| row.add_to_carts += v[0]);
+            }
+            FactKind::ImpressionLength | FactKind::ClickPosition => {
+                let (Some(placement), Ok(at)) = (self.placement(k1, k2), k3.parse::<u32>()) else { return };
+                let counts = if fact.kind == FactKind::ImpressionLength {
+                    &mut self.totals.impression_lengths
+                } else {
+                    &mut self.totals.position_clicks
+                };
+                *counts.entry((placement, at)).or_default() += v[0];
+            }
             FactKind::Goal | FactKind::GoalSession => {
                 let goal = self.sym(k1);
                 let row = self.totals.goals.entry(goal).or_default();

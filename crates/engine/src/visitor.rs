@@ -77,6 +77,10 @@ pub struct Scratch {
     topic_uses: Vec<(Sym, i64)>,
     /// (session, goal) of every goal event, for the sessions that completed a goal.
     goal_sessions: Vec<(u32, Sym)>,
+    /// Per kept event: a click's 1-based position in the impression it marks (0: none).
+    click_positions: Vec<u32>,
+    /// Kept indices of the clicks that carry an item, in order (add_to_cart crediting).
+    item_clicks: Vec<usize>,
     assignments: Vec<(Sym, Sym, i64)>,
     /// Days (coverage indices) the visitor was seen on, and saw a recommendation on;
     /// for one range, non-empty is all that matters.
@@ -104,6 +108,7 @@ impl Context<'_> {
             self.credit_order(index, scratch, accumulator);
         }
         self.count_events(scratch, accumulator);
+        self.count_add_to_carts(scratch, accumulator);
         self.count_sessions(scratch, accumulator);
         self.count_experiments(scratch, accumulator);
         self.count_topics(scratch, accumulator);
@@ -250,7 +255,7 @@ impl Context<'_> {
                     session.engaged = true;
                     scratch.goal_sessions.push((session_index, goal));
                 }
-                Payload::Interaction { .. } | Payload::AddToCart => session.engaged = true,
+                Payload::Interaction { .. } | Payload::AddToCart { .. } => session.engaged = true,
                 _ => {}
             }
         }
@@ -259,6 +264,7 @@ impl Context<'_> {
     /// A click with an impression_id marks every impression carrying it; a click
     /// without marks the latest impression of its placement in its session at or
     /// before it. Both lookups stay near-linear however many events a visitor has.
+    /// Each click's position (SPEC section 9.3) is read from one impression it marks.
     fn mark_clicked_impressions(&self, scratch: &mut Scratch) {
         scratch.impressions_by_id.clear();
         for (position, impression) in scratch.impressions.iter().enumerate() {
@@ -269,36 +275,63 @@ impl Context<'_> {
         }
         let texts = &self.visitor.texts;
         scratch.impressions_by_id.sort_unstable_by(|a, b| texts.get(a.0).cmp(texts.get(b.0)).then(a.1.cmp(&b.1)));
+        scratch.click_positions.clear();
+        scratch.click_positions.resize(scratch.kept.len(), 0);
         for (kept_index, ev) in scratch.kept.iter().enumerate() {
-            let Payload::Interaction { at, action: Action::Click, .. } = ev.payload else {
+            let Payload::Interaction { at, action: Action::Click, item, .. } = ev.payload else {
                 continue;
             };
-            if at.impression_id != NONE {
+            let marked = if at.impression_id != NONE {
                 let wanted = texts.get(at.impression_id);
                 let by_id = &scratch.impressions_by_id;
                 let first = by_id.partition_point(|&(id, _)| texts.get(id) < wanted);
-                for &(_, position) in by_id[first..].iter().take_while(|&&(id, _)| texts.get(id) == wanted) {
+                let carrying = by_id[first..].iter().take_while(|&&(id, _)| texts.get(id) == wanted);
+                let mut marked = None;
+                for &(_, position) in carrying {
                     scratch.impressions[position].clicked = true;
+                    // The latest carrying it at or before the click, else the earliest.
+                    let at_or_before = scratch.kept[scratch.impressions[position].kept].ts <= ev.ts;
+                    if marked.is_none() || at_or_before {
+                        marked = Some(position);
+                    }
                 }
-                continue;
-            }
-            // Impressions are in time order and a session's are contiguous: walk back
-            // from the last one at or before the click until the session changes.
-            let session = scratch.session_of[kept_index];
-            let placement_text = self.dictionary.placements[at.placement as usize].0;
-            let kept = &scratch.kept;
-            let end = scratch.impressions.partition_point(|impression| kept[impression.kept].ts <= ev.ts);
-            for impression in scratch.impressions[..end].iter_mut().rev() {
-                if impression.session != session {
-                    break;
-                }
-                let candidate = impression_of(&kept[impression.kept]);
-                if self.dictionary.placements[candidate.placement as usize].0 == placement_text {
-                    impression.clicked = true;
-                    break;
-                }
+                marked
+            } else {
+                self.latest_impression_of_placement(scratch, kept_index, ev)
+            };
+            if let Some(position) = marked {
+                scratch.impressions[position].clicked = true;
+                scratch.click_positions[kept_index] = self.item_position(scratch, position, item);
             }
         }
+    }
+
+    /// The latest impression of the click's placement in its session at or before it.
+    /// Impressions are in time order and a session's are contiguous: walk back from the
+    /// last one at or before the click until the session changes.
+    fn latest_impression_of_placement(&self, scratch: &Scratch, kept_index: usize, click: &Ev) -> Option<usize> {
+        let Payload::Interaction { at, .. } = click.payload else { return None };
+        let session = scratch.session_of[kept_index];
+        let placement_text = self.dictionary.placements[at.placement as usize].0;
+        let kept = &scratch.kept;
+        let end = scratch.impressions.partition_point(|impression| kept[impression.kept].ts <= click.ts);
+        (0..end).rev().take_while(|&position| scratch.impressions[position].session == session).find(|&position| {
+            let candidate = impression_of(&kept[scratch.impressions[position].kept]);
+            self.dictionary.placements[candidate.placement as usize].0 == placement_text
+        })
+    }
+
+    /// The 1-based position of the first occurrence of `item` in the impression's
+    /// items; 0 when the click has no item or the impression does not show it.
+    fn item_position(&self, scratch: &Scratch, impression: usize, item: Sym) -> u32 {
+        let Payload::Impression { items, .. } = scratch.kept[scratch.impressions[impression].kept].payload else {
+            return 0;
+        };
+        if item == NONE {
+            return 0;
+        }
+        let shown = &self.visitor.items[items.range()];
+        shown.iter().position(|&shown_item| shown_item == item).map_or(0, |index| index as u32 + 1)
     }
 
     /// Order-level and item-level credit of one order, and the order's own figures
@@ -399,6 +432,7 @@ impl Context<'_> {
                     let is_recommendation = kind == Kind::Recommendation;
                     if is_recommendation {
                         self.note_seen(&mut scratch.recommendation_days, ev.ts);
+                        *totals.impression_lengths.entry((at.placement, items.len)).or_default() += 1;
                     }
                     let day = totals.placement_days.entry((at.placement, window.day_index(ev.ts) as u32)).or_default();
                     day.impressions += 1;
@@ -432,6 +466,10 @@ impl Context<'_> {
                         totals.placement_days.entry(day).or_default().clicks += 1;
                         if item != NONE {
                             *totals.placement_items.entry((at.placement, item)).or_default() += 1;
+                        }
+                        let position = scratch.click_positions[kept_index];
+                        if is_recommendation && position > 0 {
+                            *totals.position_clicks.entry((at.placement, position)).or_default() += 1;
                         }
                     }
                     totals.update_rows(self.dictionary, &at, |row| {
@@ -484,6 +522,42 @@ impl Context<'_> {
                 }
                 build.recommendation_visitors.add_visitor(&mut scratch.recommendation_days);
             }
+        }
+    }
+
+    /// An add_to_cart of item `p` in range is credited to the placement of the latest
+    /// click (by (ts, event_id), at or before the add_to_cart's ts) carrying `p` in the
+    /// same session, of any kind; the filters keep it when that click passes them.
+    fn count_add_to_carts(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
+        scratch.item_clicks.clear();
+        for (kept_index, ev) in scratch.kept.iter().enumerate() {
+            if let Payload::Interaction { action: Action::Click, item, .. } = ev.payload {
+                if item != NONE {
+                    scratch.item_clicks.push(kept_index);
+                }
+            }
+        }
+        for (kept_index, ev) in scratch.kept.iter().enumerate() {
+            let Payload::AddToCart { item } = ev.payload else { continue };
+            if !self.window.contains(ev.ts) {
+                continue;
+            }
+            let session = scratch.session_of[kept_index];
+            let kept = &scratch.kept;
+            let end = scratch.item_clicks.partition_point(|&click| kept[click].ts <= ev.ts);
+            let crediting = scratch.item_clicks[..end]
+                .iter()
+                .rev()
+                .take_while(|&&click| scratch.session_of[click] == session)
+                .map(|&click| &kept[click])
+                .find(|click| matches!(click.payload, Payload::Interaction { item: clicked, .. } if clicked == item));
+            let Some(click) = crediting else { continue };
+            let at = interaction_of(click);
+            if !self.filter.passes(self.dictionary, at.placement, click) {
+                continue;
+            }
+            let Some((totals, _)) = self.slot(accumulator, ev.ts) else { continue };
+            totals.update_rows(self.dictionary, &at, |row| row.add_to_carts += 1);
         }
     }
 

@@ -1,5 +1,6 @@
 //! Property test: the engine against a deliberately naive reference implementation of
-//! the core figures of SPEC sections 3 to 5, written straight from the spec's words
+//! the core figures of SPEC sections 3 to 5 and of goals, add-to-carts and click
+//! positions of section 9, written straight from the spec's words
 //! (flat lists, quadratic scans, owned strings), on many generated shops, including
 //! ones crowded onto the rules' edges (30-minute gaps, window ends, equal timestamps).
 
@@ -118,6 +119,83 @@ fn is_clicked(impression: &Event, session: &[&Event], mine: &[&Event]) -> bool {
     })
 }
 
+fn session_of<'a>(sessions: &'a [Vec<&'a Event>], event: &Event) -> &'a [&'a Event] {
+    sessions.iter().find(|s| s.iter().any(|e| std::ptr::eq(*e, event))).expect("a web event is in a session")
+}
+
+/// SPEC 9.3 and 9.4 for one visitor: goals, add-to-carts, recommendation impressions by
+/// length and clicks by position (`lengths[placement][n]`, `position_clicks[placement][i]`).
+fn section_9(
+    mine: &[&Event],
+    sessions: &[Vec<&Event>],
+    in_range: impl Fn(i64) -> bool,
+    add: &mut impl FnMut(String, f64),
+) {
+    for session in sessions.iter().filter(|s| in_range(s[0].ts)) {
+        let goals: BTreeSet<&str> = session
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Goal { goal, .. } => Some(goal.as_str()),
+                _ => None,
+            })
+            .collect();
+        goals.into_iter().for_each(|goal| add(format!("goals[{goal}].sessions"), 1.0));
+    }
+    for event in mine.iter().copied().filter(|e| in_range(e.ts)) {
+        match &event.body {
+            Body::Goal { goal, value } => {
+                add(format!("goals[{goal}].completions"), 1.0);
+                add(format!("goals[{goal}].value"), value.map_or(0.0, |value| value.0 as f64 / 1e4));
+            }
+            Body::AddToCart { item, .. } => {
+                let click = latest(session_of(sessions, event).iter().copied().filter(|c| {
+                    c.ts <= event.ts
+                        && matches!(&c.body, Body::Interaction { action: Action::Click, item: Some(i), .. } if i == item)
+                }));
+                if let Some(placement) = click.and_then(placement_of) {
+                    add(format!("placements[{placement}].add_to_carts"), 1.0);
+                }
+            }
+            Body::Impression { placement, kind: Kind::Recommendation, items, .. } => {
+                add(format!("lengths[{placement}][{}]", items.len()), 1.0);
+            }
+            Body::Interaction {
+                placement,
+                kind: Kind::Recommendation,
+                action: Action::Click,
+                item: Some(item),
+                attributes,
+            } => {
+                let is_impression = |i: &&Event| matches!(i.body, Body::Impression { .. });
+                let marked = match &attributes.impression_id {
+                    Some(id) => {
+                        let carrying: Vec<&Event> = mine
+                            .iter()
+                            .copied()
+                            .filter(|i| matches!(&i.body, Body::Impression { attributes: a, .. } if a.impression_id.as_ref() == Some(id)))
+                            .collect();
+                        latest(carrying.iter().copied().filter(|i| i.ts <= event.ts))
+                            .or_else(|| carrying.iter().copied().min_by(|a, b| key(a).cmp(&key(b))))
+                    }
+                    None => latest(
+                        session_of(sessions, event)
+                            .iter()
+                            .copied()
+                            .filter(is_impression)
+                            .filter(|i| i.ts <= event.ts && placement_of(i).as_ref() == Some(placement)),
+                    ),
+                };
+                if let Some(Body::Impression { items, .. }) = marked.map(|m| &m.body) {
+                    if let Some(index) = items.iter().position(|shown| shown == item) {
+                        add(format!("position_clicks[{placement}][{}]", index + 1), 1.0);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The reference figures, as (path, value) pairs named like the report's JSON.
 fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
     let orders = counted_orders(events);
@@ -156,6 +234,7 @@ fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
                 flag(session.iter().any(|e| matches!(e.body, Body::Impression { kind: Kind::Recommendation, .. }))),
             );
         }
+        section_9(&mine, &sessions, in_range, &mut add);
         for event in mine.iter().copied().filter(|e| in_range(e.ts)) {
             let Some(placement) = placement_of(event) else {
                 continue;
@@ -239,7 +318,7 @@ fn engine_value(report: &Value, path: &str) -> f64 {
             let (name, field) = rest.split_once("].").expect("row path");
             report[section]
                 .as_array()
-                .and_then(|rows| rows.iter().find(|row| row["placement"] == name))
+                .and_then(|rows| rows.iter().find(|row| row["placement"] == name || row["goal"] == name))
                 .and_then(|row| row.get(field))
         }
     };
@@ -259,8 +338,17 @@ fn compare(seed: u64, edge_cases: bool) {
         "{context}: a shop worth testing"
     );
     for (path, value) in &expected {
-        if path.starts_with("clicked[") || path == "bounced" || path == "with_order" {
+        if path.starts_with("clicked[") || path.starts_with("lengths[") || path.starts_with("position_clicks[") {
             continue;
+        }
+        if path == "bounced" || path == "with_order" {
+            continue;
+        }
+        // A goal is listed only with an event in range.
+        if let Some(goal) = path.strip_prefix("goals[").and_then(|rest| rest.split_once(']')).map(|(goal, _)| goal) {
+            if expected.get(&format!("goals[{goal}].completions")).is_none_or(|count| *count == 0.0) {
+                continue;
+            }
         }
         // The reference sums rounded-per-line floats; the engine is exact.
         let tolerance = if path.contains("revenue") || path.ends_with("value") { 0.006 } else { 1e-9 };
@@ -302,6 +390,9 @@ fn compare(seed: u64, edge_cases: bool) {
             .map(|item| item["clicks"].as_f64().expect("a count"))
             .sum();
         assert!(top <= row["clicks"].as_f64().expect("a count"), "{context}: {name} top items within its clicks");
+        if row["kind"] == "recommendation" {
+            check_positions(&context, name, row, &expected);
+        }
         let impressions = expected.get(&format!("placements[{name}].impressions")).copied().unwrap_or(0.0);
         if impressions > 0.0 {
             let clicked = expected.get(&format!("clicked[{name}]")).copied().unwrap_or(0.0);
@@ -310,6 +401,29 @@ fn compare(seed: u64, edge_cases: bool) {
                 "{context}: ctr of {name}"
             );
         }
+    }
+}
+
+/// Rows 1 to the longest in-range impression: impressions with at least that many items
+/// and clicks at that position (a click beyond the last row is not counted).
+fn check_positions(context: &str, name: &str, row: &Value, expected: &BTreeMap<String, f64>) {
+    let lengths: Vec<(usize, f64)> = expected
+        .iter()
+        .filter_map(|(path, count)| {
+            let length = path.strip_prefix(&format!("lengths[{name}]["))?.strip_suffix(']')?;
+            Some((length.parse().ok()?, *count))
+        })
+        .collect();
+    let longest = lengths.iter().map(|(length, _)| *length).max().unwrap_or(0);
+    let positions = row["positions"].as_array().expect("a recommendation row has positions");
+    assert_eq!(positions.len(), longest, "{context}: {name} has a row per position");
+    for (index, position) in positions.iter().enumerate() {
+        let at = index + 1;
+        let shown: f64 = lengths.iter().filter(|(length, _)| *length >= at).map(|(_, count)| count).sum();
+        let clicks = expected.get(&format!("position_clicks[{name}][{at}]")).copied().unwrap_or(0.0);
+        assert_eq!(position["position"].as_u64(), Some(at as u64), "{context}: {name} position order");
+        assert_eq!(position["product_impressions"].as_f64(), Some(shown), "{context}: {name} position {at} shown");
+        assert_eq!(position["clicks"].as_f64(), Some(clicks), "{context}: {name} position {at} clicks");
     }
 }
 

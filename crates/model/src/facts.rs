@@ -46,6 +46,13 @@ pub enum FactKind {
     Goal = 14,
     /// keys: goal. values: sessions in range with one of its events, personalized ones.
     GoalSession = 15,
+    /// keys: the crediting click's placement, kind, campaign, sequence. values:
+    /// add_to_cart events in range credited to it.
+    AddToCart = 16,
+    /// keys: placement, kind, `items` length. values: recommendation impressions.
+    ImpressionLength = 17,
+    /// keys: placement, kind, 1-based position. values: recommendation clicks.
+    ClickPosition = 18,
     /// A counted order (no range); keys: event_id, visitor. The payload is the order.
     Order = 20,
     /// An earliest assignment in range; keys: experiment, variant, visitor. The payload
@@ -54,7 +61,7 @@ pub enum FactKind {
 }
 
 impl FactKind {
-    const ALL: [FactKind; 19] = [
+    const ALL: [FactKind; 22] = [
         FactKind::Visitor,
         FactKind::Session,
         FactKind::Impression,
@@ -72,6 +79,9 @@ impl FactKind {
         FactKind::Topic,
         FactKind::Goal,
         FactKind::GoalSession,
+        FactKind::AddToCart,
+        FactKind::ImpressionLength,
+        FactKind::ClickPosition,
         FactKind::Order,
         FactKind::Experiment,
     ];

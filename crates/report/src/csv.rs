@@ -6,7 +6,8 @@ use upshot_engine::Report;
 use crate::csv_writer::CsvWriter;
 
 /// Fields that name a row of an array section rather than being a figure.
-const ROW_KEYS: [&str; 8] = ["placement", "kind", "campaign", "sequence", "journey", "experiment", "label", "variant"];
+const ROW_KEYS: [&str; 9] =
+    ["placement", "kind", "campaign", "sequence", "journey", "experiment", "label", "variant", "goal"];
 
 pub fn render_csv(report: &Report) -> String {
     let value = serde_json::to_value(report).expect("a report always serializes");
@@ -26,17 +27,19 @@ pub fn render_csv(report: &Report) -> String {
 fn flatten(section: &str, row: &str, figure: &str, value: &Value, out: &mut CsvWriter) {
     match value {
         Value::Object(fields) => {
-            let row_name = ROW_KEYS
-                .iter()
-                .chain(&["date", "order_id"])
-                .find_map(|key| fields.get(*key).and_then(Value::as_str).map(|name| (*key, name)));
-            let row = match row_name {
+            // A click position names its row too (a number: `placements,home_recs/3,...`).
+            let row_name = ROW_KEYS.iter().chain(&["date", "order_id", "position"]).find_map(|key| {
+                let name = fields.get(*key)?;
+                let name = name.as_str().map(str::to_string).or_else(|| name.as_u64().map(|n| n.to_string()))?;
+                Some((*key, name))
+            });
+            let row = match &row_name {
                 Some((_, name)) if row.is_empty() => name.to_string(),
                 Some((_, name)) => format!("{row}/{name}"),
                 None => row.to_string(),
             };
             for (key, child) in fields {
-                if row_name.is_some_and(|(row_key, _)| row_key == key) {
+                if row_name.as_ref().is_some_and(|(row_key, _)| row_key == key) {
                     continue;
                 }
                 let figure = if figure.is_empty() { key.clone() } else { format!("{figure}.{key}") };

@@ -117,6 +117,8 @@ fn placement_columns(first: &str, currency: &str) -> Table {
         &direct,
         &assisted,
         &rpm,
+        "add to carts",
+        "ATC rate",
     ])
 }
 
@@ -135,6 +137,8 @@ fn placement_cells(name: String, figures: &PlacementFigures) -> Vec<String> {
         money(figures.direct_revenue),
         money(figures.assisted_revenue),
         figures.rpm.map_or_else(|| "-".to_string(), money),
+        count(figures.add_to_carts),
+        percent(figures.add_to_cart_rate),
     ]
 }
 

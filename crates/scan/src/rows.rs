@@ -94,7 +94,7 @@ fn push_row(
             label: translation.optional(dictionary, bucket, attributes.label),
         },
         RowBody::ProductView { item } => Payload::ProductView { item: translation.sym(dictionary, bucket, item) },
-        RowBody::AddToCart { .. } => Payload::AddToCart,
+        RowBody::AddToCart { item, .. } => Payload::AddToCart { item: translation.sym(dictionary, bucket, item) },
         RowBody::Order { order_id, revenue, .. } => {
             let start = visitor.lines.len();
             for line in lines {

@@ -135,6 +135,84 @@ pub(super) fn shared_lists(query: &FactsQuery) -> Vec<String> {
         ),
         "arrayMap(k -> toUInt8(has(r_sessions, k)), arrayEnumerate(s_first)) AS s_ctr".to_string(),
         format!("{} AS g_list", list_of("goal", &GOAL)),
+        format!("{} AS a_carts", list_of("add_to_cart", &[("t", "w_ts"), ("s", "w_session"), ("it", "w_item")])),
+    ]
+}
+
+/// Placement economics (SPEC section 9.3): each add_to_cart in range credited to the
+/// latest click carrying its item in its session at or before it (when that click
+/// passes the filter); recommendation impressions in range by `items` length; and
+/// recommendation clicks in range by the position of their item in the impression they
+/// mark (with an impression_id: the latest carrying it at or before the click, else the
+/// earliest; without: the latest of its placement in its session at or before it).
+fn economy_facts(range: &FactsRange, index: usize) -> Vec<String> {
+    let place = |kind: FactKind| FactPlace { kind, range: index, day: "0" };
+    let (cart_t, cart_s, cart_item) = (field("a", 1), field("a", 2), field("a", 3));
+    let crediting = format!(
+        "arrayFilter(x -> {} = 'click' AND {} = {cart_s} AND {} = {cart_item} AND {} <= {cart_t}, x_list)",
+        act("x", "ac"),
+        act("x", "s"),
+        act("x", "it"),
+        act("x", "t")
+    );
+    let click = "arrayElement(tupleElement(c, 2), -1)";
+    let credited = fact(
+        FactPlace { kind: FactKind::AddToCart, range: index, day: &day_of(range, "tupleElement(c, 1)") },
+        [&act(click, "pl"), &act(click, "kd"), &act(click, "ca"), &act(click, "sq")],
+        &["1"],
+    );
+    let lengths = fact(
+        place(FactKind::ImpressionLength),
+        [&imp("x", "pl"), &imp("x", "kd"), &format!("toString(length({}))", imp("x", "items")), "''"],
+        &["1"],
+    );
+    let by_id = format!("arrayFilter(i -> {} = {}, i_list)", imp("i", "im"), act("x", "im"));
+    let at_or_before = |list: &str| format!("arrayFilter(i -> {} <= {}, {list})", imp("i", "t"), act("x", "t"));
+    let before = at_or_before(&by_id);
+    let id_items = format!(
+        "if(length({before}) > 0, {}, {})",
+        imp(&format!("arrayElement({before}, -1)"), "items"),
+        imp(&format!("arrayElement({by_id}, 1)"), "items"),
+    );
+    let same_placement = at_or_before(&format!(
+        "arrayFilter(i -> {} = {} AND {} = {}, i_list)",
+        imp("i", "s"),
+        act("x", "s"),
+        imp("i", "pl"),
+        act("x", "pl")
+    ));
+    let placement_items = imp(&format!("arrayElement({same_placement}, -1)"), "items");
+    let position = format!("indexOf(if({} != '', {id_items}, {placement_items}), {})", act("x", "im"), act("x", "it"));
+    let clicked_position = fact(
+        place(FactKind::ClickPosition),
+        [&act("tupleElement(p, 1)", "pl"), &act("tupleElement(p, 1)", "kd"), "toString(tupleElement(p, 2))", "''"],
+        &["1"],
+    );
+    vec![
+        format!(
+            "arrayMap(c -> {credited}, arrayFilter(c -> length(tupleElement(c, 2)) > 0 AND {} = 1, \
+               arrayMap(a -> ({cart_t}, {crediting}), arrayFilter(a -> {}, a_carts)))) AS f_carts_{index}",
+            act(click, "ps"),
+            in_range(range, &cart_t),
+        ),
+        format!(
+            "arrayMap(x -> {lengths}, arrayFilter(x -> {} = 1 AND {} = 'recommendation' AND {}, i_list)) \
+             AS f_lengths_{index}",
+            imp("x", "ps"),
+            imp("x", "kd"),
+            in_range(range, &imp("x", "t")),
+        ),
+        format!(
+            "arrayMap(p -> {}, arrayFilter(p -> tupleElement(p, 2) > 0, arrayMap(x -> (x, {position}), \
+               arrayFilter(x -> {} = 'click' AND {} = 1 AND {} = 'recommendation' AND {} != '' AND {}, x_list)))) \
+             AS f_positions_{index}",
+            clicked_position,
+            act("x", "ac"),
+            act("x", "ps"),
+            act("x", "kd"),
+            act("x", "it"),
+            in_range(range, &act("x", "t")),
+        ),
     ]
 }
 
@@ -377,6 +455,7 @@ pub(super) fn range_facts(query: &FactsQuery, range: &FactsRange, index: usize) 
     arrays.extend(other_facts(range, index));
     arrays.extend(topic_facts(query, range, index));
     arrays.extend(goal_facts(range, index));
+    arrays.extend(economy_facts(range, index));
     let outputs = [
         "visitor",
         "sessions",
@@ -390,6 +469,9 @@ pub(super) fn range_facts(query: &FactsQuery, range: &FactsRange, index: usize) 
         "topics",
         "goals",
         "goal_sessions",
+        "carts",
+        "lengths",
+        "positions",
     ]
     .iter()
     .map(|name| format!("f_{name}_{index}"))
