@@ -93,7 +93,7 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
     let init = |args: &mut Command| {
         succeed(args.args(["clickhouse", "init", "--url", &nodes[0], "--url", &nodes[1], "--cluster", "upshot_test"]))
     };
-    assert!(init(&mut upshot(&collector_data)).contains("created schema version 1"));
+    assert!(init(&mut upshot(&collector_data)).contains("created schema version 2"));
     assert!(init(&mut upshot(&collector_data)).contains("already there"), "init is idempotent");
 
     let events = work.path().join("shop.ndjson");

@@ -45,6 +45,14 @@ pub struct RowValues<'a> {
     channel: Option<&'a str>,
     run_id: Option<&'a str>,
     sent_at: Option<i64>,
+    device: Option<&'a str>,
+    referrer: Option<&'a str>,
+    utm_source: Option<&'a str>,
+    utm_medium: Option<&'a str>,
+    utm_campaign: Option<&'a str>,
+    /// The channel the event gives a session it lands (SPEC section 9.1), decided here
+    /// by the one rule in `upshot_model::traffic` so that the SQL never restates it.
+    landing_channel: &'static str,
 }
 
 const MILLIS_PER_DAY: i64 = 86_400_000;
@@ -62,6 +70,12 @@ impl<'a> RowValues<'a> {
             page_type: event.page_type.as_deref(),
             url: event.url.as_deref(),
             sent_at: event.sent_at,
+            device: event.traffic.device.map(upshot_model::Device::as_str),
+            referrer: event.traffic.referrer.as_deref(),
+            utm_source: event.traffic.utm_source.as_deref(),
+            utm_medium: event.traffic.utm_medium.as_deref(),
+            utm_campaign: event.traffic.utm_campaign.as_deref(),
+            landing_channel: upshot_model::traffic::channel(&event.traffic, event.url.as_deref()).as_str(),
             ..RowValues::default()
         };
         let attributes = |attributes: &'a upshot_model::PlacementAttributes, row: &mut RowValues<'a>| {
@@ -172,6 +186,10 @@ impl<'a> RowValues<'a> {
         optional_string(out, self.channel);
         optional_string(out, self.run_id);
         optional_i64(out, self.sent_at);
+        for text in [self.device, self.referrer, self.utm_source, self.utm_medium, self.utm_campaign] {
+            optional_string(out, text);
+        }
+        string(out, self.landing_channel);
     }
 }
 
@@ -347,6 +365,19 @@ impl<R: std::io::Read> RowReader<R> {
         let channel = self.optional_string("channel")?;
         let run_id = self.optional_string("run_id")?;
         let sent_at = self.optional_i64("sent_at")?;
+        let device = self.optional_string("device")?;
+        let device = match device {
+            None => None,
+            Some(text) => Some(upshot_model::Device::parse(&text).ok_or_else(|| RowError::value("device", &text))?),
+        };
+        let traffic = upshot_model::Traffic {
+            device,
+            referrer: self.optional_string("referrer")?,
+            utm_source: self.optional_string("utm_source")?,
+            utm_medium: self.optional_string("utm_medium")?,
+            utm_campaign: self.optional_string("utm_campaign")?,
+        };
+        let _landing_channel = self.string("landing_channel")?;
 
         use upshot_model::{Action, JourneyAction, Kind, Money, OrderLine, PlacementAttributes};
         let kind_of = |text: &str| Kind::parse(text).ok_or_else(|| RowError::value("kind", text));
@@ -411,7 +442,18 @@ impl<R: std::io::Read> RowReader<R> {
         let visitor_id = (!visitor_id.is_empty()).then_some(visitor_id);
         Ok(Some((
             site,
-            Event { event_id, ts, visitor_id, profile_id, page_type, url, sent_at, body, sent_with: KeyRole::Secret },
+            Event {
+                event_id,
+                ts,
+                visitor_id,
+                profile_id,
+                page_type,
+                url,
+                sent_at,
+                traffic,
+                body,
+                sent_with: KeyRole::Secret,
+            },
         )))
     }
 }

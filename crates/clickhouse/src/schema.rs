@@ -7,14 +7,15 @@
 use crate::http::Node;
 use crate::ClickHouseError;
 
-/// The schema's version; `init` records it and refuses a database of another version.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema's version; `init` records it, brings a database of an earlier version up
+/// to it (`MIGRATIONS`), and refuses one of a later version.
+pub const SCHEMA_VERSION: u32 = 2;
 pub const DATABASE: &str = "upshot";
 
 /// Every column of the events table, with its type: the native event's fields (money in
 /// units of 1e-4, times in epoch milliseconds), absent optional texts as NULL; a refund
 /// without a visitor has `visitor_id` '' (a visitor id is never empty otherwise).
-pub const COLUMNS: [(&str, &str); 38] = [
+pub const COLUMNS: [(&str, &str); 44] = [
     ("site", "String"),
     ("day", "Date"),
     ("visitor_id", "String"),
@@ -53,7 +54,29 @@ pub const COLUMNS: [(&str, &str); 38] = [
     ("channel", "Nullable(String)"),
     ("run_id", "Nullable(String)"),
     ("sent_at", "Nullable(Int64)"),
+    // Version 2 (SPEC section 9.1).
+    ("device", "Nullable(String)"),
+    ("referrer", "Nullable(String)"),
+    ("utm_source", "Nullable(String)"),
+    ("utm_medium", "Nullable(String)"),
+    ("utm_campaign", "Nullable(String)"),
+    ("landing_channel", "String"),
 ];
+
+/// The columns each version added, created on a database of an earlier version (for
+/// rows stored before, they read as NULL, and `landing_channel` as `direct`: what
+/// events without traffic fields give).
+const MIGRATIONS: [(u32, &[(&str, &str)]); 1] = [(
+    2,
+    &[
+        ("device", "Nullable(String)"),
+        ("referrer", "Nullable(String)"),
+        ("utm_source", "Nullable(String)"),
+        ("utm_medium", "Nullable(String)"),
+        ("utm_campaign", "Nullable(String)"),
+        ("landing_channel", "String DEFAULT 'direct'"),
+    ],
+)];
 
 /// The column names, quoted, comma-separated: the column list of inserts and reads.
 pub fn column_names() -> String {
@@ -107,11 +130,36 @@ pub fn init(nodes: &[Node], cluster: &str) -> Result<Vec<String>, ClickHouseErro
             Some(&version) if version == SCHEMA_VERSION => {
                 done.push(format!("{}: schema version {SCHEMA_VERSION} already there", node.url()));
             }
+            Some(&version) if version < SCHEMA_VERSION => {
+                migrate(node, version)?;
+                node.execute(&format!("INSERT INTO {DATABASE}.schema_version VALUES ({SCHEMA_VERSION}, now())"), b"")?;
+                done.push(format!("{}: schema version {version} brought to {SCHEMA_VERSION}", node.url()));
+            }
             Some(&version) => return Err(ClickHouseError::SchemaVersion { node: node.url(), found: version }),
         }
     }
     done.extend(register_nodes(nodes, cluster)?);
     Ok(done)
+}
+
+/// Adds the columns of every version after `from`, to the local and the distributed
+/// table, skipping those already there (a migration cut short is finished by the next
+/// `init`).
+fn migrate(node: &Node, from: u32) -> Result<(), ClickHouseError> {
+    for table in ["events_local", "events"] {
+        let present = String::from_utf8_lossy(&node.execute(
+            &format!("SELECT name FROM system.columns WHERE database = '{DATABASE}' AND table = '{table}' FORMAT TSV"),
+            b"",
+        )?)
+        .into_owned();
+        let present: Vec<&str> = present.lines().collect();
+        for (_, columns) in MIGRATIONS.iter().filter(|(version, _)| *version > from) {
+            for (name, kind) in columns.iter().filter(|(name, _)| !present.contains(name)) {
+                node.execute(&format!("ALTER TABLE {DATABASE}.{table} ADD COLUMN `{name}` {kind}"), b"")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes on every node the table of the nodes given and the shard each serves (from

@@ -36,6 +36,22 @@ fn a_two_shard_cluster_stores_each_event_once_and_reports_like_the_embedded_stor
     assert!(schema_lines(&first).iter().all(|line| line.contains("created")), "{first:?}");
     let again = schema::init(&cluster.nodes, "upshot_test").expect("init is idempotent");
     assert!(schema_lines(&again).iter().all(|line| line.contains("already there")), "{again:?}");
+    // A database of schema version 1 (before the traffic columns) is brought up to date.
+    for node in &cluster.nodes {
+        for table in ["events", "events_local"] {
+            for column in ["device", "referrer", "utm_source", "utm_medium", "utm_campaign", "landing_channel"] {
+                node.execute(&format!("ALTER TABLE upshot.{table} DROP COLUMN {column}"), b"").expect("drop");
+            }
+        }
+        node.execute("DROP TABLE upshot.schema_version", b"").expect("drop");
+        node.execute("CREATE TABLE upshot.schema_version (version UInt32, applied DateTime) ENGINE = TinyLog", b"")
+            .expect("create");
+        node.execute("INSERT INTO upshot.schema_version VALUES (1, now())", b"").expect("version 1");
+    }
+    let migrated = schema::init(&cluster.nodes, "upshot_test").expect("init migrates version 1");
+    assert!(schema_lines(&migrated).iter().all(|line| line.contains("version 1 brought to 2")), "{migrated:?}");
+    let after = schema::init(&cluster.nodes, "upshot_test").expect("and is idempotent after");
+    assert!(schema_lines(&after).iter().all(|line| line.contains("already there")), "{after:?}");
     let shards: Vec<u32> =
         schema::shard_nodes(&cluster.nodes[1]).expect("the nodes").iter().map(|(shard, _)| *shard).collect();
     assert_eq!(shards, [1, 2], "init records which shard each node serves, on every node");
@@ -60,7 +76,7 @@ fn a_two_shard_cluster_stores_each_event_once_and_reports_like_the_embedded_stor
     // Every type of event, with every optional field, comes back unchanged.
     let context = ParseContext { currency: "USD".into() };
     let lines = [
-        r#"{"event_id":"t1","type":"page_view","ts":5,"visitor_id":"tv","page_type":"","url":"/a","profile_id":"p","sent_at":9}"#,
+        r#"{"event_id":"t1","type":"page_view","ts":5,"visitor_id":"tv","page_type":"","url":"/a","profile_id":"p","sent_at":9,"device":"tablet","referrer":"https://r.example/","utm_source":"","utm_medium":"cpc","utm_campaign":"c"}"#,
         r#"{"event_id":"t2","type":"impression","ts":5,"visitor_id":"tv","placement":"p","kind":"recommendation","items":["a","b"],"impression_id":"i","campaign":"c","sequence":"s","experience":"e","label":"l"}"#,
         r#"{"event_id":"t3","type":"interaction","ts":5,"visitor_id":"tv","placement":"p","kind":"popup","action":"hover","item":"a"}"#,
         r#"{"event_id":"t4","type":"product_view","ts":5,"visitor_id":"tv","item":"a"}"#,

@@ -166,6 +166,49 @@ impl GoalTotals {
     }
 }
 
+/// A session attribute of SPEC section 9.1 with one of its values: a breakdown row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Breakdown {
+    /// `None`: the landing event had no device (`unknown`).
+    Device(Option<upshot_model::Device>),
+    VisitorType {
+        new: bool,
+    },
+    Channel(upshot_model::Channel),
+    LandingPageType(Sym),
+}
+
+/// One breakdown row's figures (SPEC section 9.2): sessions in range having the value,
+/// orders in range whose own session has it, and their order-level credit.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BreakdownTotals {
+    pub sessions: u64,
+    pub personalized_sessions: u64,
+    pub bounced_sessions: u64,
+    pub sessions_with_order: u64,
+    pub recommendation_sessions: u64,
+    pub recommendation_ctr_sessions: u64,
+    pub orders: u64,
+    pub revenue: Exact,
+    pub attributed_shares: i128,
+    pub attributed_value: Exact,
+}
+
+impl BreakdownTotals {
+    fn absorb(&mut self, other: &BreakdownTotals) {
+        self.sessions += other.sessions;
+        self.personalized_sessions += other.personalized_sessions;
+        self.bounced_sessions += other.bounced_sessions;
+        self.sessions_with_order += other.sessions_with_order;
+        self.recommendation_sessions += other.recommendation_sessions;
+        self.recommendation_ctr_sessions += other.recommendation_ctr_sessions;
+        self.orders += other.orders;
+        self.revenue += other.revenue;
+        self.attributed_shares += other.attributed_shares;
+        self.attributed_value += other.attributed_value;
+    }
+}
+
 /// Turns another dictionary's symbols and placements into ours.
 pub(crate) trait Rekey {
     fn sym(&mut self, sym: Sym) -> Sym;
@@ -289,6 +332,7 @@ pub struct Totals {
     /// Per label: visitors who used it, and of them visitors who converted.
     pub topics: HashMap<Sym, (u64, u64)>,
     pub goals: HashMap<Sym, GoalTotals>,
+    pub breakdowns: HashMap<Breakdown, BreakdownTotals>,
     pub recent: Vec<RecentCandidate>,
     /// The 50th latest (ts, event_id) kept so far: an order older than it can never be
     /// among the latest 50, so no candidate (and no string) is built for it.
@@ -347,6 +391,7 @@ impl Totals {
             && self.experiments.iter().all(|(key, groups)| sym(key) && groups.keys().all(sym))
             && self.topics.keys().all(sym)
             && self.goals.keys().all(sym)
+            && self.breakdowns.keys().all(|key| !matches!(key, Breakdown::LandingPageType(page) if !sym(page)))
     }
 
     /// Keeps the candidate list bounded while visitors stream through.
@@ -449,6 +494,13 @@ impl Totals {
         }
         for (&goal, row) in &other.goals {
             self.goals.entry(rekey.sym(goal)).or_default().absorb(row);
+        }
+        for (&key, row) in &other.breakdowns {
+            let key = match key {
+                Breakdown::LandingPageType(page) => Breakdown::LandingPageType(rekey.sym(page)),
+                other => other,
+            };
+            self.breakdowns.entry(key).or_default().absorb(row);
         }
         if !other.recent.is_empty() {
             self.recent.extend(other.recent.iter().cloned());

@@ -58,7 +58,8 @@ pub(crate) fn count_order(totals: &mut Totals, window: &Window, ts: i64, net: Ex
 
 /// Order-level credit of an order in range: `net` split over `touches` (those of the
 /// attribution window, in (ts, event_id) order) by `model`, added to the rows of each
-/// touch the filter keeps and to its placement's day.
+/// touch the filter keeps and to its placement's day. Returns the order's credit that
+/// the filter kept (shares, value): its attributed orders and value.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn credit_order_level<K>(
     model: Model,
@@ -69,15 +70,16 @@ pub(crate) fn credit_order_level<K>(
     dictionary: &Dictionary,
     totals: &mut Totals,
     buffers: &mut (Vec<i64>, Vec<Credit>),
-) {
+) -> (i128, Exact) {
     if touches.is_empty() {
-        return;
+        return (0, Exact::ZERO);
     }
     let (ages, credits) = buffers;
     ages.clear();
     ages.extend(touches.iter().map(|touch| order_ts - touch.ts));
     split_order(model, net, ages, TIME_DECAY_HALF_LIFE_MS, credits);
     let day = window.day_index(order_ts) as u32;
+    let (mut shares, mut value) = (0, Exact::ZERO);
     for (touch, credit) in touches.iter().zip(credits.iter()) {
         let Some(at) = touch.credited_rows() else { continue };
         totals.placement_days.entry((at.placement, day)).or_default().value += credit.value;
@@ -85,7 +87,10 @@ pub(crate) fn credit_order_level<K>(
             row.order_shares += credit.share;
             row.value += credit.value;
         });
+        shares += credit.share;
+        value += credit.value;
     }
+    (shares, value)
 }
 
 /// Item-level credit of an order with recommendation `clicks` (those of the

@@ -6,7 +6,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::ops::Range;
 
-use upshot_model::{Action, Body, Event, JourneyAction, KeyRole, Kind};
+use upshot_model::{Action, Body, Channel, Device, Event, JourneyAction, KeyRole, Kind};
 
 /// An interned string; `NONE` marks an absent optional value.
 pub type Sym = u32;
@@ -226,6 +226,31 @@ pub enum Payload {
     },
 }
 
+/// What an event gives a session it lands (SPEC section 9.1): its device, and the
+/// channel its traffic fields decide (read when the event is loaded, by the rule in
+/// `upshot_model::traffic`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Landing {
+    pub device: Option<Device>,
+    pub channel: Channel,
+}
+
+impl Default for Landing {
+    /// What an event without traffic fields gives: no device, `direct`.
+    fn default() -> Landing {
+        Landing { device: None, channel: Channel::Direct }
+    }
+}
+
+impl Landing {
+    pub fn of(event: &Event) -> Landing {
+        Landing {
+            device: event.traffic.device,
+            channel: upshot_model::traffic::channel(&event.traffic, event.url.as_deref()),
+        }
+    }
+}
+
 /// A compact event.
 #[derive(Clone, Copy, Debug)]
 pub struct Ev {
@@ -234,6 +259,7 @@ pub struct Ev {
     /// Interned only on sequence starts (where `profiles` counts people); else `NONE`.
     pub profile: Sym,
     pub page_type: Sym,
+    pub landing: Landing,
     pub payload: Payload,
 }
 
@@ -305,8 +331,8 @@ impl VisitorEvents {
             (Body::SequenceStart { .. }, Some(profile)) => dictionary.strings.intern(profile),
             _ => NONE,
         };
-        let ev =
-            Ev { ts: event.ts, event_id: self.event_ids.push(event.event_id.as_bytes()), profile, page_type, payload };
+        let event_id = self.event_ids.push(event.event_id.as_bytes());
+        let ev = Ev { ts: event.ts, event_id, profile, page_type, landing: Landing::of(event), payload };
         self.events.push(ev);
     }
 

@@ -295,6 +295,32 @@ pub struct TopicRow {
     pub converted: u64,
 }
 
+/// One value of a session attribute (SPEC section 9.2).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BreakdownRow {
+    pub value: String,
+    pub sessions: u64,
+    pub personalized_sessions: u64,
+    pub bounce_rate: Ratio,
+    pub conversion_rate: Ratio,
+    pub orders: u64,
+    pub revenue: Amount,
+    pub aov: Ratio,
+    pub attributed_orders: Shares,
+    pub attributed_value: Amount,
+    pub recommendation_sessions: u64,
+    pub recommendation_ctr: Ratio,
+}
+
+/// The figures by each session attribute (SPEC section 9.2).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Breakdowns {
+    pub device: Vec<BreakdownRow>,
+    pub visitor_type: Vec<BreakdownRow>,
+    pub channel: Vec<BreakdownRow>,
+    pub landing_page_type: Vec<BreakdownRow>,
+}
+
 /// One goal (SPEC section 9.4).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct GoalRow {
@@ -322,6 +348,7 @@ pub struct RecentConversion {
 pub struct Report {
     pub range: RangeInfo,
     pub overview: Overview,
+    pub breakdowns: Breakdowns,
     pub personalization: Personalization,
     pub recommendations: Recommendations,
     pub placements: Vec<PlacementRow>,

@@ -90,6 +90,7 @@ impl Finisher<'_> {
                 kind: query.kind.map(|kind| kind.as_str().to_string()),
             },
             overview: self.overview(&totals),
+            breakdowns: self.breakdowns(&totals),
             personalization: self.personalization(&totals),
             recommendations: Recommendations {
                 direct_revenue: Amount(totals.direct_revenue),
@@ -292,6 +293,37 @@ impl Finisher<'_> {
             .collect();
         rows.sort_by(|a, b| a.label.cmp(&b.label));
         rows
+    }
+
+    /// Per attribute, one row per value of a session in range or of an in-range order's
+    /// session, by sessions (most first), then value (SPEC section 9.2).
+    fn breakdowns(&self, totals: &Totals) -> Breakdowns {
+        let mut lists: [Vec<BreakdownRow>; 4] = Default::default();
+        for (&key, row) in &totals.breakdowns {
+            if row.sessions == 0 && row.orders == 0 {
+                continue;
+            }
+            let (dimension, value) = crate::breakdown::name(key, |sym| self.text(sym));
+            lists[dimension].push(BreakdownRow {
+                value,
+                sessions: row.sessions,
+                personalized_sessions: row.personalized_sessions,
+                bounce_rate: count_ratio(row.bounced_sessions, row.sessions),
+                conversion_rate: count_ratio(row.sessions_with_order, row.sessions),
+                orders: row.orders,
+                revenue: Amount(row.revenue),
+                aov: money_ratio(row.revenue, row.orders),
+                attributed_orders: Shares(row.attributed_shares),
+                attributed_value: Amount(row.attributed_value),
+                recommendation_sessions: row.recommendation_sessions,
+                recommendation_ctr: count_ratio(row.recommendation_ctr_sessions, row.recommendation_sessions),
+            });
+        }
+        for list in &mut lists {
+            list.sort_by(|a, b| b.sessions.cmp(&a.sessions).then_with(|| a.value.cmp(&b.value)));
+        }
+        let [device, visitor_type, channel, landing_page_type] = lists;
+        Breakdowns { device, visitor_type, channel, landing_page_type }
     }
 
     /// One row per goal with an event in range, by name (SPEC section 9.4).

@@ -9,8 +9,9 @@ use rustc_hash::FxHashSet as HashSet;
 use upshot_model::facts::{CountFact, ExperimentFact, FactKind, Facts, OrderFact, TouchFact};
 use upshot_model::{JourneyAction, Kind, Money};
 
-use crate::accumulate::{RecentCandidate, Target, Totals};
+use crate::accumulate::{Breakdown, RecentCandidate, Target, Totals};
 use crate::attribution::Model;
+use crate::breakdown;
 use crate::credit::{count_order, credit_item_level, credit_order_level, CreditTouch};
 use crate::dataset::{Dictionary, PlacementId, PlacementTouch, Sym, NONE};
 use crate::orders::OrderBook;
@@ -198,6 +199,10 @@ impl<'a> FactFolder<'a> {
             }
             // Carried with their payloads, read by `fold` (never counts).
             FactKind::Order | FactKind::Experiment => {}
+            FactKind::BreakdownSession => {
+                let Some(row) = breakdown::parse(k1, k2, |page| self.dictionary.strings.intern(page)) else { return };
+                breakdown::add_sessions(&mut self.totals, &[row], v[0], &[v[1], v[2], v[3], v[4], v[5]]);
+            }
             FactKind::AddToCart => {
                 let Some(at) = self.touch(k1, k2, k3, k4) else { return };
                 self.totals.update_rows(&self.dictionary, &at, |row| row.add_to_carts += v[0]);
@@ -252,7 +257,16 @@ impl<'a> FactFolder<'a> {
         if in_range {
             let mut buffers = (Vec::new(), Vec::new());
             let (dictionary, totals) = (&self.dictionary, &mut self.totals);
-            credit_order_level(self.model, order.ts, net, &touches, window, dictionary, totals, &mut buffers);
+            let credit =
+                credit_order_level(self.model, order.ts, net, &touches, window, dictionary, totals, &mut buffers);
+            let rows: Vec<Breakdown> = order
+                .session_attributes
+                .iter()
+                .filter_map(|(dimension, value)| {
+                    breakdown::parse(dimension, value, |page| self.dictionary.strings.intern(page))
+                })
+                .collect();
+            breakdown::add_order(&mut self.totals, &rows, net, credit);
         }
         let lines = order.lines.iter().map(|(item, quantity, price)| (item.as_str(), *quantity, *price));
         let has_direct_line = credit_item_level(net, in_range, &clicks, lines, &self.dictionary, &mut self.totals);

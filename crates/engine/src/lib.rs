@@ -6,6 +6,7 @@
 
 pub mod accumulate;
 pub mod attribution;
+pub mod breakdown;
 mod credit;
 pub mod dataset;
 pub mod days;

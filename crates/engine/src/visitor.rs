@@ -8,6 +8,7 @@ use upshot_model::{Action, Exact, JourneyAction, Kind, Settings};
 
 use crate::accumulate::{targets_of, RecentCandidate, Target, Totals};
 use crate::attribution::{Credit, Model};
+use crate::breakdown::{self, SessionAttributes, SessionFlags};
 use crate::credit::{count_order, credit_item_level, credit_order_level, CreditTouch};
 use crate::dataset::{Dictionary, Ev, Payload, PlacementTouch, Span, Sym, VisitorEvents, NONE};
 use crate::days::{Accumulator, Active, ACTIVE_WINDOW_MS};
@@ -33,6 +34,7 @@ pub struct Context<'a> {
 #[derive(Clone, Copy, Debug, Default)]
 struct Session {
     first_ts: i64,
+    attributes: SessionAttributes,
     page_views: u32,
     engaged: bool,
     personalized: bool,
@@ -219,7 +221,14 @@ impl Context<'_> {
                 continue;
             }
             if last_web_ts.is_none_or(|last| ev.ts - last > self.settings.session_gap_ms) {
-                scratch.sessions.push(Session { first_ts: ev.ts, ..Session::default() });
+                // Landed on this event until a page view comes (SPEC section 9.1); the
+                // visitor's first session over all its events is its `new` one.
+                let attributes = SessionAttributes {
+                    landing: ev.landing,
+                    landing_page_type: ev.page_type,
+                    new: scratch.sessions.is_empty(),
+                };
+                scratch.sessions.push(Session { first_ts: ev.ts, attributes, ..Session::default() });
                 scratch.shown_items.clear();
             }
             last_web_ts = Some(ev.ts);
@@ -227,7 +236,13 @@ impl Context<'_> {
             scratch.session_of.push(session_index);
             let session = scratch.sessions.last_mut().expect("a session was just pushed");
             match ev.payload {
-                Payload::PageView => session.page_views += 1,
+                Payload::PageView => {
+                    if session.page_views == 0 {
+                        session.attributes.landing = ev.landing;
+                        session.attributes.landing_page_type = ev.page_type;
+                    }
+                    session.page_views += 1;
+                }
                 Payload::Impression { at, items } => {
                     scratch.impressions.push(Impression { kept: kept_index, session: session_index, clicked: false });
                     if self.filter.passes(self.dictionary, at.placement, ev) {
@@ -364,9 +379,10 @@ impl Context<'_> {
         let clicks = window_slice(&scratch.recommendation_clicks, order.ev.ts, self.settings.recommendation_window_ms);
         scratch.credit_clicks.clear();
         scratch.credit_clicks.extend(clicks.iter().map(as_credit));
+        let mut credit = (0, Exact::ZERO);
         if in_range {
             let buffers = &mut scratch.credit_buffers;
-            credit_order_level(
+            credit = credit_order_level(
                 self.model,
                 order.ev.ts,
                 order.net,
@@ -385,6 +401,9 @@ impl Context<'_> {
             let session = &mut scratch.sessions[order.session as usize];
             session.has_direct_order |= has_direct_line;
             personalized = session.personalized;
+            if in_range {
+                breakdown::add_order(totals, &session.attributes.rows(), order.net, credit);
+            }
         }
         count_order(totals, window, order.ev.ts, order.net, personalized);
         if !in_range || !totals.may_be_recent(order.ev.ts, self.visitor.event_ids.get(order.ev.event_id)) {
@@ -592,6 +611,14 @@ impl Context<'_> {
                 totals.recommendation_ctr_sessions += u64::from(session.recommendation_ctr);
                 totals.recommendation_sessions_with_direct_order += u64::from(session.has_direct_order);
             }
+            let flags = SessionFlags {
+                bounced: session.page_views <= 1 && !session.engaged,
+                with_order: session.has_order,
+                personalized: session.personalized,
+                recommendation: session.recommendation,
+                recommendation_ctr: session.recommendation && session.recommendation_ctr,
+            };
+            breakdown::add_session(totals, &session.attributes, flags);
         }
         scratch.goal_sessions.sort_unstable();
         scratch.goal_sessions.dedup();

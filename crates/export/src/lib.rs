@@ -63,6 +63,11 @@ const SCHEMA: &[(&str, Physical, &str)] = &[
     ("page_type", Physical::Text, "optional binary page_type (STRING)"),
     ("url", Physical::Text, "optional binary url (STRING)"),
     ("sent_at", Physical::Int64, "optional int64 sent_at (TIMESTAMP(MILLIS,true))"),
+    ("device", Physical::Text, "optional binary device (STRING)"),
+    ("referrer", Physical::Text, "optional binary referrer (STRING)"),
+    ("utm_source", Physical::Text, "optional binary utm_source (STRING)"),
+    ("utm_medium", Physical::Text, "optional binary utm_medium (STRING)"),
+    ("utm_campaign", Physical::Text, "optional binary utm_campaign (STRING)"),
     ("placement", Physical::Text, "optional binary placement (STRING)"),
     ("kind", Physical::Text, "optional binary kind (STRING)"),
     ("action", Physical::Text, "optional binary action (STRING)"),
@@ -207,6 +212,20 @@ fn event_cells(event: &Event) -> Vec<(&'static str, Cell)> {
     text("url", &event.url);
     if let Some(sent_at) = event.sent_at {
         cells.push(("sent_at", Cell::Number(sent_at)));
+    }
+    if let Some(device) = event.traffic.device {
+        cells.push(("device", Cell::Text(device.as_str().to_string())));
+    }
+    let traffic = &event.traffic;
+    for (name, value) in [
+        ("referrer", &traffic.referrer),
+        ("utm_source", &traffic.utm_source),
+        ("utm_medium", &traffic.utm_medium),
+        ("utm_campaign", &traffic.utm_campaign),
+    ] {
+        if let Some(value) = value {
+            cells.push((name, Cell::Text(value.clone())));
+        }
     }
     body_cells(&event.body, &mut cells);
     cells

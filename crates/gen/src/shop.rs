@@ -140,6 +140,22 @@ const PAGE_FLOW: [&str; 7] = ["home", "category", "product", "search", "product"
 const TOPICS: [&str; 4] = ["shipping", "returns", "sizing", "payment \"options\""];
 const CHANNELS: [&str; 4] = ["email", "sms", "push", "web"];
 const CATALOG_SIZE: u64 = 400;
+/// Devices and their shares of visitors.
+const DEVICES: [(&str, f64); 4] = [("desktop", 0.52), ("mobile", 0.38), ("tablet", 0.08), ("other", 0.02)];
+/// Where a session comes from, with its share: (referrer, utm_source, utm_medium, utm_campaign).
+type Source = (Option<&'static str>, Option<&'static str>, Option<&'static str>, Option<&'static str>);
+const SOURCES: [(Source, f64); 9] = [
+    ((None, None, None, None), 0.36),
+    ((Some("https://www.google.com/"), None, None, None), 0.16),
+    ((Some("https://www.bing.com/search?q=shop"), None, None, None), 0.04),
+    ((Some("https://l.facebook.com/l.php"), None, None, None), 0.07),
+    ((Some("https://www.instagram.com/"), Some("instagram"), Some("social"), Some("spring_sale")), 0.03),
+    ((None, Some("newsletter"), Some("email"), Some("spring_sale")), 0.09),
+    ((Some("https://www.google.com/"), Some("google"), Some("cpc"), Some("brand")), 0.12),
+    ((Some("https://blog.example.org/best-picks"), None, None, None), 0.07),
+    ((None, Some("partner"), None, Some("affiliates")), 0.06),
+];
+const SHOP_URL: &str = "https://shop.example";
 
 /// Produces events visitor by visitor, handing each to a sink as a JSON object.
 pub struct Generator {
@@ -147,6 +163,7 @@ pub struct Generator {
     rng: SplitMix64,
     visitor: String,
     profile: Option<String>,
+    device: &'static str,
     counter: u64,
     order_counter: u64,
 }
@@ -154,7 +171,15 @@ pub struct Generator {
 impl Generator {
     pub fn new(options: GenOptions) -> Generator {
         let rng = SplitMix64::new(options.seed);
-        Generator { options, rng, visitor: String::new(), profile: None, counter: 0, order_counter: 0 }
+        Generator {
+            options,
+            rng,
+            visitor: String::new(),
+            profile: None,
+            device: DEVICES[0].0,
+            counter: 0,
+            order_counter: 0,
+        }
     }
 
     fn price(&self, item: u64) -> i64 {
@@ -207,6 +232,36 @@ impl Generator {
         sink(value);
     }
 
+    fn pick_weighted<'a, T>(&mut self, choices: &'a [(T, f64)]) -> &'a T {
+        let mut draw = self.rng.unit();
+        for (choice, share) in choices {
+            if draw < *share {
+                return choice;
+            }
+            draw -= share;
+        }
+        &choices[choices.len() - 1].0
+    }
+
+    /// A page view as the tracker sends it: the page's url and the visitor's device;
+    /// the first of a session also says where the visitor came from.
+    fn page_view(&mut self, ts: i64, page: &str, landing: bool) -> Map<String, Value> {
+        let mut event = self.base("page_view", ts, Some(page));
+        event.insert("url".into(), json!(format!("{SHOP_URL}/{page}")));
+        event.insert("device".into(), json!(self.device));
+        if landing {
+            let (referrer, source, medium, campaign) = *self.pick_weighted(&SOURCES);
+            for (key, value) in
+                [("referrer", referrer), ("utm_source", source), ("utm_medium", medium), ("utm_campaign", campaign)]
+            {
+                if let Some(value) = value {
+                    event.insert(key.into(), json!(value));
+                }
+            }
+        }
+        event
+    }
+
     fn gap_between_sessions(&mut self) -> i64 {
         if self.options.edge_cases {
             let gaps =
@@ -226,6 +281,7 @@ impl Generator {
     fn visitor_events(&mut self, visitor: u64, sink: &mut impl FnMut(Value)) {
         self.visitor = format!("v{}-{visitor}", self.options.seed);
         self.profile = self.rng.chance(0.3).then(|| format!("cust-{}-{visitor}", self.options.seed));
+        self.device = *self.pick_weighted(&DEVICES);
         self.counter = 0;
         let span = i64::from(self.options.days) * DAY_MS;
         let mut ts = self.options.start_ms + self.rng.below(span.max(1) as u64) as i64;
@@ -279,7 +335,7 @@ impl Generator {
         let first_page = self.rng.below(4) as usize;
         for step in 0..pages {
             let page = PAGE_FLOW[(first_page + step) % PAGE_FLOW.len()];
-            let event = self.base("page_view", *ts, Some(page));
+            let event = self.page_view(*ts, page, step == 0);
             self.emit(event, sink);
             for placement in PLACEMENTS.iter().filter(|p| p.page == page) {
                 *ts += self.dwell() / 4;

@@ -178,6 +178,8 @@ pub struct Event {
     pub page_type: Option<String>,
     pub url: Option<String>,
     pub sent_at: Option<i64>,
+    /// SPEC section 9.1: device, referrer and UTM fields (any event type).
+    pub traffic: crate::traffic::Traffic,
     pub body: Body,
     /// The key it was sent with: kept with the event so that deduplication can tell
     /// the roles apart after a restart. Not part of any figure.
@@ -225,6 +227,10 @@ impl Event {
             + optional(&self.profile_id)
             + optional(&self.page_type)
             + optional(&self.url)
+            + optional(&self.traffic.referrer)
+            + optional(&self.traffic.utm_source)
+            + optional(&self.traffic.utm_medium)
+            + optional(&self.traffic.utm_campaign)
             + body
     }
 

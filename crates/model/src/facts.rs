@@ -53,6 +53,9 @@ pub enum FactKind {
     ImpressionLength = 17,
     /// keys: placement, kind, 1-based position. values: recommendation clicks.
     ClickPosition = 18,
+    /// keys: dimension (`device`, ...), value. values: sessions in range, bounced, with
+    /// an order, personalized, recommendation, recommendation CTR.
+    BreakdownSession = 19,
     /// A counted order (no range); keys: event_id, visitor. The payload is the order.
     Order = 20,
     /// An earliest assignment in range; keys: experiment, variant, visitor. The payload
@@ -61,7 +64,7 @@ pub enum FactKind {
 }
 
 impl FactKind {
-    const ALL: [FactKind; 22] = [
+    const ALL: [FactKind; 23] = [
         FactKind::Visitor,
         FactKind::Session,
         FactKind::Impression,
@@ -82,6 +85,7 @@ impl FactKind {
         FactKind::AddToCart,
         FactKind::ImpressionLength,
         FactKind::ClickPosition,
+        FactKind::BreakdownSession,
         FactKind::Order,
         FactKind::Experiment,
     ];
@@ -140,6 +144,8 @@ pub struct OrderFact {
     pub recommendation_clicks: Vec<TouchFact>,
     /// The visitor's variants (earliest assignment per experiment) assigned by `ts`.
     pub variants: Vec<(String, String)>,
+    /// The attributes of the order's session (SPEC section 9.1), as (dimension, value).
+    pub session_attributes: Vec<(String, String)>,
 }
 
 /// A visitor whose earliest assignment to an experiment is in range, and its counted

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use crate::event::{Action, Body, Event, JourneyAction, KeyRole, Kind, OrderLine, PlacementAttributes};
 use crate::money::{Money, MoneyError};
 use crate::time::parse_timestamp;
+use crate::traffic::{Device, Traffic, TRAFFIC_CHARS_MAX};
 
 /// Longest id (`event_id`, `visitor_id`), in Unicode code points (SPEC section 2).
 pub const ID_CHARS_MAX: usize = 128;
@@ -73,8 +74,27 @@ pub fn parse_event_value(value: &Value, context: &ParseContext) -> Result<Event,
         page_type: fields.any_text("page_type", TEXT_CHARS_MAX)?,
         url: fields.optional_text("url", URL_CHARS_MAX)?,
         sent_at: fields.timestamp("sent_at")?,
+        traffic: parse_traffic(&fields)?,
         body,
         sent_with: KeyRole::Secret,
+    })
+}
+
+/// The traffic fields of SPEC section 9.1: strings of at most 512 code points (an empty
+/// one is present), `device` one of four values (case-sensitive).
+fn parse_traffic(fields: &Fields) -> Result<Traffic, Rejection> {
+    let device = match fields.optional_text("device", TRAFFIC_CHARS_MAX)? {
+        None => None,
+        Some(text) => Some(Device::parse(&text).ok_or_else(|| {
+            Rejection::new("device", format!("{text:?} is not one of desktop, mobile, tablet, other"))
+        })?),
+    };
+    Ok(Traffic {
+        device,
+        referrer: fields.any_text("referrer", TRAFFIC_CHARS_MAX)?,
+        utm_source: fields.any_text("utm_source", TRAFFIC_CHARS_MAX)?,
+        utm_medium: fields.any_text("utm_medium", TRAFFIC_CHARS_MAX)?,
+        utm_campaign: fields.any_text("utm_campaign", TRAFFIC_CHARS_MAX)?,
     })
 }
 
@@ -347,6 +367,11 @@ pub fn event_to_json(event: &Event) -> Value {
         ("page_type", optional(&event.page_type)),
         ("url", optional(&event.url)),
         ("sent_at", event.sent_at.map(Value::from)),
+        ("device", event.traffic.device.map(|device| Value::from(device.as_str()))),
+        ("referrer", optional(&event.traffic.referrer)),
+        ("utm_source", optional(&event.traffic.utm_source)),
+        ("utm_medium", optional(&event.traffic.utm_medium)),
+        ("utm_campaign", optional(&event.traffic.utm_campaign)),
     ] {
         if let Some(value) = value {
             put(key, value);

@@ -5,11 +5,12 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use upshot_model::{Event, Kind};
+use upshot_model::traffic::{channel_of, comparable_host, referrer_host_class, ChannelInputs};
+use upshot_model::{Channel, Event, Kind};
 use upshot_store::segment::{BucketColumns, DecodeError, Row, RowAttributes, RowBody, RowLine, RowReader};
 
 use upshot_engine::dataset::{
-    Dictionary, Ev, Line, Payload, PlacementId, PlacementTouch, Span, Sym, VisitorEvents, NONE,
+    Dictionary, Ev, Landing, Line, Payload, PlacementId, PlacementTouch, Span, Sym, VisitorEvents, NONE,
 };
 use upshot_engine::{OrderBook, ReportPlan, Worker};
 
@@ -19,11 +20,37 @@ const UNSEEN: Sym = NONE - 1;
 pub struct Translation {
     syms: Vec<Sym>,
     placements: HashMap<(u32, Kind), PlacementId>,
+    /// Comparable hosts (SPEC section 9.1) of referrer and url strings, read once each.
+    hosts: HashMap<u32, Option<Box<str>>>,
 }
 
 impl Translation {
     pub fn new(bucket: &BucketColumns) -> Translation {
-        Translation { syms: vec![UNSEEN; bucket.dictionary_len()], placements: HashMap::default() }
+        Translation {
+            syms: vec![UNSEEN; bucket.dictionary_len()],
+            placements: HashMap::default(),
+            hosts: HashMap::default(),
+        }
+    }
+
+    /// The channel a row gives the session it lands. Most rows have no referrer and no
+    /// UTM field: those are `direct` without reading a string.
+    fn channel(&mut self, bucket: &BucketColumns, row: &Row) -> Channel {
+        let traffic = &row.traffic;
+        if traffic.referrer.is_none() && traffic.utm_source.is_none() && traffic.utm_medium.is_none() {
+            return Channel::Direct;
+        }
+        for index in [traffic.referrer, row.url].into_iter().flatten() {
+            self.hosts.entry(index).or_insert_with(|| comparable_host(bucket.string(index)).map(Into::into));
+        }
+        let host = |index: Option<u32>| index.and_then(|index| self.hosts.get(&index).and_then(|host| host.as_deref()));
+        let inputs = ChannelInputs {
+            utm_source_present: traffic.utm_source.is_some(),
+            utm_medium: traffic.utm_medium.map(|index| bucket.string(index)),
+            referrer_host: host(traffic.referrer),
+            url_host: host(row.url),
+        };
+        channel_of(inputs, referrer_host_class)
     }
 
     fn sym(&mut self, dictionary: &mut Dictionary, bucket: &BucketColumns, index: u32) -> Sym {
@@ -133,7 +160,8 @@ fn push_row(
         None => dictionary.other_page_type,
     };
     let event_id = visitor.event_ids.push(row.event_id);
-    visitor.events.push(Ev { ts: row.ts, event_id, profile, page_type, payload });
+    let landing = Landing { device: row.traffic.device, channel: translation.channel(bucket, row) };
+    visitor.events.push(Ev { ts: row.ts, event_id, profile, page_type, landing, payload });
 }
 
 /// Adds a bucket's orders and refunds (loaded with `ColumnSet::OrdersAndRefunds` or

@@ -34,7 +34,9 @@ pub fn utc_day(ts: i64) -> String {
 
 /// The byte after a log record's site line that marks a binary block payload
 /// (`segment::encode_block`); records of the first format hold canonical NDJSON there.
-pub(crate) const BLOCK_PAYLOAD: u8 = 2;
+/// Blocks marked `BLOCK_PAYLOAD_WITHOUT_TRAFFIC` were logged before the traffic column.
+pub(crate) const BLOCK_PAYLOAD: u8 = 3;
+const BLOCK_PAYLOAD_WITHOUT_TRAFFIC: u8 = 2;
 
 /// Why a log record (checksummed, so written by a bug or by something else) cannot be
 /// read as events.
@@ -62,7 +64,8 @@ pub(crate) fn record_events<'a>(
     let rest = &payload[newline + 1..];
     let mut events = Vec::new();
     match rest.split_first() {
-        Some((&BLOCK_PAYLOAD, block)) => decode_block(block, &mut events)?,
+        Some((&BLOCK_PAYLOAD, block)) => decode_block(block, true, &mut events)?,
+        Some((&BLOCK_PAYLOAD_WITHOUT_TRAFFIC, block)) => decode_block(block, false, &mut events)?,
         _ => {
             for (index, line) in rest.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()).enumerate() {
                 let number = index + 1;

@@ -246,6 +246,43 @@ fn goal_facts(range: &FactsRange, index: usize) -> Vec<String> {
     ]
 }
 
+/// Sessions in range per value of each attribute (SPEC section 9.2): the landing
+/// event's device, channel and page type, and whether it is the visitor's first session.
+fn breakdown_facts(range: &FactsRange, index: usize) -> String {
+    let per_dimension = |dimension: &str, value: &str| {
+        let session = fact(
+            FactPlace { kind: FactKind::BreakdownSession, range: index, day: "0" },
+            [&format!("'{dimension}'"), value, "''", "''"],
+            &["1", "pv <= 1 AND en = 0", "od > 0", "pe > 0", "rc > 0", "rc > 0 AND ct = 1"],
+        );
+        masked(
+            &map(
+                &[
+                    ("pv", "s_page_views"),
+                    ("en", "s_engaged"),
+                    ("od", "s_orders"),
+                    ("pe", "s_personalized"),
+                    ("rc", "s_recommendation"),
+                    ("ct", "s_ctr"),
+                    ("dv", "s_device"),
+                    ("ch", "s_channel"),
+                    ("lp", "s_landing_page"),
+                    ("k", "arrayEnumerate(s_first)"),
+                ],
+                &session,
+            ),
+            &map(&[("t", "s_first")], &format!("toUInt8({})", in_range(range, "t"))),
+        )
+    };
+    format!(
+        "arrayConcat({}, {}, {}, {}) AS f_breakdowns_{index}",
+        per_dimension("device", "if(dv = '', 'unknown', dv)"),
+        per_dimension("visitor_type", "if(k = 1, 'new', 'returning')"),
+        per_dimension("channel", "ch"),
+        per_dimension("landing_page_type", "lp"),
+    )
+}
+
 /// The fact arrays of sessions and of the visitor.
 fn session_facts(range: &FactsRange, index: usize) -> Vec<String> {
     let session = fact(
@@ -450,6 +487,7 @@ fn topic_facts(query: &FactsQuery, range: &FactsRange, index: usize) -> Vec<Stri
 /// The count fact arrays of range `index`, and the names of those to output.
 pub(super) fn range_facts(query: &FactsQuery, range: &FactsRange, index: usize) -> (Vec<String>, Vec<String>) {
     let mut arrays = session_facts(range, index);
+    arrays.push(breakdown_facts(range, index));
     arrays.extend(placement_facts(range, index));
     arrays.push(session_target_facts(range, index));
     arrays.extend(other_facts(range, index));
@@ -459,6 +497,7 @@ pub(super) fn range_facts(query: &FactsQuery, range: &FactsRange, index: usize) 
     let outputs = [
         "visitor",
         "sessions",
+        "breakdowns",
         "impressions",
         "interactions",
         "items",

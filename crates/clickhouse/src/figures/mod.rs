@@ -240,6 +240,19 @@ fn parse_row(row: &JsonRow) -> Option<Row> {
     }
 }
 
+/// The order session's attributes, sent as [device, channel, landing page type,
+/// visitor type] (`''` device: unknown), as (dimension, value) pairs.
+fn session_attributes_of(values: Vec<String>) -> Option<Vec<(String, String)>> {
+    let [device, channel, landing_page_type, visitor_type]: [String; 4] = values.try_into().ok()?;
+    let device = if device.is_empty() { "unknown".to_string() } else { device };
+    Some(vec![
+        ("device".into(), device),
+        ("visitor_type".into(), visitor_type),
+        ("channel".into(), channel),
+        ("landing_page_type".into(), landing_page_type),
+    ])
+}
+
 fn parse_order(visitor: String, payload: &[serde_json::Value]) -> Option<OrderFact> {
     let text = |index: usize| payload[index].as_str().map(str::to_string);
     let items = json_texts(&payload[6])?;
@@ -278,6 +291,7 @@ fn parse_order(visitor: String, payload: &[serde_json::Value]) -> Option<OrderFa
         touches: json_touches(&payload[9])?,
         recommendation_clicks: json_touches(&payload[10])?,
         variants,
+        session_attributes: session_attributes_of(json_texts(&payload[15])?)?,
     })
 }
 

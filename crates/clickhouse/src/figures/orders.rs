@@ -57,6 +57,10 @@ pub(super) fn order_facts(query: &FactsQuery) -> String {
     let recommendation = format!("toUInt8(arrayElement(s_recommendation, {session}) > 0)");
     let (id, order_id, revenue) = (field("o", 3), field("o", 4), field("o", 5));
     let (lines, quantities, prices) = (field("o", 6), field("o", 7), field("o", 8));
+    let attributes = format!(
+        "[arrayElement(s_device, {session}), arrayElement(s_channel, {session}), arrayElement(s_landing_page, {session}), \
+          if({session} = 1, 'new', 'returning')]"
+    );
     let order = payload(&[
         (1, &id),
         (2, &order_id),
@@ -71,6 +75,7 @@ pub(super) fn order_facts(query: &FactsQuery) -> String {
         (11, &clicks_in_window),
         (12, &variants),
         (13, &revenue),
+        (16, &attributes),
     ]);
     format!(
         "arrayMap(o -> {}, o_list) AS f_orders",

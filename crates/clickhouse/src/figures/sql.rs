@@ -65,8 +65,9 @@ pub struct FactPlace<'a> {
 /// fields: event_id, order_id, ts, session's first ts, personalized session,
 /// recommendation session, line items, quantities, prices, touches, recommendation
 /// clicks, variants, revenue, experiment orders, experiment orders in the CUPED
-/// lookback before the assignment. Count facts carry `no_payload`.
-pub const PAYLOAD_FIELDS: usize = 15;
+/// lookback before the assignment, the order session's attributes (device, channel,
+/// landing page type, visitor type). Count facts carry `no_payload`.
+pub const PAYLOAD_FIELDS: usize = 16;
 
 const TOUCH_TYPE_SAMPLE: &str = "(toInt64(0), '', '', '', '', '', '')";
 
@@ -76,7 +77,7 @@ fn no_payload() -> String {
     format!(
         "[('', '', toInt64(0), toInt64(0), toUInt8(0), toUInt8(0), emptyArrayString(), emptyArrayUInt32(), \
            emptyArrayInt64(), arrayFilter(x -> 0, [{TOUCH_TYPE_SAMPLE}]), arrayFilter(x -> 0, [{TOUCH_TYPE_SAMPLE}]), \
-           arrayFilter(x -> 0, [('', '')]), toInt64(0), emptyArrayString(), emptyArrayString())] AS no_payload"
+           arrayFilter(x -> 0, [('', '')]), toInt64(0), emptyArrayString(), emptyArrayString(), emptyArrayString())] AS no_payload"
     )
 }
 
@@ -186,7 +187,7 @@ const WEB_TYPES: &str = "['page_view', 'impression', 'interaction', 'product_vie
 
 /// Every column the stage reads, in the order of the tuples of `ev` (all events, sorted
 /// by (ts, event_id)).
-const COLUMNS: [(&str, &str); 26] = [
+const COLUMNS: [(&str, &str); 28] = [
     ("ts", "ts"),
     ("id", "event_id"),
     ("type", "type"),
@@ -213,6 +214,8 @@ const COLUMNS: [(&str, &str); 26] = [
     ("profile", "ifNull(profile_id, '')"),
     ("goal", "goal"),
     ("value", "ifNull(value, toInt64(0))"),
+    ("device", "ifNull(device, '')"),
+    ("landing_channel", "landing_channel"),
 ];
 
 /// Field `name` (a `COLUMNS` name) of event tuple `tuple` (an element of `ev`,
@@ -223,7 +226,7 @@ pub fn event_field(tuple: &str, name: &str) -> String {
 }
 
 /// The columns web events keep as `w_<name>`.
-const WEB_COLUMNS: [&str; 21] = [
+const WEB_COLUMNS: [&str; 23] = [
     "ts",
     "id",
     "type",
@@ -245,6 +248,8 @@ const WEB_COLUMNS: [&str; 21] = [
     "revenue",
     "goal",
     "value",
+    "device",
+    "landing_channel",
 ];
 
 /// Per session (`s_*`, one element per session), the sum of a per-web-event count
@@ -330,6 +335,21 @@ pub fn visitor_stage(query: &FactsQuery, extra: &[String], output: (&str, &str),
             ))
         ),
         format!("{} AS s_orders", session_sum(&map(&[("ty", "w_type")], "ty = 'order'"))),
+        // The landing event of each session (SPEC section 9.1): its first page view, or
+        // its first web event when it has none; one per session, in session order.
+        map(&[("ty", "w_type")], "toUInt8(ty = 'page_view')") + " AS w_is_pv",
+        "arrayCumSum(w_is_pv) AS w_pv_cum".to_string(),
+        format!("{} AS s_pv_before", masked("arrayMap((c, p) -> c - p, w_pv_cum, w_is_pv)", "w_start")),
+        format!(
+            "{} AS w_landing",
+            map(
+                &[("ip", "w_is_pv"), ("c", "w_pv_cum"), ("st", "w_start"), ("s", "w_session")],
+                "toUInt8((ip = 1 AND c - arrayElement(s_pv_before, s) = 1) OR (st = 1 AND arrayElement(s_page_views, s) = 0))"
+            )
+        ),
+        format!("{} AS s_device", masked("w_device", "w_landing")),
+        format!("{} AS s_channel", masked("w_landing_channel", "w_landing")),
+        format!("{} AS s_landing_page", masked("w_page", "w_landing")),
         format!(
             "{} AS s_personalized",
             session_sum(&map(&[("ty", "w_type"), ("ps", "w_pass")], "ty = 'impression' AND ps = 1"))

@@ -4,11 +4,13 @@
 
 use std::path::Path;
 
-use upshot_model::{Action, Body, Event, JourneyAction, KeyRole, Kind, Money, OrderLine, PlacementAttributes};
+use upshot_model::{
+    Action, Body, Device, Event, JourneyAction, KeyRole, Kind, Money, OrderLine, PlacementAttributes, Traffic,
+};
 
 use super::{
     corrupt, BucketInfo, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, ORDER_TYPE, PUBLIC_KEY_FLAG, REFUND_TYPE, STRINGS,
-    TS, TYPES, VISITORS,
+    TRAFFIC, TS, TYPES, VISITORS,
 };
 use crate::StoreError;
 
@@ -89,21 +91,24 @@ impl BucketColumns {
                 .map_err(|error| corrupt(path, format!("{name} does not decompress: {error}")))?;
             columns.push(raw);
         }
+        // A bucket written before the traffic column reads as having no traffic fields.
+        columns.resize_with(COLUMN_COUNT, Vec::new);
         let dictionary = dictionary_of(&columns[STRINGS])
             .map_err(|reason| corrupt(path, format!("bucket {} column strings: {reason}", info.bucket)))?;
-        let names = info.columns.iter().map(|column| column.name.clone()).collect();
+        let mut names: Vec<String> = info.columns.iter().map(|column| column.name.clone()).collect();
+        names.resize_with(COLUMN_COUNT, || super::column_name(TRAFFIC));
         Ok(BucketColumns { columns, names, dictionary, set, info: info.clone() })
     }
 
     /// A block of uncompressed columns as `encode_block` writes them.
-    pub(super) fn from_block(bytes: &[u8]) -> Result<BucketColumns, DecodeError> {
+    pub(super) fn from_block(bytes: &[u8], column_count: usize) -> Result<BucketColumns, DecodeError> {
         let mut cursor = Cursor { bytes, position: 0, name: "block" };
         let events = cursor.varint()?;
         let visitors = cursor.varint()?;
         let min_ts = cursor.number()?;
         let mut columns = Vec::with_capacity(COLUMN_COUNT);
         let mut infos = Vec::with_capacity(COLUMN_COUNT);
-        for index in 0..COLUMN_COUNT {
+        for index in 0..column_count {
             let column = cursor.bytes_slice()?.to_vec();
             infos.push(super::ColumnInfo {
                 name: super::column_name(index),
@@ -114,10 +119,11 @@ impl BucketColumns {
             });
             columns.push(column);
         }
+        columns.resize_with(COLUMN_COUNT, Vec::new);
         let info = BucketInfo { bucket: 0, events, visitors, min_ts, columns: infos };
         let dictionary = dictionary_of(&columns[STRINGS])
             .map_err(|_| DecodeError::InvalidUtf8 { column: "block strings".into() })?;
-        let names = info.columns.iter().map(|column| column.name.clone()).collect();
+        let names = (0..COLUMN_COUNT).map(super::column_name).collect();
         Ok(BucketColumns { columns, names, dictionary, set: ColumnSet::All, info })
     }
 
@@ -283,6 +289,13 @@ impl BucketColumns {
             page_type: optional(row.page_type),
             url: optional(row.url),
             sent_at: row.sent_at,
+            traffic: Traffic {
+                device: row.traffic.device,
+                referrer: optional(row.traffic.referrer),
+                utm_source: optional(row.traffic.utm_source),
+                utm_medium: optional(row.traffic.utm_medium),
+                utm_campaign: optional(row.traffic.utm_campaign),
+            },
             body,
             sent_with: row.sent_with,
         }
@@ -431,6 +444,16 @@ pub enum RowBody<'a> {
     SequenceStart { sequence: u32, campaign: Option<u32> },
 }
 
+/// A row's traffic fields (SPEC section 9.1); strings are dictionary indices.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowTraffic {
+    pub device: Option<Device>,
+    pub referrer: Option<u32>,
+    pub utm_source: Option<u32>,
+    pub utm_medium: Option<u32>,
+    pub utm_campaign: Option<u32>,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Row<'a> {
     pub ts: i64,
@@ -441,6 +464,7 @@ pub struct Row<'a> {
     pub page_type: Option<u32>,
     pub url: Option<u32>,
     pub sent_at: Option<i64>,
+    pub traffic: RowTraffic,
     pub body: RowBody<'a>,
     pub sent_with: KeyRole,
 }
@@ -541,6 +565,7 @@ impl<'a> RowReader<'a> {
         let page_type = self.optional_index(COMMON)?;
         let url = self.optional_index(COMMON)?;
         let sent_at = self.optional_number(COMMON)?.map(|offset| self.ts + offset);
+        let traffic = self.traffic()?;
         let body = self.body(type_code, items, lines)?;
         Ok(Row {
             ts: self.ts,
@@ -550,8 +575,40 @@ impl<'a> RowReader<'a> {
             page_type,
             url,
             sent_at,
+            traffic,
             body,
             sent_with: role_of(type_byte),
+        })
+    }
+
+    /// The row's traffic fields; none in a bucket written before the traffic column
+    /// (its column is empty, while a later bucket has a flags byte for every row).
+    fn traffic(&mut self) -> Result<RowTraffic, DecodeError> {
+        if self.bucket.columns[TRAFFIC].is_empty() {
+            return Ok(RowTraffic::default());
+        }
+        let flags = self.cursors[TRAFFIC].byte()?;
+        let device = match flags & super::TRAFFIC_DEVICE_MASK {
+            0 => None,
+            code => Some(
+                *Device::ALL
+                    .get(usize::from(code) - 1)
+                    .ok_or(DecodeError::UnknownCode { what: "device", code: code.into() })?,
+            ),
+        };
+        let mut text = |bit: u8| -> Result<Option<u32>, DecodeError> {
+            if flags & bit == 0 {
+                Ok(None)
+            } else {
+                self.index(TRAFFIC).map(Some)
+            }
+        };
+        Ok(RowTraffic {
+            device,
+            referrer: text(super::TRAFFIC_REFERRER)?,
+            utm_source: text(super::TRAFFIC_UTM_SOURCE)?,
+            utm_medium: text(super::TRAFFIC_UTM_MEDIUM)?,
+            utm_campaign: text(super::TRAFFIC_UTM_CAMPAIGN)?,
         })
     }
 

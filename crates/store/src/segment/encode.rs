@@ -4,7 +4,10 @@ use rustc_hash::FxHashMap as HashMap;
 
 use upshot_model::{Body, Event, KeyRole, PlacementAttributes};
 
-use super::{type_index, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, PUBLIC_KEY_FLAG, STRINGS, TS, TYPES, VISITORS};
+use super::{
+    type_index, BODIES, COLUMN_COUNT, COMMON, EVENT_IDS, PUBLIC_KEY_FLAG, STRINGS, TRAFFIC, TRAFFIC_REFERRER,
+    TRAFFIC_UTM_CAMPAIGN, TRAFFIC_UTM_MEDIUM, TRAFFIC_UTM_SOURCE, TS, TYPES, VISITORS,
+};
 
 pub(super) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
@@ -67,6 +70,22 @@ impl<'a> Encoder<'a> {
 
     fn number(&mut self, column: usize, value: i64) {
         put_varint(&mut self.columns[column], zigzag(value));
+    }
+
+    /// The flags byte and the present strings (see `TRAFFIC` in `mod.rs`).
+    fn traffic(&mut self, traffic: &'a upshot_model::Traffic) {
+        let device = traffic.device.map_or(0, |device| device as u8 + 1);
+        let strings = [
+            (TRAFFIC_REFERRER, traffic.referrer.as_deref()),
+            (TRAFFIC_UTM_SOURCE, traffic.utm_source.as_deref()),
+            (TRAFFIC_UTM_MEDIUM, traffic.utm_medium.as_deref()),
+            (TRAFFIC_UTM_CAMPAIGN, traffic.utm_campaign.as_deref()),
+        ];
+        let flags = strings.iter().filter(|(_, text)| text.is_some()).fold(device, |flags, (bit, _)| flags | bit);
+        self.columns[TRAFFIC].push(flags);
+        for text in strings.into_iter().filter_map(|(_, text)| text) {
+            self.string(TRAFFIC, text);
+        }
     }
 
     fn attributes(&mut self, column: usize, attributes: &'a PlacementAttributes) {
@@ -196,6 +215,7 @@ pub(super) fn encode_columns<E: std::borrow::Borrow<Event>>(events: &[E]) -> (Ve
             encoder.optional_string(COMMON, event.page_type.as_deref());
             encoder.optional_string(COMMON, event.url.as_deref());
             encoder.optional_number(COMMON, event.sent_at.map(|sent_at| sent_at - event.ts));
+            encoder.traffic(&event.traffic);
             encoder.body(event);
         }
         start = end;

@@ -15,13 +15,16 @@ use upshot_model::{Body, Event};
 
 use crate::{io_error, StoreError};
 
-pub use decode::{BucketColumns, ColumnSet, DecodeError, Row, RowAttributes, RowBody, RowLine, RowReader};
+pub use decode::{BucketColumns, ColumnSet, DecodeError, Row, RowAttributes, RowBody, RowLine, RowReader, RowTraffic};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"UPSHOTSG";
-pub const SEGMENT_FORMAT_VERSION: u16 = 5;
+pub const SEGMENT_FORMAT_VERSION: u16 = 6;
 /// Format 4 differs only in having no key role: its events read as sent with the
-/// secret key (what deduplication assumed then).
-const SEGMENT_FORMAT_VERSIONS_READ: [u16; 2] = [4, 5];
+/// secret key (what deduplication assumed then). Formats 4 and 5 have no traffic column
+/// (SPEC section 9.1): their events read without traffic fields.
+const SEGMENT_FORMAT_VERSIONS_READ: [u16; 3] = [4, 5, 6];
+/// The first format with the traffic column.
+const TRAFFIC_FORMAT_VERSION: u16 = 6;
 /// The top bit of a row's type byte: the event came with the site's public key (format 5).
 pub(crate) const PUBLIC_KEY_FLAG: u8 = 0x80;
 /// Hash buckets of visitors per segment: the unit of parallel scanning.
@@ -50,7 +53,17 @@ pub(crate) const TYPE_NAMES: [&str; 11] = [
     "journey",
     "sequence_start",
 ];
-pub(crate) const COLUMN_COUNT: usize = BODIES + TYPE_NAMES.len();
+/// Per row: a flags byte (device code in bits 0-2, then one bit per present referrer,
+/// utm_source, utm_medium, utm_campaign) and the present strings' dictionary indices.
+pub(crate) const TRAFFIC: usize = BODIES + TYPE_NAMES.len();
+pub(crate) const COLUMN_COUNT: usize = TRAFFIC + 1;
+pub(crate) const TRAFFIC_DEVICE_MASK: u8 = 0b0000_0111;
+pub(crate) const TRAFFIC_REFERRER: u8 = 0b0000_1000;
+pub(crate) const TRAFFIC_UTM_SOURCE: u8 = 0b0001_0000;
+pub(crate) const TRAFFIC_UTM_MEDIUM: u8 = 0b0010_0000;
+pub(crate) const TRAFFIC_UTM_CAMPAIGN: u8 = 0b0100_0000;
+/// Columns of a bucket written before the traffic column (formats 4 and 5).
+pub(crate) const COLUMN_COUNT_WITHOUT_TRAFFIC: usize = TRAFFIC;
 pub const ORDER_TYPE: u8 = 5;
 pub const REFUND_TYPE: u8 = 6;
 
@@ -62,6 +75,7 @@ pub(crate) fn column_name(index: usize) -> String {
         TYPES => "types".into(),
         COMMON => "common".into(),
         STRINGS => "strings".into(),
+        TRAFFIC => "traffic".into(),
         body => format!("body.{}", TYPE_NAMES[body - BODIES]),
     }
 }
@@ -281,8 +295,9 @@ pub fn read_header(path: &Path, file: &[u8]) -> Result<SegmentHeader, StoreError
     }
     let header: SegmentHeader =
         serde_json::from_slice(json).map_err(|error| corrupt(path, format!("header unreadable: {error}")))?;
-    if header.buckets.iter().any(|bucket| bucket.columns.len() != COLUMN_COUNT) {
-        return Err(corrupt(path, format!("a bucket without its {COLUMN_COUNT} columns")));
+    let columns = if version >= TRAFFIC_FORMAT_VERSION { COLUMN_COUNT } else { COLUMN_COUNT_WITHOUT_TRAFFIC };
+    if header.buckets.iter().any(|bucket| bucket.columns.len() != columns) {
+        return Err(corrupt(path, format!("a bucket without its {columns} columns")));
     }
     Ok(header)
 }
@@ -355,9 +370,11 @@ pub fn encode_block<E: std::borrow::Borrow<Event>>(events: &[E]) -> Vec<u8> {
     out
 }
 
-/// Decodes a block written by `encode_block`, appending its events.
-pub fn decode_block(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
-    let bucket = BucketColumns::from_block(bytes)?;
+/// Decodes a block written by `encode_block`, appending its events; `with_traffic` is
+/// false for blocks logged before the traffic column (one column fewer).
+pub fn decode_block(bytes: &[u8], with_traffic: bool, out: &mut Vec<Event>) -> Result<(), DecodeError> {
+    let columns = if with_traffic { COLUMN_COUNT } else { COLUMN_COUNT_WITHOUT_TRAFFIC };
+    let bucket = BucketColumns::from_block(bytes, columns)?;
     bucket.decode_events(out)
 }
 
@@ -386,6 +403,7 @@ mod tests {
             r#"{"event_id":"e10","type":"add_to_cart","ts":10,"visitor_id":"a","item":"p","quantity":3}"#,
             r#"{"event_id":"e11","type":"product_view","ts":11,"visitor_id":"a","item":"p"}"#,
             r#"{"event_id":"e12","type":"page_view","ts":11,"visitor_id":"a"}"#,
+            r#"{"event_id":"e13","type":"page_view","ts":12,"visitor_id":"a","device":"tablet","referrer":"","utm_source":"s","utm_medium":"m","utm_campaign":"c"}"#,
         ]
         .iter()
         .map(|line| parse_event_line(line, &context).expect("valid"))
@@ -398,6 +416,46 @@ mod tests {
         .collect()
     }
 
+    /// The file as formats 4 and 5 laid it out: its header lists no traffic column (the
+    /// column's bytes stay in the file, unreferenced; the header keeps its padded length).
+    fn without_traffic_column(file: &[u8]) -> Vec<u8> {
+        let prefix = SEGMENT_MAGIC.len() + 2 + 4;
+        let length = u32::from_le_bytes(file[10..14].try_into().expect("4 bytes")) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&file[prefix..prefix + length]).expect("a header");
+        for bucket in header["buckets"].as_array_mut().expect("buckets") {
+            let columns = bucket["columns"].as_array_mut().expect("columns");
+            assert_eq!(columns.pop().expect("a traffic column")["name"], "traffic");
+        }
+        let mut json = serde_json::to_vec(&header).expect("serializes");
+        assert!(json.len() <= length);
+        json.resize(length, b' ');
+        let mut out = file.to_vec();
+        out[prefix..prefix + length].copy_from_slice(&json);
+        out[prefix + length..prefix + length + 4].copy_from_slice(&crc32c::crc32c(&json).to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn a_format_5_segment_reads_without_traffic_fields() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("a.seg");
+        let mut written = events();
+        sort_for_segment(&mut written);
+        write_segment(&path, "shop", "1970-01-01", &written).expect("written");
+        let mut bytes = without_traffic_column(&std::fs::read(&path).expect("read"));
+        bytes[8..10].copy_from_slice(&5u16.to_le_bytes());
+        std::fs::write(&path, &bytes).expect("write");
+        let untrafficked: Vec<Event> =
+            written.iter().map(|event| Event { traffic: upshot_model::Traffic::default(), ..event.clone() }).collect();
+        assert!(written.iter().any(|event| !event.traffic.is_empty()), "the test has traffic fields to lose");
+        assert_eq!(read_segment(&path).expect("format 5 reads").1, untrafficked);
+        // A format-6 header that lost its traffic column is damage, not an old file.
+        bytes[8..10].copy_from_slice(&6u16.to_le_bytes());
+        std::fs::write(&path, &bytes).expect("write");
+        let error = read_segment(&path).expect_err("refused").to_string();
+        assert!(error.contains("without its 18 columns"), "{error}");
+    }
+
     #[test]
     fn a_format_4_segment_reads_with_every_event_sent_with_the_secret_key() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -406,10 +464,12 @@ mod tests {
             events().into_iter().map(|event| Event { sent_with: upshot_model::KeyRole::Secret, ..event }).collect();
         sort_for_segment(&mut written);
         write_segment(&path, "shop", "1970-01-01", &written).expect("written");
-        let mut bytes = std::fs::read(&path).expect("read");
+        let mut bytes = without_traffic_column(&std::fs::read(&path).expect("read"));
         bytes[8..10].copy_from_slice(&4u16.to_le_bytes());
         std::fs::write(&path, &bytes).expect("write");
-        assert_eq!(read_segment(&path).expect("format 4 reads").1, written);
+        let untrafficked: Vec<Event> =
+            written.iter().map(|event| Event { traffic: upshot_model::Traffic::default(), ..event.clone() }).collect();
+        assert_eq!(read_segment(&path).expect("format 4 reads").1, untrafficked);
         bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
         std::fs::write(&path, &bytes).expect("write");
         let error = read_segment(&path).expect_err("format 3 is refused").to_string();
@@ -423,7 +483,7 @@ mod tests {
         let mut written = events();
         sort_for_segment(&mut written);
         let (header, _) = write_segment(&path, "shop", "1970-01-01", &written).expect("written");
-        assert_eq!((header.events, header.visitors), (12, 3));
+        assert_eq!((header.events, header.visitors), (13, 3));
         let (read_header, read) = read_segment(&path).expect("read back");
         assert_eq!(read_header, header);
         assert_eq!(read, written);
