@@ -245,6 +245,10 @@ struct ReportArgs {
     /// last, first, linear, time_decay or position.
     #[arg(long, default_value = "last")]
     model: String,
+    /// Only sessions with one value of an attribute: device:mobile, visitor_type:new,
+    /// channel:search, landing_page_type:product, ...
+    #[arg(long)]
+    segment: Option<String>,
     /// table, json or csv.
     #[arg(long, default_value = "table")]
     format: String,
@@ -490,6 +494,7 @@ fn report(store: &Store, args: &ReportArgs) -> Result<Report> {
         placement: args.placement.clone(),
         kind: args.kind.clone(),
         model: Some(args.model.clone()),
+        segment: args.segment.clone(),
     };
     let query = params.query(&record, |name| format!("--{}", name.replace('_', "-")))?;
     let snapshot = upshot_scan::Snapshot::take(store, &record)?;
@@ -632,6 +637,7 @@ fn demo(mut store: Store, visitors: u64, listen: std::net::SocketAddr) -> Result
         placement: None,
         kind: None,
         model: "last".into(),
+        segment: None,
         format: "table".into(),
     };
     let report = report(&store, &args)?;

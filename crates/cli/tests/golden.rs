@@ -108,7 +108,7 @@ fn run_case(dir: &Path) -> Vec<String> {
         let name = text(run, "name", "report");
         let query = &run["query"];
         let mut args = vec!["report".to_string(), "--site".into(), "case".into(), "--format".into(), "json".into()];
-        for flag in ["from", "to", "model", "page_type", "placement", "kind"] {
+        for flag in ["from", "to", "model", "page_type", "placement", "kind", "segment"] {
             if let Some(value) = query.get(flag).and_then(Value::as_str) {
                 args.push(format!("--{}", flag.replace('_', "-")));
                 args.push(value.to_string());

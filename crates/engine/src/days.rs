@@ -99,6 +99,9 @@ pub(crate) struct DaysBuild {
     /// One `Totals` per date of the coverage, each a one-day range.
     pub(crate) days: Vec<Totals>,
     pub(crate) visitors: DistinctDays,
+    /// A lens with a segment filter: the visitors with a web event in a kept session
+    /// (its own; `visitors` above stays unfiltered for the other lenses).
+    pub(crate) segment_visitors: DistinctDays,
     pub(crate) recommendation_visitors: DistinctDays,
     /// Per label: visitors who used it, and of them those with a use an order followed.
     pub(crate) topics: HashMap<Sym, (DistinctDays, DistinctDays)>,
@@ -156,6 +159,7 @@ impl DaysBuild {
             mine.absorb_rekeyed(theirs, rekey, 0);
         }
         self.visitors.absorb(&other.visitors);
+        self.segment_visitors.absorb(&other.segment_visitors);
         self.recommendation_visitors.absorb(&other.recommendation_visitors);
         for (&label, (used, converted)) in &other.topics {
             let mine = self.topics.entry(rekey.sym(label)).or_default();
@@ -189,6 +193,7 @@ pub struct Lens {
     pub page_type: Option<String>,
     pub placement: Option<String>,
     pub kind: Option<Kind>,
+    pub segment: Option<crate::query::Segment>,
 }
 
 impl Lens {
@@ -198,6 +203,7 @@ impl Lens {
             page_type: query.page_type.clone(),
             placement: query.placement.clone(),
             kind: query.kind,
+            segment: query.segment.clone(),
         }
     }
 }
@@ -429,7 +435,8 @@ impl DayPartials {
         let (low, high) = (first.max(0), last.min(covered - 1));
         if low <= high {
             let (low, high) = (low as u32, high as u32);
-            totals.visitors = shared.visitors.count(low, high);
+            let visitors = if query.segment.is_some() { &build.segment_visitors } else { &shared.visitors };
+            totals.visitors = visitors.count(low, high);
             totals.recommendation_visitors = build.recommendation_visitors.count(low, high);
             for (&label, (used, converted)) in &build.topics {
                 let visitors = used.count(low, high);

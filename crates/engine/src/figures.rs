@@ -60,6 +60,9 @@ pub struct RangeInfo {
     pub page_type: Option<String>,
     pub placement: Option<String>,
     pub kind: Option<String>,
+    /// The segment filter as asked (`device:mobile`), absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

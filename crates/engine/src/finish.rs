@@ -88,6 +88,7 @@ impl Finisher<'_> {
                 page_type: query.page_type.clone(),
                 placement: query.placement.clone(),
                 kind: query.kind.map(|kind| kind.as_str().to_string()),
+                segment: query.segment.as_ref().map(crate::query::Segment::text),
             },
             overview: self.overview(&totals),
             breakdowns: self.breakdowns(&totals),

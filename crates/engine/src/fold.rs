@@ -51,6 +51,9 @@ impl<'a> FactFolder<'a> {
                 continue;
             };
             net_by_event.insert(&order.event_id, net_units);
+            if !order.session_kept {
+                continue;
+            }
             if self.add_order(order, net_units) && self.window.contains(order.session_first_ts) {
                 direct_sessions.insert((&order.visitor, order.session_first_ts));
             }

@@ -6,6 +6,7 @@ use jiff::tz::TimeZone;
 use upshot_model::time::local_midnight_millis;
 use upshot_model::Kind;
 
+use crate::accumulate::Breakdown;
 use crate::attribution::Model;
 use crate::dataset::{Dictionary, Ev, PlacementId, Sym};
 
@@ -33,6 +34,8 @@ pub struct Query {
     pub page_type: Option<String>,
     pub placement: Option<String>,
     pub kind: Option<Kind>,
+    /// Only sessions with this value of one attribute (SPEC section 9.2).
+    pub segment: Option<Segment>,
     /// The present, when the caller knows it (the engine reads no clock): the active
     /// counts of a range that ends after it take the 24 hours before it rather than
     /// before the range's end, which lie partly in the future. `None`: the range's end
@@ -53,6 +56,7 @@ impl Query {
             page_type: None,
             placement: None,
             kind: None,
+            segment: None,
             now_ms: None,
         }
     }
@@ -60,6 +64,50 @@ impl Query {
     /// The same days in UTC and USD, as tests and benchmarks on generated shops use.
     pub fn utc(from: Date, to: Date) -> Query {
         Query::new(from, to, TimeZone::UTC, "UTC", "USD")
+    }
+}
+
+/// The `segment` filter: one value of one session attribute (SPEC section 9.2), checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Segment {
+    pub dimension: String,
+    pub value: String,
+}
+
+/// Why a `segment` parameter was refused; says how to write one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentError {
+    #[error("segment {0:?} is not DIMENSION:VALUE (like device:mobile or channel:search)")]
+    Shape(String),
+    #[error("segment dimension {0:?} is unknown; the dimensions are device, visitor_type, channel, landing_page_type")]
+    Dimension(String),
+    #[error("segment value {value:?} is not a {dimension} ({expected})")]
+    Value { dimension: String, value: String, expected: &'static str },
+}
+
+impl Segment {
+    /// `DIMENSION:VALUE`, the value checked against the dimension's values (a landing
+    /// page type may be any non-empty text).
+    pub fn parse(text: &str) -> Result<Segment, SegmentError> {
+        let (dimension, value) = text.split_once(':').ok_or_else(|| SegmentError::Shape(text.to_string()))?;
+        let expected = match dimension {
+            "device" => "desktop, mobile, tablet, other or unknown",
+            "visitor_type" => "new or returning",
+            "channel" => "paid, email, social, search, campaign, referral or direct",
+            "landing_page_type" => "any page type",
+            _ => return Err(SegmentError::Dimension(dimension.to_string())),
+        };
+        let known = !value.is_empty() && crate::breakdown::parse(dimension, value, |_| 0).is_some();
+        if !known {
+            let (dimension, value) = (dimension.to_string(), value.to_string());
+            return Err(SegmentError::Value { dimension, value, expected });
+        }
+        Ok(Segment { dimension: dimension.to_string(), value: value.to_string() })
+    }
+
+    /// As the parameter is written: `device:mobile`.
+    pub fn text(&self) -> String {
+        format!("{}:{}", self.dimension, self.value)
     }
 }
 
@@ -131,15 +179,30 @@ pub struct Filter {
     page_type: Option<Sym>,
     placement: Option<Sym>,
     kind: Option<Kind>,
+    segment: Option<Breakdown>,
 }
 
 impl Filter {
     pub fn resolve(query: &Query, dictionary: &mut Dictionary) -> Filter {
+        let segment = query.segment.as_ref().and_then(|segment| {
+            crate::breakdown::parse(&segment.dimension, &segment.value, |page| dictionary.strings.intern(page))
+        });
         Filter {
             page_type: query.page_type.as_deref().map(|text| dictionary.strings.intern(text)),
             placement: query.placement.as_deref().map(|text| dictionary.strings.intern(text)),
             kind: query.kind,
+            segment,
         }
+    }
+
+    pub fn has_segment(&self) -> bool {
+        self.segment.is_some()
+    }
+
+    /// Whether a session with these attributes counts (the segment filter, SPEC
+    /// section 9.2): always without a segment.
+    pub fn keeps_session(&self, attributes: &crate::breakdown::SessionAttributes) -> bool {
+        self.segment.is_none_or(|wanted| attributes.rows().contains(&wanted))
     }
 
     /// Whether an impression, interaction or credit on this placement and page passes.

@@ -35,6 +35,8 @@ pub struct Context<'a> {
 struct Session {
     first_ts: i64,
     attributes: SessionAttributes,
+    /// Whether the segment filter keeps it (always without one).
+    kept: bool,
     page_views: u32,
     engaged: bool,
     personalized: bool,
@@ -87,6 +89,8 @@ pub struct Scratch {
     /// Days (coverage indices) the visitor was seen on, and saw a recommendation on;
     /// for one range, non-empty is all that matters.
     seen_days: Vec<u32>,
+    /// `seen_days` without the segment filter (what lenses without one share).
+    all_seen_days: Vec<u32>,
     recommendation_days: Vec<u32>,
     day_buffers: (Vec<u32>, Vec<u32>),
 }
@@ -105,6 +109,9 @@ impl Context<'_> {
         }
         self.keep_counted_events(&self.visitor.events, scratch);
         self.form_sessions(scratch);
+        for session in &mut scratch.sessions {
+            session.kept = self.filter.keeps_session(&session.attributes);
+        }
         self.mark_clicked_impressions(scratch);
         for index in 0..scratch.orders.len() {
             self.credit_order(index, scratch, accumulator);
@@ -353,6 +360,11 @@ impl Context<'_> {
     /// (the rules are in `credit.rs`, shared with the fold of a backend's facts).
     fn credit_order(&self, index: usize, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         let order = scratch.orders[index];
+        // Under a segment filter an order counts, and earns credit, only when its own
+        // session has the value (attribution still looked at every touch).
+        if order.session != NO_SESSION && !scratch.sessions[order.session as usize].kept {
+            return;
+        }
         // Outside a days build's coverage nothing is added; the session still learns
         // whether the order had a direct line.
         let mut spare: Option<Totals> = None;
@@ -428,19 +440,25 @@ impl Context<'_> {
     /// sequence starts, active counts, visitors.
     fn count_events(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         scratch.seen_days.clear();
+        scratch.all_seen_days.clear();
         scratch.recommendation_days.clear();
         scratch.session_actions.clear();
         let mut impression_index = 0;
         for (kept_index, ev) in scratch.kept.iter().enumerate() {
             let in_range = self.window.contains(ev.ts);
+            // A web event counts only when the segment filter keeps its session.
+            let kept_session = scratch.session_kept(kept_index);
             if in_range && ev.is_web() {
-                self.note_seen(&mut scratch.seen_days, ev.ts);
+                self.note_seen(&mut scratch.all_seen_days, ev.ts);
+                if kept_session {
+                    self.note_seen(&mut scratch.seen_days, ev.ts);
+                }
             }
             match ev.payload {
                 Payload::Impression { at, items } => {
                     let clicked = scratch.impressions[impression_index].clicked;
                     impression_index += 1;
-                    if !self.filter.passes(self.dictionary, at.placement, ev) {
+                    if !kept_session || !self.filter.passes(self.dictionary, at.placement, ev) {
                         continue;
                     }
                     let (placement_text, kind) = self.dictionary.placements[at.placement as usize];
@@ -464,7 +482,7 @@ impl Context<'_> {
                     });
                 }
                 Payload::Interaction { at, action, item, .. } => {
-                    if !self.filter.passes(self.dictionary, at.placement, ev) {
+                    if !kept_session || !self.filter.passes(self.dictionary, at.placement, ev) {
                         continue;
                     }
                     let session = scratch.session_of[kept_index];
@@ -507,7 +525,7 @@ impl Context<'_> {
                         count_journey(totals, journey, action, channel);
                     }
                 }
-                Payload::Goal { goal, value } if in_range => {
+                Payload::Goal { goal, value } if in_range && kept_session => {
                     let Some((totals, _)) = self.slot(accumulator, ev.ts) else { continue };
                     let row = totals.goals.entry(goal).or_default();
                     row.completions += 1;
@@ -537,7 +555,10 @@ impl Context<'_> {
             }
             Accumulator::Days(build) => {
                 if build.keeps_shared {
-                    build.visitors.add_visitor(&mut scratch.seen_days);
+                    build.visitors.add_visitor(&mut scratch.all_seen_days);
+                }
+                if self.filter.has_segment() {
+                    build.segment_visitors.add_visitor(&mut scratch.seen_days);
                 }
                 build.recommendation_visitors.add_visitor(&mut scratch.recommendation_days);
             }
@@ -558,7 +579,7 @@ impl Context<'_> {
         }
         for (kept_index, ev) in scratch.kept.iter().enumerate() {
             let Payload::AddToCart { item } = ev.payload else { continue };
-            if !self.window.contains(ev.ts) {
+            if !self.window.contains(ev.ts) || !scratch.session_kept(kept_index) {
                 continue;
             }
             let session = scratch.session_of[kept_index];
@@ -593,7 +614,7 @@ impl Context<'_> {
 
     fn count_sessions(&self, scratch: &mut Scratch, accumulator: &mut Accumulator) {
         for session in &scratch.sessions {
-            if !self.window.contains(session.first_ts) {
+            if !session.kept || !self.window.contains(session.first_ts) {
                 continue;
             }
             let Some((totals, window)) = self.slot(accumulator, session.first_ts) else { continue };
@@ -624,7 +645,7 @@ impl Context<'_> {
         scratch.goal_sessions.dedup();
         for &(session, goal) in &scratch.goal_sessions {
             let session = &scratch.sessions[session as usize];
-            if !self.window.contains(session.first_ts) {
+            if !session.kept || !self.window.contains(session.first_ts) {
                 continue;
             }
             let Some((totals, _)) = self.slot(accumulator, session.first_ts) else { continue };
@@ -740,6 +761,13 @@ impl Context<'_> {
 }
 
 impl Scratch {
+    /// Whether the segment filter keeps the session of the kept event at `kept_index`
+    /// (an event outside sessions is not a web event and is never filtered by it).
+    fn session_kept(&self, kept_index: usize) -> bool {
+        let session = self.session_of[kept_index];
+        session == NO_SESSION || self.sessions[session as usize].kept
+    }
+
     /// The earliest assignment per experiment, as (experiment, variant, ts).
     fn collect_assignments(&mut self) {
         self.assignments.clear();

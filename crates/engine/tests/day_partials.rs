@@ -7,6 +7,7 @@
 
 use proptest::prelude::*;
 use upshot_engine::days::DayPartials;
+use upshot_engine::query::Segment;
 use upshot_engine::{add_to_order_book, compute_report, Dataset, Model, OrderBook, Query, ReportPlan};
 use upshot_gen::{generate_events, GenOptions};
 use upshot_model::{Event, Kind, Settings};
@@ -63,15 +64,22 @@ fn partials(events: &[Event], settings: &Settings, lenses: &[Query], workers: us
     plan.finish_day_partials(pool).expect("every event inside the coverage")
 }
 
-fn lens(model: usize, filter: usize) -> (Model, Option<String>, Option<String>, Option<Kind>) {
+type LensParts = (Model, Option<String>, Option<String>, Option<Kind>, Option<Segment>);
+
+fn lens(model: usize, filter: usize) -> LensParts {
     let model = Model::parse(["last", "first", "linear", "time_decay", "position"][model]).expect("a model");
+    let segment = |text: &str| Some(Segment::parse(text).expect("a segment"));
     match filter {
-        0 => (model, None, None, None),
-        1 => (model, Some("product".into()), None, None),
-        2 => (model, Some("home".into()), None, None),
-        3 => (model, None, Some("home_recs".into()), None),
-        4 => (model, None, None, Some(Kind::Popup)),
-        _ => (model, Some("product".into()), None, Some(Kind::Recommendation)),
+        0 => (model, None, None, None, None),
+        1 => (model, Some("product".into()), None, None, None),
+        2 => (model, Some("home".into()), None, None, None),
+        3 => (model, None, Some("home_recs".into()), None, None),
+        4 => (model, None, None, Some(Kind::Popup), None),
+        5 => (model, None, None, None, segment("device:mobile")),
+        6 => (model, None, None, None, segment("channel:search")),
+        7 => (model, None, None, None, segment("visitor_type:new")),
+        8 => (model, Some("product".into()), None, None, segment("landing_page_type:product")),
+        _ => (model, Some("product".into()), None, Some(Kind::Recommendation), None),
     }
 }
 
@@ -88,13 +96,13 @@ proptest! {
         edge_cases in any::<bool>(),
         zone_index in 0usize..3,
         model in 0usize..5,
-        filter in 0usize..6,
+        filter in 0usize..10,
         first_day in -3i64..24,
         length in 1i64..30,
         now_offset in proptest::option::of(0i64..(30 * 24)),
         workers in 1usize..4,
         ask_second_lens in any::<bool>(),
-        second_filter in 0usize..6,
+        second_filter in 0usize..10,
         visitors in 60u64..260,
         settings_choice in 0usize..3,
     ) {
@@ -109,18 +117,26 @@ proptest! {
                 settings
             }
         };
-        let (model, page_type, placement, kind) = lens(model, filter);
+        let (model, page_type, placement, kind, segment) = lens(model, filter);
         let first_event = events.iter().map(|event| event.ts).min().expect("events");
         let last_event = events.iter().map(|event| event.ts).max().expect("events");
         let coverage = query(zone_index, date_of(first_event, zone_index), date_of(last_event, zone_index));
-        let with_lens = |base: Query| Query { model, page_type: page_type.clone(), placement: placement.clone(), kind, ..base };
+        let with_lens = |base: Query| Query {
+            model,
+            page_type: page_type.clone(),
+            placement: placement.clone(),
+            kind,
+            segment: segment.clone(),
+            ..base
+        };
         // A second lens in the same pass, so lanes are exercised too.
-        let (second_model, second_page_type, second_placement, second_kind) = lens(2, second_filter);
+        let (second_model, second_page_type, second_placement, second_kind, second_segment) = lens(2, second_filter);
         let second = |base: Query| Query {
             model: second_model,
             page_type: second_page_type.clone(),
             placement: second_placement.clone(),
             kind: second_kind,
+            segment: second_segment.clone(),
             ..base
         };
         let lenses = [with_lens(coverage.clone()), second(coverage.clone())];

@@ -146,6 +146,9 @@ pub struct OrderFact {
     pub variants: Vec<(String, String)>,
     /// The attributes of the order's session (SPEC section 9.1), as (dimension, value).
     pub session_attributes: Vec<(String, String)>,
+    /// Whether the report's segment filter keeps the order's session (it then counts
+    /// and earns credit; either way its net revenue serves experiments).
+    pub session_kept: bool,
 }
 
 /// A visitor whose earliest assignment to an experiment is in range, and its counted

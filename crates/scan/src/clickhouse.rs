@@ -149,8 +149,12 @@ pub fn reports_in_cluster(
             day_starts: window.day_starts,
             active_end_ms: window.active_end,
         };
-        let filter = (&query.page_type, &query.placement, query.kind);
-        match groups.iter_mut().find(|(group, _)| (&group.page_type, &group.placement, group.kind) == filter) {
+        let segment = query.segment.as_ref().map(|segment| (segment.dimension.clone(), segment.value.clone()));
+        let filter = (&query.page_type, &query.placement, query.kind, &segment);
+        match groups
+            .iter_mut()
+            .find(|(group, _)| (&group.page_type, &group.placement, group.kind, &group.segment) == filter)
+        {
             Some((group, members)) => {
                 group.ranges.push(range);
                 members.push(index);
@@ -163,6 +167,7 @@ pub fn reports_in_cluster(
                     page_type: query.page_type.clone(),
                     placement: query.placement.clone(),
                     kind: query.kind,
+                    segment,
                 },
                 vec![index],
             )),

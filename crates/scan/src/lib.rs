@@ -261,6 +261,8 @@ pub struct ReportParams {
     pub placement: Option<String>,
     pub kind: Option<String>,
     pub model: Option<String>,
+    /// `DIMENSION:VALUE` (SPEC section 9.2).
+    pub segment: Option<String>,
 }
 
 /// A parameter that is not valid; the message names it and what it accepts.
@@ -291,11 +293,19 @@ impl ReportParams {
             text.parse().map_err(|_| ParamError(format!("{} {text:?} is not a date like 2024-05-31", flag(name))))
         };
         let (from, to) = (date("from", &self.from)?, date("to", &self.to)?);
+        let segment = match &self.segment {
+            Some(text) => Some(
+                upshot_engine::query::Segment::parse(text)
+                    .map_err(|error| ParamError(format!("{} {text:?}: {error}", flag("segment"))))?,
+            ),
+            None => None,
+        };
         let query = Query {
             model,
             page_type: self.page_type.clone(),
             placement: self.placement.clone(),
             kind,
+            segment,
             ..Query::new(from, to, time_zone, &record.timezone, &record.currency)
         };
         // An empty or too long range is the asker's to fix, found before any work.

@@ -24,6 +24,7 @@ pub fn default_lenses(record: &SiteRecord) -> Vec<upshot_engine::Query> {
         placement: None,
         kind: None,
         model: Some(model.as_str().to_string()),
+        segment: None,
     };
     let page_types = std::iter::once(None).chain(upshot_model::PAGE_TYPES.iter().map(|page_type| Some(*page_type)));
     page_types

@@ -75,6 +75,14 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
         model: Model::Linear,
         ..range(date(2024, 5, 5), date(2024, 5, 9))
     });
+    // The segment filter (SPEC section 9.2), alone and with the other filters.
+    let segment = |text: &str| Some(upshot_engine::query::Segment::parse(text).expect("a segment"));
+    let may = || range(date(2024, 5, 2), date(2024, 5, 19));
+    queries.push(Query { segment: segment("device:mobile"), ..may() });
+    queries.push(Query { segment: segment("channel:search"), page_type: Some("product".into()), ..may() });
+    queries.push(Query { segment: segment("visitor_type:new"), model: Model::Linear, ..may() });
+    queries.push(Query { segment: segment("landing_page_type:home"), kind: Some(Kind::Recommendation), ..may() });
+    queries.push(Query { segment: segment("device:unknown"), ..may() });
     assert_reports_equal(&cluster.nodes[0], &record, &events, &queries);
     // Without the table of nodes (a schema from before it), the same SQL goes through
     // the Distributed table: the shards group, the node computes.

@@ -315,6 +315,7 @@ fn query_for(
         placement: None,
         kind: None,
         model: Some(view.model.clone()),
+        segment: None,
     }
     .query(record, str::to_string)
     .ok()

@@ -183,6 +183,7 @@ impl PartialsCache {
                 page_type: lens.page_type.clone(),
                 placement: lens.placement.clone(),
                 kind: lens.kind,
+                segment: lens.segment.clone(),
                 ..base
             };
             if !lenses.iter().any(|kept| Lens::of(kept) == *lens) {

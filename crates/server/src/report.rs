@@ -24,6 +24,7 @@ pub struct ReportQuery {
     placement: Option<String>,
     kind: Option<String>,
     model: Option<String>,
+    segment: Option<String>,
     /// json (default) or csv.
     format: Option<String>,
 }
@@ -62,6 +63,7 @@ async fn report(
         placement: query.placement,
         kind: query.kind,
         model: query.model,
+        segment: query.segment,
     };
     let format = match query.format.as_deref().unwrap_or("json") {
         "json" => upshot_report::Format::Json,

@@ -274,6 +274,25 @@ fn the_report_api_gives_the_clis_json_for_the_same_events() {
     let bad = harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14&model=best", &harness.secret("shop"));
     assert_eq!(bad.status, 400);
     assert!(bad.json()["error"].as_str().expect("a message").contains("model \"best\""));
+    // The segment filter over HTTP (SPEC section 9.2): applied, echoed, and checked.
+    let mobile = harness
+        .get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14&segment=device:mobile", &harness.secret("shop"));
+    assert_eq!(mobile.status, 200, "{}", mobile.text());
+    assert_eq!(
+        (mobile.json()["range"]["segment"].clone(), mobile.json()["overview"]["sessions"].clone()),
+        (json!("device:mobile"), json!(0))
+    );
+    let unknown =
+        harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14&segment=colour:red", &harness.secret("shop"));
+    assert_eq!(unknown.status, 400);
+    let message = unknown.json()["error"].as_str().expect("a message").to_string();
+    assert!(
+        message.contains("\"colour\" is unknown") && message.contains("device, visitor_type, channel"),
+        "{message}"
+    );
+    let bad_value = harness
+        .get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14&segment=device:phone", &harness.secret("shop"));
+    assert!(bad_value.json()["error"].as_str().expect("a message").contains("not a device"), "{}", bad_value.text());
     harness.stop_and_read("shop");
     let store = Store::open_read_only(harness.dir.path()).expect("the data dir opens");
     let record = store.load_site("shop").expect("the site");

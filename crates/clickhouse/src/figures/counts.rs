@@ -10,11 +10,11 @@
 
 use upshot_model::facts::FactKind;
 
-use super::sql::{day_of, event_field, exists, fact, field, in_range, map, masked, FactPlace};
+use super::sql::{day_of, event_field, exists, fact, field, in_range, map, masked, FactPlace, SESSION_ATTRIBUTES};
 use super::{FactsQuery, FactsRange};
 
 /// The impressions as tuples of these fields (in this order).
-const IMPRESSION: [(&str, &str); 10] = [
+const IMPRESSION: [(&str, &str); 11] = [
     ("k", "w_pos"),
     ("s", "w_session"),
     ("pl", "w_placement"),
@@ -25,11 +25,12 @@ const IMPRESSION: [(&str, &str); 10] = [
     ("sq", "w_sequence"),
     ("items", "w_items"),
     ("ps", "w_pass"),
+    ("kp", "w_kept"),
 ];
 
 /// The interactions as tuples of these fields (in this order); `f` is the session's
 /// first ts.
-const INTERACTION: [(&str, &str); 12] = [
+const INTERACTION: [(&str, &str); 13] = [
     ("t", "w_ts"),
     ("pl", "w_placement"),
     ("kd", "w_kind"),
@@ -42,6 +43,7 @@ const INTERACTION: [(&str, &str); 12] = [
     ("s", "w_session"),
     ("lb", "w_label"),
     ("im", "w_impression"),
+    ("kp", "w_kept"),
 ];
 
 /// The 1-based position of `name` in a list's tuples.
@@ -58,6 +60,17 @@ fn imp(tuple: &str, name: &str) -> String {
 /// Field `name` of interaction tuple `tuple`.
 fn act(tuple: &str, name: &str) -> String {
     at(&INTERACTION, tuple, name)
+}
+
+/// 1 when impression `tuple` counts: it passes the filter and the segment filter keeps
+/// its session (SPEC section 9.2).
+fn counted_imp(tuple: &str) -> String {
+    format!("({} AND {})", imp(tuple, "ps"), imp(tuple, "kp"))
+}
+
+/// 1 when interaction `tuple` counts (as `counted_imp`).
+fn counted_act(tuple: &str) -> String {
+    format!("({} AND {})", act(tuple, "ps"), act(tuple, "kp"))
 }
 
 /// The web events whose type is `event_type`, as tuples of `fields`.
@@ -135,7 +148,10 @@ pub(super) fn shared_lists(query: &FactsQuery) -> Vec<String> {
         ),
         "arrayMap(k -> toUInt8(has(r_sessions, k)), arrayEnumerate(s_first)) AS s_ctr".to_string(),
         format!("{} AS g_list", list_of("goal", &GOAL)),
-        format!("{} AS a_carts", list_of("add_to_cart", &[("t", "w_ts"), ("s", "w_session"), ("it", "w_item")])),
+        format!(
+            "{} AS a_carts",
+            list_of("add_to_cart", &[("t", "w_ts"), ("s", "w_session"), ("it", "w_item"), ("kp", "w_kept")])
+        ),
     ]
 }
 
@@ -191,14 +207,15 @@ fn economy_facts(range: &FactsRange, index: usize) -> Vec<String> {
     vec![
         format!(
             "arrayMap(c -> {credited}, arrayFilter(c -> length(tupleElement(c, 2)) > 0 AND {} = 1, \
-               arrayMap(a -> ({cart_t}, {crediting}), arrayFilter(a -> {}, a_carts)))) AS f_carts_{index}",
+               arrayMap(a -> ({cart_t}, {crediting}), arrayFilter(a -> {} AND {} = 1, a_carts)))) AS f_carts_{index}",
             act(click, "ps"),
             in_range(range, &cart_t),
+            field("a", 4),
         ),
         format!(
             "arrayMap(x -> {lengths}, arrayFilter(x -> {} = 1 AND {} = 'recommendation' AND {}, i_list)) \
              AS f_lengths_{index}",
-            imp("x", "ps"),
+            counted_imp("x"),
             imp("x", "kd"),
             in_range(range, &imp("x", "t")),
         ),
@@ -208,7 +225,7 @@ fn economy_facts(range: &FactsRange, index: usize) -> Vec<String> {
              AS f_positions_{index}",
             clicked_position,
             act("x", "ac"),
-            act("x", "ps"),
+            counted_act("x"),
             act("x", "kd"),
             act("x", "it"),
             in_range(range, &act("x", "t")),
@@ -217,7 +234,8 @@ fn economy_facts(range: &FactsRange, index: usize) -> Vec<String> {
 }
 
 /// The goal events as tuples of these fields (in this order).
-const GOAL: [(&str, &str); 4] = [("t", "w_ts"), ("s", "w_session"), ("g", "w_goal"), ("v", "w_value")];
+const GOAL: [(&str, &str); 5] =
+    [("t", "w_ts"), ("s", "w_session"), ("g", "w_goal"), ("v", "w_value"), ("kp", "w_kept")];
 
 /// Goals (SPEC section 9.4): goal events in range with their values, and the sessions
 /// in range with at least one event of each goal (and whether they are personalized).
@@ -235,10 +253,14 @@ fn goal_facts(range: &FactsRange, index: usize) -> Vec<String> {
         &["1", "arrayElement(s_personalized, tupleElement(y, 1)) > 0"],
     );
     vec![
-        format!("arrayMap(x -> {completion}, arrayFilter(x -> {}, g_list)) AS f_goals_{index}", in_range(range, &t)),
         format!(
-            "arrayMap(y -> {session}, arrayFilter(y -> {}, arrayDistinct(arrayMap(x -> ({}, {}), g_list)))) \
-             AS f_goal_sessions_{index}",
+            "arrayMap(x -> {completion}, arrayFilter(x -> {} AND {} = 1, g_list)) AS f_goals_{index}",
+            in_range(range, &t),
+            at(&GOAL, "x", "kp")
+        ),
+        format!(
+            "arrayMap(y -> {session}, arrayFilter(y -> {} AND arrayElement(s_kept, tupleElement(y, 1)) = 1, \
+               arrayDistinct(arrayMap(x -> ({}, {}), g_list)))) AS f_goal_sessions_{index}",
             in_range(range, first),
             at(&GOAL, "x", "s"),
             at(&GOAL, "x", "g"),
@@ -271,16 +293,11 @@ fn breakdown_facts(range: &FactsRange, index: usize) -> String {
                 ],
                 &session,
             ),
-            &map(&[("t", "s_first")], &format!("toUInt8({})", in_range(range, "t"))),
+            &map(&[("t", "s_first"), ("kp", "s_kept")], &format!("toUInt8({} AND kp = 1)", in_range(range, "t"))),
         )
     };
-    format!(
-        "arrayConcat({}, {}, {}, {}) AS f_breakdowns_{index}",
-        per_dimension("device", "if(dv = '', 'unknown', dv)"),
-        per_dimension("visitor_type", "if(k = 1, 'new', 'returning')"),
-        per_dimension("channel", "ch"),
-        per_dimension("landing_page_type", "lp"),
-    )
+    let dimensions = SESSION_ATTRIBUTES.map(|(dimension, value)| per_dimension(dimension, value));
+    format!("arrayConcat({}) AS f_breakdowns_{index}", dimensions.join(", "))
 }
 
 /// The fact arrays of sessions and of the visitor.
@@ -290,10 +307,10 @@ fn session_facts(range: &FactsRange, index: usize) -> Vec<String> {
         ["''", "''", "''", "''"],
         &["1", "pv <= 1 AND en = 0", "od > 0", "pe > 0", "od > 0 AND pe > 0", "rc > 0", "rc > 0 AND ct = 1"],
     );
-    let seen = exists(&[("t", "w_ts")], &in_range(range, "t"));
+    let seen = exists(&[("t", "w_ts"), ("kp", "w_kept")], &format!("{} AND kp = 1", in_range(range, "t")));
     let recommendation_visitor = format!(
         "arrayExists(x -> {} = 1 AND {} = 'recommendation' AND {}, i_list)",
-        imp("x", "ps"),
+        counted_imp("x"),
         imp("x", "kd"),
         in_range(range, &imp("x", "t"))
     );
@@ -313,7 +330,7 @@ fn session_facts(range: &FactsRange, index: usize) -> Vec<String> {
                     ],
                     &session
                 ),
-                &map(&[("t", "s_first")], &format!("toUInt8({})", in_range(range, "t")))
+                &map(&[("t", "s_first"), ("kp", "s_kept")], &format!("toUInt8({} AND kp = 1)", in_range(range, "t")))
             )
         ),
         format!(
@@ -360,14 +377,14 @@ fn placement_facts(range: &FactsRange, index: usize) -> Vec<String> {
             "{} AS f_impressions_{index}",
             masked(
                 &map(&[("x", "i_list"), ("cl", "i_clicked")], &impression),
-                &counted("i_list", imp("x", "ps"), &i_t)
+                &counted("i_list", counted_imp("x"), &i_t)
             )
         ),
         format!(
             "{} AS f_interactions_{index}",
             masked(
                 &map(&[("x", "x_list"), ("cv", "x_converted")], &interaction),
-                &counted("x_list", act("x", "ps"), &x_t)
+                &counted("x_list", counted_act("x"), &x_t)
             )
         ),
         format!(
@@ -376,7 +393,7 @@ fn placement_facts(range: &FactsRange, index: usize) -> Vec<String> {
                 &format!("arrayMap(x -> {clicked_item}, x_list)"),
                 &counted(
                     "x_list",
-                    format!("{} = 'click' AND {} != '' AND {}", action, act("x", "it"), act("x", "ps")),
+                    format!("{} = 'click' AND {} != '' AND {}", action, act("x", "it"), counted_act("x")),
                     &x_t
                 )
             )
@@ -390,7 +407,7 @@ fn session_target_facts(range: &FactsRange, index: usize) -> String {
     let acting = |extra: String| {
         format!(
             "arrayFilter(x -> {} = 1 AND {} != 'discard' AND {}{extra}, x_list)",
-            act("x", "ps"),
+            counted_act("x"),
             act("x", "ac"),
             in_range(range, &act("x", "f"))
         )
@@ -426,7 +443,7 @@ fn other_facts(range: &FactsRange, index: usize) -> Vec<String> {
             format!(
                 "arrayMap(x -> {}, arrayFilter(x -> {} = 1 AND {}, i_list))",
                 fact(place(FactKind::ActivePlacement), [&imp("x", "pl"), "''", "''", "''"], &["1"]),
-                imp("x", "ps"),
+                counted_imp("x"),
                 active(&imp("x", "t"))
             ),
             format!(

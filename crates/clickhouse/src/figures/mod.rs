@@ -43,6 +43,8 @@ pub struct FactsQuery {
     pub page_type: Option<String>,
     pub placement: Option<String>,
     pub kind: Option<Kind>,
+    /// The segment filter (SPEC section 9.2) as (dimension, value), checked by the caller.
+    pub segment: Option<(String, String)>,
 }
 
 /// The facts of each range of a query, and its order facts (shared by the ranges).
@@ -292,6 +294,7 @@ fn parse_order(visitor: String, payload: &[serde_json::Value]) -> Option<OrderFa
         recommendation_clicks: json_touches(&payload[10])?,
         variants,
         session_attributes: session_attributes_of(json_texts(&payload[15])?)?,
+        session_kept: json_i64(&payload[16])? == 1,
     })
 }
 
@@ -371,6 +374,7 @@ mod tests {
             page_type: page_type.map(str::to_string),
             placement: None,
             kind: Some(Kind::Popup),
+            segment: Some(("landing_page_type".into(), "it's".into())),
         }
     }
 
@@ -378,6 +382,7 @@ mod tests {
     fn texts_are_quoted_into_the_sql_and_every_range_has_its_facts() {
         let sql = facts_sql(&query("o'shop", Some("it's")), Route::Distributed);
         assert!(sql.contains("site = 'o\\'shop'") && sql.contains("pg = 'it\\'s'") && sql.contains("kd = 'popup'"));
+        assert!(sql.contains("lp = 'it\\'s'"), "the segment's value is quoted too");
         assert!(!sql.contains("o'shop") && !sql.contains("it's"), "no text goes in unquoted");
         for index in 0..2 {
             assert!(sql.contains(&format!("f_sessions_{index}")) && sql.contains(&format!("f_experiments_{index}")));

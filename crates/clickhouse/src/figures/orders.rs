@@ -76,6 +76,7 @@ pub(super) fn order_facts(query: &FactsQuery) -> String {
         (12, &variants),
         (13, &revenue),
         (16, &attributes),
+        (17, &format!("arrayElement(s_kept, {session})")),
     ]);
     format!(
         "arrayMap(o -> {}, o_list) AS f_orders",

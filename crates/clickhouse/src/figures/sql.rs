@@ -12,6 +12,17 @@ use upshot_model::{Kind, Settings};
 use super::{FactsQuery, FactsRange, Route};
 use crate::{quote, schema};
 
+/// Each session attribute (SPEC section 9.1) as SQL over a session's landing device
+/// `dv`, channel `ch`, page type `lp` and 1-based index among the visitor's sessions `k`
+/// (the first session over all its events is its `new` one): breakdowns and the
+/// segment filter both read them here.
+pub const SESSION_ATTRIBUTES: [(&str, &str); 4] = [
+    ("device", "if(dv = '', 'unknown', dv)"),
+    ("visitor_type", "if(k = 1, 'new', 'returning')"),
+    ("channel", "ch"),
+    ("landing_page_type", "lp"),
+];
+
 /// `arrayMap((a, b) -> body, x, y)` from (parameter, array) pairs.
 pub fn map(args: &[(&str, &str)], body: &str) -> String {
     lambda("arrayMap", args, body)
@@ -66,8 +77,9 @@ pub struct FactPlace<'a> {
 /// recommendation session, line items, quantities, prices, touches, recommendation
 /// clicks, variants, revenue, experiment orders, experiment orders in the CUPED
 /// lookback before the assignment, the order session's attributes (device, channel,
-/// landing page type, visitor type). Count facts carry `no_payload`.
-pub const PAYLOAD_FIELDS: usize = 16;
+/// landing page type, visitor type), whether the segment filter keeps the order's
+/// session. Count facts carry `no_payload`.
+pub const PAYLOAD_FIELDS: usize = 17;
 
 const TOUCH_TYPE_SAMPLE: &str = "(toInt64(0), '', '', '', '', '', '')";
 
@@ -77,7 +89,7 @@ fn no_payload() -> String {
     format!(
         "[('', '', toInt64(0), toInt64(0), toUInt8(0), toUInt8(0), emptyArrayString(), emptyArrayUInt32(), \
            emptyArrayInt64(), arrayFilter(x -> 0, [{TOUCH_TYPE_SAMPLE}]), arrayFilter(x -> 0, [{TOUCH_TYPE_SAMPLE}]), \
-           arrayFilter(x -> 0, [('', '')]), toInt64(0), emptyArrayString(), emptyArrayString(), emptyArrayString())] AS no_payload"
+           arrayFilter(x -> 0, [('', '')]), toInt64(0), emptyArrayString(), emptyArrayString(), emptyArrayString(), toUInt8(0))] AS no_payload"
     )
 }
 
@@ -145,6 +157,21 @@ fn counted_order_ids(site: &str) -> String {
 
 /// The report's filter over an event's placement (`pl`), kind (`kd`) and page type
 /// (`pg`), for impressions and interactions (`ty`).
+/// Per session, whether the segment filter keeps it (all of them without one).
+fn session_kept(query: &FactsQuery) -> String {
+    let condition = match &query.segment {
+        None => "1".to_string(),
+        Some((dimension, value)) => {
+            let attribute = SESSION_ATTRIBUTES.iter().find(|(name, _)| name == dimension).map_or("''", |(_, sql)| sql);
+            format!("{attribute} = '{}'", quote(value))
+        }
+    };
+    map(
+        &[("dv", "s_device"), ("ch", "s_channel"), ("lp", "s_landing_page"), ("k", "arrayEnumerate(s_first)")],
+        &format!("toUInt8({condition})"),
+    )
+}
+
 fn filter_condition(query: &FactsQuery) -> String {
     let mut condition = "ty IN ('impression', 'interaction')".to_string();
     if let Some(page_type) = &query.page_type {
@@ -350,6 +377,8 @@ pub fn visitor_stage(query: &FactsQuery, extra: &[String], output: (&str, &str),
         format!("{} AS s_device", masked("w_device", "w_landing")),
         format!("{} AS s_channel", masked("w_landing_channel", "w_landing")),
         format!("{} AS s_landing_page", masked("w_page", "w_landing")),
+        format!("{} AS s_kept", session_kept(query)),
+        "arrayMap(s -> arrayElement(s_kept, s), w_session) AS w_kept".to_string(),
         format!(
             "{} AS s_personalized",
             session_sum(&map(&[("ty", "w_type"), ("ps", "w_pass")], "ty = 'impression' AND ps = 1"))
