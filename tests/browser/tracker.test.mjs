@@ -84,7 +84,8 @@ await test("the report shows exactly what the shopper saw, clicked and bought", 
   const upshot = await startUpshot();
   const shop = await startShop(upshot.origin, upshot.keys.public_key, false);
   const { context, page, requests, consoleErrors } = await newPage(browser);
-  await page.goto(shop);
+  // Landing from a newsletter (SPEC section 9.1: referrer and utm_* go with the first page view).
+  await page.goto(`${shop}/?utm_source=news&utm_medium=Email&utm_campaign=spring`, { referer: "https://mail.example/inbox" });
   // The pop-up and the notification are on screen from the start: one second each.
   await page.waitForFunction(() => typeof window.upshot === "function" && window.__upshotLoaded);
   await reportWhen(upshot, (r) => {
@@ -125,6 +126,9 @@ await test("the report shows exactly what the shopper saw, clicked and bought", 
   assert.equal(placement(final, "never-seen"), undefined, "an element never on screen has no impression");
   assert.deepEqual([final.overview.sessions, final.overview.orders, final.overview.revenue], [1, 1, 19.9]);
   assert.equal(final.recent_conversions[0].placement, "similar");
+  const only = (rows) => rows.map((row) => [row.value, row.sessions]);
+  assert.deepEqual(only(final.breakdowns.channel), [["email", 1]], "utm_medium Email lands an email session");
+  assert.deepEqual(only(final.breakdowns.device), [["desktop", 1]], "the collector reads the browser's User-Agent");
   assert.deepEqual(consoleErrors, []);
   for (const url of requests) {
     assert.ok(url.startsWith(shop) || url.startsWith(upshot.origin), `a request left the shop and upshot: ${url}`);

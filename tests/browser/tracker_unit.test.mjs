@@ -310,6 +310,20 @@ await test("tracker: without window.crypto, events still carry ids", async () =>
   await context.close();
 });
 
+await test("tracker: only the first page view of a page load says where the visitor came from", async () => {
+  const shop = shopPage(mock);
+  shop.url += "?utm_source=news&utm_medium=email&utm_campaign=" + "x".repeat(600) + "&other=1";
+  const { context, page, pageErrors } = await open(browser, shop);
+  await page.evaluate(() => { window.upshot("page", { page_type: "cart" }); window.upshot("flush"); });
+  await until("both page views", () => eventsOf(shop.sent()).filter((e) => e.type === "page_view").length === 2);
+  const [first, second] = eventsOf(shop.sent()).filter((e) => e.type === "page_view");
+  assert.deepEqual([first.utm_source, first.utm_medium, first.utm_campaign.length], ["news", "email", 512], "cut to 512");
+  assert.equal(first.referrer, undefined, "no referrer was there to send");
+  assert.deepEqual([second.utm_source, second.utm_medium, second.utm_campaign, second.referrer], [undefined, undefined, undefined, undefined]);
+  assert.deepEqual(pageErrors, []);
+  await context.close();
+});
+
 await test("tracker: a throwing command does not stop the ones after it", async () => {
   const before = `upshot("visitorId", function () { throw new Error("boom in queue"); });
 upshot("goal", { goal: "after-queue" });`;

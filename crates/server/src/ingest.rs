@@ -390,10 +390,14 @@ pub(crate) async fn ingest_body(
         )
         .retry_after(seconds));
     }
+    // An event without a device gets the one its request's User-Agent names.
+    let device = crate::device::from_headers(headers);
     for result in &mut parsed {
         if let Ok(event) = result {
             if let Err(rejection) = admit(event, authorized, received_at_ms, state.limits.future_ms_max) {
                 *result = Err(rejection);
+            } else if event.traffic.device.is_none() {
+                event.traffic.device = device;
             }
         }
     }

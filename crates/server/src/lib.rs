@@ -5,6 +5,7 @@
 
 pub mod config;
 mod dashboard;
+mod device;
 mod error;
 mod ingest;
 pub mod keys;

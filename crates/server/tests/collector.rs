@@ -557,3 +557,32 @@ fn guessing_sign_ins_are_slowed_to_a_crawl() {
     assert!(statuses[10..].contains(&429), "past the burst, attempts wait: {statuses:?}");
     harness.stop_and_read("shop");
 }
+
+#[test]
+fn an_event_without_a_device_gets_the_one_its_user_agent_names() {
+    let mut harness = start(Limits::default(), &["shop"]);
+    let phone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+    let events = [
+        json!({"event_id": "a", "type": "page_view", "ts": "2023-11-14T10:00:00Z", "visitor_id": "v1"}),
+        json!({"event_id": "b", "type": "page_view", "ts": "2023-11-14T11:00:00Z", "visitor_id": "v2", "device": "tablet"}),
+    ];
+    let authorization = format!("Bearer {}", harness.public("shop"));
+    let headers = [("Authorization", authorization.as_str()), ("User-Agent", phone)];
+    let answer = support::request(harness.address(), "POST", "/v1/events", &headers, ndjson(&events).as_bytes());
+    assert_eq!(answer.json()["taken"], 2, "{}", answer.text());
+    // A backend's HTTP library names no device: its event stays without one.
+    let backend = format!("Bearer {}", harness.secret("shop"));
+    let library = [("Authorization", backend.as_str()), ("User-Agent", "python-requests/2.31")];
+    let event = json!({"event_id": "c", "type": "page_view", "ts": "2023-11-14T12:00:00Z", "visitor_id": "v3"});
+    let answer = support::request(harness.address(), "POST", "/v1/events", &library, ndjson(&[event]).as_bytes());
+    assert_eq!(answer.json()["taken"], 1, "{}", answer.text());
+    let report = harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14", &harness.secret("shop")).json();
+    let devices: Vec<(String, u64)> = report["breakdowns"]["device"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| (row["value"].as_str().expect("a value").to_string(), row["sessions"].as_u64().expect("a count")))
+        .collect();
+    assert_eq!(devices, [("mobile".to_string(), 1), ("tablet".to_string(), 1), ("unknown".to_string(), 1)]);
+    harness.stop_and_read("shop");
+}

@@ -301,9 +301,28 @@
     }, true);
   }
 
+  // Where the visitor came from (SPEC section 9.1): the referrer and the landing URL's
+  // utm_* parameters go with the first page view of a page load only. Each is cut to
+  // 512 code points, as the collector takes no longer value.
+  var landing = (function () {
+    var cut = function (text) { return Array.from(text).slice(0, 512).join(""); };
+    var fields = {};
+    if (document.referrer) fields.referrer = cut(document.referrer);
+    var query = new URLSearchParams(location.search);
+    ["utm_source", "utm_medium", "utm_campaign"].forEach(function (name) {
+      if (query.has(name)) fields[name] = cut(query.get(name));
+    });
+    return fields;
+  })();
+
+  function pageView() {
+    track("page_view", landing || {});
+    landing = null;
+  }
+
   // The API: upshot(command, fields).
   var commands = {
-    page: function (f) { if (f && f.page_type) pageType = f.page_type; track("page_view", {}); },
+    page: function (f) { if (f && f.page_type) pageType = f.page_type; pageView(); },
     identify: function (f) { profileId = f && f.profile_id; },
     productView: function (f) { track("product_view", { item: f.item }); },
     addToCart: function (f) { track("add_to_cart", { item: f.item, quantity: f.quantity, price: f.price }); },
@@ -339,6 +358,6 @@
   watchInteractions();
   document.addEventListener("visibilitychange", function () { if (document.visibilityState === "hidden") flush(true); });
   window.addEventListener("pagehide", function () { flush(true); });
-  track("page_view", {});
+  pageView();
   pending.forEach(call);
 })();
