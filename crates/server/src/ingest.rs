@@ -52,6 +52,13 @@ pub struct KeyParams {
     e: Option<String>,
 }
 
+impl KeyParams {
+    /// A key given outside `?key=` (GA4's `api_secret`), under the same rules.
+    pub(crate) fn with_key(key: String) -> KeyParams {
+        KeyParams { key: Some(key), ..KeyParams::default() }
+    }
+}
+
 pub async fn preflight() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     add_cors(response.headers_mut());
@@ -175,7 +182,7 @@ pub async fn pixel(
     response
 }
 
-fn respond(state: &AppState, result: Result<Value, ApiError>) -> Response {
+pub(crate) fn respond(state: &AppState, result: Result<Value, ApiError>) -> Response {
     let mut response = match result {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(error) => {
@@ -194,7 +201,7 @@ pub(crate) struct RequestBody {
 }
 
 /// Whether the body is gzip'd: it says so, or starts like gzip.
-fn is_gzip(headers: &HeaderMap, body: &[u8]) -> bool {
+pub(crate) fn is_gzip(headers: &HeaderMap, body: &[u8]) -> bool {
     let gzip_header = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|value| value.to_str().ok())
@@ -207,7 +214,11 @@ const DECOMPRESS_STEP_BYTES: usize = 64 << 10;
 
 /// The gunzipped body (every member of a multi-member gzip), at most
 /// `decompressed_bytes_max` bytes, each step of its growth reserved first.
-fn gunzip(body: &[u8], decompressed_bytes_max: usize, reservation: &mut Reservation) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn gunzip(
+    body: &[u8],
+    decompressed_bytes_max: usize,
+    reservation: &mut Reservation,
+) -> Result<Vec<u8>, ApiError> {
     let mut decoder = flate2::read::MultiGzDecoder::new(body);
     let mut out: Vec<u8> = Vec::new();
     loop {
@@ -243,7 +254,7 @@ fn gunzip(body: &[u8], decompressed_bytes_max: usize, reservation: &mut Reservat
     }
 }
 
-fn over_budget() -> ApiError {
+pub(crate) fn over_budget() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "the server is holding as many request bodies as its memory limit allows; retry shortly",
@@ -288,7 +299,7 @@ pub(crate) fn bearer_key(headers: &HeaderMap) -> Option<&str> {
 /// The key of an ingest request: `Authorization: Bearer K`, or `?key=` for beacons and
 /// pixels, which cannot set headers. Only the public key may travel in a URL (URLs end
 /// up in logs and browser histories): the secret key there is refused.
-async fn authorize_request(
+pub(crate) async fn authorize_request(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     params: &KeyParams,

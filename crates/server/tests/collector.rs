@@ -586,3 +586,74 @@ fn an_event_without_a_device_gets_the_one_its_user_agent_names() {
     assert_eq!(devices, [("mobile".to_string(), 1), ("tablet".to_string(), 1), ("unknown".to_string(), 1)]);
     harness.stop_and_read("shop");
 }
+
+#[test]
+fn ga4_and_segment_senders_post_to_their_own_paths_unchanged() {
+    use base64::Engine;
+    let mut harness = start(Limits::default(), &["shop"]);
+    let public = harness.public("shop");
+    // GA4's Measurement Protocol, as its documentation shapes a body.
+    let ga4 = json!({"client_id": "123456.7654321", "timestamp_micros": 1_699_956_000_000_000i64,
+        "device": {"category": "mobile"},
+        "events": [
+            {"name": "page_view", "params": {"page_location": "https://shop.example/?utm_source=google&utm_medium=cpc",
+                "page_referrer": "https://www.google.com/"}},
+            {"name": "view_item", "params": {"items": [{"item_id": "p1"}]}}]});
+    let path = format!("/mp/collect?measurement_id=G-TEST&api_secret={public}");
+    let answer = request(harness.address(), "POST", &path, &[], ga4.to_string().as_bytes());
+    assert_eq!((answer.status, answer.json()["taken"].clone()), (200, json!(2)), "{}", answer.text());
+    let secret_in_url = format!("/mp/collect?measurement_id=G-TEST&api_secret={}", harness.secret("shop"));
+    let refused = request(harness.address(), "POST", &secret_in_url, &[], ga4.to_string().as_bytes());
+    assert_eq!(refused.status, 400, "the secret key never travels in a URL");
+
+    // Segment's HTTP tracking API: the write key as the Basic user, calls without type
+    // or messageId; and analytics.js's short path with the write key in the body.
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{public}:")));
+    let page = json!({"anonymousId": "anon-1", "name": "Home", "timestamp": "2023-11-14T11:00:00Z",
+        "properties": {"url": "https://shop.example/", "referrer": "https://www.facebook.com/"}});
+    let answer =
+        request(harness.address(), "POST", "/v1/page", &[("Authorization", &basic)], page.to_string().as_bytes());
+    assert_eq!(answer.json()["taken"], 1, "{}", answer.text());
+    let track = json!({"anonymousId": "anon-1", "event": "Product Viewed", "timestamp": "2023-11-14T11:01:00Z",
+        "properties": {"product_id": "p2"}});
+    let answer =
+        request(harness.address(), "POST", "/v1/track", &[("Authorization", &basic)], track.to_string().as_bytes());
+    assert_eq!(answer.json()["taken"], 1, "{}", answer.text());
+    let again =
+        request(harness.address(), "POST", "/v1/track", &[("Authorization", &basic)], track.to_string().as_bytes());
+    assert_eq!(again.json()["duplicate"], 1, "a resent call is a duplicate: {}", again.text());
+    let batch = json!({"writeKey": public, "batch": [
+        {"type": "page", "anonymousId": "anon-2", "timestamp": "2023-11-14T12:00:00Z", "properties": {"url": "https://shop.example/"},
+         "context": {"campaign": {"source": "newsletter", "medium": "email"}}},
+        {"type": "identify", "anonymousId": "anon-2", "traits": {}}]});
+    let answer = request(harness.address(), "POST", "/v1/b", &[], batch.to_string().as_bytes());
+    assert_eq!(
+        (answer.json()["taken"].clone(), answer.json()["rejected"].clone()),
+        (json!(1), json!(1)),
+        "{}",
+        answer.text()
+    );
+    let unknown = request(harness.address(), "POST", "/v1/t", &[], json!({"writeKey": "nope"}).to_string().as_bytes());
+    assert_eq!(unknown.status, 401);
+
+    let report = harness.get("/v1/sites/shop/report?from=2023-11-14&to=2023-11-14", &harness.secret("shop")).json();
+    let channels: Vec<&str> = report["breakdowns"]["channel"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row["value"].as_str().expect("a value"))
+        .collect();
+    assert_eq!(channels, ["email", "paid", "social"], "{}", report["breakdowns"]);
+    let devices: Vec<(&str, u64)> = report["breakdowns"]["device"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| (row["value"].as_str().expect("a value"), row["sessions"].as_u64().expect("a count")))
+        .collect();
+    assert_eq!(
+        devices,
+        [("unknown", 2), ("mobile", 1)],
+        "GA4's device category; Segment's calls came with no User-Agent"
+    );
+    harness.stop_and_read("shop");
+}

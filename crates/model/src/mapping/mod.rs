@@ -5,6 +5,7 @@
 //! mapped in `shopify`.
 
 pub mod shopify;
+mod traffic;
 
 use serde_json::{json, Map, Value};
 
@@ -17,7 +18,7 @@ pub enum Form {
     Native,
     /// A GA4 Measurement Protocol body: `{client_id, user_id?, timestamp_micros?, events: [{name, params}]}`.
     Ga4,
-    /// A Segment `track` call, or a Segment `{batch: [...]}` of them.
+    /// A Segment `track` or `page` call, or a Segment `{batch: [...]}` of them.
     Segment,
 }
 
@@ -25,8 +26,9 @@ pub fn detect_form(object: &Map<String, Value>) -> Form {
     if object.get("events").is_some_and(Value::is_array) && object.contains_key("client_id") {
         return Form::Ga4;
     }
-    let segment_track = object.get("type").and_then(Value::as_str) == Some("track") && object.contains_key("event");
-    if segment_track || object.get("batch").is_some_and(Value::is_array) {
+    // No native event type is `track` or `page`: these are Segment's calls.
+    let call_type = object.get("type").and_then(Value::as_str);
+    if matches!(call_type, Some("track" | "page")) || object.get("batch").is_some_and(Value::is_array) {
         return Form::Segment;
     }
     Form::Native
@@ -108,6 +110,7 @@ fn ga4_events(body: &Map<String, Value>, context: &ParseContext, received_at_ms:
             put(&mut common, "profile_id", body.get("user_id"));
             put(&mut common, "url", params.get("page_location"));
             put(&mut common, "page_type", params.get("page_type"));
+            traffic::ga4(body, params, &mut common);
             ga4_mapped(name, params, common, &id)
                 .into_iter()
                 .map(|mapped| mapped.and_then(|value| parse_event_value(&value, context)))
@@ -158,6 +161,9 @@ fn ga4_mapped(
     native.insert("event_id".into(), Value::from(id));
     let kind_or = |default: &str| params.get("kind").cloned().unwrap_or_else(|| Value::from(default));
     match name {
+        "page_view" => {
+            native.insert("type".into(), json!("page_view"));
+        }
         "view_promotion" | "select_promotion" => {
             put(
                 &mut native,
@@ -241,13 +247,25 @@ fn segment_event(call: &Map<String, Value>, context: &ParseContext, received_at_
     let empty = Map::new();
     let properties = call.get("properties").and_then(Value::as_object).unwrap_or(&empty);
     let mut native = Map::new();
-    let id = call.get("messageId").cloned().ok_or_else(|| Rejection::new("messageId", "missing"))?;
+    // Segment's API makes up a messageId when a sender leaves it out; a stable one here,
+    // so that a resent call is a duplicate.
+    let id = call
+        .get("messageId")
+        .cloned()
+        .unwrap_or_else(|| Value::from(derived_id("segment", &[&Value::Object(call.clone())])));
     native.insert("event_id".into(), id);
     native.insert("ts".into(), call.get("timestamp").cloned().unwrap_or_else(|| json!(received_at_ms)));
     put(&mut native, "visitor_id", call.get("anonymousId").or_else(|| call.get("userId")));
     put(&mut native, "profile_id", call.get("userId"));
-    put(&mut native, "url", call.get("context").and_then(|context| context.pointer("/page/url")));
+    let page_url = properties.get("url").filter(|_| call.get("type").and_then(Value::as_str) == Some("page"));
+    put(&mut native, "url", page_url.or_else(|| call.get("context").and_then(|context| context.pointer("/page/url"))));
     put(&mut native, "page_type", properties.get("page_type"));
+    traffic::segment(call, properties, &mut native);
+    if call.get("type").and_then(Value::as_str) == Some("page") {
+        native.insert("type".into(), json!("page_view"));
+        return parse_event_value(&Value::Object(native), context)
+            .map_err(|rejection| rename_rejection("Segment", "page", rejection));
+    }
     segment_mapped(name, properties, &mut native)
         .and_then(|()| parse_event_value(&Value::Object(native), context))
         .map_err(|rejection| rename_rejection("Segment", name, rejection))
@@ -457,5 +475,61 @@ mod tests {
         let events = parse_any_value(&batch, &context(), 42);
         assert_eq!(events[0].as_ref().expect("valid").ts, 42, "a missing timestamp is the time of receipt");
         assert!(events[1].is_err());
+    }
+
+    #[test]
+    fn ga4_page_views_carry_the_referrer_utm_and_device_category() {
+        // A Measurement Protocol body as Google documents it: client id, a device
+        // object, events with their params.
+        let body = json!({"client_id": "123.456", "timestamp_micros": 1_700_000_000_000_000i64,
+            "device": {"category": "Tablet", "operating_system": "Android"},
+            "events": [{"name": "page_view", "params": {
+                "page_location": "https://shop.example/p1?utm_source=google&utm_medium=cpc&utm_campaign=brand",
+                "page_referrer": "https://www.google.com/", "page_type": "product"}}]});
+        let event = parse_any_value(&body, &context(), 0).remove(0).expect("valid");
+        assert_eq!(event.body, Body::PageView);
+        let traffic = &event.traffic;
+        assert_eq!(traffic.device, Some(crate::Device::Tablet));
+        assert_eq!(traffic.referrer.as_deref(), Some("https://www.google.com/"));
+        assert_eq!(
+            (traffic.utm_source.as_deref(), traffic.utm_medium.as_deref(), traffic.utm_campaign.as_deref()),
+            (Some("google"), Some("cpc"), Some("brand"))
+        );
+        // Explicit campaign params win over the URL's.
+        let explicit = json!({"client_id": "123.456", "events": [{"name": "page_view",
+            "params": {"page_location": "https://shop.example/?utm_source=a", "source": "newsletter", "medium": "email"}}]});
+        let event = parse_any_value(&explicit, &context(), 0).remove(0).expect("valid");
+        assert_eq!(
+            (event.traffic.utm_source.as_deref(), event.traffic.utm_medium.as_deref()),
+            (Some("newsletter"), Some("email"))
+        );
+        assert_eq!(event.traffic.device, None);
+    }
+
+    #[test]
+    fn segment_page_and_track_calls_carry_referrer_and_campaign() {
+        // A page call as Segment's HTTP API documents it (no messageId: one is derived).
+        let page = json!({"type": "page", "userId": "019mr8mf4r", "name": "Shoes",
+            "properties": {"url": "https://shop.example/shoes", "referrer": "https://blog.example/", "path": "/shoes"},
+            "context": {"campaign": {"name": "spring", "source": "newsletter", "medium": "email"}},
+            "timestamp": "2012-12-02T00:30:08.276Z"});
+        let event = parse_any_value(&page, &context(), 0).remove(0).expect("valid");
+        assert_eq!(event.body, Body::PageView);
+        assert_eq!(event.url.as_deref(), Some("https://shop.example/shoes"));
+        assert_eq!(event.traffic.referrer.as_deref(), Some("https://blog.example/"));
+        assert_eq!(
+            (
+                event.traffic.utm_source.as_deref(),
+                event.traffic.utm_medium.as_deref(),
+                event.traffic.utm_campaign.as_deref()
+            ),
+            (Some("newsletter"), Some("email"), Some("spring"))
+        );
+        let again = parse_any_value(&page, &context(), 0).remove(0).expect("valid");
+        assert_eq!(event.event_id, again.event_id, "a resent call keeps its derived id");
+        let track = json!({"type": "track", "userId": "019mr8mf4r", "event": "Product Viewed",
+            "properties": {"product_id": "p1"}, "context": {"page": {"referrer": "https://t.co/x"}}});
+        let viewed = parse_any_value(&track, &context(), 0).remove(0).expect("valid");
+        assert_eq!(viewed.traffic.referrer.as_deref(), Some("https://t.co/x"));
     }
 }
