@@ -83,28 +83,40 @@ pub fn bars(title: &str, values: &[(&str, f64, String)]) -> Markup {
     }
 }
 
-/// A lift and its 95% interval on an axis through zero.
-pub fn interval(lift: Option<f64>, ci: Option<[f64; 2]>) -> Markup {
-    let (Some(lift), Some([low, high])) = (lift, ci) else {
-        return html! { span.muted { "–" } };
-    };
-    let reach = low.abs().max(high.abs()).max(lift.abs()).max(0.01) * 1.1;
-    let x = |value: f64| 100.0 + 90.0 * value / reach;
-    let tone = if low > 0.0 {
+fn tone(low: f64, high: f64) -> &'static str {
+    if low > 0.0 {
         "good"
     } else if high < 0.0 {
         "bad"
     } else {
         "neutral"
+    }
+}
+
+/// A lift with its 95% interval on an axis through zero, and beneath it the
+/// always-valid interval (SPEC section 9.5) when there is one, on the same scale.
+pub fn interval(lift: Option<f64>, ci: Option<[f64; 2]>, sequential: Option<[f64; 2]>) -> Markup {
+    let (Some(lift), Some([low, high])) = (lift, ci) else {
+        return html! { span.muted { "–" } };
     };
-    let label = format!("{:+.1}% (95% interval {:+.1}% to {:+.1}%)", lift * 100.0, low * 100.0, high * 100.0);
+    let widest = sequential.map_or(0.0, |[low, high]| low.abs().max(high.abs()));
+    let reach = low.abs().max(high.abs()).max(lift.abs()).max(widest).max(0.01) * 1.1;
+    let x = |value: f64| 100.0 + 90.0 * value / reach;
+    let mut label = format!("{:+.1}% (95% interval {:+.1}% to {:+.1}%", lift * 100.0, low * 100.0, high * 100.0);
+    if let Some([low, high]) = sequential {
+        label.push_str(&format!("; always-valid {:+.1}% to {:+.1}%", low * 100.0, high * 100.0));
+    }
+    label.push(')');
     html! {
         span.interval-cell {
-            svg.interval viewBox="0 0 200 24" width="200" height="24" role="img" aria-label=(label) {
+            svg.interval viewBox="0 0 200 28" width="200" height="28" role="img" aria-label=(label) {
                 title { (label) }
-                line.zero x1="100" x2="100" y1="2" y2="22" {}
-                rect class={"ci " (tone)} x=(x(low)) y="8" width=((x(high) - x(low)).max(1.0)) height="8" rx="3" {}
-                circle.point cx=(x(lift)) cy="12" r="4" {}
+                line.zero x1="100" x2="100" y1="2" y2="26" {}
+                rect class={"ci " (tone(low, high))} x=(x(low)) y="5" width=((x(high) - x(low)).max(1.0)) height="7" rx="3" {}
+                @if let Some([low, high]) = sequential {
+                    rect class={"ci sequential " (tone(low, high))} x=(x(low)) y="16" width=((x(high) - x(low)).max(1.0)) height="7" rx="3" {}
+                }
+                circle.point cx=(x(lift)) cy="8.5" r="4" {}
             }
             span.interval-text { (label) }
         }

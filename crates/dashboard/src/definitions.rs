@@ -51,7 +51,26 @@ pub fn definition(figure: &str) -> &'static str {
         "cr_lift" => "Conversion rate relative to control, with its 95% interval (delta method).",
         "rpv_lift" => "Revenue per visitor relative to control, with its 95% interval (delta method).",
         "p_value" => "Two-sided p-value of the lift: how often chance alone would show a lift this large.",
-        "srm_p_value" => "Sample-ratio check: a small value (under 0.01) means visitors did not split as configured.",
+        "srm_p_value" => "Sample-ratio check: under 0.001 means visitors did not split as configured.",
+        "rpm" => "Revenue per thousand impressions: the value credited to it x 1000 / impressions.",
+        "add_to_carts" => "Add-to-carts of an item whose latest earlier click in the same session was on it.",
+        "add_to_cart_rate" => "Add-to-carts credited to it / its clicks.",
+        "position" => "The place of the clicked item in the recommendation's list (1 is first).",
+        "position_impressions" => "Impressions that showed at least this many items.",
+        "position_clicks" => "Clicks on the item shown at this position.",
+        "position_ctr" => "Clicks at this position / impressions showing it.",
+        "completions" => "Goal events in the range.",
+        "goal_sessions" => "Sessions in the range with at least one such goal event.",
+        "goal_conversion_rate" => "Sessions with the goal / all sessions.",
+        "personalized_conversion_rate" => "Personalized sessions with the goal / personalized sessions.",
+        "goal_value" => "The sum of the goal events' values.",
+        "attributed_value" => "Net revenue of these sessions' orders credited to a placement by the chosen model.",
+        "p_value_adjusted" => {
+            "The p-value adjusted for testing several lifts at once (Holm): compare this one with 0.05."
+        }
+        "rpv_lift_cuped" => {
+            "Revenue-per-visitor lift with the visitors' spending before the test taken out (CUPED): a narrower estimate."
+        }
         "topics" => {
             "Widget topics (interaction labels): visitors who used one, and of them those who ordered within 30 days."
         }
@@ -102,6 +121,13 @@ mod tests {
             "cr_lift",
             "rpv_lift",
             "srm_p_value",
+            "rpm",
+            "add_to_carts",
+            "add_to_cart_rate",
+            "completions",
+            "attributed_value",
+            "rpv_lift_cuped",
+            "personalized_conversion_rate",
         ];
         for figure in figures {
             assert!(!definition(figure).is_empty(), "{figure} has a definition here");

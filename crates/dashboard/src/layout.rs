@@ -3,7 +3,7 @@
 
 use maud::{html, Markup, DOCTYPE};
 
-use crate::view::{Preset, View, MODELS, PAGE_TYPES};
+use crate::view::{segment_values, Preset, View, DIMENSIONS, MODELS, PAGE_TYPES};
 
 /// The pages, in the navigation's order: (path under the site, label).
 pub const PAGES: [(&str, &str); 6] = [
@@ -60,6 +60,7 @@ pub fn page(view: &View, current: &str, title: &str, content: Markup) -> String 
                     h1 { (title) }
                     p.range { (view.from) " – " (view.to)
                         @if let Some(page_type) = &view.page_type { " · page type " strong { (page_type) } }
+                        @if let Some(segment) = &view.segment { " · only sessions with " strong { (segment) } }
                         " · " (MODELS.iter().find(|(name, _)| *name == view.model).map_or("", |(_, label)| label)) " attribution" }
                     (content)
                 }
@@ -100,7 +101,26 @@ fn controls(view: &View, page_path: &str) -> Markup {
                     }
                 }
             }
+            label { "Sessions "
+                select name="segment" data-autosubmit {
+                    option value="" selected[view.segment.is_none()] { "All" }
+                    @for (dimension, label) in DIMENSIONS {
+                        optgroup label=(label) {
+                            @for value in segment_values(dimension) {
+                                @let segment = format!("{dimension}:{value}");
+                                option value=(segment) selected[view.segment.as_deref() == Some(segment.as_str())] { (label) ": " (value) }
+                            }
+                        }
+                    }
+                    @if let Some(custom) = view.segment.as_deref().filter(|segment| {
+                        !DIMENSIONS.iter().any(|(dimension, _)| segment_values(dimension).iter().any(|value| *segment == format!("{dimension}:{value}")))
+                    }) {
+                        option value=(custom) selected { (custom) }
+                    }
+                }
+            }
             @if let Some(kind) = &view.kind { input type="hidden" name="kind" value=(kind); }
+            @if let Some(breakdown) = &view.breakdown { input type="hidden" name="breakdown" value=(breakdown); }
             button type="submit" { "Apply" }
         }
     }

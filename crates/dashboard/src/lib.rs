@@ -101,7 +101,13 @@ pub fn render(page: &Page, view: &View, current: &Report, previous: Option<&Repo
 /// A table of a page as CSV, by the name its download link gives.
 pub fn csv(page: &Page, view: &View, report: &Report, table: &str) -> Option<String> {
     let tables = match page {
-        Page::Overview => vec![overview::segments_table(report)],
+        Page::Overview => {
+            vec![
+                overview::segments_table(report),
+                overview::breakdown_table(view, report),
+                overview::goals_table(report),
+            ]
+        }
         Page::Placements => vec![placements::placements_table(view, report)],
         Page::Rollups => placements::rollup_tables(view, report),
         Page::Experiments => {
@@ -117,7 +123,9 @@ pub fn csv(page: &Page, view: &View, report: &Report, table: &str) -> Option<Str
         }
         Page::Journeys => vec![others::journeys_table(report)],
         Page::Placement(name) => {
-            report.placements.iter().filter(|row| row.placement == *name).map(placements::top_items_table).collect()
+            let rows = report.placements.iter().filter(|row| row.placement == *name);
+            let positions = rows.clone().filter_map(|row| row.positions.as_deref()).map(placements::positions_table);
+            rows.map(placements::top_items_table).chain(positions).collect()
         }
         Page::Recommendations => Vec::new(),
     };

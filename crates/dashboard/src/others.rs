@@ -11,9 +11,6 @@ use crate::format::{amount_f64, count, money, money_ratio, p_value, percent};
 use crate::table::{number_column, text_column, Cell, Table};
 use crate::view::View;
 
-/// Below this SRM p-value the split is flagged (a common threshold for SRM checks).
-const SRM_ALARM_P_VALUE: f64 = 0.01;
-
 pub fn render_recommendations(report: &Report) -> Markup {
     let figures = &report.recommendations;
     let currency = &report.range.currency;
@@ -60,8 +57,11 @@ pub fn variant_table(experiment: &upshot_engine::figures::ExperimentRow, index: 
                 ),
                 Cell::number(lift_text(variant.cr_lift), variant.cr_lift),
                 Cell::number(p_value(variant.cr_lift_p_value), variant.cr_lift_p_value),
+                Cell::number(p_value(variant.cr_lift_p_value_adjusted), variant.cr_lift_p_value_adjusted),
                 Cell::number(lift_text(variant.rpv_lift), variant.rpv_lift),
                 Cell::number(p_value(variant.rpv_lift_p_value), variant.rpv_lift_p_value),
+                Cell::number(p_value(variant.rpv_lift_p_value_adjusted), variant.rpv_lift_p_value_adjusted),
+                Cell::number(lift_text(variant.rpv_lift_cuped), variant.rpv_lift_cuped),
             ]
         })
         .collect();
@@ -81,8 +81,11 @@ pub fn variant_table(experiment: &upshot_engine::figures::ExperimentRow, index: 
             number_column("incremental_revenue", "Incremental revenue", "incremental_revenue"),
             number_column("cr_lift", "CR lift", "cr_lift"),
             number_column("cr_lift_p_value", "p (CR)", "p_value"),
+            number_column("cr_lift_p_value_adjusted", "p adjusted (CR)", "p_value_adjusted"),
             number_column("rpv_lift", "RPV lift", "rpv_lift"),
             number_column("rpv_lift_p_value", "p (RPV)", "p_value"),
+            number_column("rpv_lift_p_value_adjusted", "p adjusted (RPV)", "p_value_adjusted"),
+            number_column("rpv_lift_cuped", "RPV lift (CUPED)", "rpv_lift_cuped"),
         ],
         rows,
     }
@@ -151,16 +154,23 @@ pub fn render_experiments(view: &View, report: &Report) -> Markup {
                 h2 { (experiment.experiment) }
                 p { (count(experiment.visitors)) " visitors · control " strong { (experiment.control) }
                     " · " span title=(definition("srm_p_value")) { "sample-ratio p " (p_value(experiment.srm_p_value)) } }
-                @if experiment.srm_p_value.is_some_and(|p| p < SRM_ALARM_P_VALUE) {
+                @if experiment.srm_warning == Some(true) {
                     p.warning role="alert" { "Sample-ratio mismatch: visitors did not split between the variants as configured (p "
                         (p_value(experiment.srm_p_value)) "). The assignment may be broken; treat the lifts with suspicion." }
                 }
+                @for variant in experiment.variants.iter().filter(|variant| variant.variant != experiment.control) {
+                    p.verdict { (verdict(variant, &experiment.control)) }
+                }
+                @if let Some(reduction) = experiment.cuped_variance_reduction {
+                    p.muted title=(definition("rpv_lift_cuped")) { "CUPED (pre-assignment revenue, θ " (format!("{:.3}", experiment.cuped_theta))
+                        ") narrows the revenue-per-visitor estimate's variance by " (format!("{:.1}%", reduction * 100.0)) "." }
+                }
                 (variant_table(experiment, index).render(view, &path))
                 div.scroll.lifts { table {
-                    thead { tr { th { "Variant" } th title=(definition("cr_lift")) { "Conversion-rate lift, 95% interval" } th title=(definition("rpv_lift")) { "Revenue-per-visitor lift, 95% interval" } } }
+                    thead { tr { th { "Variant" } th title=(definition("cr_lift")) { "Conversion-rate lift: 95% interval, and always-valid beneath" } th title=(definition("rpv_lift")) { "Revenue-per-visitor lift: 95% interval, and always-valid beneath" } } }
                     tbody {
                         @for variant in experiment.variants.iter().filter(|variant| variant.variant != experiment.control) {
-                            tr { td { (variant.variant) } td { (interval(variant.cr_lift, variant.cr_lift_ci)) } td { (interval(variant.rpv_lift, variant.rpv_lift_ci)) } }
+                            tr { td { (variant.variant) } td { (interval(variant.cr_lift, variant.cr_lift_ci, variant.cr_lift_ci_sequential)) } td { (interval(variant.rpv_lift, variant.rpv_lift_ci, variant.rpv_lift_ci_sequential)) } }
                         }
                     }
                 } }
@@ -177,6 +187,25 @@ pub fn render_experiments(view: &View, report: &Report) -> Markup {
         (topics_table(report).render(view, &path))
         (recent_table(report).render(view, &path))
     }
+}
+
+/// One sentence on a variant (SPEC section 9.5): on revenue per visitor and on
+/// conversion rate, it wins or loses when the always-valid interval excludes 0 (safe
+/// to read every day), and is not yet decided otherwise.
+pub fn verdict(variant: &upshot_engine::figures::VariantRow, control: &str) -> String {
+    let judge = |lift: Option<f64>, interval: Option<[f64; 2]>| match (lift, interval) {
+        (Some(lift), Some([low, _])) if low > 0.0 => format!("wins ({:+.1}%)", lift * 100.0),
+        (Some(lift), Some([_, high])) if high < 0.0 => format!("loses ({:+.1}%)", lift * 100.0),
+        (Some(lift), Some(_)) => format!("not decided yet ({:+.1}% so far)", lift * 100.0),
+        _ => "too few visitors or orders to judge".to_string(),
+    };
+    format!(
+        "{} against {control}: revenue per visitor {}; conversion rate {}. A result counts once its always-valid \
+         interval leaves zero, so checking every day is safe.",
+        variant.variant,
+        judge(variant.rpv_lift, variant.rpv_lift_ci_sequential),
+        judge(variant.cr_lift, variant.cr_lift_ci_sequential),
+    )
 }
 
 pub fn journeys_table(report: &Report) -> Table {

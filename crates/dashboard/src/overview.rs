@@ -10,7 +10,7 @@ use crate::charts::daily_bars;
 use crate::definitions::definition;
 use crate::format::{amount_f64, count, money, money_ratio, percent, point_change, relative_change, Better, Change};
 use crate::table::{number_column, text_column, Cell, Table};
-use crate::view::View;
+use crate::view::{View, DIMENSIONS};
 
 pub struct Tile {
     pub figure: &'static str,
@@ -121,6 +121,89 @@ pub fn segments_table(report: &Report) -> Table {
     }
 }
 
+/// The rows of the breakdown by the view's attribute (device unless it says another).
+pub fn breakdown_table(view: &View, report: &Report) -> Table {
+    let dimension = view.breakdown.as_deref().unwrap_or("device");
+    let breakdowns = &report.breakdowns;
+    let rows = match dimension {
+        "visitor_type" => &breakdowns.visitor_type,
+        "channel" => &breakdowns.channel,
+        "landing_page_type" => &breakdowns.landing_page_type,
+        _ => &breakdowns.device,
+    };
+    let label = DIMENSIONS.iter().find(|(name, _)| *name == dimension).map_or("Device", |(_, label)| label);
+    let counted = |value: u64| Cell::number(count(value), Some(value as f64));
+    let rate = |value: Option<f64>| Cell::number(percent(value), value);
+    Table {
+        name: "breakdown".into(),
+        title: format!("By {}", label.to_lowercase()),
+        columns: vec![
+            text_column("value", label),
+            number_column("sessions", "Sessions", "sessions"),
+            number_column("personalized_sessions", "Personalized sessions", "personalized_sessions"),
+            number_column("conversion_rate", "Conversion rate", "conversion_rate"),
+            number_column("bounce_rate", "Bounce rate", "bounce_rate"),
+            number_column("orders", "Orders", "orders"),
+            number_column("revenue", "Revenue", "revenue"),
+            number_column("aov", "AOV", "aov"),
+            number_column("attributed_value", "Attributed revenue", "attributed_value"),
+            number_column("recommendation_ctr", "Recommendation CTR", "recommendation_ctr"),
+        ],
+        rows: rows
+            .iter()
+            .map(|row| {
+                vec![
+                    Cell::text(row.value.clone()),
+                    counted(row.sessions),
+                    counted(row.personalized_sessions),
+                    rate(row.conversion_rate),
+                    rate(row.bounce_rate),
+                    counted(row.orders),
+                    Cell::number(money(row.revenue), Some(amount_f64(row.revenue))),
+                    Cell::number(money_ratio(row.aov), row.aov),
+                    Cell::number(money(row.attributed_value), Some(amount_f64(row.attributed_value))),
+                    rate(row.recommendation_ctr),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// Goals (SPEC section 9.4): completions, sessions and their conversion rates.
+pub fn goals_table(report: &Report) -> Table {
+    let counted = |value: u64| Cell::number(count(value), Some(value as f64));
+    Table {
+        name: "goals".into(),
+        title: "Goals".into(),
+        columns: vec![
+            text_column("goal", "Goal"),
+            number_column("completions", "Completions", "completions"),
+            number_column("sessions", "Sessions", "goal_sessions"),
+            number_column("conversion_rate", "Conversion rate", "goal_conversion_rate"),
+            number_column(
+                "personalized_conversion_rate",
+                "Personalized conversion rate",
+                "personalized_conversion_rate",
+            ),
+            number_column("value", "Value", "goal_value"),
+        ],
+        rows: report
+            .goals
+            .iter()
+            .map(|goal| {
+                vec![
+                    Cell::text(goal.goal.clone()),
+                    counted(goal.completions),
+                    counted(goal.sessions),
+                    Cell::number(percent(goal.conversion_rate), goal.conversion_rate),
+                    Cell::number(percent(goal.personalized_conversion_rate), goal.personalized_conversion_rate),
+                    Cell::number(money(goal.value), Some(amount_f64(goal.value))),
+                ]
+            })
+            .collect(),
+    }
+}
+
 pub fn render(view: &View, current: &Report, previous: Option<&Report>) -> Markup {
     let revenue: Vec<(String, f64)> =
         current.overview.daily.iter().map(|day| (day.date.clone(), amount_f64(day.revenue))).collect();
@@ -134,6 +217,15 @@ pub fn render(view: &View, current: &Report, previous: Option<&Report>) -> Marku
             (daily_bars("Sessions per day", &sessions))
         }
         (segments_table(current).render(view, &view.site_path("")))
+        nav.filters aria-label="Break down by" {
+            span { "Break down by: " }
+            @for (dimension, label) in DIMENSIONS {
+                a href=(view.href(&view.site_path(""), &[("breakdown", if dimension == "device" { "" } else { dimension }), ("sort", ""), ("dir", "")]))
+                    aria-current=[(view.breakdown.as_deref().unwrap_or("device") == dimension).then_some("true")] { (label) }
+            }
+        }
+        (breakdown_table(view, current).render(view, &view.site_path("")))
+        @if !current.goals.is_empty() { (goals_table(current).render(view, &view.site_path(""))) }
         section.panel {
             h2 title=(definition("personalized_sessions")) { "Revenue from personalized sessions" }
             dl.figures {

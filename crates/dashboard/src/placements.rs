@@ -20,6 +20,9 @@ fn figure_columns() -> Vec<Column> {
         number_column("ctr", "CTR", "ctr"),
         number_column("orders", "Orders", "orders"),
         number_column("value", "Value", "value"),
+        number_column("rpm", "RPM", "rpm"),
+        number_column("add_to_cart_rate", "Add-to-cart rate", "add_to_cart_rate"),
+        number_column("add_to_carts", "Add-to-carts", "add_to_carts"),
         number_column("direct_revenue", "Direct revenue", "direct_revenue"),
         number_column("assisted_revenue", "Assisted revenue", "assisted_revenue"),
         number_column("product_impressions", "Products shown", "product_impressions"),
@@ -40,6 +43,9 @@ fn figure_cells(figures: &PlacementFigures) -> Vec<Cell> {
         rate(figures.ctr),
         Cell::number(shares(figures.orders), Some(figures.orders.to_f64())),
         amount(figures.value),
+        Cell::number(figures.rpm.map_or("–".into(), money), figures.rpm.map(amount_f64)),
+        rate(figures.add_to_cart_rate),
+        counted(figures.add_to_carts),
         amount(figures.direct_revenue),
         amount(figures.assisted_revenue),
         counted(figures.product_impressions),
@@ -103,8 +109,40 @@ pub fn render_placement(view: &View, report: &Report, name: &str) -> Option<Mark
             (daily_bars("CTR per day (%)", &series(&|day| day.ctr.unwrap_or(0.0) * 100.0)))
             (daily_bars(&format!("Attributed revenue per day ({})", report.range.currency), &series(&|day| amount_f64(day.value))))
         }
+        @if let Some(positions) = row.positions.as_ref().filter(|positions| !positions.is_empty()) {
+            div.charts {
+                (daily_bars("Click-through by position in the list (%)",
+                    &positions.iter().map(|at| (format!("position {}", at.position), at.ctr.unwrap_or(0.0) * 100.0)).collect::<Vec<_>>()))
+            }
+            (positions_table(positions).render(view, &view.site_path(&format!("placements/{}", encode(name)))))
+        }
         (top_items_table(row).render(view, &view.site_path(&format!("placements/{}", encode(name)))))
     })
+}
+
+/// A recommendation placement's clicks by the position of the clicked item.
+pub fn positions_table(positions: &[upshot_engine::figures::PositionRow]) -> Table {
+    Table {
+        name: "positions".into(),
+        title: "Clicks by position".into(),
+        columns: vec![
+            number_column("position", "Position", "position"),
+            number_column("product_impressions", "Shown", "position_impressions"),
+            number_column("clicks", "Clicks", "position_clicks"),
+            number_column("ctr", "CTR", "position_ctr"),
+        ],
+        rows: positions
+            .iter()
+            .map(|at| {
+                vec![
+                    Cell::number(at.position.to_string(), Some(f64::from(at.position))),
+                    Cell::number(count(at.product_impressions), Some(at.product_impressions as f64)),
+                    Cell::number(count(at.clicks), Some(at.clicks as f64)),
+                    Cell::number(percent(at.ctr), at.ctr),
+                ]
+            })
+            .collect(),
+    }
 }
 
 pub fn top_items_table(row: &upshot_engine::figures::PlacementRow) -> Table {

@@ -91,6 +91,25 @@ pub use upshot_model::PAGE_TYPES;
 
 pub const KINDS: [&str; 6] = ["recommendation", "popup", "notification", "block", "widget", "other"];
 
+/// The session attributes (SPEC section 9.1) a breakdown is shown by, with labels.
+pub const DIMENSIONS: [(&str, &str); 4] = [
+    ("device", "Device"),
+    ("visitor_type", "Visitor type"),
+    ("channel", "Channel"),
+    ("landing_page_type", "Landing page"),
+];
+
+/// The segments offered in the control, per dimension (a landing page type may be any:
+/// the page types of SPEC section 2 are offered, others can be typed in the URL).
+pub fn segment_values(dimension: &str) -> &'static [&'static str] {
+    match dimension {
+        "device" => &["desktop", "mobile", "tablet", "other", "unknown"],
+        "visitor_type" => &["new", "returning"],
+        "channel" => &["paid", "email", "social", "search", "campaign", "referral", "direct"],
+        _ => &PAGE_TYPES,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
     pub site: String,
@@ -103,6 +122,10 @@ pub struct View {
     pub model: String,
     /// The placements table's kind filter.
     pub kind: Option<String>,
+    /// Only sessions with one value of an attribute (`device:mobile`, SPEC section 9.2).
+    pub segment: Option<String>,
+    /// The attribute the overview's breakdown table is by (`device` when absent).
+    pub breakdown: Option<String>,
     /// Column to sort a table by, and whether descending.
     pub sort: Option<String>,
     pub descending: bool,
@@ -148,6 +171,18 @@ impl View {
                 return Err(format!("unknown placement kind {kind:?}"));
             }
         }
+        let segment = text("segment").map(str::to_string);
+        if let Some(segment) = &segment {
+            upshot_engine::query::Segment::parse(segment).map_err(|error| error.to_string())?;
+        }
+        let breakdown = text("breakdown").map(str::to_string);
+        if let Some(dimension) = &breakdown {
+            if !DIMENSIONS.iter().any(|(name, _)| name == dimension) {
+                return Err(format!(
+                    "unknown breakdown {dimension:?} (device, visitor_type, channel or landing_page_type)"
+                ));
+            }
+        }
         Ok(View {
             site: site.to_string(),
             sites,
@@ -157,6 +192,8 @@ impl View {
             page_type: text("page_type").map(str::to_string),
             model: model.to_string(),
             kind,
+            segment,
+            breakdown,
             sort: text("sort").map(str::to_string),
             descending: text("dir") != Some("asc"),
         })
@@ -187,6 +224,12 @@ impl View {
         }
         if let Some(kind) = &self.kind {
             params.insert("kind".to_string(), kind.clone());
+        }
+        if let Some(segment) = &self.segment {
+            params.insert("segment".to_string(), segment.clone());
+        }
+        if let Some(breakdown) = &self.breakdown {
+            params.insert("breakdown".to_string(), breakdown.clone());
         }
         if let Some(sort) = &self.sort {
             params.insert("sort".to_string(), sort.clone());
@@ -262,5 +305,9 @@ mod tests {
         assert!(view(&[("model", "best")]).is_err());
         assert!(view(&[("preset", "forever")]).is_err());
         assert!(view(&[("kind", "banner")]).is_err());
+        let segmented = view(&[("segment", "device:mobile"), ("breakdown", "channel")]).expect("valid");
+        assert_eq!(segmented.href("/p", &[]), "/p?breakdown=channel&segment=device%3Amobile");
+        assert!(view(&[("segment", "colour:red")]).is_err());
+        assert!(view(&[("breakdown", "colour")]).is_err());
     }
 }

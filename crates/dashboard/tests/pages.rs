@@ -154,3 +154,39 @@ fn names_from_the_shop_are_shown_as_text_never_as_markup() {
     let rollups = upshot_dashboard::render(&Page::Rollups, &view, &current, None).expect("exists");
     assert!(rollups.contains("&quot;quoted&quot; &amp; 'single'"), "quotes and ampersands are escaped");
 }
+
+/// SPEC section 9 on the pages: the breakdown with its switch and the segment control,
+/// goals, rpm and add-to-cart rate, clicks by position, and the experiments' rigour.
+#[test]
+fn breakdowns_goals_positions_and_verdicts_show_where_a_marketer_looks() {
+    let events = shop();
+    let by_channel = view(&[("preset", "last_30_days"), ("breakdown", "channel"), ("segment", "device:mobile")]);
+    let current = report(&events, by_channel.from, by_channel.to);
+    let overview = upshot_dashboard::render(&Page::Overview, &by_channel, &current, None).expect("the overview");
+    assert!(overview.contains("By channel") && overview.contains("Break down by"), "the breakdown and its switch");
+    assert!(overview.contains("value=\"device:mobile\" selected"), "the segment control keeps the view's segment");
+    assert!(overview.contains("only sessions with <strong>device:mobile</strong>"));
+    let goal = &current.goals.first().expect("the shop's visitors reach goals").goal;
+    assert!(overview.contains("<h2>Goals</h2>") && overview.contains(goal.as_str()), "the goals table");
+    let csv = upshot_dashboard::csv(&Page::Overview, &by_channel, &current, "breakdown").expect("its CSV");
+    assert!(csv.starts_with("value,sessions,") && csv.lines().count() == current.breakdowns.channel.len() + 1, "{csv}");
+
+    let placements = upshot_dashboard::render(&Page::Placements, &by_channel, &current, None).expect("placements");
+    assert!(placements.contains("RPM") && placements.contains("Add-to-cart rate"));
+    let recommendation = current.placements.iter().find(|row| row.kind == "recommendation").expect("a recommendation");
+    let page = Page::Placement(recommendation.placement.clone());
+    let html = upshot_dashboard::render(&page, &by_channel, &current, None).expect("its page");
+    assert!(html.contains("Click-through by position in the list") && html.contains("<svg"), "the positions chart");
+    let csv = upshot_dashboard::csv(&page, &by_channel, &current, "positions").expect("the positions CSV");
+    assert_eq!(csv.lines().count(), recommendation.positions.as_ref().expect("positions").len() + 1);
+
+    let experiments = upshot_dashboard::render(&Page::Experiments, &by_channel, &current, None).expect("experiments");
+    assert!(
+        experiments.contains("p adjusted (CR)") && experiments.contains("always-valid"),
+        "adjusted p, both intervals"
+    );
+    assert!(
+        ["wins (", "loses (", "not decided yet (", "too few visitors"].iter().any(|word| experiments.contains(word)),
+        "a sentence per variant"
+    );
+}

@@ -315,7 +315,7 @@ fn query_for(
         placement: None,
         kind: None,
         model: Some(view.model.clone()),
-        segment: None,
+        segment: view.segment.clone(),
     }
     .query(record, str::to_string)
     .ok()
