@@ -112,13 +112,17 @@ pub fn render_placement(view: &View, report: &Report, name: &str) -> Option<Mark
         @if let Some(positions) = row.positions.as_ref().filter(|positions| !positions.is_empty()) {
             div.charts {
                 (daily_bars("Click-through by position in the list (%)",
-                    &positions.iter().map(|at| (format!("position {}", at.position), at.ctr.unwrap_or(0.0) * 100.0)).collect::<Vec<_>>()))
+                    &positions.iter().take(POSITIONS_CHARTED_MAX).map(|at| (format!("position {}", at.position), at.ctr.unwrap_or(0.0) * 100.0)).collect::<Vec<_>>()))
             }
             (positions_table(positions).render(view, &view.site_path(&format!("placements/{}", encode(name)))))
         }
         (top_items_table(row).render(view, &view.site_path(&format!("placements/{}", encode(name)))))
     })
 }
+
+/// Positions drawn in the chart (a list may show up to 1,000 items; the table and its
+/// CSV keep every position).
+const POSITIONS_CHARTED_MAX: usize = 50;
 
 /// A recommendation placement's clicks by the position of the clicked item.
 pub fn positions_table(positions: &[upshot_engine::figures::PositionRow]) -> Table {

@@ -97,7 +97,9 @@ impl Segment {
             "landing_page_type" => "any page type",
             _ => return Err(SegmentError::Dimension(dimension.to_string())),
         };
-        let known = !value.is_empty() && crate::breakdown::parse(dimension, value, |_| 0).is_some();
+        // A page type may be empty (SPEC section 2): so may a landing page type.
+        let known = (!value.is_empty() || dimension == "landing_page_type")
+            && crate::breakdown::parse(dimension, value, |_| 0).is_some();
         if !known {
             let (dimension, value) = (dimension.to_string(), value.to_string());
             return Err(SegmentError::Value { dimension, value, expected });

@@ -196,6 +196,61 @@ fn section_9(
     }
 }
 
+/// A URL's host as SPEC section 9.1 reads it, without one leading `www.`.
+fn naive_host(text: &str) -> Option<String> {
+    let at = text.find("://")?;
+    let mut scheme = text[..at].chars();
+    if !scheme.next()?.is_ascii_alphabetic() || !scheme.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+        return None;
+    }
+    let rest = &text[at + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit('@').next().unwrap_or("").split(':').next().unwrap_or("").to_ascii_lowercase();
+    let host = host.strip_prefix("www.").map(str::to_string).unwrap_or(host);
+    (!host.is_empty()).then_some(host)
+}
+
+/// The channel rules of SPEC section 9.1, in order, straight from the text.
+fn naive_channel(event: &Event) -> &'static str {
+    let traffic = &event.traffic;
+    let medium = traffic.utm_medium.as_deref().map(str::to_ascii_lowercase);
+    let referrer = traffic.referrer.as_deref().and_then(naive_host);
+    let under = |domains: &[&str]| {
+        referrer.as_deref().is_some_and(|host| domains.iter().any(|d| host == *d || host.ends_with(&format!(".{d}"))))
+    };
+    let social = ["facebook.com", "instagram.com", "t.co", "twitter.com", "x.com", "linkedin.com", "pinterest.com"];
+    let social_more = ["tiktok.com", "youtube.com", "reddit.com"];
+    let search = ["google.com", "bing.com", "duckduckgo.com", "yahoo.com", "baidu.com", "yandex.ru", "ecosia.org"];
+    if ["cpc", "ppc", "paid", "paidsearch", "paid_social", "display", "cpm"].contains(&medium.as_deref().unwrap_or("-"))
+    {
+        "paid"
+    } else if medium.as_deref() == Some("email") {
+        "email"
+    } else if medium.as_deref() == Some("social") || under(&social) || under(&social_more) {
+        "social"
+    } else if under(&search) || referrer.as_deref().is_some_and(|host| host.split('.').next() == Some("google")) {
+        "search"
+    } else if traffic.utm_source.is_some() || traffic.utm_medium.is_some() {
+        "campaign"
+    } else if referrer.is_some() && referrer != event.url.as_deref().and_then(naive_host) {
+        "referral"
+    } else {
+        "direct"
+    }
+}
+
+/// The landing event's device and channel, and whether it is the visitor's first session.
+fn attributes(session: &[&Event], first: bool) -> [(String, String); 3] {
+    // The session is in (ts, event_id) order: its first page view, else its first event.
+    let landing = session.iter().copied().find(|e| matches!(e.body, Body::PageView)).unwrap_or(session[0]);
+    let device = landing.traffic.device.map_or("unknown", |device| device.as_str());
+    [
+        ("device".into(), device.into()),
+        ("visitor_type".into(), (if first { "new" } else { "returning" }).into()),
+        ("channel".into(), naive_channel(landing).into()),
+    ]
+}
+
 /// The reference figures, as (path, value) pairs named like the report's JSON.
 fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
     let orders = counted_orders(events);
@@ -219,6 +274,19 @@ fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
             add("overview.visitors".into(), 1.0);
         }
         let flag = |condition: bool| f64::from(u8::from(condition));
+        for (index, session) in sessions.iter().enumerate() {
+            let (first, in_range_session) = (index == 0, in_range(session[0].ts));
+            for (dimension, value) in attributes(session, first) {
+                if in_range_session {
+                    add(format!("bd.{dimension}[{value}].sessions"), 1.0);
+                }
+                let session_orders = session.iter().filter(|e| matches!(e.body, Body::Order { .. }) && in_range(e.ts));
+                for order in session_orders {
+                    add(format!("bd.{dimension}[{value}].orders"), 1.0);
+                    add(format!("bd.{dimension}[{value}].revenue"), orders_net(&order.event_id, &orders));
+                }
+            }
+        }
         for session in sessions.iter().filter(|s| in_range(s[0].ts)) {
             add("overview.sessions".into(), 1.0);
             let page_views = session.iter().filter(|e| matches!(e.body, Body::PageView)).count();
@@ -311,7 +379,18 @@ fn reference(events: &[Event], start: i64, end: i64) -> BTreeMap<String, f64> {
     out
 }
 
+fn orders_net(event_id: &str, orders: &BTreeMap<String, i64>) -> f64 {
+    orders[event_id] as f64 / 1e4
+}
+
 fn engine_value(report: &Value, path: &str) -> f64 {
+    if let Some(rest) = path.strip_prefix("bd.") {
+        let (dimension, rest) = rest.split_once('[').expect("a breakdown path");
+        let (value, field) = rest.split_once("].").expect("a breakdown path");
+        let rows = report["breakdowns"][dimension].as_array().expect("breakdown rows");
+        let row = rows.iter().find(|row| row["value"] == value);
+        return row.and_then(|row| row[field].as_f64()).unwrap_or(0.0);
+    }
     let value = match path.split_once('[') {
         None => path.split('.').try_fold(report, |value, key| value.get(key)),
         Some((section, rest)) => {

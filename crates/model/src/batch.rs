@@ -12,7 +12,7 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::json::{parse_strict, without_byte_order_mark};
-use crate::mapping::parse_any_value;
+use crate::mapping::parse_any_value_as;
 use crate::parse::{ParseContext, Rejection, LINE_BYTES_MAX};
 use crate::Event;
 
@@ -58,8 +58,22 @@ pub fn parse_batch(
     events_max: usize,
     budget: &mut dyn MemoryBudget,
 ) -> Result<Vec<Result<Event, Rejection>>, BatchError> {
+    parse_batch_with(text, context, received_at_ms, events_max, budget, None)
+}
+
+/// `parse_batch`, reading an object without `type` as a Segment call of
+/// `segment_call` (`track` or `page`: what Segment's `/v1/track` and `/v1/page` imply).
+pub fn parse_batch_with(
+    text: &str,
+    context: &ParseContext,
+    received_at_ms: i64,
+    events_max: usize,
+    budget: &mut dyn MemoryBudget,
+    segment_call: Option<&str>,
+) -> Result<Vec<Result<Event, Rejection>>, BatchError> {
     let text = without_byte_order_mark(text);
-    let mut batch = Batch { context, received_at_ms, events_max, budget, events: Vec::new(), stopped: None };
+    let mut batch =
+        Batch { context, received_at_ms, events_max, budget, segment_call, events: Vec::new(), stopped: None };
     let start = text.trim_start();
     if start.starts_with('[') {
         let mut deserializer = serde_json::Deserializer::from_str(text);
@@ -94,6 +108,7 @@ struct Batch<'a> {
     received_at_ms: i64,
     events_max: usize,
     budget: &'a mut dyn MemoryBudget,
+    segment_call: Option<&'a str>,
     events: Vec<Result<Event, Rejection>>,
     /// Why reading an array stopped, when it was the batch's own limit.
     stopped: Option<BatchError>,
@@ -115,7 +130,7 @@ impl Batch<'_> {
             return Err(BatchError::OverBudget);
         }
         let parsed = match parse_strict(text) {
-            Ok(value) => parse_any_value(&value, self.context, self.received_at_ms),
+            Ok(value) => parse_any_value_as(&value, self.context, self.received_at_ms, self.segment_call),
             Err(error) => vec![Err(Rejection::new("event", format!("malformed JSON: {error}")))],
         };
         self.budget.release(tree_bytes);

@@ -7,19 +7,18 @@
 //!   site key; as for beacons, only the public key may travel in a URL.
 //! - `POST /v1/track`, `/v1/page`, `/v1/batch` (and analytics.js's short `/v1/t`,
 //!   `/v1/p`, `/v1/b`) (Segment): the write key is the Basic auth user name
-//!   (`Authorization: Basic base64(KEY:)`), or, as analytics.js sends it from browsers,
-//!   the body's `writeKey`. A call without `type` takes the endpoint's.
+//!   (`Authorization: Basic base64(KEY:)`), checked before the body is read; or, as
+//!   analytics.js sends it from browsers, the body's `writeKey`, picked out of a body of
+//!   at most 64 KiB before anything else is done with it. A call without `type` takes
+//!   the endpoint's.
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::Value;
-use upshot_model::batch::MemoryBudget;
 
 use crate::error::ApiError;
 use crate::ingest::{self, KeyParams, RequestBody};
@@ -44,7 +43,8 @@ pub async fn ga4_collect(
         let authorized = ingest::authorize_request(&state, &headers, &KeyParams::with_key(key)).await?;
         let (bytes, reservation) = ingest::receive_body(&state, &headers, body, state.limits.body_bytes_max).await?;
         let gzip = ingest::is_gzip(&headers, &bytes);
-        ingest::ingest_body(&state, &headers, &authorized, RequestBody { bytes, gzip }, reservation).await
+        let body = RequestBody { bytes, gzip, segment_call: None };
+        ingest::ingest_body(&state, &headers, &authorized, body, reservation).await
     }
     .await;
     ingest::respond(&state, result)
@@ -62,6 +62,10 @@ pub async fn segment_batch(state: State<Arc<AppState>>, headers: HeaderMap, body
     segment(state, headers, body, None).await
 }
 
+/// Largest body read before its key is known (a browser's analytics.js call, with the
+/// write key inside): a call is a few KB; this bounds what an unknown sender costs.
+const WRITE_KEY_BODY_BYTES_MAX: usize = 64 << 10;
+
 /// A Segment call (`call_type`) or batch (`None`).
 async fn segment(
     State(state): State<Arc<AppState>>,
@@ -70,29 +74,31 @@ async fn segment(
     call_type: Option<&'static str>,
 ) -> Response {
     let result = async {
-        let header_key = basic_user(&headers);
-        // With the key in a header it is checked before the body is read; a browser's
-        // analytics.js puts it in the body, which is then read (within the limits) first.
-        let authorized = match &header_key {
-            Some(key) => Some(ingest::authorize(&state, Some(key), None).await?),
-            None => None,
+        let (authorized, bytes, reservation) = match basic_user(&headers) {
+            // The key first: a body from someone without one is never read.
+            Some(key) => {
+                let authorized = ingest::authorize(&state, Some(&key), None).await?;
+                let (bytes, reservation) =
+                    ingest::receive_body(&state, &headers, body, state.limits.body_bytes_max).await?;
+                (authorized, bytes, reservation)
+            }
+            // analytics.js in a browser puts the write key in the body: a small body is
+            // read and its `writeKey` alone picked out (no tree built) before anything else.
+            None => {
+                let (bytes, reservation) =
+                    ingest::receive_body(&state, &headers, body, WRITE_KEY_BODY_BYTES_MAX).await?;
+                if ingest::is_gzip(&headers, &bytes) {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "a gzip body needs its write key in the header: Authorization: Basic base64(<write key>:)",
+                    ));
+                }
+                let key = write_key_of(&bytes)?;
+                (ingest::authorize(&state, key.as_deref(), None).await?, bytes, reservation)
+            }
         };
-        let (bytes, mut reservation) =
-            ingest::receive_body(&state, &headers, body, state.limits.body_bytes_max).await?;
-        let plain = if ingest::is_gzip(&headers, &bytes) {
-            Bytes::from(ingest::gunzip(&bytes, state.limits.decompressed_bytes_max, &mut reservation)?)
-        } else {
-            bytes
-        };
-        let (rewritten, write_key) = with_call_type(&plain, call_type)?;
-        if !reservation.reserve(rewritten.len()) {
-            return Err(ingest::over_budget());
-        }
-        let authorized = match authorized {
-            Some(authorized) => authorized,
-            None => ingest::authorize(&state, write_key.as_deref(), None).await?,
-        };
-        let body = RequestBody { bytes: Bytes::from(rewritten), gzip: false };
+        let gzip = ingest::is_gzip(&headers, &bytes);
+        let body = RequestBody { bytes, gzip, segment_call: call_type };
         ingest::ingest_body(&state, &headers, &authorized, body, reservation).await
     }
     .await;
@@ -112,29 +118,19 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
     (!user.is_empty()).then(|| user.to_string())
 }
 
-/// The body with each call's `type` set where it is missing (the endpoint's), and the
-/// body's `writeKey`; a body that is not one JSON object is refused.
-fn with_call_type(body: &[u8], call_type: Option<&str>) -> Result<(Vec<u8>, Option<String>), ApiError> {
-    let body = upshot_model::json::without_byte_order_mark(
-        std::str::from_utf8(body).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the body is not UTF-8"))?,
-    );
-    let mut value = upshot_model::json::parse_strict(body)
-        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not one JSON object: {error}")))?;
-    let object = value
-        .as_object_mut()
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "the body is not one JSON object (a Segment call)"))?;
-    let write_key = object.remove("writeKey").and_then(|key| key.as_str().map(str::to_string));
-    match call_type {
-        Some(call_type) => {
-            object.entry("type").or_insert_with(|| Value::from(call_type));
-        }
-        None if !object.get("batch").is_some_and(Value::is_array) => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "a Segment batch needs a `batch` array of calls"));
-        }
-        None => {}
+/// The body's `writeKey`, read without building the body's tree (other fields are
+/// skipped); a body that is not one JSON object is refused.
+fn write_key_of(body: &[u8]) -> Result<Option<String>, ApiError> {
+    #[derive(Deserialize)]
+    struct WriteKey {
+        #[serde(rename = "writeKey", default)]
+        write_key: Option<String>,
     }
-    let bytes = serde_json::to_vec(&value).map_err(|error| ApiError::internal("writing the Segment call", error))?;
-    Ok((bytes, write_key))
+    let body = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body);
+    let probe: WriteKey = serde_json::from_slice(body).map_err(|error| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not one JSON object (a Segment call): {error}"))
+    })?;
+    Ok(probe.write_key)
 }
 
 #[cfg(test)]
@@ -149,12 +145,10 @@ mod tests {
         assert_eq!(basic_user(&headers).as_deref(), Some("up_pub_abc"));
         headers.insert(header::AUTHORIZATION, "Bearer up_pub_def".parse().expect("a header"));
         assert_eq!(basic_user(&headers).as_deref(), Some("up_pub_def"));
-        let (body, key) =
-            with_call_type(br#"{"event":"Product Viewed","writeKey":"k"}"#, Some("track")).expect("an object");
-        assert_eq!(key.as_deref(), Some("k"));
-        let call: Value = serde_json::from_slice(&body).expect("JSON");
-        assert_eq!((call["type"].as_str(), call.get("writeKey")), (Some("track"), None));
-        assert!(with_call_type(b"[1]", Some("track")).is_err());
-        assert!(with_call_type(br#"{"type":"track"}"#, None).is_err(), "a batch needs its array");
+        let key = write_key_of(br#"{"event":"Product Viewed","properties":{"a":[1,2]},"writeKey":"k"}"#);
+        assert_eq!(key.expect("an object").as_deref(), Some("k"));
+        assert_eq!(write_key_of(br#"{"event":"x"}"#).expect("an object"), None);
+        assert!(write_key_of(b"[1]").is_err());
+        assert!(write_key_of(br#"{"writeKey":"a","writeKey":"b"}"#).is_err(), "a key named twice is refused");
     }
 }

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use upshot_model::batch::{parse_batch, BatchError, MemoryBudget};
+use upshot_model::batch::{parse_batch_with, BatchError, MemoryBudget};
 use upshot_model::{Body, Event, ParseContext, Rejection};
 use upshot_store::Appended;
 
@@ -90,7 +90,7 @@ pub async fn post_events(
         let authorized = authorize_request(&state, &headers, &params).await?;
         let (bytes, reservation) = receive_body(&state, &headers, body, state.limits.body_bytes_max).await?;
         let gzip = is_gzip(&headers, &bytes);
-        ingest_body(&state, &headers, &authorized, RequestBody { bytes, gzip }, reservation).await
+        ingest_body(&state, &headers, &authorized, RequestBody { bytes, gzip, segment_call: None }, reservation).await
     }
     .await;
     respond(&state, result)
@@ -166,7 +166,7 @@ pub async fn pixel(
         if !reservation.reserve(text.len()) {
             return Err(over_budget());
         }
-        let body = RequestBody { bytes: Bytes::from(text), gzip: false };
+        let body = RequestBody { bytes: Bytes::from(text), gzip: false, segment_call: None };
         ingest_body(&state, &headers, &authorized, body, reservation).await
     };
     let status = match result.await {
@@ -198,6 +198,9 @@ pub(crate) fn respond(state: &AppState, result: Result<Value, ApiError>) -> Resp
 pub(crate) struct RequestBody {
     pub bytes: Bytes,
     pub gzip: bool,
+    /// Read an object without `type` as a Segment call of this type (Segment's
+    /// `/v1/track` and `/v1/page` imply it).
+    pub segment_call: Option<&'static str>,
 }
 
 /// Whether the body is gzip'd: it says so, or starts like gzip.
@@ -214,11 +217,7 @@ const DECOMPRESS_STEP_BYTES: usize = 64 << 10;
 
 /// The gunzipped body (every member of a multi-member gzip), at most
 /// `decompressed_bytes_max` bytes, each step of its growth reserved first.
-pub(crate) fn gunzip(
-    body: &[u8],
-    decompressed_bytes_max: usize,
-    reservation: &mut Reservation,
-) -> Result<Vec<u8>, ApiError> {
+fn gunzip(body: &[u8], decompressed_bytes_max: usize, reservation: &mut Reservation) -> Result<Vec<u8>, ApiError> {
     let mut decoder = flate2::read::MultiGzDecoder::new(body);
     let mut out: Vec<u8> = Vec::new();
     loop {
@@ -254,7 +253,7 @@ pub(crate) fn gunzip(
     }
 }
 
-pub(crate) fn over_budget() -> ApiError {
+fn over_budget() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "the server is holding as many request bodies as its memory limit allows; retry shortly",
@@ -280,7 +279,9 @@ fn read_events(
     let text = std::str::from_utf8(bytes).map_err(|error| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not UTF-8 (at byte {})", error.valid_up_to()))
     })?;
-    parse_batch(text, context, received_at_ms, limits.batch_events_max, reservation).map_err(|error| match error {
+    let events_max = limits.batch_events_max;
+    let parsed = parse_batch_with(text, context, received_at_ms, events_max, reservation, body.segment_call);
+    parsed.map_err(|error| match error {
         BatchError::Malformed { .. } => ApiError::new(StatusCode::BAD_REQUEST, error.to_string()),
         BatchError::TooManyEvents { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
         BatchError::OverBudget => over_budget(),

@@ -150,16 +150,16 @@ fn router(state: Arc<AppState>) -> Router {
     // body (Shopify's, the sign-in form) by `read_body_in_time` before its handler.
     let events = Router::new()
         .route("/v1/events", post(ingest::post_events).options(ingest::preflight))
-        .route("/v1/beacon", post(ingest::post_events).options(ingest::preflight));
-    let others = Router::new()
-        .route("/v1/pixel.gif", get(ingest::pixel))
+        .route("/v1/beacon", post(ingest::post_events).options(ingest::preflight))
         .route("/mp/collect", post(dropin::ga4_collect))
         .route("/v1/track", post(dropin::segment_track).options(ingest::preflight))
         .route("/v1/t", post(dropin::segment_track).options(ingest::preflight))
         .route("/v1/page", post(dropin::segment_page).options(ingest::preflight))
         .route("/v1/p", post(dropin::segment_page).options(ingest::preflight))
         .route("/v1/batch", post(dropin::segment_batch).options(ingest::preflight))
-        .route("/v1/b", post(dropin::segment_batch).options(ingest::preflight))
+        .route("/v1/b", post(dropin::segment_batch).options(ingest::preflight));
+    let others = Router::new()
+        .route("/v1/pixel.gif", get(ingest::pixel))
         .route("/v1/sites/{site}/report", get(report::get_report))
         .route("/v1/sites/{site}/shopify", post(shopify::post_webhook))
         .route("/t.js", get(tracker::script))

@@ -38,9 +38,23 @@ pub fn detect_form(object: &Map<String, Value>) -> Form {
 /// may hold several events. `received_at_ms` stands in for a missing timestamp in
 /// GA4 and Segment forms (their senders may leave it to the collector).
 pub fn parse_any_value(value: &Value, context: &ParseContext, received_at_ms: i64) -> Vec<Result<Event, Rejection>> {
+    parse_any_value_as(value, context, received_at_ms, None)
+}
+
+/// `parse_any_value`, with an object that has no `type` read as a Segment call of
+/// `segment_call` when one is given.
+pub fn parse_any_value_as(
+    value: &Value,
+    context: &ParseContext,
+    received_at_ms: i64,
+    segment_call: Option<&str>,
+) -> Vec<Result<Event, Rejection>> {
     let Some(object) = value.as_object() else {
         return vec![Err(Rejection::new("event", "not a JSON object"))];
     };
+    if let Some(call_type) = segment_call.filter(|_| !object.contains_key("type")) {
+        return vec![segment_event(object, call_type, context, received_at_ms)];
+    }
     match detect_form(object) {
         Form::Native => vec![parse_event_value(value, context)],
         Form::Ga4 => ga4_events(object, context, received_at_ms),
@@ -48,11 +62,17 @@ pub fn parse_any_value(value: &Value, context: &ParseContext, received_at_ms: i6
             Some(batch) => batch
                 .iter()
                 .map(|call| match call.as_object() {
-                    Some(call) => segment_event(call, context, received_at_ms),
+                    Some(call) => {
+                        let call_type = call.get("type").and_then(Value::as_str).unwrap_or_default();
+                        segment_event(call, call_type, context, received_at_ms)
+                    }
                     None => Err(Rejection::new("batch", "an element is not a JSON object")),
                 })
                 .collect(),
-            None => vec![segment_event(object, context, received_at_ms)],
+            None => {
+                let call_type = object.get("type").and_then(Value::as_str).unwrap_or_default();
+                vec![segment_event(object, call_type, context, received_at_ms)]
+            }
         },
     }
 }
@@ -242,26 +262,34 @@ fn ga4_mapped(
     vec![Ok(Value::Object(native))]
 }
 
-fn segment_event(call: &Map<String, Value>, context: &ParseContext, received_at_ms: i64) -> Result<Event, Rejection> {
+fn segment_event(
+    call: &Map<String, Value>,
+    call_type: &str,
+    context: &ParseContext,
+    received_at_ms: i64,
+) -> Result<Event, Rejection> {
     let name = call.get("event").and_then(Value::as_str).unwrap_or_default();
     let empty = Map::new();
     let properties = call.get("properties").and_then(Value::as_object).unwrap_or(&empty);
     let mut native = Map::new();
-    // Segment's API makes up a messageId when a sender leaves it out; a stable one here,
-    // so that a resent call is a duplicate.
+    // Segment's API makes up a messageId when a sender leaves it out. Here it is derived
+    // from the call and its time (the time of receipt when it has no timestamp, so that
+    // two equal calls at different times stay two); a resend of a timed call is a
+    // duplicate.
+    let ts = call.get("timestamp").cloned().unwrap_or_else(|| json!(received_at_ms));
     let id = call
         .get("messageId")
         .cloned()
-        .unwrap_or_else(|| Value::from(derived_id("segment", &[&Value::Object(call.clone())])));
+        .unwrap_or_else(|| Value::from(derived_id("segment", &[&Value::Object(call.clone()), &ts])));
     native.insert("event_id".into(), id);
-    native.insert("ts".into(), call.get("timestamp").cloned().unwrap_or_else(|| json!(received_at_ms)));
+    native.insert("ts".into(), ts);
     put(&mut native, "visitor_id", call.get("anonymousId").or_else(|| call.get("userId")));
     put(&mut native, "profile_id", call.get("userId"));
-    let page_url = properties.get("url").filter(|_| call.get("type").and_then(Value::as_str) == Some("page"));
+    let page_url = properties.get("url").filter(|_| call_type == "page");
     put(&mut native, "url", page_url.or_else(|| call.get("context").and_then(|context| context.pointer("/page/url"))));
     put(&mut native, "page_type", properties.get("page_type"));
     traffic::segment(call, properties, &mut native);
-    if call.get("type").and_then(Value::as_str) == Some("page") {
+    if call_type == "page" {
         native.insert("type".into(), json!("page_view"));
         return parse_event_value(&Value::Object(native), context)
             .map_err(|rejection| rename_rejection("Segment", "page", rejection));

@@ -3,7 +3,19 @@
 
 use serde_json::{Map, Value};
 
-use super::put;
+use crate::traffic::TRAFFIC_CHARS_MAX;
+
+/// Sets a traffic field, a text cut to the 512 code points the field holds (as the
+/// tracker cuts it): a long referrer (an ad click's) must not cost the page view.
+fn put(native: &mut Map<String, Value>, key: &str, value: Option<&Value>) {
+    let cut = value.map(|value| match value.as_str() {
+        Some(text) if text.chars().count() > TRAFFIC_CHARS_MAX => {
+            Value::from(text.chars().take(TRAFFIC_CHARS_MAX).collect::<String>())
+        }
+        _ => value.clone(),
+    });
+    super::put(native, key, cut.as_ref());
+}
 
 /// The `utm_*` parameters of a URL's query (percent-decoded); `None` for a text that
 /// is not a URL with a query.
@@ -72,5 +84,13 @@ mod tests {
         assert_eq!(found.get("utm_medium"), Some(&json!("email")), "the first of a repeated parameter");
         assert!(utm_of(Some(&json!("https://shop.example/p"))).is_empty());
         assert!(utm_of(None).is_empty());
+    }
+
+    #[test]
+    fn a_long_referrer_is_cut_not_refused() {
+        let mut native = Map::new();
+        let long = format!("https://www.google.com/aclk?gclid={}", "é".repeat(600));
+        segment(&Map::new(), &json!({"referrer": long}).as_object().cloned().unwrap_or_default(), &mut native);
+        assert_eq!(native["referrer"].as_str().map(|text| text.chars().count()), Some(512));
     }
 }

@@ -63,6 +63,9 @@ pub struct BucketColumns {
     /// (start, end) of each dictionary string in the strings column.
     dictionary: Vec<(usize, usize)>,
     set: ColumnSet,
+    /// Whether the bucket was written with the traffic column (format 6 on): decided by
+    /// its layout, never guessed from a column's bytes.
+    has_traffic: bool,
     pub info: BucketInfo,
 }
 
@@ -92,12 +95,13 @@ impl BucketColumns {
             columns.push(raw);
         }
         // A bucket written before the traffic column reads as having no traffic fields.
+        let has_traffic = info.columns.len() == COLUMN_COUNT;
         columns.resize_with(COLUMN_COUNT, Vec::new);
         let dictionary = dictionary_of(&columns[STRINGS])
             .map_err(|reason| corrupt(path, format!("bucket {} column strings: {reason}", info.bucket)))?;
         let mut names: Vec<String> = info.columns.iter().map(|column| column.name.clone()).collect();
         names.resize_with(COLUMN_COUNT, || super::column_name(TRAFFIC));
-        Ok(BucketColumns { columns, names, dictionary, set, info: info.clone() })
+        Ok(BucketColumns { columns, names, dictionary, set, has_traffic, info: info.clone() })
     }
 
     /// A block of uncompressed columns as `encode_block` writes them.
@@ -124,7 +128,8 @@ impl BucketColumns {
         let dictionary = dictionary_of(&columns[STRINGS])
             .map_err(|_| DecodeError::InvalidUtf8 { column: "block strings".into() })?;
         let names = (0..COLUMN_COUNT).map(super::column_name).collect();
-        Ok(BucketColumns { columns, names, dictionary, set: ColumnSet::All, info })
+        let has_traffic = column_count == COLUMN_COUNT;
+        Ok(BucketColumns { columns, names, dictionary, set: ColumnSet::All, has_traffic, info })
     }
 
     /// Calls `order(order_id, ts, event_id, role)` for every order row and
@@ -581,13 +586,15 @@ impl<'a> RowReader<'a> {
         })
     }
 
-    /// The row's traffic fields; none in a bucket written before the traffic column
-    /// (its column is empty, while a later bucket has a flags byte for every row).
+    /// The row's traffic fields; none in a bucket written before the traffic column.
     fn traffic(&mut self) -> Result<RowTraffic, DecodeError> {
-        if self.bucket.columns[TRAFFIC].is_empty() {
+        if !self.bucket.has_traffic {
             return Ok(RowTraffic::default());
         }
         let flags = self.cursors[TRAFFIC].byte()?;
+        if flags & !super::TRAFFIC_FLAGS_KNOWN != 0 {
+            return Err(DecodeError::UnknownCode { what: "traffic flags", code: flags.into() });
+        }
         let device = match flags & super::TRAFFIC_DEVICE_MASK {
             0 => None,
             code => Some(

@@ -62,6 +62,7 @@ pub(crate) const TRAFFIC_REFERRER: u8 = 0b0000_1000;
 pub(crate) const TRAFFIC_UTM_SOURCE: u8 = 0b0001_0000;
 pub(crate) const TRAFFIC_UTM_MEDIUM: u8 = 0b0010_0000;
 pub(crate) const TRAFFIC_UTM_CAMPAIGN: u8 = 0b0100_0000;
+pub(crate) const TRAFFIC_FLAGS_KNOWN: u8 = 0b0111_1111;
 /// Columns of a bucket written before the traffic column (formats 4 and 5).
 pub(crate) const COLUMN_COUNT_WITHOUT_TRAFFIC: usize = TRAFFIC;
 pub const ORDER_TYPE: u8 = 5;
