@@ -102,12 +102,8 @@ pub const DIMENSIONS: [(&str, &str); 4] = [
 /// The segments offered in the control, per dimension (a landing page type may be any:
 /// the page types of SPEC section 2 are offered, others can be typed in the URL).
 pub fn segment_values(dimension: &str) -> &'static [&'static str] {
-    match dimension {
-        "device" => &["desktop", "mobile", "tablet", "other", "unknown"],
-        "visitor_type" => &["new", "returning"],
-        "channel" => &["paid", "email", "social", "search", "campaign", "referral", "direct"],
-        _ => &PAGE_TYPES,
-    }
+    let mut offered = upshot_engine::breakdown::OFFERED_SEGMENTS.iter();
+    offered.find(|(name, _)| *name == dimension).map_or(&[], |(_, values)| values)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

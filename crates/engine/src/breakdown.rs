@@ -11,6 +11,15 @@ use crate::dataset::{Landing, Sym};
 /// The dimensions of a breakdown, in the order the report lists them.
 pub const DIMENSIONS: [&str; 4] = ["device", "visitor_type", "channel", "landing_page_type"];
 
+/// The segments offered (the dashboard's control) and kept ready in the day partials:
+/// every value of each dimension, a landing page type among those of SPEC section 2.
+pub const OFFERED_SEGMENTS: [(&str, &[&str]); 4] = [
+    ("device", &["desktop", "mobile", "tablet", "other", "unknown"]),
+    ("visitor_type", &["new", "returning"]),
+    ("channel", &["paid", "email", "social", "search", "campaign", "referral", "direct"]),
+    ("landing_page_type", &upshot_model::PAGE_TYPES),
+];
+
 /// A session's four attributes (SPEC section 9.1): three from its landing event (its
 /// first page_view by (ts, event_id), or its first web event without one), and whether
 /// it is the visitor's first session over all data.

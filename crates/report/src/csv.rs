@@ -28,10 +28,11 @@ fn flatten(section: &str, row: &str, figure: &str, value: &Value, out: &mut CsvW
     match value {
         Value::Object(fields) => {
             // A click position names its row too (a number: `placements,home_recs/3,...`).
-            let row_name = ROW_KEYS.iter().chain(&["date", "order_id", "position"]).find_map(|key| {
+            // A breakdown row is named by its text `value` (a money `value` is a figure).
+            let row_name = ROW_KEYS.iter().chain(&["date", "order_id", "position", "value"]).find_map(|key| {
                 let name = fields.get(*key)?;
-                let name = name.as_str().map(str::to_string).or_else(|| name.as_u64().map(|n| n.to_string()))?;
-                Some((*key, name))
+                let number = name.as_u64().filter(|_| *key == "position").map(|n| n.to_string());
+                Some((*key, name.as_str().map(str::to_string).or(number)?))
             });
             let row = match &row_name {
                 Some((_, name)) if row.is_empty() => name.to_string(),

@@ -164,6 +164,7 @@ pub fn render_table(report: &Report) -> String {
         let _ = writeln!(out, "WARNING: {warning} (run `upshot verify`)");
     }
     render_overview(report, &mut out);
+    render_breakdowns(report, &mut out);
     render_placements(report, &mut out);
     render_rollups(report, &mut out);
     render_journeys(report, &mut out);
@@ -304,6 +305,56 @@ fn render_journeys(report: &Report, out: &mut String) {
         ]);
     }
     table.render(out);
+}
+
+/// One table per session attribute (SPEC section 9.2).
+fn render_breakdowns(report: &Report, out: &mut String) {
+    let currency = &report.range.currency;
+    let breakdowns = &report.breakdowns;
+    for (title, rows) in [
+        ("device", &breakdowns.device),
+        ("visitor type", &breakdowns.visitor_type),
+        ("channel", &breakdowns.channel),
+        ("landing page type", &breakdowns.landing_page_type),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\nBy {title}");
+        let revenue = format!("revenue {currency}");
+        let attributed = format!("attributed {currency}");
+        let mut table = Table::new(&[
+            title,
+            "sessions",
+            "personalized",
+            "bounce",
+            "CR",
+            "orders",
+            &revenue,
+            "AOV",
+            "attr. orders",
+            &attributed,
+            "rec. sessions",
+            "rec. CTR",
+        ]);
+        for row in rows {
+            table.rows.push(vec![
+                row.value.clone(),
+                count(row.sessions),
+                count(row.personalized_sessions),
+                percent(row.bounce_rate),
+                percent(row.conversion_rate),
+                count(row.orders),
+                money(row.revenue),
+                money_ratio(row.aov),
+                shares(row.attributed_orders),
+                money(row.attributed_value),
+                count(row.recommendation_sessions),
+                percent(row.recommendation_ctr),
+            ]);
+        }
+        table.render(out);
+    }
 }
 
 fn render_experiments(report: &Report, out: &mut String) {

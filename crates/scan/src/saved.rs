@@ -15,23 +15,27 @@ pub const PARTIALS_FILE: &str = "day-partials";
 
 /// The lenses kept for a site, as queries (their dates are replaced by the coverage):
 /// every view the dashboard's controls offer, each model unfiltered and under each page
-/// type of SPEC section 2 (45 lenses, one pass).
+/// type of SPEC section 2 (45 lenses), and each segment the dashboard offers under the
+/// default model (22 more: SPEC section 9.2), all in one pass.
 pub fn default_lenses(record: &SiteRecord) -> Vec<upshot_engine::Query> {
-    let params = |model: upshot_engine::Model, page_type: Option<&str>| crate::ReportParams {
+    let params = |model: upshot_engine::Model, page_type: Option<&str>, segment: Option<String>| crate::ReportParams {
         from: "2000-01-01".into(),
         to: "2000-01-01".into(),
         page_type: page_type.map(str::to_string),
         placement: None,
         kind: None,
         model: Some(model.as_str().to_string()),
-        segment: None,
+        segment,
     };
     let page_types = std::iter::once(None).chain(upshot_model::PAGE_TYPES.iter().map(|page_type| Some(*page_type)));
-    page_types
+    let filtered = page_types
         .flat_map(|page_type| upshot_engine::Model::ALL.into_iter().map(move |model| (model, page_type)))
-        .map(|(model, page_type)| params(model, page_type))
-        .filter_map(|params| params.query(record, str::to_string).ok())
-        .collect()
+        .map(|(model, page_type)| params(model, page_type, None));
+    let segments = upshot_engine::breakdown::OFFERED_SEGMENTS
+        .iter()
+        .flat_map(|(dimension, values)| values.iter().map(move |value| format!("{dimension}:{value}")))
+        .map(|segment| params(upshot_engine::Model::Last, None, Some(segment)));
+    filtered.chain(segments).filter_map(|params| params.query(record, str::to_string).ok()).collect()
 }
 
 /// Why saved partials were not used.
