@@ -345,12 +345,19 @@ pub fn visitor_stage(query: &FactsQuery, extra: &[String], output: (&str, &str),
         format!(
             "{} AS w_start",
             map(
-                &[("t", "w_ts"), ("p", "arrayPushFront(arrayPopBack(w_ts), toInt64(0))"), ("k", "w_pos")],
+                // Each event's predecessor's ts; a visitor without web events (only
+                // journeys or sequence starts) has none, and [0] would not match its
+                // empty arrays in length.
+                &[
+                    ("t", "w_ts"),
+                    ("p", "if(empty(w_ts), emptyArrayInt64(), arrayPushFront(arrayPopBack(w_ts), toInt64(0)))"),
+                    ("k", "w_pos"),
+                ],
                 &format!("toUInt8(k = 1 OR t - p > {gap})")
             )
         ),
         "arrayCumSum(w_start) AS w_session".to_string(),
-        "arrayPushBack(arrayPopFront(w_start), toUInt8(1)) AS w_last".to_string(),
+        "if(empty(w_start), emptyArrayUInt8(), arrayPushBack(arrayPopFront(w_start), toUInt8(1))) AS w_last".to_string(),
         format!("{} AS s_first", masked("w_ts", "w_start")),
         "arrayMap(s -> arrayElement(s_first, s), w_session) AS w_first".to_string(),
         format!("{} AS s_page_views", session_sum(&map(&[("ty", "w_type")], "ty = 'page_view'"))),
