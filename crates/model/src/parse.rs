@@ -516,6 +516,27 @@ mod tests {
     }
 
     #[test]
+    fn traffic_fields_are_validated_on_every_type() {
+        let with = |fields: &str| {
+            parse(&format!(r#"{{"event_id":"e","type":"goal","ts":1,"visitor_id":"v","goal":"g",{fields}}}"#))
+        };
+        let event = with(r#""device":"tablet","referrer":"","utm_source":"","utm_medium":"cpc","utm_campaign":"c""#)
+            .expect("valid");
+        assert_eq!(event.traffic.device, Some(crate::Device::Tablet));
+        assert_eq!((event.traffic.referrer.as_deref(), event.traffic.utm_source.as_deref()), (Some(""), Some("")));
+        let rejection = with(r#""device":"Mobile""#).expect_err("device is case-sensitive");
+        assert_eq!(rejection.field, "device");
+        assert!(rejection.reason.contains("desktop, mobile, tablet, other"), "{}", rejection.reason);
+        let long = "é".repeat(513);
+        assert_eq!(with(&format!(r#""utm_campaign":"{long}""#)).expect_err("too long").field, "utm_campaign");
+        assert!(with(&format!(r#""utm_campaign":"{}""#, "é".repeat(512))).is_ok(), "512 code points fit");
+        assert_eq!(with(r#""referrer":5"#).expect_err("not a string").field, "referrer");
+        // They survive the canonical JSON form.
+        let again = parse(&event_to_json(&event).to_string()).expect("canonical form is valid");
+        assert_eq!(again, event);
+    }
+
+    #[test]
     fn canonical_json_parses_back_to_the_same_event() {
         let line = r#"{"event_id":"e","type":"order","ts":"2024-01-01T00:00:00.123456Z","visitor_id":"v","order_id":"o","revenue":19.99,"shipping":"4.95","items":[{"item":"i","price":9.995,"quantity":2}]}"#;
         let event = parse(line).expect("valid");
