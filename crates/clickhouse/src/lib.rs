@@ -150,7 +150,26 @@ pub struct OrderSummary {
 }
 
 /// The site's order book as computed by ClickHouse (see `OrderSummary`).
-pub fn order_summaries(node: &Node, site: &str) -> Result<Vec<OrderSummary>, ClickHouseError> {
+/// Where upshot's generated SQL runs and answers in lines (JSONEachRow): a ClickHouse
+/// node over HTTP, or another engine running the same SQL (the tests run it on a
+/// current ClickHouse embedded by chdb).
+pub trait SqlSource: Sync {
+    /// Names the source in errors.
+    fn name(&self) -> String;
+    fn query_lines(&self, query: &str, visit: &mut dyn FnMut(&[u8])) -> Result<(), ClickHouseError>;
+}
+
+impl SqlSource for Node {
+    fn name(&self) -> String {
+        self.url()
+    }
+
+    fn query_lines(&self, query: &str, visit: &mut dyn FnMut(&[u8])) -> Result<(), ClickHouseError> {
+        self.execute_lines(query, visit)
+    }
+}
+
+pub fn order_summaries(node: &dyn SqlSource, site: &str) -> Result<Vec<OrderSummary>, ClickHouseError> {
     // Refund amounts are never negative (validated at ingest): -1 stands for "whole".
     let query = format!(
         "SELECT order_id, \
@@ -169,7 +188,7 @@ pub fn order_summaries(node: &Node, site: &str) -> Result<Vec<OrderSummary>, Cli
     );
     let mut summaries = Vec::new();
     let mut bad = None;
-    node.execute_lines(&query, |line| match parse_summary(line) {
+    node.query_lines(&query, &mut |line| match parse_summary(line) {
         Some(summary) => summaries.push(summary),
         None => {
             bad.get_or_insert_with(|| String::from_utf8_lossy(line).chars().take(200).collect::<String>());
@@ -177,7 +196,7 @@ pub fn order_summaries(node: &Node, site: &str) -> Result<Vec<OrderSummary>, Cli
     })?;
     match bad {
         Some(row) => Err(ClickHouseError::BadRow {
-            node: node.url(),
+            node: node.name(),
             reason: format!("an order summary upshot cannot read: {row}"),
         }),
         None => Ok(summaries),

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use upshot_clickhouse::figures::{figure_facts, FactsQuery, FactsRange, RangeFacts};
-use upshot_clickhouse::{order_summaries, stored_event_ids, stream_site_visitors, ClickHouseError, Node};
+use upshot_clickhouse::{order_summaries, stored_event_ids, stream_site_visitors, ClickHouseError, Node, SqlSource};
 use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan};
 use upshot_model::facts::{Facts, OrderFact};
 use upshot_model::{Event, KeyRole};
@@ -103,7 +103,7 @@ pub fn reports(
 }
 
 /// The order book, aggregated by ClickHouse per shard and merged by order_id.
-fn cluster_order_book(node: &Node, site: &str) -> Result<OrderBook, ClickHouseError> {
+fn cluster_order_book(node: &dyn SqlSource, site: &str) -> Result<OrderBook, ClickHouseError> {
     let mut book = OrderBook::default();
     for summary in order_summaries(node, site)? {
         let order_id = summary.order_id.as_bytes();
@@ -135,9 +135,36 @@ pub fn reports_in_cluster(
     record: &SiteRecord,
     queries: &[Query],
 ) -> Result<Vec<Report>, ClickHouseReportError> {
+    reports_from_facts(node, record, queries, &|facts_query| figure_facts(node, facts_query))
+}
+
+/// The same reports from any engine that runs upshot's SQL (`SqlSource`), over one
+/// table of every event (the route through the Distributed table): what the tests run
+/// on a current ClickHouse, embedded by chdb, to check the SQL on both versions.
+pub fn reports_from_sql(
+    source: &dyn SqlSource,
+    record: &SiteRecord,
+    queries: &[Query],
+) -> Result<Vec<Report>, ClickHouseReportError> {
+    let facts = |facts_query: &FactsQuery| {
+        upshot_clickhouse::figures::figure_facts_via(
+            source,
+            facts_query,
+            upshot_clickhouse::figures::Route::Distributed,
+        )
+    };
+    reports_from_facts(source, record, queries, &facts)
+}
+
+fn reports_from_facts(
+    source: &dyn SqlSource,
+    record: &SiteRecord,
+    queries: &[Query],
+    figure_facts: &(dyn Fn(&FactsQuery) -> Result<RangeFacts, ClickHouseError> + Sync),
+) -> Result<Vec<Report>, ClickHouseReportError> {
     let (query, companions) = queries.split_first().expect("at least one query");
     let plan = ReportPlan::with_companions(&record.settings, query, companions)?;
-    let book = cluster_order_book(node, &record.site)?;
+    let book = cluster_order_book(source, &record.site)?;
     let windows = plan.windows();
     // The queries by filter: each group is one SQL query with one range per query.
     let mut groups: Vec<(FactsQuery, Vec<usize>)> = Vec::new();
@@ -176,7 +203,7 @@ pub fn reports_in_cluster(
     // The groups' queries at once: ClickHouse runs them side by side.
     let computed: Vec<Result<RangeFacts, ClickHouseError>> = std::thread::scope(|scope| {
         let handles: Vec<_> =
-            groups.iter().map(|(facts_query, _)| scope.spawn(move || figure_facts(node, facts_query))).collect();
+            groups.iter().map(|(facts_query, _)| scope.spawn(move || figure_facts(facts_query))).collect();
         handles.into_iter().map(|handle| handle.join().expect("a figure query's thread panicked")).collect()
     });
     let computed = computed.into_iter().collect::<Result<Vec<_>, _>>()?;

@@ -177,12 +177,16 @@ fn merge_counts(into: &mut Vec<CountFact>, from: Vec<CountFact>) {
 pub const FACT_ROWS_MAX: usize = 20_000_000;
 
 /// The facts as one node answers `query` by `route`.
-pub fn figure_facts_via(node: &Node, query: &FactsQuery, route: Route) -> Result<RangeFacts, ClickHouseError> {
+pub fn figure_facts_via(
+    node: &dyn crate::SqlSource,
+    query: &FactsQuery,
+    route: Route,
+) -> Result<RangeFacts, ClickHouseError> {
     let mut facts = vec![Facts::default(); query.ranges.len()];
     let mut orders = Vec::new();
     let mut bad = None;
     let mut rows = 0usize;
-    node.execute_lines(&facts_sql(query, route), |line| {
+    node.query_lines(&facts_sql(query, route), &mut |line| {
         rows += 1;
         if rows > FACT_ROWS_MAX {
             return;
@@ -198,10 +202,10 @@ pub fn figure_facts_via(node: &Node, query: &FactsQuery, route: Route) -> Result
         }
     })?;
     if rows > FACT_ROWS_MAX {
-        return Err(ClickHouseError::TooManyFacts { node: node.url(), rows_max: FACT_ROWS_MAX });
+        return Err(ClickHouseError::TooManyFacts { node: node.name(), rows_max: FACT_ROWS_MAX });
     }
     match bad {
-        Some(row) => Err(ClickHouseError::BadRow { node: node.url(), reason: format!("a figure fact: {row}") }),
+        Some(row) => Err(ClickHouseError::BadRow { node: node.name(), reason: format!("a figure fact: {row}") }),
         None => Ok((facts, orders)),
     }
 }
