@@ -1,14 +1,18 @@
 //! upshot's generated SQL on a current ClickHouse (26.x, embedded by chdb from PyPI's
-//! `chdb-core`; the two-shard cluster tests run Debian's 18.16): the reports it computes
-//! equal the engine's over the same events, figure for figure, for every model, the
-//! filters and a segment, on a shop crowded onto the rules' edges. `scripts/test`
+//! `chdb-core`; the two-shard cluster tests run Debian's 18.16): the reports it computes,
+//! by either route (a shard's own table, the Distributed one), equal the engine's over
+//! the same events, figure for figure, for every model, the filters and a segment, on a
+//! shop crowded onto the rules' edges. `scripts/test`
 //! installs chdb-core in `target/chdb-venv` and names its Python in
 //! `UPSHOT_CHDB_PYTHON`.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use jiff::civil::date;
+use upshot_clickhouse::figures::Route;
 use upshot_clickhouse::{ClickHouseError, SqlSource};
 use upshot_engine::query::Segment;
 use upshot_engine::{compute_report, Dataset, Model, Query};
@@ -71,7 +75,7 @@ fn fnv(text: &str) -> u64 {
 
 #[test]
 fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
-    let events = upshot_gen::generate_events(upshot_gen::GenOptions {
+    let mut events = upshot_gen::generate_events(upshot_gen::GenOptions {
         seed: 23,
         visitors: 250,
         days: 20,
@@ -81,6 +85,7 @@ fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
         edge_cases: true,
         end_ms: None,
     });
+    events.extend(support::unusual_visitors());
     let dir = tempfile::tempdir().expect("a temporary dir");
     let chdb = Chdb::new(&events, dir.path());
     let store = Store::open(dir.path().join("store")).expect("a store");
@@ -93,14 +98,18 @@ fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
     queries.push(Query { kind: Some(Kind::Recommendation), ..range(date(2024, 5, 1), date(2024, 5, 20)) });
     let mobile = Some(Segment::parse("device:mobile").expect("a segment"));
     queries.push(Query { segment: mobile, ..range(date(2024, 5, 2), date(2024, 5, 19)) });
-    let from_sql = upshot_scan::clickhouse::reports_from_sql(&chdb, &record, &queries).expect("reports from chdb");
     let dataset = Dataset::from_events(&events);
-    for (query, report) in queries.iter().zip(from_sql) {
-        let engine = compute_report(&dataset, &record.settings, query).expect("the engine's report");
-        assert_eq!(
-            serde_json::to_value(&report).expect("json"),
-            serde_json::to_value(&engine).expect("json"),
-            "{query:?}"
-        );
+    // Both routes: one shard's own table (what each shard runs), and the Distributed one.
+    for route in [Route::PerShard, Route::Distributed] {
+        let from_sql =
+            upshot_scan::clickhouse::reports_from_sql(&chdb, &record, &queries, route).expect("reports from chdb");
+        for (query, report) in queries.iter().zip(from_sql) {
+            let engine = compute_report(&dataset, &record.settings, query).expect("the engine's report");
+            assert_eq!(
+                serde_json::to_value(&report).expect("json"),
+                serde_json::to_value(&engine).expect("json"),
+                "{route:?} {query:?}"
+            );
+        }
     }
 }

@@ -1,0 +1,25 @@
+//! What the SQL tests share: visitors a typical generated shop lacks.
+
+use upshot_model::Event;
+
+/// Visitors a typical generated shop lacks: one reached only by journeys and sequence
+/// starts (regression: such a visitor made every cluster report fail with "Arrays passed
+/// to arrayMap must have equal size"), one only assigned to an experiment, a backend
+/// that only sends orders, one whose events all lie outside the ranges asked for, and a
+/// refund of an order nobody placed.
+pub fn unusual_visitors() -> Vec<Event> {
+    let context = upshot_model::ParseContext { currency: "USD".into() };
+    [
+        r#"{"event_id":"u1","type":"journey","ts":"2024-05-06T08:00:00Z","visitor_id":"mail-only","journey":"winback","action":"started"}"#,
+        r#"{"event_id":"u2","type":"journey","ts":"2024-05-06T08:00:01Z","visitor_id":"mail-only","journey":"winback","action":"notification","channel":"email"}"#,
+        r#"{"event_id":"u3","type":"sequence_start","ts":"2024-05-07T08:00:00Z","visitor_id":"mail-only","sequence":"welcome","campaign":"spring"}"#,
+        r#"{"event_id":"u4","type":"assignment","ts":"2024-05-08T08:00:00Z","visitor_id":"assigned-only","experiment":"hero_test","variant":"control"}"#,
+        r#"{"event_id":"u5","type":"order","ts":"2024-05-09T08:00:00Z","visitor_id":"backend-only","order_id":"b-1","revenue":30,"items":[{"item":"p1","quantity":1,"price":30}]}"#,
+        r#"{"event_id":"u6","type":"order","ts":"2024-05-09T09:00:00Z","visitor_id":"backend-only","order_id":"b-2","revenue":20}"#,
+        r#"{"event_id":"u7","type":"page_view","ts":"2024-04-01T08:00:00Z","visitor_id":"long-ago","device":"mobile"}"#,
+        r#"{"event_id":"u8","type":"refund","ts":"2024-05-10T08:00:00Z","order_id":"never-placed","amount":5}"#,
+    ]
+    .iter()
+    .map(|line| upshot_model::parse_event_line(line, &context).expect("a valid event"))
+    .collect()
+}
