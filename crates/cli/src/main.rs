@@ -219,7 +219,8 @@ enum SiteCommand {
     /// Show a site and its settings.
     Show { site: String },
     /// Change a setting: timezone, session_gap, attribution_window, recommendation_window,
-    /// qualifying.<kind>, experiment.<name>.control, experiment.<name>.split.
+    /// cuped_lookback, sequential_tuning_visitors, orders_from_backend, qualifying.<kind>,
+    /// experiment.<name>.control, experiment.<name>.split.
     Set { site: String, key: String, value: String },
     /// List the sites.
     List,
@@ -245,8 +246,9 @@ struct ReportArgs {
     /// last, first, linear, time_decay or position.
     #[arg(long, default_value = "last")]
     model: String,
-    /// Only sessions with one value of an attribute: device:mobile, visitor_type:new,
-    /// channel:search, landing_page_type:product, ...
+    /// Only sessions with one value of an attribute: device:(desktop|mobile|tablet|other|
+    /// unknown), visitor_type:(new|returning), channel:(paid|email|social|search|campaign|
+    /// referral|direct), landing_page_type:<page type> (docs/metrics.md).
     #[arg(long)]
     segment: Option<String>,
     /// table, json or csv.

@@ -58,6 +58,12 @@ pub async fn segment_page(state: State<Arc<AppState>>, headers: HeaderMap, body:
     segment(state, headers, body, Some("page")).await
 }
 
+/// `identify`, `group` and `alias` calls: read and answered like the others, each call
+/// rejected as carrying no event upshot counts (analytics.js sends them unasked).
+pub async fn segment_other(state: State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    segment(state, headers, body, Some("identify")).await
+}
+
 pub async fn segment_batch(state: State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Body) -> Response {
     segment(state, headers, body, None).await
 }

@@ -151,13 +151,20 @@ fn router(state: Arc<AppState>) -> Router {
     let events = Router::new()
         .route("/v1/events", post(ingest::post_events).options(ingest::preflight))
         .route("/v1/beacon", post(ingest::post_events).options(ingest::preflight))
-        .route("/mp/collect", post(dropin::ga4_collect))
+        .route("/mp/collect", post(dropin::ga4_collect).options(ingest::preflight))
         .route("/v1/track", post(dropin::segment_track).options(ingest::preflight))
         .route("/v1/t", post(dropin::segment_track).options(ingest::preflight))
         .route("/v1/page", post(dropin::segment_page).options(ingest::preflight))
         .route("/v1/p", post(dropin::segment_page).options(ingest::preflight))
         .route("/v1/batch", post(dropin::segment_batch).options(ingest::preflight))
-        .route("/v1/b", post(dropin::segment_batch).options(ingest::preflight));
+        .route("/v1/b", post(dropin::segment_batch).options(ingest::preflight))
+        // analytics.js sends these too: taken, each call answered as not counted.
+        .route("/v1/identify", post(dropin::segment_other).options(ingest::preflight))
+        .route("/v1/i", post(dropin::segment_other).options(ingest::preflight))
+        .route("/v1/group", post(dropin::segment_other).options(ingest::preflight))
+        .route("/v1/g", post(dropin::segment_other).options(ingest::preflight))
+        .route("/v1/alias", post(dropin::segment_other).options(ingest::preflight))
+        .route("/v1/a", post(dropin::segment_other).options(ingest::preflight));
     let others = Router::new()
         .route("/v1/pixel.gif", get(ingest::pixel))
         .route("/v1/sites/{site}/report", get(report::get_report))

@@ -633,6 +633,10 @@ fn ga4_and_segment_senders_post_to_their_own_paths_unchanged() {
         "{}",
         answer.text()
     );
+    // analytics.js's identify calls are answered, as not counted (no 404 in the console).
+    let identify = json!({"anonymousId": "anon-1", "userId": "u-1", "traits": {"plan": "gold"}}).to_string();
+    let answer = request(harness.address(), "POST", "/v1/i", &[("Authorization", &basic)], identify.as_bytes());
+    assert_eq!((answer.status, answer.json()["rejected"].clone()), (200, json!(1)), "{}", answer.text());
     let unknown = request(harness.address(), "POST", "/v1/t", &[], json!({"writeKey": "nope"}).to_string().as_bytes());
     assert_eq!(unknown.status, 401);
     // A large batch with the key in its header is read like any event body (well past

@@ -289,6 +289,11 @@ fn segment_event(
     put(&mut native, "url", page_url.or_else(|| call.get("context").and_then(|context| context.pointer("/page/url"))));
     put(&mut native, "page_type", properties.get("page_type"));
     traffic::segment(call, properties, &mut native);
+    if !matches!(call_type, "track" | "page") {
+        let reason =
+            format!("a Segment {call_type:?} call carries no event upshot counts; only track and page calls do");
+        return Err(Rejection::new("type", reason));
+    }
     if call_type == "page" {
         native.insert("type".into(), json!("page_view"));
         return parse_event_value(&Value::Object(native), context)
