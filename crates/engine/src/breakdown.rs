@@ -8,9 +8,6 @@ use upshot_model::{Channel, Exact};
 use crate::accumulate::{Breakdown, Totals};
 use crate::dataset::{Landing, Sym};
 
-/// The dimensions of a breakdown, in the order the report lists them.
-pub const DIMENSIONS: [&str; 4] = ["device", "visitor_type", "channel", "landing_page_type"];
-
 /// The segments offered (the dashboard's control) and kept ready in the day partials:
 /// every value of each dimension, a landing page type among those of SPEC section 2.
 pub const OFFERED_SEGMENTS: [(&str, &[&str]); 4] = [

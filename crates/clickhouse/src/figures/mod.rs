@@ -246,17 +246,13 @@ fn parse_row(row: &JsonRow) -> Option<Row> {
     }
 }
 
-/// The order session's attributes, sent as [device, channel, landing page type,
-/// visitor type] (`''` device: unknown), as (dimension, value) pairs.
+/// The order session's attributes, sent in `SESSION_ATTRIBUTES` order, as (dimension,
+/// value) pairs.
 fn session_attributes_of(values: Vec<String>) -> Option<Vec<(String, String)>> {
-    let [device, channel, landing_page_type, visitor_type]: [String; 4] = values.try_into().ok()?;
-    let device = if device.is_empty() { "unknown".to_string() } else { device };
-    Some(vec![
-        ("device".into(), device),
-        ("visitor_type".into(), visitor_type),
-        ("channel".into(), channel),
-        ("landing_page_type".into(), landing_page_type),
-    ])
+    if values.len() != sql::SESSION_ATTRIBUTES.len() {
+        return None;
+    }
+    Some(sql::SESSION_ATTRIBUTES.iter().map(|(dimension, _)| dimension.to_string()).zip(values).collect())
 }
 
 fn parse_order(visitor: String, payload: &[serde_json::Value]) -> Option<OrderFact> {

@@ -5,7 +5,10 @@
 
 use upshot_model::facts::FactKind;
 
-use super::sql::{fact_with_payload, field, filter, in_range, map, masked, payload, qualifying_condition, FactPlace};
+use super::sql::{
+    fact_with_payload, field, filter, in_range, map, masked, payload, qualifying_condition, FactPlace,
+    SESSION_ATTRIBUTES,
+};
 use super::{FactsQuery, FactsRange};
 
 /// The (ts, placement, kind, campaign, sequence, page type, item) of web events that
@@ -57,9 +60,12 @@ pub(super) fn order_facts(query: &FactsQuery) -> String {
     let recommendation = format!("toUInt8(arrayElement(s_recommendation, {session}) > 0)");
     let (id, order_id, revenue) = (field("o", 3), field("o", 4), field("o", 5));
     let (lines, quantities, prices) = (field("o", 6), field("o", 7), field("o", 8));
+    // The session's attributes as `SESSION_ATTRIBUTES` writes them, in its order.
+    let values: Vec<&str> = SESSION_ATTRIBUTES.iter().map(|(_, value)| *value).collect();
     let attributes = format!(
-        "[arrayElement(s_device, {session}), arrayElement(s_channel, {session}), arrayElement(s_landing_page, {session}), \
-          if({session} = 1, 'new', 'returning')]"
+        "arrayElement(arrayMap((dv, ch, lp, k) -> [{}], [arrayElement(s_device, {session})], \
+           [arrayElement(s_channel, {session})], [arrayElement(s_landing_page, {session})], [{session}]), 1)",
+        values.join(", ")
     );
     let order = payload(&[
         (1, &id),

@@ -76,9 +76,8 @@ pub struct FactPlace<'a> {
 /// fields: event_id, order_id, ts, session's first ts, personalized session,
 /// recommendation session, line items, quantities, prices, touches, recommendation
 /// clicks, variants, revenue, experiment orders, experiment orders in the CUPED
-/// lookback before the assignment, the order session's attributes (device, channel,
-/// landing page type, visitor type), whether the segment filter keeps the order's
-/// session. Count facts carry `no_payload`.
+/// lookback before the assignment, the order session's attributes (in
+/// `SESSION_ATTRIBUTES` order), whether the segment filter keeps the order's session. Count facts carry `no_payload`.
 pub const PAYLOAD_FIELDS: usize = 17;
 
 const TOUCH_TYPE_SAMPLE: &str = "(toInt64(0), '', '', '', '', '', '')";
