@@ -105,9 +105,12 @@ enum Command {
         /// --clickhouse-url; the data dir's log is the spool).
         #[arg(long, default_value = "embedded")]
         store: String,
-        /// A ClickHouse node of the cluster `upshot clickhouse init` set up.
+        /// A ClickHouse node of the cluster `upshot clickhouse init` set up
+        /// (http://HOST:8123 or https://HOST:8443).
         #[arg(long)]
         clickhouse_url: Option<String>,
+        #[command(flatten)]
+        connection: ConnectionArgs,
         /// A file holding the dashboard's admin password (signs in to every site; also
         /// read from UPSHOT_ADMIN_PASSWORD). Without it, each site signs in with its secret key.
         #[arg(long)]
@@ -133,13 +136,62 @@ enum Command {
 enum ClickhouseCommand {
     /// Create (or check) upshot's schema on every node given: idempotent.
     Init {
-        /// A node's HTTP URL (http://HOST:8123); give every shard's node.
+        /// A node's URL (http://HOST:8123 or https://HOST:8443); give every shard's node.
         #[arg(long = "url", required = true)]
         urls: Vec<String>,
         /// The cluster name of the nodes' `remote_servers` config.
         #[arg(long)]
         cluster: String,
+        #[command(flatten)]
+        connection: ConnectionArgs,
     },
+}
+
+/// How ClickHouse nodes are reached (the same for every node of the cluster).
+#[derive(clap::Args)]
+struct ConnectionArgs {
+    /// ClickHouse's user (default: `default`, or the user in the URL).
+    #[arg(long)]
+    clickhouse_user: Option<String>,
+    /// A file holding that user's password (also read from UPSHOT_CLICKHOUSE_PASSWORD);
+    /// never put it in the URL of a shared command line.
+    #[arg(long)]
+    clickhouse_password_file: Option<PathBuf>,
+    /// PEM certificates of the CA that signed the nodes' https certificates (instead of
+    /// the web's public roots).
+    #[arg(long)]
+    clickhouse_ca_file: Option<PathBuf>,
+    /// gzip requests and answers: `auto` (over https only), `gzip` or `none`.
+    #[arg(long, default_value = "auto")]
+    clickhouse_compression: String,
+}
+
+impl ConnectionArgs {
+    fn options(&self) -> Result<upshot_clickhouse::http::ClientOptions> {
+        let password = match &self.clickhouse_password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the ClickHouse password from {}", path.display()))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            None => std::env::var("UPSHOT_CLICKHOUSE_PASSWORD").ok().filter(|password| !password.is_empty()),
+        };
+        let ca_pem = match &self.clickhouse_ca_file {
+            Some(path) => Some(
+                std::fs::read(path).with_context(|| format!("reading the ClickHouse CA from {}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(upshot_clickhouse::http::ClientOptions {
+            user: self.clickhouse_user.clone(),
+            password,
+            ca_pem,
+            compression: upshot_clickhouse::http::Compression::parse(&self.clickhouse_compression)
+                .context("--clickhouse-compression")?,
+            ..upshot_clickhouse::http::ClientOptions::default()
+        })
+    }
 }
 
 /// The collector's limits (see `upshot_server::Limits` for what each means).
@@ -411,19 +463,25 @@ fn run(cli: Cli) -> Result<()> {
             println!("dropped {events} events in {segments} segments of days before {first_kept} from site {site}");
             Ok(())
         }
-        Command::Serve { listen, store, clickhouse_url, admin_password_file, limits } => {
+        Command::Serve { listen, store, clickhouse_url, connection, admin_password_file, limits } => {
             let admin_password = admin_password(admin_password_file.as_deref())?;
             let clickhouse = match (store.as_str(), clickhouse_url) {
                 ("embedded", None) => None,
-                ("clickhouse", Some(url)) => Some(upshot_clickhouse::Node::parse(&url)?),
-                ("clickhouse", None) => bail!("--store clickhouse needs --clickhouse-url http://HOST:PORT"),
+                ("clickhouse", Some(url)) => Some(upshot_clickhouse::Node::parse_with(&url, &connection.options()?)?),
+                ("clickhouse", None) => {
+                    bail!("--store clickhouse needs --clickhouse-url http://HOST:PORT (or https://HOST:PORT)")
+                }
                 ("embedded", Some(_)) => bail!("--clickhouse-url needs --store clickhouse"),
                 (other, _) => bail!("--store {other:?} is not embedded or clickhouse"),
             };
             serve(open_for_writing(&cli.data)?, listen, limits.limits(), admin_password, clickhouse)
         }
-        Command::Clickhouse(ClickhouseCommand::Init { urls, cluster }) => {
-            let nodes = urls.iter().map(|url| upshot_clickhouse::Node::parse(url)).collect::<Result<Vec<_>, _>>()?;
+        Command::Clickhouse(ClickhouseCommand::Init { urls, cluster, connection }) => {
+            let options = connection.options()?;
+            let nodes = urls
+                .iter()
+                .map(|url| upshot_clickhouse::Node::parse_with(url, &options))
+                .collect::<Result<Vec<_>, _>>()?;
             for line in upshot_clickhouse::schema::init(&nodes, &cluster)? {
                 println!("{line}");
             }

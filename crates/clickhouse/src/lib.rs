@@ -1,4 +1,4 @@
-//! upshot's ClickHouse backend: a plain-HTTP client (`http`), the versioned schema
+//! upshot's ClickHouse backend: the HTTP client (`http`: TLS, credentials, gzip, retries), the versioned schema
 //! (`schema`), and events as rows (`rows`). The collector ships its log to the
 //! `events` table; reports read it back per shard.
 
@@ -11,8 +11,10 @@ pub use http::Node;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClickHouseError {
-    #[error("{0:?} is not a ClickHouse URL like http://127.0.0.1:8123")]
+    #[error("{0:?} is not a ClickHouse URL like http://127.0.0.1:8123 or https://user@host:8443")]
     Url(String),
+    #[error("ClickHouse connection option: {0}")]
+    Option(String),
     #[error("ClickHouse at {node} is unreachable: {reason}")]
     Unreachable { node: String, reason: String },
     #[error("ClickHouse at {node} answered {status}: {message}")]
@@ -157,6 +159,17 @@ pub trait SqlSource: Sync {
     /// Names the source in errors.
     fn name(&self) -> String;
     fn query_lines(&self, query: &str, visit: &mut dyn FnMut(&[u8])) -> Result<(), ClickHouseError>;
+    /// The server's `version()` (which SQL dialect it is sent).
+    fn server_version(&self) -> Result<http::ServerVersion, ClickHouseError> {
+        let mut answer = String::new();
+        self.query_lines("SELECT version() AS version FORMAT TSV", &mut |line| {
+            answer = String::from_utf8_lossy(line).into_owned();
+        })?;
+        http::ServerVersion::parse(&answer).ok_or_else(|| ClickHouseError::BadRow {
+            node: self.name(),
+            reason: format!("version() answered {answer:?}"),
+        })
+    }
 }
 
 impl SqlSource for Node {
@@ -166,6 +179,10 @@ impl SqlSource for Node {
 
     fn query_lines(&self, query: &str, visit: &mut dyn FnMut(&[u8])) -> Result<(), ClickHouseError> {
         self.execute_lines(query, visit)
+    }
+
+    fn server_version(&self) -> Result<http::ServerVersion, ClickHouseError> {
+        Node::server_version(self)
     }
 }
 

@@ -205,7 +205,7 @@ pub fn shard_nodes(node: &Node) -> Result<Vec<(u32, Vec<Node>)>, ClickHouseError
     let mut shards: Vec<(u32, Vec<Node>)> = Vec::new();
     for line in String::from_utf8_lossy(&answer).lines() {
         let Some((url, shard)) = line.split_once('\t') else { continue };
-        let (Ok(shard), Ok(url)) = (shard.trim().parse::<u32>(), Node::parse(url)) else { continue };
+        let (Ok(shard), Ok(url)) = (shard.trim().parse::<u32>(), node.sibling(url)) else { continue };
         match shards.iter_mut().find(|(number, _)| *number == shard) {
             Some((_, urls)) => urls.push(url),
             None => shards.push((shard, vec![url])),

@@ -138,16 +138,17 @@ pub fn reports_in_cluster(
     reports_from_facts(node, record, queries, &|facts_query| figure_facts(node, facts_query))
 }
 
-/// The same reports from any engine that runs upshot's SQL (`SqlSource`) by `route`,
-/// over one copy of every event: what the tests run on a current ClickHouse, embedded
-/// by chdb, to check both SQL routes on both versions.
+/// The same reports from any engine that runs upshot's SQL (`SqlSource`) by `route` in
+/// `dialect`, over one copy of every event: what the tests run on a current ClickHouse,
+/// embedded by chdb, to check both SQL routes and both dialects there.
 pub fn reports_from_sql(
     source: &dyn SqlSource,
     record: &SiteRecord,
     queries: &[Query],
-    route: upshot_clickhouse::figures::Route,
+    (route, dialect): (upshot_clickhouse::figures::Route, upshot_clickhouse::figures::Dialect),
 ) -> Result<Vec<Report>, ClickHouseReportError> {
-    let facts = |facts_query: &FactsQuery| upshot_clickhouse::figures::figure_facts_via(source, facts_query, route);
+    let facts =
+        |facts_query: &FactsQuery| upshot_clickhouse::figures::figure_facts_in(source, facts_query, route, dialect);
     reports_from_facts(source, record, queries, &facts)
 }
 

@@ -1,6 +1,7 @@
 //! upshot's generated SQL on a current ClickHouse (26.x, embedded by chdb from PyPI's
 //! `chdb-core`; the two-shard cluster tests run Debian's 18.16): the reports it computes,
-//! by either route (a shard's own table, the Distributed one), equal the engine's over
+//! by either route (a shard's own table, the Distributed one) in either dialect (the
+//! one detected for a current server, and 18.16's), equal the engine's over
 //! the same events, figure for figure, for every model, the filters and a segment, on a
 //! shop crowded onto the rules' edges. `scripts/test`
 //! installs chdb-core in `target/chdb-venv` and names its Python in
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use jiff::civil::date;
-use upshot_clickhouse::figures::Route;
+use upshot_clickhouse::figures::{Dialect, Route};
 use upshot_clickhouse::{ClickHouseError, SqlSource};
 use upshot_engine::query::Segment;
 use upshot_engine::{compute_report, Dataset, Model, Query};
@@ -99,16 +100,23 @@ fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
     let mobile = Some(Segment::parse("device:mobile").expect("a segment"));
     queries.push(Query { segment: mobile, ..range(date(2024, 5, 2), date(2024, 5, 19)) });
     let dataset = Dataset::from_events(&events);
-    // Both routes: one shard's own table (what each shard runs), and the Distributed one.
-    for route in [Route::PerShard, Route::Distributed] {
-        let from_sql =
-            upshot_scan::clickhouse::reports_from_sql(&chdb, &record, &queries, route).expect("reports from chdb");
+    // The dialect a current server is sent, detected from its version().
+    assert_eq!(Dialect::of(chdb.server_version().expect("a version")), Dialect::Current);
+    // Both routes: one shard's own table (what each shard runs), and the Distributed one;
+    // both dialects: the one for 18.16 must also run on a current server (a cluster
+    // mid-upgrade answers in either).
+    let variants = [Route::PerShard, Route::Distributed]
+        .into_iter()
+        .flat_map(|route| [Dialect::Current, Dialect::Legacy].into_iter().map(move |dialect| (route, dialect)));
+    for (route, dialect) in variants {
+        let from_sql = upshot_scan::clickhouse::reports_from_sql(&chdb, &record, &queries, (route, dialect))
+            .expect("reports from chdb");
         for (query, report) in queries.iter().zip(from_sql) {
             let engine = compute_report(&dataset, &record.settings, query).expect("the engine's report");
             assert_eq!(
                 serde_json::to_value(&report).expect("json"),
                 serde_json::to_value(&engine).expect("json"),
-                "{route:?} {query:?}"
+                "{route:?} {dialect:?} {query:?}"
             );
         }
     }

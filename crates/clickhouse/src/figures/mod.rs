@@ -61,10 +61,30 @@ pub enum Route {
     Distributed,
 }
 
+/// Which SQL a server is sent, by its `version()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// ClickHouse before 24.3 (Debian's 18.16): each level of the per-visitor stage
+    /// carries the columns its lambdas capture (see `sql::visitor_stage`).
+    Legacy,
+    /// ClickHouse 24.3 and later (the new analyzer, on by default): no carriers.
+    Current,
+}
+
+impl Dialect {
+    pub fn of(version: crate::http::ServerVersion) -> Dialect {
+        if (version.major, version.minor) >= (24, 3) {
+            Dialect::Current
+        } else {
+            Dialect::Legacy
+        }
+    }
+}
+
 /// The generated SQL: the per-visitor stage, the facts of every range and the order
 /// facts, summed by key (an order or an experiment fact is alone under its key, so
 /// `any` keeps its payload).
-pub fn facts_sql(query: &FactsQuery, route: Route) -> String {
+pub fn facts_sql(query: &FactsQuery, route: Route, dialect: Dialect) -> String {
     let mut arrays = counts::shared_lists(query);
     arrays.push(orders::order_facts(query));
     let mut counted = Vec::new();
@@ -102,7 +122,7 @@ pub fn facts_sql(query: &FactsQuery, route: Route) -> String {
         keys = keys.join(", "),
         // Each visitor is grouped on its own shard, whole.
         settings = if route == Route::Distributed { "SETTINGS distributed_group_by_no_merge = 1 " } else { "" },
-        stage = sql::visitor_stage(query, &arrays, (&output, "facts"), route),
+        stage = sql::visitor_stage(query, &arrays, (&output, "facts"), (route, dialect)),
     )
 }
 
@@ -182,11 +202,23 @@ pub fn figure_facts_via(
     query: &FactsQuery,
     route: Route,
 ) -> Result<RangeFacts, ClickHouseError> {
+    let dialect = Dialect::of(node.server_version()?);
+    figure_facts_in(node, query, route, dialect)
+}
+
+/// The facts as one node answers `query` by `route`, in `dialect` (the tests run both
+/// dialects on a current ClickHouse).
+pub fn figure_facts_in(
+    node: &dyn crate::SqlSource,
+    query: &FactsQuery,
+    route: Route,
+    dialect: Dialect,
+) -> Result<RangeFacts, ClickHouseError> {
     let mut facts = vec![Facts::default(); query.ranges.len()];
     let mut orders = Vec::new();
     let mut bad = None;
     let mut rows = 0usize;
-    node.query_lines(&facts_sql(query, route), &mut |line| {
+    node.query_lines(&facts_sql(query, route, dialect), &mut |line| {
         rows += 1;
         if rows > FACT_ROWS_MAX {
             return;
@@ -380,7 +412,7 @@ mod tests {
 
     #[test]
     fn texts_are_quoted_into_the_sql_and_every_range_has_its_facts() {
-        let sql = facts_sql(&query("o'shop", Some("it's")), Route::Distributed);
+        let sql = facts_sql(&query("o'shop", Some("it's")), Route::Distributed, Dialect::Legacy);
         assert!(sql.contains("site = 'o\\'shop'") && sql.contains("pg = 'it\\'s'") && sql.contains("kd = 'popup'"));
         assert!(sql.contains("lp = 'it\\'s'"), "the segment's value is quoted too");
         assert!(!sql.contains("o'shop") && !sql.contains("it's"), "no text goes in unquoted");
@@ -390,7 +422,7 @@ mod tests {
         // The earliest previous period to the latest end decides which visitors count.
         assert!(sql.contains("ts >= -172800000 AND ts < 86400000"), "{sql}");
         assert!(sql.contains("FROM upshot.events FINAL") && sql.contains("GLOBAL IN"));
-        let per_shard = facts_sql(&query("shop", None), Route::PerShard);
+        let per_shard = facts_sql(&query("shop", None), Route::PerShard, Dialect::Legacy);
         assert!(per_shard.contains("FROM upshot.events_local FINAL") && !per_shard.contains("GLOBAL IN"));
         assert!(!per_shard.contains("distributed_group_by_no_merge"));
     }

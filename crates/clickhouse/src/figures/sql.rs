@@ -9,7 +9,7 @@
 use upshot_model::facts::{FactKind, FACT_VALUES};
 use upshot_model::{Kind, Settings};
 
-use super::{FactsQuery, FactsRange, Route};
+use super::{Dialect, FactsQuery, FactsRange, Route};
 use crate::{quote, schema};
 
 /// Each session attribute (SPEC section 9.1) as SQL over a session's landing device
@@ -314,9 +314,16 @@ fn session_sum(flags: &str) -> String {
 ///
 /// ClickHouse 18.16 also does not see that a level needs a column a lambda only
 /// captures (`c -> has(c_ids, c)` without `c_ids` as an argument), and drops it from
-/// the level below ("Unknown identifier"). So each level carries `0 * (length(..) + ..)`
-/// of every column made so far, and the output takes all of them as `{keep}`.
-pub fn visitor_stage(query: &FactsQuery, extra: &[String], output: (&str, &str), route: Route) -> String {
+/// the level below ("Unknown identifier"). So in the `Legacy` dialect each level
+/// carries `0 * (length(..) + ..)` of every column made so far, and the output takes
+/// all of them as `{keep}`; the `Current` dialect (the analyzer of ClickHouse 24.3 and
+/// later) needs no carriers and `{keep}` is `0`.
+pub fn visitor_stage(
+    query: &FactsQuery,
+    extra: &[String],
+    output: (&str, &str),
+    (route, dialect): (Route, Dialect),
+) -> String {
     let (output, output_alias) = output;
     let gap = query.settings.session_gap_ms;
     // On the shard: each visitor's events as one array of tuples, sorted (by ts, then
@@ -451,13 +458,23 @@ pub fn visitor_stage(query: &FactsQuery, extra: &[String], output: (&str, &str),
         counted = counted_order_ids(&query.site),
     );
     let mut made: Vec<String> = vec!["visitor_id".to_string(), "ev".to_string()];
+    // The carriers of captured columns only where the server needs them (Legacy).
+    let keep = |made: &[String]| match dialect {
+        Dialect::Legacy => {
+            format!("0 * ({})", made.iter().map(|alias| format!("length({alias})")).collect::<Vec<_>>().join(" + "))
+        }
+        Dialect::Current => "0".to_string(),
+    };
     for level in levels(&select[1..], &made) {
-        let keep = made.iter().map(|alias| format!("length({alias})")).collect::<Vec<_>>().join(" + ");
-        sql = format!("SELECT *, {}, 0 * ({keep}) AS keep_{} FROM ({sql})", level.join(", "), made.len());
+        sql = match dialect {
+            Dialect::Legacy => {
+                format!("SELECT *, {}, {} AS keep_{} FROM ({sql})", level.join(", "), keep(&made), made.len())
+            }
+            Dialect::Current => format!("SELECT *, {} FROM ({sql})", level.join(", ")),
+        };
         made.extend(level.iter().map(|item| alias_of(item)));
     }
-    let keep = made.iter().map(|alias| format!("length({alias})")).collect::<Vec<_>>().join(" + ");
-    format!("SELECT visitor_id, {} AS {output_alias} FROM ({sql})", output.replace("{keep}", &format!("0 * ({keep})")))
+    format!("SELECT visitor_id, {} AS {output_alias} FROM ({sql})", output.replace("{keep}", &keep(&made)))
 }
 
 fn alias_of(item: &str) -> String {
