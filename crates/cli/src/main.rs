@@ -756,12 +756,23 @@ fn serve(
         println!("events go to ClickHouse at {} (this data dir's log is the spool)", node.url());
         let query =
             format!("SELECT max(version) FROM {}.schema_version FORMAT TSV", upshot_clickhouse::schema::DATABASE);
-        if let Err(error) = node.execute(&query, b"") {
-            eprintln!(
+        match node.execute(&query, b"") {
+            Err(error) => eprintln!(
                 "warning: no upshot schema readable at {} ({error}); run `upshot clickhouse init --url ... --cluster NAME`. \
                  Events are taken and wait in the spool until ClickHouse takes them.",
                 node.url()
-            );
+            ),
+            Ok(answer) => {
+                let found: u32 = String::from_utf8_lossy(&answer).trim().parse().unwrap_or(0);
+                if found < upshot_clickhouse::schema::SCHEMA_VERSION {
+                    bail!(
+                        "ClickHouse at {} holds upshot schema version {found}; this upshot needs version {}: run \
+                         `upshot clickhouse init` with every node's --url and --cluster NAME first (it upgrades in place)",
+                        node.url(),
+                        upshot_clickhouse::schema::SCHEMA_VERSION
+                    );
+                }
+            }
         }
     }
     let root = store.root().display().to_string();

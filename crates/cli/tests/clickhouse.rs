@@ -93,7 +93,7 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
     let init = |args: &mut Command| {
         succeed(args.args(["clickhouse", "init", "--url", &nodes[0], "--url", &nodes[1], "--cluster", "upshot_test"]))
     };
-    assert!(init(&mut upshot(&collector_data)).contains("created schema version 2"));
+    assert!(init(&mut upshot(&collector_data)).contains("created schema version 3"));
     assert!(init(&mut upshot(&collector_data)).contains("already there"), "init is idempotent");
 
     let events = work.path().join("shop.ndjson");
@@ -161,9 +161,69 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
     );
     assert_eq!(answer.json(), embedded_short);
     assert!(
-        metric(server.1, "upshot_clickhouse_reports_in_cluster_total") >= 2,
-        "with the spool shipped, the figures are computed inside the cluster"
+        metric(server.1, "upshot_clickhouse_reports_in_cluster_total")
+            + metric(server.1, "upshot_reports_from_partials_total")
+            >= 2,
+        "with the spool shipped, the figures come from the cluster (its SQL, or its day partials once built)"
     );
+
+    // The site's day partials are built from the cluster in the background and kept
+    // there; then reports are sums of days, the same figures.
+    wait_until("the day partials", || metric(server.1, "upshot_partials_builds_total") >= 1);
+    let from_partials = metric(server.1, "upshot_reports_from_partials_total");
+    let answer = support::request(
+        server.1,
+        "GET",
+        "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18",
+        &[("Authorization", &authorization)],
+        b"",
+    );
+    assert_eq!(answer.json(), embedded, "from the cluster's day partials");
+    assert!(metric(server.1, "upshot_reports_from_partials_total") > from_partials, "summed from day partials");
+
+    // A late event (an order on a day the partials cover) changes the site's version:
+    // the next report counts it at once, as the embedded store does.
+    let late = r#"{"event_id":"late-order-1","type":"order","ts":"2024-05-10T12:00:00Z","visitor_id":"late-visitor","order_id":"late-1","revenue":42.5}"#;
+    let answer = support::request(
+        server.1,
+        "POST",
+        "/v1/events",
+        &[("Authorization", &authorization)],
+        format!("{late}\n").as_bytes(),
+    );
+    assert_eq!(answer.json()["taken"], 1, "{}", answer.text());
+    let late_file = work.path().join("late.ndjson");
+    std::fs::write(&late_file, format!("{late}\n")).expect("written");
+    succeed(upshot(&embedded_data).args(["import", "--site", "shop"]).arg(&late_file));
+    let embedded_late: serde_json::Value = serde_json::from_str(&succeed(
+        upshot(&embedded_data).args(["report", "--site", "shop", "--format", "json"]).args(range),
+    ))
+    .expect("report JSON");
+    assert_ne!(embedded_late, embedded, "the late order changes the figures");
+    let answer = support::request(
+        server.1,
+        "GET",
+        "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18",
+        &[("Authorization", &authorization)],
+        b"",
+    );
+    assert_eq!(answer.json(), embedded_late, "an acknowledged late event is in the next report");
+    acknowledged += 1;
+
+    // A restarted collector reads the partials the cluster keeps (rebuilt for the late
+    // event first) instead of reading every event.
+    wait_until("the day partials of the late event", || metric(server.1, "upshot_partials_builds_total") >= 2);
+    drop(server);
+    let server = serve(&collector_data, &nodes[0]);
+    let answer = support::request(
+        server.1,
+        "GET",
+        "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18",
+        &[("Authorization", &authorization)],
+        b"",
+    );
+    assert_eq!(answer.json(), embedded_late);
+    assert_eq!(metric(server.1, "upshot_reports_from_partials_total"), 1, "read back from the cluster");
 
     let count = |query: &str| -> u64 {
         let node = upshot_clickhouse::Node::parse(&nodes[0]).expect("a node");

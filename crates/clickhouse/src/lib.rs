@@ -4,6 +4,7 @@
 
 pub mod figures;
 pub mod http;
+pub mod kept;
 pub mod rows;
 pub mod schema;
 
@@ -40,9 +41,9 @@ use upshot_model::Event;
 /// Rows sent in one INSERT at most (a batch larger than this is split).
 pub const INSERT_ROWS_MAX: usize = 100_000;
 
-/// Inserts a site's events into the distributed `events` table through `node`. An
-/// error means the batch may or may not be stored: send it again (rows of one event are
-/// identical, and the table keeps one).
+/// Inserts a site's events into the distributed `events` table through `node`, then
+/// records the change (`kept::record_change`). An error means the batch may or may not
+/// be stored: send it again (rows of one event are identical, and the table keeps one).
 pub fn insert_events(node: &Node, site: &str, events: &[Event]) -> Result<(), ClickHouseError> {
     let columns = schema::column_names();
     for chunk in events.chunks(INSERT_ROWS_MAX) {
@@ -54,6 +55,10 @@ pub fn insert_events(node: &Node, site: &str, events: &[Event]) -> Result<(), Cl
         // that is down fails it and the events stay in the collector's spool.
         let query = format!("INSERT INTO {}.events ({columns}) FORMAT RowBinary", schema::DATABASE);
         node.execute_with(&query, &[("insert_distributed_sync", "1")], &body)?;
+    }
+    // Then the site's version grows (its partials are out of date from now on).
+    if !events.is_empty() {
+        kept::record_change(node, site, events.len() as u64)?;
     }
     Ok(())
 }

@@ -193,6 +193,12 @@ impl<'a> RowValues<'a> {
     }
 }
 
+/// Appends `bytes` as a RowBinary `String` (its length as a varint, then the bytes).
+pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
 fn varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
@@ -257,6 +263,32 @@ impl<R: std::io::Read> RowReader<R> {
             }
         }
         Err(RowError::VarintTooLong { column: column.to_string() })
+    }
+
+    /// A `String` column's bytes as they are (binary), up to `bytes_max`; `None` at the
+    /// end of the answer.
+    pub fn next_bytes(&mut self, column: &str, bytes_max: u64) -> Result<Option<Vec<u8>>, RowError> {
+        let mut first = [0u8; 1];
+        match self.input.read(&mut first) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(source) => return Err(RowError::Read { column: column.to_string(), source }),
+        }
+        let mut length = u64::from(first[0] & 0x7f);
+        if first[0] >= 0x80 {
+            length |= self.varint(column)? << 7;
+        }
+        if length > bytes_max {
+            return Err(RowError::TooLong { column: column.to_string(), bytes: length });
+        }
+        let mut buffer = vec![0u8; length as usize];
+        self.input.read_exact(&mut buffer).map_err(|source| RowError::Read { column: column.to_string(), source })?;
+        Ok(Some(buffer))
+    }
+
+    /// A `UInt64` column.
+    pub fn u64(&mut self, column: &str) -> Result<u64, RowError> {
+        Ok(u64::from_le_bytes(self.bytes::<8>(column)?))
     }
 
     fn string(&mut self, column: &str) -> Result<String, RowError> {

@@ -9,7 +9,7 @@ use crate::ClickHouseError;
 
 /// The schema's version; `init` records it, brings a database of an earlier version up
 /// to it (`MIGRATIONS`), and refuses one of a later version.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 pub const DATABASE: &str = "upshot";
 
 /// Every column of the events table, with its type: the native event's fields (money in
@@ -66,17 +66,21 @@ pub const COLUMNS: [(&str, &str); 44] = [
 /// The columns each version added, created on a database of an earlier version (for
 /// rows stored before, they read as NULL, and `landing_channel` as `direct`: what
 /// events without traffic fields give).
-const MIGRATIONS: [(u32, &[(&str, &str)]); 1] = [(
-    2,
-    &[
-        ("device", "Nullable(String)"),
-        ("referrer", "Nullable(String)"),
-        ("utm_source", "Nullable(String)"),
-        ("utm_medium", "Nullable(String)"),
-        ("utm_campaign", "Nullable(String)"),
-        ("landing_channel", "String DEFAULT 'direct'"),
-    ],
-)];
+/// Version 3 added tables only (`changes`, `day_partials`), which `statements` creates.
+const MIGRATIONS: [(u32, &[(&str, &str)]); 2] = [
+    (
+        2,
+        &[
+            ("device", "Nullable(String)"),
+            ("referrer", "Nullable(String)"),
+            ("utm_source", "Nullable(String)"),
+            ("utm_medium", "Nullable(String)"),
+            ("utm_campaign", "Nullable(String)"),
+            ("landing_channel", "String DEFAULT 'direct'"),
+        ],
+    ),
+    (3, &[]),
+];
 
 /// The column names, quoted, comma-separated: the column list of inserts and reads.
 pub fn column_names() -> String {
@@ -104,6 +108,25 @@ pub fn statements(cluster: &str) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {DATABASE}.events AS {DATABASE}.events_local \
              ENGINE = Distributed({cluster}, {DATABASE}, events_local, sipHash64(visitor_id))"
+        ),
+        // Version 3 (ADR 0010): a row per shipment of a site's events (their count is
+        // the site's version) and each site's day partials, a site's rows on one shard.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {DATABASE}.changes_local (site String, at_ms Int64, events UInt64) \
+             ENGINE = MergeTree ORDER BY (site, at_ms)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {DATABASE}.changes AS {DATABASE}.changes_local \
+             ENGINE = Distributed({cluster}, {DATABASE}, changes_local, sipHash64(site))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {DATABASE}.day_partials_local \
+             (site String, version UInt64, built_at_ms Int64, partials String) \
+             ENGINE = ReplacingMergeTree(built_at_ms) ORDER BY site"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {DATABASE}.day_partials AS {DATABASE}.day_partials_local \
+             ENGINE = Distributed({cluster}, {DATABASE}, day_partials_local, sipHash64(site))"
         ),
     ]
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use upshot_clickhouse::figures::{figure_facts, FactsQuery, FactsRange, RangeFacts};
 use upshot_clickhouse::{order_summaries, stored_event_ids, stream_site_visitors, ClickHouseError, Node, SqlSource};
+use upshot_engine::days::DayPartials;
 use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan};
 use upshot_model::facts::{Facts, OrderFact};
 use upshot_model::{Event, KeyRole};
@@ -21,6 +22,8 @@ pub enum ClickHouseReportError {
     ClickHouse(#[from] ClickHouseError),
     #[error(transparent)]
     Query(#[from] QueryError),
+    #[error(transparent)]
+    Partials(#[from] upshot_engine::days::PartialsError),
 }
 
 pub fn report(
@@ -73,17 +76,36 @@ pub fn reports(
     // index, before anything crosses the network. A visitor lives on one shard, so the
     // subquery on the shard's local table sees all of its events.
     let relevant = upshot_clickhouse::active_visitors(&record.site, plan.earliest_start(), plan.latest_end());
-    // Several streams, each a share of the visitors (by hash), each into its own
-    // worker on its own thread: reading, parsing and the engine's pass overlap.
+    let results = stream_visitors(node, &record.site, &plan, &book, &relevant, &spooled_by_visitor);
+    let mut workers = results?;
+    let mut rest = plan.worker();
+    for (visitor, events) in spooled_by_visitor.into_inner().expect("no thread panicked") {
+        run_visitor(&mut rest, &plan, &book, &visitor, &events, None);
+    }
+    workers.push(rest);
+    Ok(plan.finish_all(workers))
+}
+
+/// Streams the site's visitors kept by `condition` (SQL over the columns, already safe)
+/// into workers of `plan`: several streams, each a share of the visitors (by hash),
+/// each into its own worker on its own thread, so reading, parsing and the engine's
+/// pass overlap. A visitor's events still in the spool (`spooled`) join it.
+fn stream_visitors(
+    node: &Node,
+    site: &str,
+    plan: &ReportPlan,
+    book: &OrderBook,
+    condition: &str,
+    spooled: &std::sync::Mutex<HashMap<String, Vec<Event>>>,
+) -> Result<Vec<upshot_engine::Worker>, ClickHouseError> {
     let streams = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, STREAMS_MAX);
     let results: Vec<Result<upshot_engine::Worker, ClickHouseError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..streams)
             .map(|stream| {
-                let (plan, book, relevant, spooled) = (&plan, &book, &relevant, &spooled_by_visitor);
                 scope.spawn(move || {
                     let mut worker = plan.worker();
-                    let condition = format!("{relevant} AND sipHash64(visitor_id) % {streams} = {stream}");
-                    stream_site_visitors(node, &record.site, &condition, |visitor, events| {
+                    let condition = format!("({condition}) AND sipHash64(visitor_id) % {streams} = {stream}");
+                    stream_site_visitors(node, site, &condition, |visitor, events| {
                         let extra = spooled.lock().expect("no thread panics while holding it").remove(visitor);
                         run_visitor(&mut worker, plan, book, visitor, &events, extra);
                     })?;
@@ -93,13 +115,31 @@ pub fn reports(
             .collect();
         handles.into_iter().map(|handle| handle.join().expect("a report stream panicked")).collect()
     });
-    let mut workers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let mut rest = plan.worker();
-    for (visitor, events) in spooled_by_visitor.into_inner().expect("no thread panicked") {
-        run_visitor(&mut rest, &plan, &book, &visitor, &events, None);
-    }
-    workers.push(rest);
-    Ok(plan.finish_all(workers))
+    results.into_iter().collect()
+}
+
+/// Day partials (ADR 0008; kept in the cluster, ADR 0010) of every lens over every
+/// local date of the site's events in the cluster, in one pass: the order book
+/// aggregated by ClickHouse, then every visitor streamed into the engine's plan for
+/// day partials, the embedded store's code, so the same figures. Events up to the
+/// latest instant stored when the build began are read (later ones wait for the next
+/// build, which the version they bump asks for). `None` for a site without events.
+pub fn day_partials(
+    node: &Node,
+    record: &SiteRecord,
+    lenses: &[Query],
+) -> Result<Option<DayPartials>, ClickHouseReportError> {
+    let Some((low, high)) = upshot_clickhouse::kept::site_time_span(node, &record.site)? else {
+        return Ok(None);
+    };
+    let Some(lenses) = crate::covering(lenses, (low, high)) else {
+        return Ok(None);
+    };
+    let plan = ReportPlan::for_day_partials(&record.settings, &lenses)?;
+    let book = cluster_order_book(node, &record.site)?;
+    let none = std::sync::Mutex::new(HashMap::new());
+    let workers = stream_visitors(node, &record.site, &plan, &book, &format!("ts <= {high}"), &none)?;
+    Ok(Some(plan.finish_day_partials(workers)?))
 }
 
 /// The order book, aggregated by ClickHouse per shard and merged by order_id.

@@ -124,20 +124,9 @@ impl Snapshot {
         settings: &Settings,
         lenses: &[Query],
     ) -> Result<Option<(DayPartials, Vec<String>)>, ScanError> {
-        let (Some(first), Some((low, high))) = (lenses.first(), self.time_span()) else {
+        let Some(lenses) = self.time_span().and_then(|span| covering(lenses, span)) else {
             return Ok(None);
         };
-        let date = |ts: i64| {
-            jiff::Timestamp::from_millisecond(ts).map(|instant| instant.to_zoned(first.time_zone.clone()).date())
-        };
-        let (Ok(from), Ok(to)) = (date(low), date(high)) else {
-            return Ok(None);
-        };
-        // At most the longest report range: older events (a device with its clock at
-        // 1970) leave the partials answering every range that looks at no day before.
-        let longest = jiff::Span::new().days(upshot_engine::query::DAYS_MAX - 1);
-        let from = to.checked_sub(longest).map_or(from, |earliest| from.max(earliest));
-        let lenses: Vec<Query> = lenses.iter().map(|lens| Query { from, to, now_ms: None, ..lens.clone() }).collect();
         let plan = ReportPlan::for_day_partials(settings, &lenses)?;
         let (workers, problems) = self.run(&plan);
         Ok(Some((plan.finish_day_partials(workers)?, problems)))
@@ -203,6 +192,23 @@ impl Snapshot {
             .map(|problem| format!("damaged data left out of these figures: {}", problem.replace(&self.root, "")))
             .collect()
     }
+}
+
+/// The lenses as queries over the dates day partials cover, for events from `low` to
+/// `high` (epoch milliseconds): every local date up to the latest event's, at most the
+/// longest report range back (older events, a device with its clock at 1970, leave the
+/// partials answering every range that looks at no day before). `None` without lenses
+/// or for instants no date holds. Both sources' partials cover what this says.
+pub fn covering(lenses: &[Query], (low, high): (i64, i64)) -> Option<Vec<Query>> {
+    let first = lenses.first()?;
+    let date =
+        |ts: i64| jiff::Timestamp::from_millisecond(ts).map(|instant| instant.to_zoned(first.time_zone.clone()).date());
+    let (Ok(from), Ok(to)) = (date(low), date(high)) else {
+        return None;
+    };
+    let longest = jiff::Span::new().days(upshot_engine::query::DAYS_MAX - 1);
+    let from = to.checked_sub(longest).map_or(from, |earliest| from.max(earliest));
+    Some(lenses.iter().map(|lens| Query { from, to, now_ms: None, ..lens.clone() }).collect())
 }
 
 /// The report of a site straight from the store, and what had to be skipped as damaged.

@@ -120,4 +120,45 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
         local(date(2024, 3, 30), date(2024, 4, 1), Model::TimeDecay),
     ];
     assert_reports_equal(&cluster.nodes[1], &record, &events, &queries);
+    day_partials_from_the_cluster_answer_like_the_engine(&cluster.nodes[0], &record, &events);
+}
+
+/// Day partials built from the cluster's events (ADR 0010), kept in the cluster and
+/// read back, give the engine's reports for the kept lenses; the site's version counts
+/// its shipments.
+fn day_partials_from_the_cluster_answer_like_the_engine(
+    node: &upshot_clickhouse::Node,
+    record: &SiteRecord,
+    events: &[Event],
+) {
+    use upshot_clickhouse::kept;
+    assert_eq!(kept::site_version(node, &record.site).expect("a version"), 1, "one shipment so far");
+    let lenses = upshot_scan::saved::default_lenses(record);
+    let built = upshot_scan::clickhouse::day_partials(node, record, &lenses).expect("built").expect("events");
+    kept::save_day_partials(node, &record.site, 1, 1_000, &built.to_bytes()).expect("kept");
+    let saved = kept::load_day_partials(node, &record.site).expect("read").expect("kept");
+    assert_eq!((saved.version, saved.built_at_ms), (1, 1_000));
+    let partials = upshot_engine::days::DayPartials::from_bytes(saved.bytes).expect("they decode");
+    let dataset = Dataset::from_events(events);
+    let zone = jiff::tz::TimeZone::get("Europe/Berlin").expect("a time zone");
+    let local = |from, to| Query::new(from, to, zone.clone(), "Europe/Berlin", "USD");
+    let segment = Some(upshot_engine::query::Segment::parse("device:mobile").expect("a segment"));
+    let queries = [
+        local(date(2024, 3, 26), date(2024, 4, 12)),
+        Query { model: Model::Linear, ..local(date(2024, 3, 30), date(2024, 4, 1)) },
+        Query { page_type: Some("product".into()), ..local(date(2024, 3, 25), date(2024, 4, 13)) },
+        Query { segment, ..local(date(2024, 4, 1), date(2024, 4, 7)) },
+    ];
+    for query in &queries {
+        let summed = partials.report(&record.settings, query).expect("the lens is kept");
+        let engine = compute_report(&dataset, &record.settings, query).expect("the engine's report");
+        assert_eq!(
+            serde_json::to_value(&summed).expect("json"),
+            serde_json::to_value(&engine).expect("json"),
+            "{query:?}"
+        );
+    }
+    // Another shipment (the same events again: stored once) moves the version on.
+    insert_events(node, &record.site, &events[..10]).expect("insert");
+    assert_eq!(kept::site_version(node, &record.site).expect("a version"), 2);
 }

@@ -334,11 +334,12 @@ pub fn start(
         metrics,
         writer: writer.clone(),
     });
-    if state.clickhouse.is_none() {
-        // Sites with saved day partials: their first reports wait for them to be read back.
+    {
+        // Sites with saved day partials (in the data dir, or maybe in the cluster):
+        // their first reports wait for them to be read back.
         let store = state.store.read().expect("no thread panics while holding the store");
         for site in store.site_ids()? {
-            if store.derived_path(&site, upshot_scan::saved::PARTIALS_FILE).is_file() {
+            if state.clickhouse.is_some() || store.derived_path(&site, upshot_scan::saved::PARTIALS_FILE).is_file() {
                 state.partials.expect_read_back(&site);
             }
         }

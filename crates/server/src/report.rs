@@ -254,10 +254,36 @@ fn report_work(
 ) -> impl FnOnce() -> Computed + Send + 'static {
     let state = state.clone();
     move || match state.clickhouse.clone() {
-        Some(node) => clickhouse_reports(&state.store, &state.metrics, &node, &record, &queries)
-            .map(|reports| (reports, Vec::new())),
+        Some(node) => {
+            clickhouse_reports(&state, &node, &record, &queries, freshness).map(|reports| (reports, Vec::new()))
+        }
         None => embedded_reports(&state, &record, &queries, freshness),
     }
+}
+
+/// Each query's report from the site's day partials when they answer it and are
+/// current enough for `freshness` at `version` (counted in the metrics); `None` for
+/// the others, which the caller computes from the events.
+fn from_partials(
+    state: &AppState,
+    record: &upshot_store::SiteRecord,
+    queries: &[upshot_engine::Query],
+    version: u64,
+    freshness: Freshness,
+) -> Vec<Option<Report>> {
+    let reports: Vec<Option<Report>> =
+        queries.iter().map(|query| state.partials.report(record, query, version, freshness)).collect();
+    let answered = reports.iter().filter(|report| report.is_some()).count() as u64;
+    use std::sync::atomic::Ordering::Relaxed;
+    state.metrics.reports_from_partials.fetch_add(answered, Relaxed);
+    state.metrics.reports_full_pass.fetch_add(queries.len() as u64 - answered, Relaxed);
+    reports
+}
+
+/// Fills the reports the partials did not answer, in order, from `computed`.
+fn fill_missing(reports: Vec<Option<Report>>, computed: Vec<Report>) -> Vec<Report> {
+    let mut computed = computed.into_iter();
+    reports.into_iter().filter_map(|report| report.or_else(|| computed.next())).collect()
 }
 
 /// The reports from the embedded store: those the site's day partials answer from
@@ -270,13 +296,9 @@ fn embedded_reports(
 ) -> Computed {
     state.partials.wait_for_read_back(&record.site);
     let version = state.store.read().expect("no thread panics while holding the store").site_version(&record.site);
-    let mut reports: Vec<Option<Report>> =
-        queries.iter().map(|query| state.partials.report(record, query, version, freshness)).collect();
+    let reports = from_partials(state, record, queries, version, freshness);
     let missing: Vec<upshot_engine::Query> =
         queries.iter().zip(&reports).filter(|(_, report)| report.is_none()).map(|(query, _)| query.clone()).collect();
-    use std::sync::atomic::Ordering::Relaxed;
-    state.metrics.reports_from_partials.fetch_add((queries.len() - missing.len()) as u64, Relaxed);
-    state.metrics.reports_full_pass.fetch_add(missing.len() as u64, Relaxed);
     if missing.is_empty() {
         return Ok((reports.into_iter().flatten().collect(), Vec::new()));
     }
@@ -288,11 +310,7 @@ fn embedded_reports(
     };
     let snapshot = opened.read().map_err(|error| error.to_string())?;
     let (computed, problems) = snapshot.reports(&record.settings, &missing).map_err(|error| error.to_string())?;
-    let mut computed = computed.into_iter();
-    for slot in reports.iter_mut().filter(|slot| slot.is_none()) {
-        *slot = computed.next();
-    }
-    Ok((reports.into_iter().flatten().collect(), problems))
+    Ok((fill_missing(reports, computed), problems))
 }
 
 fn busy() -> ApiError {
@@ -397,25 +415,42 @@ const SPOOL_WAIT: Duration = Duration::from_secs(3);
 
 /// The reports with the ClickHouse backend. Once everything acknowledged before the
 /// request is in the cluster (a shipping pass started after it has finished, which the
-/// shipper does at least every half second), computed inside ClickHouse by generated
-/// SQL. Otherwise (ClickHouse slow to take the spool), from the cluster's rows streamed
-/// visitor by visitor plus what is still in the local spool: the same figures.
+/// shipper does at least every half second): from the site's day partials when they
+/// are of the cluster's version now (for the dashboard, a few minutes old will do),
+/// else computed inside ClickHouse by generated SQL. Otherwise (ClickHouse slow to
+/// take the spool), from the cluster's rows streamed visitor by visitor plus what is
+/// still in the local spool: the same figures.
 fn clickhouse_reports(
-    store: &std::sync::RwLock<upshot_store::Store>,
-    metrics: &crate::metrics::Metrics,
+    state: &AppState,
     node: &upshot_clickhouse::Node,
     record: &upshot_store::SiteRecord,
     queries: &[upshot_engine::Query],
+    freshness: Freshness,
 ) -> Result<Vec<Report>, String> {
     use std::sync::atomic::Ordering;
+    let (store, metrics) = (&state.store, &state.metrics);
     let wanted = metrics.ship_passes_started.load(Ordering::SeqCst) + 1;
     let deadline = Instant::now() + SPOOL_WAIT;
     while metrics.ship_passes_done.load(Ordering::SeqCst) < wanted && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     if metrics.ship_passes_done.load(Ordering::SeqCst) >= wanted {
+        state.partials.wait_for_read_back(&record.site);
+        let version = upshot_clickhouse::kept::site_version(node, &record.site).map_err(|error| error.to_string())?;
+        let reports = from_partials(state, record, queries, version, freshness);
+        let missing: Vec<upshot_engine::Query> = queries
+            .iter()
+            .zip(&reports)
+            .filter(|(_, report)| report.is_none())
+            .map(|(query, _)| query.clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(reports.into_iter().flatten().collect());
+        }
         metrics.reports_in_cluster.fetch_add(1, Ordering::Relaxed);
-        return upshot_scan::clickhouse::reports_in_cluster(node, record, queries).map_err(|error| error.to_string());
+        let computed =
+            upshot_scan::clickhouse::reports_in_cluster(node, record, &missing).map_err(|error| error.to_string())?;
+        return Ok(fill_missing(reports, computed));
     }
     metrics.reports_streamed.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(site = %record.site, "the spool is still shipping; the report streams the cluster's rows");

@@ -1,0 +1,100 @@
+//! What the cluster keeps besides events (ADR 0010): `changes`, one row per shipment of
+//! a site's events (their count is the site's version: it grows whenever its events
+//! do), and `day_partials`, each site's day partials as the engine serialized them,
+//! with the version they reflect. Reports sum days from them instead of reading every
+//! event; any collector or report server of the cluster reads the same.
+
+use crate::http::Node;
+use crate::{quote, schema::DATABASE, ClickHouseError};
+
+/// Largest partials read back, in bytes.
+const PARTIALS_BYTES_MAX: u64 = 2 << 30;
+
+/// Notes that `events` events of `site` were stored (after they were: a version never
+/// counts events the cluster does not hold).
+pub fn record_change(node: &Node, site: &str, events: u64) -> Result<(), ClickHouseError> {
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    node.execute_with(
+        &format!("INSERT INTO {DATABASE}.changes (site, at_ms, events) VALUES ('{}', {now_ms}, {events})", quote(site)),
+        &[("insert_distributed_sync", "1")],
+        b"",
+    )?;
+    Ok(())
+}
+
+/// The site's version: how many shipments of its events the cluster holds.
+pub fn site_version(node: &Node, site: &str) -> Result<u64, ClickHouseError> {
+    let answer = node
+        .execute(&format!("SELECT count() FROM {DATABASE}.changes WHERE site = '{}' FORMAT TSV", quote(site)), b"")?;
+    let text = String::from_utf8_lossy(&answer);
+    text.trim().parse().map_err(|_| ClickHouseError::BadRow {
+        node: node.url(),
+        reason: format!("the count of changes reads {:?}", text.trim()),
+    })
+}
+
+/// A site's day partials as kept in the cluster.
+pub struct KeptPartials {
+    /// The site's version they were built from.
+    pub version: u64,
+    /// When the build that made them began (epoch milliseconds).
+    pub built_at_ms: i64,
+    /// The engine's serialized partials (`DayPartials::to_bytes`).
+    pub bytes: Vec<u8>,
+}
+
+/// Keeps `bytes`, the site's partials of `version`, in place of earlier ones (the
+/// replacing merge keeps the latest build; readers take the latest already).
+pub fn save_day_partials(
+    node: &Node,
+    site: &str,
+    version: u64,
+    built_at_ms: i64,
+    bytes: &[u8],
+) -> Result<(), ClickHouseError> {
+    let mut row = Vec::with_capacity(bytes.len() + site.len() + 32);
+    crate::rows::write_bytes(&mut row, site.as_bytes());
+    row.extend_from_slice(&version.to_le_bytes());
+    row.extend_from_slice(&built_at_ms.to_le_bytes());
+    crate::rows::write_bytes(&mut row, bytes);
+    node.execute_with(
+        &format!("INSERT INTO {DATABASE}.day_partials (site, version, built_at_ms, partials) FORMAT RowBinary"),
+        &[("insert_distributed_sync", "1")],
+        &row,
+    )?;
+    Ok(())
+}
+
+/// The site's latest partials kept in the cluster, if any.
+pub fn load_day_partials(node: &Node, site: &str) -> Result<Option<KeptPartials>, ClickHouseError> {
+    let query = format!(
+        "SELECT partials, version, built_at_ms FROM {DATABASE}.day_partials WHERE site = '{}' \
+         ORDER BY built_at_ms DESC LIMIT 1 FORMAT RowBinary",
+        quote(site)
+    );
+    let mut reader = crate::rows::RowReader::new(node.execute_reader(&query)?);
+    let bad = |error: crate::rows::RowError| ClickHouseError::BadRow { node: node.url(), reason: error.to_string() };
+    let Some(bytes) = reader.next_bytes("partials", PARTIALS_BYTES_MAX).map_err(bad)? else {
+        return Ok(None);
+    };
+    let version = reader.u64("version").map_err(bad)?;
+    let built_at_ms = i64::from_le_bytes(reader.u64("built_at_ms").map_err(bad)?.to_le_bytes());
+    Ok(Some(KeptPartials { version, built_at_ms, bytes }))
+}
+
+/// The first and last instants of the site's events in the cluster, if it has any.
+pub fn site_time_span(node: &Node, site: &str) -> Result<Option<(i64, i64)>, ClickHouseError> {
+    let answer = node.execute(
+        &format!("SELECT count(), min(ts), max(ts) FROM {DATABASE}.events WHERE site = '{}' FORMAT TSV", quote(site)),
+        b"",
+    )?;
+    let text = String::from_utf8_lossy(&answer);
+    let numbers: Vec<i64> = text.trim().split('\t').filter_map(|number| number.parse().ok()).collect();
+    match numbers[..] {
+        [0, _, _] => Ok(None),
+        [_, low, high] => Ok(Some((low, high))),
+        _ => {
+            Err(ClickHouseError::BadRow { node: node.url(), reason: format!("the time span reads {:?}", text.trim()) })
+        }
+    }
+}
