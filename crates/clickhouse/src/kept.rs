@@ -5,7 +5,7 @@
 //! event; any collector or report server of the cluster reads the same.
 
 use crate::http::Node;
-use crate::{quote, schema::DATABASE, ClickHouseError};
+use crate::{quote, schema::DATABASE, ClickHouseError, SqlSource};
 
 /// Largest partials read back, in bytes.
 const PARTIALS_BYTES_MAX: u64 = 2 << 30;
@@ -23,14 +23,22 @@ pub fn record_change(node: &Node, site: &str, events: u64) -> Result<(), ClickHo
 }
 
 /// The site's version: how many shipments of its events the cluster holds.
-pub fn site_version(node: &Node, site: &str) -> Result<u64, ClickHouseError> {
-    let answer = node
-        .execute(&format!("SELECT count() FROM {DATABASE}.changes WHERE site = '{}' FORMAT TSV", quote(site)), b"")?;
-    let text = String::from_utf8_lossy(&answer);
+pub fn site_version(node: &dyn SqlSource, site: &str) -> Result<u64, ClickHouseError> {
+    let query = format!("SELECT count() FROM {DATABASE}.changes WHERE site = '{}' FORMAT TSV", quote(site));
+    let text = one_line(node, &query)?;
     text.trim().parse().map_err(|_| ClickHouseError::BadRow {
-        node: node.url(),
+        node: node.name(),
         reason: format!("the count of changes reads {:?}", text.trim()),
     })
+}
+
+/// The first line of a query's answer.
+fn one_line(node: &dyn SqlSource, query: &str) -> Result<String, ClickHouseError> {
+    let mut first = None;
+    node.query_lines(query, &mut |line| {
+        first.get_or_insert_with(|| String::from_utf8_lossy(line).into_owned());
+    })?;
+    Ok(first.unwrap_or_default())
 }
 
 /// A site's day partials as kept in the cluster.
@@ -46,7 +54,7 @@ pub struct KeptPartials {
 /// Keeps `bytes`, the site's partials of `version`, in place of earlier ones (the
 /// replacing merge keeps the latest build; readers take the latest already).
 pub fn save_day_partials(
-    node: &Node,
+    node: &dyn SqlSource,
     site: &str,
     version: u64,
     built_at_ms: i64,
@@ -57,23 +65,21 @@ pub fn save_day_partials(
     row.extend_from_slice(&version.to_le_bytes());
     row.extend_from_slice(&built_at_ms.to_le_bytes());
     crate::rows::write_bytes(&mut row, bytes);
-    node.execute_with(
+    node.insert(
         &format!("INSERT INTO {DATABASE}.day_partials (site, version, built_at_ms, partials) FORMAT RowBinary"),
-        &[("insert_distributed_sync", "1")],
         &row,
-    )?;
-    Ok(())
+    )
 }
 
 /// The site's latest partials kept in the cluster, if any.
-pub fn load_day_partials(node: &Node, site: &str) -> Result<Option<KeptPartials>, ClickHouseError> {
+pub fn load_day_partials(node: &dyn SqlSource, site: &str) -> Result<Option<KeptPartials>, ClickHouseError> {
     let query = format!(
         "SELECT partials, version, built_at_ms FROM {DATABASE}.day_partials WHERE site = '{}' \
          ORDER BY built_at_ms DESC LIMIT 1 FORMAT RowBinary",
         quote(site)
     );
-    let mut reader = crate::rows::RowReader::new(node.execute_reader(&query)?);
-    let bad = |error: crate::rows::RowError| ClickHouseError::BadRow { node: node.url(), reason: error.to_string() };
+    let mut reader = crate::rows::RowReader::new(node.query_reader(&query)?);
+    let bad = |error: crate::rows::RowError| ClickHouseError::BadRow { node: node.name(), reason: error.to_string() };
     let Some(bytes) = reader.next_bytes("partials", PARTIALS_BYTES_MAX).map_err(bad)? else {
         return Ok(None);
     };
@@ -83,18 +89,17 @@ pub fn load_day_partials(node: &Node, site: &str) -> Result<Option<KeptPartials>
 }
 
 /// The first and last instants of the site's events in the cluster, if it has any.
-pub fn site_time_span(node: &Node, site: &str) -> Result<Option<(i64, i64)>, ClickHouseError> {
-    let answer = node.execute(
+pub fn site_time_span(node: &dyn SqlSource, site: &str) -> Result<Option<(i64, i64)>, ClickHouseError> {
+    let text = one_line(
+        node,
         &format!("SELECT count(), min(ts), max(ts) FROM {DATABASE}.events WHERE site = '{}' FORMAT TSV", quote(site)),
-        b"",
     )?;
-    let text = String::from_utf8_lossy(&answer);
     let numbers: Vec<i64> = text.trim().split('\t').filter_map(|number| number.parse().ok()).collect();
     match numbers[..] {
         [0, _, _] => Ok(None),
         [_, low, high] => Ok(Some((low, high))),
         _ => {
-            Err(ClickHouseError::BadRow { node: node.url(), reason: format!("the time span reads {:?}", text.trim()) })
+            Err(ClickHouseError::BadRow { node: node.name(), reason: format!("the time span reads {:?}", text.trim()) })
         }
     }
 }

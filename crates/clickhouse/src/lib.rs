@@ -103,7 +103,7 @@ pub(crate) fn quote(text: &str) -> String {
 /// columns, already safe). Each visitor's events reach `visit` at once, an event_id
 /// once; memory holds one visitor.
 pub fn stream_site_visitors(
-    node: &Node,
+    node: &dyn SqlSource,
     site: &str,
     condition: &str,
     mut visit: impl FnMut(&str, Vec<Event>),
@@ -114,14 +114,14 @@ pub fn stream_site_visitors(
         schema::DATABASE,
         quote(site)
     );
-    let mut reader = rows::RowReader::new(node.execute_reader(&query)?);
+    let mut reader = rows::RowReader::new(node.query_reader(&query)?);
     let mut current = String::new();
     let mut events: Vec<Event> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     loop {
         let next = reader
             .next_event()
-            .map_err(|error| ClickHouseError::BadRow { node: node.url(), reason: error.to_string() })?;
+            .map_err(|error| ClickHouseError::BadRow { node: node.name(), reason: error.to_string() })?;
         let Some((_, event)) = next else { break };
         let visitor = event.visitor_id.as_deref().unwrap_or("");
         if visitor != current {
@@ -164,6 +164,10 @@ pub trait SqlSource: Sync {
     /// Names the source in errors.
     fn name(&self) -> String;
     fn query_lines(&self, query: &str, visit: &mut dyn FnMut(&[u8])) -> Result<(), ClickHouseError>;
+    /// Runs a query whose answer is binary (`FORMAT RowBinary`), read as it arrives.
+    fn query_reader(&self, query: &str) -> Result<Box<dyn std::io::Read + Send>, ClickHouseError>;
+    /// Runs an INSERT whose rows are `body`, once every shard has them.
+    fn insert(&self, query: &str, body: &[u8]) -> Result<(), ClickHouseError>;
     /// The server's `version()` (which SQL dialect it is sent).
     fn server_version(&self) -> Result<http::ServerVersion, ClickHouseError> {
         let mut answer = String::new();
@@ -184,6 +188,16 @@ impl SqlSource for Node {
 
     fn query_lines(&self, query: &str, visit: &mut dyn FnMut(&[u8])) -> Result<(), ClickHouseError> {
         self.execute_lines(query, visit)
+    }
+
+    fn query_reader(&self, query: &str) -> Result<Box<dyn std::io::Read + Send>, ClickHouseError> {
+        self.execute_reader(query)
+    }
+
+    fn insert(&self, query: &str, body: &[u8]) -> Result<(), ClickHouseError> {
+        // Synchronous through a Distributed table: the insert returns once every shard
+        // has its rows.
+        self.execute_with(query, &[("insert_distributed_sync", "1")], body).map(drop)
     }
 
     fn server_version(&self) -> Result<http::ServerVersion, ClickHouseError> {

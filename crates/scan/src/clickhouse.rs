@@ -91,7 +91,7 @@ pub fn reports(
 /// each into its own worker on its own thread, so reading, parsing and the engine's
 /// pass overlap. A visitor's events still in the spool (`spooled`) join it.
 fn stream_visitors(
-    node: &Node,
+    node: &dyn SqlSource,
     site: &str,
     plan: &ReportPlan,
     book: &OrderBook,
@@ -125,7 +125,7 @@ fn stream_visitors(
 /// latest instant stored when the build began are read (later ones wait for the next
 /// build, which the version they bump asks for). `None` for a site without events.
 pub fn day_partials(
-    node: &Node,
+    node: &dyn SqlSource,
     record: &SiteRecord,
     lenses: &[Query],
 ) -> Result<Option<DayPartials>, ClickHouseReportError> {

@@ -9,70 +9,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use jiff::civil::date;
+use support::chdb::Chdb;
 use upshot_clickhouse::figures::{Dialect, Route};
-use upshot_clickhouse::{ClickHouseError, SqlSource};
+use upshot_clickhouse::SqlSource;
 use upshot_engine::query::Segment;
 use upshot_engine::{compute_report, Dataset, Model, Query};
-use upshot_model::{Event, Kind};
+use upshot_model::Kind;
 use upshot_store::Store;
-
-/// Runs each query in a fresh chdb process over the rows written once.
-struct Chdb {
-    python: String,
-    dir: PathBuf,
-}
-
-impl Chdb {
-    fn new(events: &[Event], dir: &Path) -> Chdb {
-        let python = std::env::var("UPSHOT_CHDB_PYTHON").unwrap_or_else(|_| "python3".into());
-        let probe = Command::new(&python).args(["-c", "import chdb"]).output();
-        assert!(
-            probe.is_ok_and(|output| output.status.success()),
-            "{python} cannot import chdb: install PyPI's chdb-core (scripts/test does, in target/chdb-venv) \
-             or point UPSHOT_CHDB_PYTHON at a Python that has it"
-        );
-        let mut rows = Vec::new();
-        for event in events {
-            upshot_clickhouse::rows::RowValues::of("shop", event).write_row_binary(&mut rows);
-        }
-        std::fs::write(dir.join("rows.bin"), rows).expect("rows written");
-        let columns: Vec<String> =
-            upshot_clickhouse::schema::COLUMNS.iter().map(|(name, kind)| format!("`{name}` {kind}")).collect();
-        std::fs::write(dir.join("columns.txt"), columns.join(", ")).expect("columns written");
-        Chdb { python, dir: dir.to_path_buf() }
-    }
-}
-
-impl SqlSource for Chdb {
-    fn name(&self) -> String {
-        "chdb".into()
-    }
-
-    fn query_lines(&self, query: &str, visit: &mut dyn FnMut(&[u8])) -> Result<(), ClickHouseError> {
-        // Several queries may run at once (one per filter): each gets its own file.
-        let file = self.dir.join(format!("query-{:016x}.sql", fnv(query)));
-        std::fs::write(&file, query).expect("query written");
-        let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chdb_runner.py");
-        let output = Command::new(&self.python)
-            .arg(runner)
-            .arg(self.dir.join("rows.bin"))
-            .arg(self.dir.join("columns.txt"))
-            .arg(&file)
-            .output()
-            .expect("the chdb runner starts");
-        assert!(output.status.success(), "chdb refused the SQL: {}", String::from_utf8_lossy(&output.stderr));
-        output.stdout.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()).for_each(visit);
-        Ok(())
-    }
-}
-
-fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
-}
 
 #[test]
 fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
@@ -88,7 +32,8 @@ fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
     });
     events.extend(support::unusual_visitors());
     let dir = tempfile::tempdir().expect("a temporary dir");
-    let chdb = Chdb::new(&events, dir.path());
+    let chdb = Chdb::start(dir.path());
+    chdb.load("shop", &events);
     let store = Store::open(dir.path().join("store")).expect("a store");
     let (record, _) = store.create_site("shop", "UTC", "USD").expect("a site");
     let range = |from, to| Query::utc(from, to);
@@ -119,5 +64,42 @@ fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
                 "{route:?} {dialect:?} {query:?}"
             );
         }
+    }
+    day_partials_built_from_a_current_clickhouse_answer_like_the_engine(&chdb, &record, &dataset);
+}
+
+/// Day partials built from the events in ClickHouse 26.x (ADR 0010), kept in its table
+/// and read back, give the engine's reports for kept lenses.
+fn day_partials_built_from_a_current_clickhouse_answer_like_the_engine(
+    chdb: &Chdb,
+    record: &upshot_store::SiteRecord,
+    dataset: &Dataset,
+) {
+    use upshot_clickhouse::kept;
+    assert_eq!(kept::site_version(chdb, "shop").expect("a version"), 1);
+    let lenses = upshot_scan::saved::default_lenses(record);
+    let built = upshot_scan::clickhouse::day_partials(chdb, record, &lenses).expect("built").expect("events");
+    kept::save_day_partials(chdb, "shop", 1, 7, &built.to_bytes()).expect("kept");
+    let saved = kept::load_day_partials(chdb, "shop").expect("read").expect("kept");
+    assert_eq!((saved.version, saved.built_at_ms), (1, 7));
+    let partials = upshot_engine::days::DayPartials::from_bytes(saved.bytes).expect("they decode");
+    let range = |from, to| Query::utc(from, to);
+    let queries = [
+        range(date(2024, 5, 3), date(2024, 5, 18)),
+        Query { model: Model::TimeDecay, ..range(date(2024, 5, 10), date(2024, 5, 10)) },
+        Query { page_type: Some("cart".into()), ..range(date(2024, 5, 1), date(2024, 5, 20)) },
+        Query {
+            segment: Some(Segment::parse("channel:direct").expect("a segment")),
+            ..range(date(2024, 5, 2), date(2024, 5, 19))
+        },
+    ];
+    for query in &queries {
+        let summed = partials.report(&record.settings, query).expect("the lens is kept");
+        let engine = compute_report(dataset, &record.settings, query).expect("the engine's report");
+        assert_eq!(
+            serde_json::to_value(&summed).expect("json"),
+            serde_json::to_value(&engine).expect("json"),
+            "{query:?}"
+        );
     }
 }

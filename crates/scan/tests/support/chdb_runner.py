@@ -1,28 +1,92 @@
-"""Runs one SQL query of upshot's on a current ClickHouse embedded by chdb (PyPI
-`chdb-core`), over a fresh in-memory copy of the events: the tables as upshot's schema
-makes them (ReplacingMergeTree; the Distributed table becomes a second local table),
-the rows as upshot writes them (RowBinary). Prints the answer (JSONEachRow) or exits 2
-with ClickHouse's error.
+"""Runs upshot's SQL on a current ClickHouse embedded by chdb (PyPI `chdb-core`): one
+process, one session over DB_DIR, the tables as upshot's schema makes them (the
+Distributed tables become second local tables: one process is one shard and its node),
+answering requests on stdin until it closes.
 
-Usage: python3 chdb_runner.py ROWS.bin COLUMNS.txt QUERY.sql
+Usage: python3 chdb_runner.py DB_DIR
+
+A request is a line of JSON, {"query": SQL, "body": N} or {"query": SQL, "file": PATH},
+then N bytes: an INSERT ... FORMAT RowBinary's rows (the body, or the file's). An answer
+is a line of JSON, {"ok": true|false, "bytes": M}, then M bytes: the query's answer in
+the format it names, or ClickHouse's error.
 """
+import json
+import os
+import re
 import sys
+import tempfile
 
 from chdb import session
 
-rows, columns_file, query_file = sys.argv[1:4]
-columns = open(columns_file).read()
-db = session.Session()
-db.query("CREATE DATABASE IF NOT EXISTS upshot")
-for table in ["events_local", "events"]:
-    db.query(
-        f"CREATE TABLE upshot.{table} ({columns}) ENGINE = ReplacingMergeTree "
-        "PARTITION BY toYYYYMM(day) ORDER BY (site, visitor_id, ts, event_id)"
-    )
-    db.query(f"INSERT INTO upshot.{table} SELECT * FROM file('{rows}', RowBinary, '{columns}')")
-try:
-    answer = db.query(open(query_file).read())
-except Exception as error:  # ClickHouse's own message, for the test to show
-    print(str(error), file=sys.stderr)
-    sys.exit(2)
-sys.stdout.write(str(answer))
+TABLES = {
+    "events": "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(day) ORDER BY (site, visitor_id, ts, event_id)",
+    "changes": "ENGINE = MergeTree ORDER BY (site, at_ms)",
+    "day_partials": "ENGINE = ReplacingMergeTree(built_at_ms) ORDER BY site",
+}
+INSERT = re.compile(r"^\s*INSERT INTO (\S+) \(([^)]*)\) FORMAT RowBinary\s*$", re.S)
+
+
+def create_tables(db, columns):
+    db.query("CREATE DATABASE IF NOT EXISTS upshot")
+    kinds = {
+        "events": columns,
+        "changes": "site String, at_ms Int64, events UInt64",
+        "day_partials": "site String, version UInt64, built_at_ms Int64, partials String",
+    }
+    for table, engine in TABLES.items():
+        for name in (f"{table}_local", table):
+            db.query(f"CREATE TABLE IF NOT EXISTS upshot.{name} ({kinds[table]}) {engine}")
+
+
+def insert(db, query, path):
+    """An INSERT with RowBinary rows as ClickHouse's HTTP interface takes it, run as
+    INSERT ... SELECT from the rows' file (chdb takes no request body)."""
+    match = INSERT.match(query)
+    if not match:
+        raise ValueError(f"not an INSERT ... FORMAT RowBinary: {query[:200]}")
+    table, listed = match.group(1), [name.strip().strip("`") for name in match.group(2).split(",")]
+    described = db.query(f"DESCRIBE TABLE {table}", "TabSeparated").bytes().decode()
+    kinds = dict(line.split("\t")[:2] for line in described.splitlines())
+    structure = ", ".join(f"`{name}` {kinds[name]}" for name in listed)
+    names = ", ".join(f"`{name}`" for name in listed)
+    db.query(f"INSERT INTO {table} ({names}) SELECT * FROM file('{path}', RowBinary, '{structure}')")
+    return b""
+
+
+def answer(out, ok, payload):
+    out.write(json.dumps({"ok": ok, "bytes": len(payload)}).encode() + b"\n")
+    out.write(payload)
+    out.flush()
+
+
+def main():
+    db_dir = sys.argv[1]
+    columns = open(os.path.join(db_dir, "columns.txt")).read()
+    db = session.Session(os.path.join(db_dir, "chdb"))
+    create_tables(db, columns)
+    requests, out = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        header = requests.readline()
+        if not header:
+            return
+        request = json.loads(header)
+        body = requests.read(request.get("body", 0))
+        try:
+            if "file" in request:
+                payload = insert(db, request["query"], request["file"])
+            elif body:
+                with tempfile.NamedTemporaryFile(dir=db_dir, suffix=".bin", delete=False) as rows:
+                    rows.write(body)
+                try:
+                    payload = insert(db, request["query"], rows.name)
+                finally:
+                    os.unlink(rows.name)
+            else:
+                payload = db.query(request["query"], "TabSeparated").bytes()
+        except Exception as error:  # ClickHouse's own message, for the caller to show
+            answer(out, False, str(error).encode())
+            continue
+        answer(out, True, payload)
+
+
+main()

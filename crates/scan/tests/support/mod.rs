@@ -1,4 +1,7 @@
-//! What the SQL tests share: visitors a typical generated shop lacks.
+//! What the SQL tests share: visitors a typical generated shop lacks, and a current
+//! ClickHouse embedded by chdb (`chdb`).
+
+pub mod chdb;
 
 use upshot_model::Event;
 
