@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Ingest and report: the ClickHouse backend (local two-shard cluster) against the
-# embedded store, on the same generated events, side by side.
-#   bench/clickhouse_compare.sh [VISITORS] [RUNS]
-# Needs python3; starts and stops its own cluster under bench/out/.
+# The ClickHouse backend against the embedded store on the same generated events, side
+# by side (issue 14): ingest over HTTP into `serve --store clickhouse` (two-shard
+# ClickHouse 18.16 on loopback) and import into the embedded store; then
+# `cargo bench -p upshot-scan --bench sources` (day partials built and kept by each of
+# the embedded store, the cluster and a current ClickHouse in chdb; reports from them,
+# cold and warm, and without them); then the report API of both servers, restarted
+# (the collector reads the partials the cluster keeps).
+#   bench/clickhouse_compare.sh [VISITORS] [RUNS]      (500000 visitors: ~10.5M events)
+# Needs python3 and chdb-core (UPSHOT_CHDB_PYTHON, as scripts/test sets up); starts and
+# stops its own cluster under bench/out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 visitors="${1:-50000}"
 runs="${2:-5}"
 bin=target/release/upshot
 cargo build --release --quiet
-out=bench/out/clickhouse-compare
+cargo bench -p upshot-scan --bench sources --no-run --quiet 2>/dev/null
+export UPSHOT_CHDB_PYTHON="${UPSHOT_CHDB_PYTHON:-target/chdb-venv/bin/python}"
+out="$(pwd)/bench/out/clickhouse-compare"
 rm -rf "$out" && mkdir -p "$out"
 nodes=$(scripts/clickhouse/cluster start "$out/cluster" 18600)
 trap 'scripts/clickhouse/cluster stop "$out/cluster"; kill $(jobs -p) 2>/dev/null || true' EXIT
@@ -22,46 +30,91 @@ echo "events: $events"
 for store in embedded ch; do
     $bin --data "$out/$store" site create shop --format json > "$out/$store.keys"
 done
+seconds() { python3 -c "print(f'{$(date +%s.%N) - $1:.2f}')"; }
 start=$(date +%s.%N)
 $bin --data "$out/embedded" import --site shop "$out/events.ndjson" > /dev/null
-echo "embedded import: $(python3 -c "print(f'{$(date +%s.%N) - $start:.2f}')") s"
+echo "embedded import: $(seconds "$start") s"
+start=$(date +%s.%N)
+$bin --data "$out/embedded" rebuild-partials --site shop
+echo "embedded partials: $(seconds "$start") s"
 
-$bin --data "$out/ch" serve --listen 127.0.0.1:18690 --store clickhouse --clickhouse-url "$node1" --key-events-per-second 100000000 --key-events-burst 100000000 > "$out/ch.out" 2> "$out/ch.err" &
-$bin --data "$out/embedded" serve --listen 127.0.0.1:18691 > "$out/embedded.out" 2> "$out/embedded.err" &
+serve_ch() {
+    $bin --data "$out/ch" serve --listen 127.0.0.1:18690 --store clickhouse --clickhouse-url "$node1" \
+        --key-events-per-second 100000000 --key-events-burst 100000000 --report-seconds-max 900 \
+        > "$out/ch.out" 2>> "$out/ch.err" &
+    echo $! > "$out/ch.pid"
+}
+serve_embedded() {
+    $bin --data "$out/embedded" serve --listen 127.0.0.1:18691 > "$out/embedded.out" 2>> "$out/embedded.err" &
+    echo $! > "$out/embedded.pid"
+}
+stop() { kill "$(cat "$out/$1.pid")"; while kill -0 "$(cat "$out/$1.pid")" 2>/dev/null; do sleep 0.2; done; }
+
+serve_ch
 sleep 2
-python3 - "$out" "$events" "$node1" "$runs" <<'PY'
-import json, statistics, sys, time, urllib.request, concurrent.futures
-out, events, node, runs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-keys = {store: json.load(open(f"{out}/{store}.keys")) for store in ("ch", "embedded")}
-lines = open(f"{out}/events.ndjson", "rb").read().splitlines(keepends=True)
-batches = [b"".join(lines[i:i + 500]) for i in range(0, len(lines), 500)]
-def post(batch):
-    request = urllib.request.Request("http://127.0.0.1:18690/v1/events", data=batch,
-        headers={"Authorization": "Bearer " + keys["ch"]["secret_key"]})
-    return json.load(urllib.request.urlopen(request))["taken"]
+python3 - "$out" "$node1" <<'PY'
+import json, sys, time, http.client, threading, urllib.request
+out, node = sys.argv[1], sys.argv[2]
+key = json.load(open(f"{out}/ch.keys"))["secret_key"]
+batches, batch = [], []
+with open(f"{out}/events.ndjson", "rb") as lines:
+    for line in lines:
+        batch.append(line)
+        if len(batch) == 500:
+            batches.append(b"".join(batch)); batch = []
+if batch:
+    batches.append(b"".join(batch))
+taken, lock, position = [0], threading.Lock(), [0]
+def post():
+    connection = http.client.HTTPConnection("127.0.0.1", 18690)
+    while True:
+        with lock:
+            index = position[0]; position[0] += 1
+        if index >= len(batches):
+            return
+        connection.request("POST", "/v1/events", batches[index], {"Authorization": "Bearer " + key})
+        answer = json.loads(connection.getresponse().read())
+        with lock:
+            taken[0] += answer["taken"]
 started = time.perf_counter()
-with concurrent.futures.ThreadPoolExecutor(8) as pool:
-    taken = sum(pool.map(post, batches))
+threads = [threading.Thread(target=post) for _ in range(8)]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
 acknowledged = time.perf_counter() - started
 def count():
     return int(urllib.request.urlopen(node + "/?query=SELECT%20count()%20FROM%20upshot.events%20FORMAT%20TSV").read())
-while count() < taken:
+while count() < taken[0]:
     time.sleep(0.1)
 shipped = time.perf_counter() - started
-print(f"clickhouse ingest over HTTP: {taken} acknowledged in {acknowledged:.2f} s, all in ClickHouse after {shipped:.2f} s ({taken / shipped:.0f} events/s end to end)")
-def report(port, store):
-    url = f"http://127.0.0.1:{port}/v1/sites/shop/report?from=2024-05-01&to=2024-06-29"
+print(f"clickhouse ingest over HTTP (python client, 8 keep-alive connections): {taken[0]} acknowledged in "
+      f"{acknowledged:.2f} s, all in ClickHouse after {shipped:.2f} s ({taken[0] / shipped:.0f} events/s end to end)")
+PY
+stop ch
+
+UPSHOT_BENCH_DATA="$out/embedded" UPSHOT_BENCH_NODE="$node1" UPSHOT_BENCH_RUNS="$runs" \
+    cargo bench -p upshot-scan --bench sources --quiet
+
+serve_ch
+serve_embedded
+sleep 2
+python3 - "$out" "$runs" <<'PY'
+import json, statistics, sys, time, urllib.request
+out, runs = sys.argv[1], int(sys.argv[2])
+keys = {store: json.load(open(f"{out}/{store}.keys")) for store in ("ch", "embedded")}
+def report(port, store, query):
+    url = f"http://127.0.0.1:{port}/v1/sites/shop/report?{query}"
     request = urllib.request.Request(url, headers={"Authorization": "Bearer " + keys[store]["secret_key"]})
     started = time.perf_counter()
-    body = json.load(urllib.request.urlopen(request))
+    body = json.load(urllib.request.urlopen(request, timeout=900))
     return time.perf_counter() - started, body
-results = {}
-for store, port in (("embedded", 18691), ("ch", 18690)):
-    times = []
-    for _ in range(runs):
-        seconds, body = report(port, store)
-        times.append(seconds)
-    results[store] = body
-    print(f"report via {store}: median {statistics.median(times):.2f} s of {runs} ({min(times):.2f}-{max(times):.2f})")
-print("reports equal:", results["ch"] == results["embedded"])
+for query in ("from=2024-05-31&to=2024-06-29", "from=2024-05-01&to=2024-06-29&model=linear"):
+    results = {}
+    for store, port in (("embedded", 18691), ("ch", 18690)):
+        first, body = report(port, store, query)
+        times = [report(port, store, query)[0] for _ in range(runs)]
+        results[store] = (first, statistics.median(times), body)
+    (e_first, e_median, e_body), (c_first, c_median, c_body) = results["embedded"], results["ch"]
+    print(f"API {query}: first after start embedded {e_first:.3f} s, cluster {c_first:.3f} s ({c_first / e_first:.2f}x); "
+          f"median of {runs} embedded {e_median:.4f} s, cluster {c_median:.4f} s ({c_median / e_median:.2f}x); "
+          f"equal: {e_body == c_body}")
 PY

@@ -46,8 +46,11 @@ fn ship_spool(store: &RwLock<Store>, metrics: &Metrics, node: &Node) -> Result<u
     }
     let (_, delivered_log) = lock().finish_seal(plan.delivered(shipped)).map_err(|error| error.to_string())?;
     delivered_log.remove().map_err(|error| error.to_string())?;
-    let previous = metrics.spool_events.load(Ordering::Relaxed);
-    metrics.spool_events.store(previous.saturating_sub(shipped), Ordering::Relaxed);
+    // One atomic step: the writer adds to the count meanwhile (a load then a store
+    // would lose what it added).
+    let _ = metrics
+        .spool_events
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |count| Some(count.saturating_sub(shipped)));
     metrics.shipped_events.fetch_add(shipped, Ordering::Relaxed);
     Ok(shipped)
 }

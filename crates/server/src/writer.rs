@@ -163,13 +163,13 @@ fn run(
                 next = receiver.try_recv().ok();
             }
         }
-        let taken = write_group(store, metrics, group);
+        let spooled = settings.clickhouse.is_some();
+        write_group(store, metrics, group, spooled);
         if stop {
             break;
         }
-        if settings.clickhouse.is_some() {
+        if spooled {
             // Everything appended is in the spool until shipped: ship it now.
-            metrics.spool_events.fetch_add(taken, Ordering::Relaxed);
             let _ = seal.try_send(());
         } else if appended() >= settings.seal_events_min {
             let _ = seal.try_send(());
@@ -177,8 +177,10 @@ fn run(
     }
 }
 
-/// Appends the group; returns the events taken.
-fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendRequest>) -> u64 {
+/// Appends the group; returns the events taken. With ClickHouse (`spooled`), the spool's
+/// count grows before any client hears its events were taken: a report that finds the
+/// spool empty knows every acknowledged event is in the cluster.
+fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendRequest>, spooled: bool) -> u64 {
     if group.is_empty() {
         return 0;
     }
@@ -190,6 +192,10 @@ fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendReques
     metrics.fsync.observe(started.elapsed());
     match result {
         Ok(outcomes) => {
+            if spooled {
+                let taken = outcomes.iter().flatten().filter(|outcome| **outcome == Appended::Taken).count();
+                metrics.spool_events.fetch_add(taken as u64, Ordering::SeqCst);
+            }
             for (request, outcomes) in group.into_iter().zip(outcomes) {
                 let taken = outcomes.iter().filter(|outcome| **outcome == Appended::Taken).count() as u64;
                 metrics.events_taken.fetch_add(taken, Ordering::Relaxed);
