@@ -97,6 +97,11 @@ pub(crate) fn quote(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\'', "\\'")
 }
 
+/// Bytes a shard sorts in memory before it spills to disk, when it streams a site's
+/// events in visitor order (a build of day partials sorts every event of the site:
+/// without spilling, 5M events went past 18.16's default 4 GB per query).
+const SORT_BYTES_IN_MEMORY: u64 = 1 << 30;
+
 /// Streams a site's events from the cluster through `node`'s distributed table, each
 /// visitor's together in (ts, event_id) order (`ORDER BY visitor_id, ts, event_id`:
 /// each shard sorts its own, the node merges), restricted by `condition` (SQL over the
@@ -110,7 +115,8 @@ pub fn stream_site_visitors(
 ) -> Result<(), ClickHouseError> {
     let columns = schema::column_names();
     let query = format!(
-        "SELECT {columns} FROM {}.events FINAL WHERE site = '{}' AND ({condition}) ORDER BY visitor_id, ts, event_id FORMAT RowBinary",
+        "SELECT {columns} FROM {}.events FINAL WHERE site = '{}' AND ({condition}) ORDER BY visitor_id, ts, event_id \
+         SETTINGS max_bytes_before_external_sort = {SORT_BYTES_IN_MEMORY} FORMAT RowBinary",
         schema::DATABASE,
         quote(site)
     );

@@ -18,6 +18,7 @@ use upshot_store::{SiteRecord, Store, StoreError};
 pub mod clickhouse;
 mod rows;
 pub mod saved;
+pub mod source;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {

@@ -96,6 +96,16 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
+    /// Where reports come from: this data dir's store, or the ClickHouse cluster (with
+    /// this data dir's log as the spool; `shipped`: everything acknowledged is there).
+    /// The one place the server chooses a source.
+    pub(crate) fn source(&self, shipped: bool) -> upshot_scan::source::Source<'_> {
+        match &self.clickhouse {
+            Some(node) => upshot_scan::source::Source::Cluster { node, spool: &self.store, shipped },
+            None => upshot_scan::source::Source::Embedded(&self.store),
+        }
+    }
+
     /// The site and role a key opens, reloading the sites once if it is unknown (a
     /// site created while the server runs).
     async fn authorize(self: &Arc<Self>, key: &str) -> Option<Authorized> {

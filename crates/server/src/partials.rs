@@ -257,15 +257,16 @@ impl PartialsCache {
     }
 }
 
-/// The site's version as the chosen source counts it: the store's, or the cluster's
-/// count of shipments (read on a blocking thread: async code never waits for either).
+/// The site's version as the chosen source counts it (read on a blocking thread: async
+/// code never waits for the store or the cluster).
 pub(crate) async fn site_version(state: &Arc<AppState>, site: &str) -> Option<u64> {
     let (state, site) = (state.clone(), site.to_string());
-    let read = tokio::task::spawn_blocking(move || match &state.clickhouse {
-        Some(node) => upshot_clickhouse::kept::site_version(node, &site)
-            .map_err(|error| tracing::debug!(%site, %error, "the cluster's version of the site is unknown"))
-            .ok(),
-        None => Some(state.store.read().expect("no thread panics while holding the store").site_version(&site)),
+    let read = tokio::task::spawn_blocking(move || {
+        state
+            .source(true)
+            .version(&site)
+            .map_err(|error| tracing::debug!(%site, %error, "the site's version is unknown"))
+            .ok()
     });
     read.await.ok().flatten()
 }
@@ -273,7 +274,12 @@ pub(crate) async fn site_version(state: &Arc<AppState>, site: &str) -> Option<u6
 /// Builds the site's partials again in the background when they need it (one build
 /// per site at a time, sharing the background permit with other background work).
 pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRecord>) {
-    let Some(version) = site_version(state, &record.site).await else { return };
+    let Some(version) = site_version(state, &record.site).await else {
+        // The source cannot say (the cluster down, or a user that may only insert):
+        // reports do not wait for partials that cannot be read back either.
+        state.partials.done_reading_back(&record.site);
+        return;
+    };
     let cache = &state.partials;
     if !cache.needs_build(&record, version) || !cache.start_building(&record.site) {
         return;
@@ -283,16 +289,33 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
         cache.end_building(&record.site);
         return;
     };
-    let source = match state.clickhouse.clone() {
-        Some(node) => Some(Source::Cluster(node)),
-        None => open_snapshot(state, &record, version).await.map(|inputs| Source::Embedded(Box::new(inputs))),
+    // The store is held only while a snapshot's files are opened, and the build thread
+    // holds no handle to it: a server that stops lets go of its data dir even while a
+    // build finishes.
+    let (opening_state, opening_record) = (state.clone(), record.clone());
+    let opened = tokio::task::spawn_blocking(move || opening_state.source(true).partials_build(&opening_record)).await;
+    let partials_build = match opened {
+        Ok(Ok(partials_build)) => partials_build,
+        Ok(Err(error)) => {
+            tracing::warn!(site = %record.site, %error, "opening the site's events for its day partials failed");
+            cache.note_failed(&record.site, version);
+            cache.done_reading_back(&record.site);
+            cache.end_building(&record.site);
+            return;
+        }
+        Err(_) => {
+            cache.done_reading_back(&record.site);
+            cache.end_building(&record.site);
+            return;
+        }
     };
-    let Some(source) = source else {
-        cache.done_reading_back(&record.site);
-        cache.end_building(&record.site);
-        return;
+    let inputs = BuildInputs {
+        cache: state.partials.clone(),
+        metrics: state.metrics.clone(),
+        damage: state.damage.clone(),
+        version,
+        build: partials_build,
     };
-    let inputs = BuildInputs { cache: state.partials.clone(), metrics: state.metrics.clone(), version, source };
     let task_record = record.clone();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("upshot-partials".into()).spawn(move || {
@@ -318,195 +341,61 @@ pub(crate) async fn rebuild_if_needed(state: &Arc<AppState>, record: Arc<SiteRec
     cache.end_building(&record.site);
 }
 
-/// Opens the site's snapshot for a build (the store is held only while its files are
-/// opened: appends go on while its log tail is read, and the build thread holds no
-/// handle to it, so a server that stops lets go of its data dir even mid-build).
-async fn open_snapshot(state: &Arc<AppState>, record: &Arc<SiteRecord>, version: u64) -> Option<EmbeddedInputs> {
-    let (opening_state, opening_record) = (state.clone(), record.clone());
-    let opened = tokio::task::spawn_blocking(move || {
-        let store = opening_state.store.read().expect("no thread panics while holding the store");
-        let opened = upshot_scan::Snapshot::open(&store, &opening_record).map_err(|error| error.to_string());
-        opened.map(|opened| {
-            (opened, store.site_version(&opening_record.site), upshot_scan::saved::path(&store, &opening_record))
-        })
-    })
-    .await;
-    match opened {
-        Ok(Ok((opened, version, saved_path))) => {
-            Some(EmbeddedInputs { damage: state.damage.clone(), opened, version, saved_path })
-        }
-        Ok(Err(error)) => {
-            tracing::warn!(site = %record.site, %error, "opening the site's events for its day partials failed");
-            state.partials.note_failed(&record.site, version);
-            None
-        }
-        Err(_) => None,
-    }
-}
-
-/// Where a build reads the site's events: the embedded store's snapshot (with where
-/// its partials are saved), or the cluster (which keeps them too).
-enum Source {
-    Embedded(Box<EmbeddedInputs>),
-    Cluster(upshot_clickhouse::Node),
-}
-
-/// What a build from the embedded store needs, without the store.
-struct EmbeddedInputs {
-    damage: upshot_store::DamageLog,
-    opened: upshot_scan::OpenSnapshot,
-    /// The store's version when the snapshot was opened.
-    version: u64,
-    saved_path: std::path::PathBuf,
-}
-
+/// What a build needs, without the store.
 struct BuildInputs {
     cache: Arc<PartialsCache>,
     metrics: Arc<crate::metrics::Metrics>,
+    damage: upshot_store::DamageLog,
+    /// The site's version when the build was asked for.
     version: u64,
-    source: Source,
+    build: upshot_scan::source::PartialsBuild,
 }
 
-/// Builds the site's partials from its source and keeps them; `Ok(false)` for a site
-/// without events.
+/// When nothing is kept here yet, the partials the source keeps (those of the version
+/// now end it; older ones serve the dashboard while young); then one pass over the
+/// site's events for every lens, kept here and where the source keeps partials
+/// (the data dir at most every ten minutes, the cluster every build, for every
+/// collector of it). `Ok(false)` for a site without events.
 fn build(inputs: BuildInputs, record: &SiteRecord, lenses: &[Query]) -> Result<bool, String> {
-    let BuildInputs { cache, metrics, version, source } = inputs;
-    let built = match source {
-        Source::Embedded(embedded) => build_embedded(&cache, *embedded, record, lenses)?,
-        Source::Cluster(node) => build_in_cluster(&cache, &node, version, record, lenses)?,
-    };
-    if built {
-        metrics.partials_builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    Ok(built)
-}
-
-/// One pass over the site's events for every lens, kept with the version it reflects
-/// and saved for the next process; or, when nothing is kept yet, the saved partials
-/// of exactly the events stored now, when they answer every lens.
-fn build_embedded(
-    cache: &PartialsCache,
-    inputs: EmbeddedInputs,
-    record: &SiteRecord,
-    lenses: &[Query],
-) -> Result<bool, String> {
     let started = Instant::now();
-    let EmbeddedInputs { damage, opened, version, saved_path } = inputs;
-    let snapshot = opened.read().map_err(|error| error.to_string())?;
-    let kept_any = cache.sites.lock().expect("no thread panics while holding the partials").contains_key(&record.site);
-    let read_back = if kept_any { None } else { read_back_saved(&saved_path, &snapshot, record, lenses) };
-    // Reports stop waiting now (the caller also clears the flag whatever the build's end).
-    cache.done_reading_back(&record.site);
-    if let Some(saved) = read_back {
-        tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
-        cache.keep(&record.site, Kept::new(saved, version, started, Duration::ZERO, Vec::new()));
-        return Ok(true);
-    }
-    let Some((partials, problems)) =
-        snapshot.day_partials(&record.settings, lenses).map_err(|error| error.to_string())?
-    else {
-        return Ok(false);
-    };
-    problems.iter().for_each(|problem| upshot_store::note_damage(&damage, problem));
-    // Partials that leave damaged data out are not kept past this process; others are
-    // saved now and then (a restart then sums days at once).
-    if problems.is_empty() && !cache.is_closed() && cache.due_for_saving(&record.site) {
-        if let Err(error) = upshot_scan::saved::save(&saved_path, &snapshot, &partials) {
-            tracing::warn!(site = %record.site, %error, "saving the day partials failed; they are rebuilt after a restart");
-        }
-    }
-    let warnings = snapshot.warnings(&problems);
-    let took = started.elapsed();
-    tracing::info!(site = %record.site, lenses = lenses.len(), seconds = took.as_secs_f64(), "day partials built");
-    cache.keep(&record.site, Kept::new(partials, version, started, took, warnings));
-    Ok(true)
-}
-
-/// The cluster's kept partials of the site when nothing is kept here yet and they
-/// answer every lens (of whatever version: `Recent` reports use them while they are
-/// young, and a build follows when the version moved on); otherwise one pass over the
-/// cluster's events for every lens, kept here and in the cluster for every collector
-/// and report server of it.
-fn build_in_cluster(
-    cache: &PartialsCache,
-    node: &upshot_clickhouse::Node,
-    version: u64,
-    record: &SiteRecord,
-    lenses: &[Query],
-) -> Result<bool, String> {
-    let started = Instant::now();
+    let BuildInputs { cache, metrics, damage, version, mut build } = inputs;
     let kept_any = cache.sites.lock().expect("no thread panics while holding the partials").contains_key(&record.site);
     if !kept_any {
-        if let Some(kept) = read_back_from_cluster(node, record, lenses) {
-            cache.done_reading_back(&record.site);
-            let current = kept.version == version;
-            cache.keep(&record.site, kept);
-            if current {
-                return Ok(true);
+        match build.read_back(record, lenses) {
+            Ok(Some(saved)) => {
+                tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
+                let current = saved.version == version;
+                let built = Instant::now().checked_sub(saved.age).unwrap_or(started);
+                cache.keep(&record.site, Kept::new(saved.partials, saved.version, built, Duration::ZERO, Vec::new()));
+                if current {
+                    cache.done_reading_back(&record.site);
+                    return Ok(true);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(site = %record.site, %error, "saved day partials are not used; they are rebuilt")
             }
         }
     }
+    // Reports stop waiting now (the caller also clears the flag whatever the build's end).
     cache.done_reading_back(&record.site);
     let built_at_ms = jiff::Timestamp::now().as_millisecond();
-    let partials = upshot_scan::clickhouse::day_partials(node, record, lenses).map_err(|error| error.to_string())?;
-    let Some(partials) = partials else { return Ok(false) };
+    let Some(built) = build.build(record, lenses, version).map_err(|error| error.to_string())? else {
+        return Ok(false);
+    };
+    built.problems.iter().for_each(|problem| upshot_store::note_damage(&damage, problem));
+    let cluster = matches!(build, upshot_scan::source::PartialsBuild::Cluster(_));
+    if !cache.is_closed() && (cluster || cache.due_for_saving(&record.site)) {
+        if let Err(error) = build.keep(record, &built, built_at_ms) {
+            tracing::warn!(site = %record.site, %error, "keeping the day partials failed; they are rebuilt after a restart");
+        }
+    }
     let took = started.elapsed();
-    // Every build is kept in the cluster (one row a site, replaced; a build is minutes
-    // apart at scale): a restarted or second collector starts from current partials.
-    if !cache.is_closed() {
-        let saved =
-            upshot_clickhouse::kept::save_day_partials(node, &record.site, version, built_at_ms, &partials.to_bytes());
-        if let Err(error) = saved {
-            tracing::warn!(site = %record.site, %error, "keeping the day partials in ClickHouse failed; they are rebuilt");
-        }
-    }
-    tracing::info!(site = %record.site, lenses = lenses.len(), seconds = took.as_secs_f64(), "day partials built from the cluster");
-    cache.keep(&record.site, Kept::new(partials, version, started, took, Vec::new()));
+    tracing::info!(site = %record.site, lenses = lenses.len(), seconds = took.as_secs_f64(), "day partials built");
+    cache.keep(&record.site, Kept::new(built.partials, built.version, started, took, built.warnings));
+    metrics.partials_builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(true)
-}
-
-/// The site's partials kept in the cluster, when they read and answer every lens.
-fn read_back_from_cluster(node: &upshot_clickhouse::Node, record: &SiteRecord, lenses: &[Query]) -> Option<Kept> {
-    let started = Instant::now();
-    let saved = match upshot_clickhouse::kept::load_day_partials(node, &record.site) {
-        Ok(saved) => saved?,
-        Err(error) => {
-            tracing::warn!(site = %record.site, %error, "reading the cluster's day partials failed; they are rebuilt");
-            return None;
-        }
-    };
-    let partials = match DayPartials::from_bytes(saved.bytes) {
-        Ok(partials) => partials,
-        Err(error) => {
-            tracing::warn!(site = %record.site, %error, "the cluster's day partials are not used; they are rebuilt");
-            return None;
-        }
-    };
-    if !lenses.iter().all(|lens| partials.answers(&record.settings, lens)) {
-        return None;
-    }
-    // As old as their build: `Recent` reports use them only while that is recent.
-    let age_ms = (jiff::Timestamp::now().as_millisecond() - saved.built_at_ms).max(0);
-    let built = Instant::now().checked_sub(Duration::from_millis(age_ms as u64)).unwrap_or(started);
-    tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back from the cluster");
-    Some(Kept::new(partials, saved.version, built, Duration::ZERO, Vec::new()))
-}
-
-/// The saved partials of exactly the snapshot's events, when they keep every lens.
-fn read_back_saved(
-    saved_path: &std::path::Path,
-    snapshot: &upshot_scan::Snapshot,
-    record: &SiteRecord,
-    lenses: &[Query],
-) -> Option<DayPartials> {
-    match upshot_scan::saved::load(saved_path, snapshot) {
-        Ok(Some(saved)) if lenses.iter().all(|lens| saved.answers(&record.settings, lens)) => Some(saved),
-        Ok(_) => None,
-        Err(error) => {
-            tracing::warn!(site = %record.site, %error, "saved day partials are not used; they are rebuilt");
-            None
-        }
-    }
 }
 
 /// Reads back saved partials at start and keeps the partials of every site a report

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use upshot_engine::Report;
-use upshot_scan::{ReportParams, Snapshot};
+use upshot_scan::ReportParams;
 
 use crate::error::ApiError;
 use crate::keys::KeyRole;
@@ -253,12 +253,64 @@ fn report_work(
     freshness: Freshness,
 ) -> impl FnOnce() -> Computed + Send + 'static {
     let state = state.clone();
-    move || match state.clickhouse.clone() {
-        Some(node) => {
-            clickhouse_reports(&state, &node, &record, &queries, freshness).map(|reports| (reports, Vec::new()))
-        }
-        None => embedded_reports(&state, &record, &queries, freshness),
+    move || source_reports(&state, &record, &queries, freshness)
+}
+
+/// The reports from the chosen source: those the site's day partials answer (current
+/// for `freshness`) summed from them, the others computed from the events. With the
+/// ClickHouse backend, once everything acknowledged before the request is in the
+/// cluster (the spool found empty, or a shipping pass begun after the request has
+/// finished, which the shipper does at least every half second); when ClickHouse is
+/// slow to take the spool, exact reports stream the cluster's rows with the spool's
+/// events joined (the same figures) and use no partials.
+fn source_reports(
+    state: &AppState,
+    record: &upshot_store::SiteRecord,
+    queries: &[upshot_engine::Query],
+    freshness: Freshness,
+) -> Computed {
+    let shipped = state.clickhouse.is_none() || spool_shipped(&state.metrics);
+    let source = state.source(shipped);
+    state.partials.wait_for_read_back(&record.site);
+    let reports = if shipped || freshness == Freshness::Recent {
+        let version = source.version(&record.site).map_err(|error| error.to_string())?;
+        from_partials(state, record, queries, version, freshness)
+    } else {
+        vec![None; queries.len()]
+    };
+    let missing: Vec<upshot_engine::Query> =
+        queries.iter().zip(&reports).filter(|(_, report)| report.is_none()).map(|(query, _)| query.clone()).collect();
+    if missing.is_empty() {
+        return Ok((reports.into_iter().flatten().collect(), Vec::new()));
     }
+    use std::sync::atomic::Ordering::Relaxed;
+    match (state.clickhouse.is_some(), shipped) {
+        (true, true) => state.metrics.reports_in_cluster.fetch_add(1, Relaxed),
+        (true, false) => state.metrics.reports_streamed.fetch_add(1, Relaxed),
+        (false, _) => 0,
+    };
+    let (computed, problems) = source.compute(record, &missing).map_err(|error| error.to_string())?;
+    Ok((fill_missing(reports, computed), problems))
+}
+
+/// How long a report waits for the spool to be shipped before computing from the
+/// cluster's rows and the spool instead.
+const SPOOL_WAIT: Duration = Duration::from_secs(3);
+
+/// Whether everything acknowledged before now is in the cluster: the spool is empty
+/// (the writer counts events into it before acknowledging them), or a shipping pass
+/// begun after now finishes within `SPOOL_WAIT`.
+fn spool_shipped(metrics: &crate::metrics::Metrics) -> bool {
+    use std::sync::atomic::Ordering;
+    if metrics.spool_events.load(Ordering::SeqCst) == 0 {
+        return true;
+    }
+    let wanted = metrics.ship_passes_started.load(Ordering::SeqCst) + 1;
+    let deadline = Instant::now() + SPOOL_WAIT;
+    while metrics.ship_passes_done.load(Ordering::SeqCst) < wanted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    metrics.ship_passes_done.load(Ordering::SeqCst) >= wanted
 }
 
 /// Each query's report from the site's day partials when they answer it and are
@@ -284,33 +336,6 @@ fn from_partials(
 fn fill_missing(reports: Vec<Option<Report>>, computed: Vec<Report>) -> Vec<Report> {
     let mut computed = computed.into_iter();
     reports.into_iter().filter_map(|report| report.or_else(|| computed.next())).collect()
-}
-
-/// The reports from the embedded store: those the site's day partials answer from
-/// them, the others in one pass over the events.
-fn embedded_reports(
-    state: &AppState,
-    record: &upshot_store::SiteRecord,
-    queries: &[upshot_engine::Query],
-    freshness: Freshness,
-) -> Computed {
-    state.partials.wait_for_read_back(&record.site);
-    let version = state.store.read().expect("no thread panics while holding the store").site_version(&record.site);
-    let reports = from_partials(state, record, queries, version, freshness);
-    let missing: Vec<upshot_engine::Query> =
-        queries.iter().zip(&reports).filter(|(_, report)| report.is_none()).map(|(query, _)| query.clone()).collect();
-    if missing.is_empty() {
-        return Ok((reports.into_iter().flatten().collect(), Vec::new()));
-    }
-    // The store is held only while the snapshot's files are opened; appends go on
-    // while its log tail is read and the report computed.
-    let opened = {
-        let store = state.store.read().expect("no thread panics while holding the store");
-        Snapshot::open(&store, record).map_err(|error| error.to_string())?
-    };
-    let snapshot = opened.read().map_err(|error| error.to_string())?;
-    let (computed, problems) = snapshot.reports(&record.settings, &missing).map_err(|error| error.to_string())?;
-    Ok((fill_missing(reports, computed), problems))
 }
 
 fn busy() -> ApiError {
@@ -407,60 +432,4 @@ fn keep(
         state.report_cache.put(key, report.clone());
     }
     Ok(reports)
-}
-
-/// How long a report waits for the spool to be shipped before computing from the
-/// cluster's rows and the spool instead.
-const SPOOL_WAIT: Duration = Duration::from_secs(3);
-
-/// The reports with the ClickHouse backend. Once everything acknowledged before the
-/// request is in the cluster (a shipping pass started after it has finished, which the
-/// shipper does at least every half second): from the site's day partials when they
-/// are of the cluster's version now (for the dashboard, a few minutes old will do),
-/// else computed inside ClickHouse by generated SQL. Otherwise (ClickHouse slow to
-/// take the spool), from the cluster's rows streamed visitor by visitor plus what is
-/// still in the local spool: the same figures.
-fn clickhouse_reports(
-    state: &AppState,
-    node: &upshot_clickhouse::Node,
-    record: &upshot_store::SiteRecord,
-    queries: &[upshot_engine::Query],
-    freshness: Freshness,
-) -> Result<Vec<Report>, String> {
-    use std::sync::atomic::Ordering;
-    let (store, metrics) = (&state.store, &state.metrics);
-    // An empty spool: everything acknowledged is in the cluster already (the writer
-    // counts events into it before acknowledging them). Else wait for a pass.
-    let shipped = metrics.spool_events.load(Ordering::SeqCst) == 0;
-    let wanted = metrics.ship_passes_started.load(Ordering::SeqCst) + 1;
-    let deadline = Instant::now() + SPOOL_WAIT;
-    while !shipped && metrics.ship_passes_done.load(Ordering::SeqCst) < wanted && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if shipped || metrics.ship_passes_done.load(Ordering::SeqCst) >= wanted {
-        state.partials.wait_for_read_back(&record.site);
-        let version = upshot_clickhouse::kept::site_version(node, &record.site).map_err(|error| error.to_string())?;
-        let reports = from_partials(state, record, queries, version, freshness);
-        let missing: Vec<upshot_engine::Query> = queries
-            .iter()
-            .zip(&reports)
-            .filter(|(_, report)| report.is_none())
-            .map(|(query, _)| query.clone())
-            .collect();
-        if missing.is_empty() {
-            return Ok(reports.into_iter().flatten().collect());
-        }
-        metrics.reports_in_cluster.fetch_add(1, Ordering::Relaxed);
-        let computed =
-            upshot_scan::clickhouse::reports_in_cluster(node, record, &missing).map_err(|error| error.to_string())?;
-        return Ok(fill_missing(reports, computed));
-    }
-    metrics.reports_streamed.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(site = %record.site, "the spool is still shipping; the report streams the cluster's rows");
-    let mut spooled = Vec::new();
-    {
-        let store = store.read().expect("no thread panics while holding the store");
-        store.scan_tail(record, |event| spooled.push(event)).map_err(|error| error.to_string())?;
-    }
-    upshot_scan::clickhouse::reports(node, record, queries, spooled).map_err(|error| error.to_string())
 }

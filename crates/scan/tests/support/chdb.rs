@@ -29,9 +29,10 @@ impl Chdb {
             "{python} cannot import chdb: install PyPI's chdb-core (scripts/test does, in target/chdb-venv) \
              or point UPSHOT_CHDB_PYTHON at a Python that has it"
         );
-        let columns: Vec<String> =
-            upshot_clickhouse::schema::COLUMNS.iter().map(|(name, kind)| format!("`{name}` {kind}")).collect();
-        std::fs::write(dir.join("columns.txt"), columns.join(", ")).expect("columns written");
+        // upshot's own DDL, run on 26.x by the runner.
+        let statements = upshot_clickhouse::schema::statements("upshot_test");
+        assert!(statements.iter().all(|statement| !statement.contains('\n')), "one statement a line");
+        std::fs::write(dir.join("schema.sql"), statements.join("\n")).expect("schema written");
         let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chdb_runner.py");
         let mut child = Command::new(&python)
             .arg(runner)

@@ -1,7 +1,7 @@
 """Runs upshot's SQL on a current ClickHouse embedded by chdb (PyPI `chdb-core`): one
-process, one session over DB_DIR, the tables as upshot's schema makes them (the
-Distributed tables become second local tables: one process is one shard and its node),
-answering requests on stdin until it closes.
+process, one session over DB_DIR, the tables made by upshot's own schema statements
+(DB_DIR/schema.sql; the Distributed tables become copies of the local ones: one process
+is one shard and its node), answering requests on stdin until it closes.
 
 Usage: python3 chdb_runner.py DB_DIR
 
@@ -18,24 +18,15 @@ import tempfile
 
 from chdb import session
 
-TABLES = {
-    "events": "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(day) ORDER BY (site, visitor_id, ts, event_id)",
-    "changes": "ENGINE = MergeTree ORDER BY (site, at_ms)",
-    "day_partials": "ENGINE = ReplacingMergeTree(built_at_ms) ORDER BY site",
-}
 INSERT = re.compile(r"^\s*INSERT INTO (\S+) \(([^)]*)\) FORMAT RowBinary\s*$", re.S)
 
 
-def create_tables(db, columns):
-    db.query("CREATE DATABASE IF NOT EXISTS upshot")
-    kinds = {
-        "events": columns,
-        "changes": "site String, at_ms Int64, events UInt64",
-        "day_partials": "site String, version UInt64, built_at_ms Int64, partials String",
-    }
-    for table, engine in TABLES.items():
-        for name in (f"{table}_local", table):
-            db.query(f"CREATE TABLE IF NOT EXISTS upshot.{name} ({kinds[table]}) {engine}")
+def create_tables(db, statements):
+    """upshot's own schema statements (`schema::statements`), each Distributed table
+    made a copy of its local one (`CREATE TABLE x AS x_local` without an engine)."""
+    for statement in statements.splitlines():
+        if statement.strip():
+            db.query(re.sub(r" ENGINE = Distributed\(.*\)$", "", statement.strip()))
 
 
 def insert(db, query, path):
@@ -61,9 +52,9 @@ def answer(out, ok, payload):
 
 def main():
     db_dir = sys.argv[1]
-    columns = open(os.path.join(db_dir, "columns.txt")).read()
+    statements = open(os.path.join(db_dir, "schema.sql")).read()
     db = session.Session(os.path.join(db_dir, "chdb"))
-    create_tables(db, columns)
+    create_tables(db, statements)
     requests, out = sys.stdin.buffer, sys.stdout.buffer
     while True:
         header = requests.readline()
