@@ -41,7 +41,7 @@ impl Compression {
 
 /// How a node is reached: the same for every node of a cluster (the shards' nodes that
 /// `init` registered are reached with the options of the node given).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// ClickHouse's user (`default` when none).
     pub user: Option<String>,
@@ -53,10 +53,30 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// The longest wait for any one read or write of a request.
     pub io_timeout: Duration,
+    /// The longest wait for a streamed answer's first and each later read (`execute_reader`:
+    /// a site's events sorted for a build of day partials arrive only once sorted).
+    pub answer_timeout: Duration,
     /// Attempts after the first for a request that never reached the server (refused,
     /// reset, timed out connecting). A query ClickHouse answered with an error is not
     /// retried.
     pub retries: u32,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password is a secret: never in a log line.
+        formatter
+            .debug_struct("ClientOptions")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("compression", &self.compression)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("answer_timeout", &self.answer_timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
@@ -68,6 +88,7 @@ impl Default for ClientOptions {
             compression: Compression::Auto,
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(60),
+            answer_timeout: Duration::from_secs(1800),
             retries: 2,
         }
     }
@@ -79,6 +100,7 @@ struct Client {
     agent: ureq::Agent,
     authorization: Option<String>,
     retries: u32,
+    answer_timeout: Duration,
     /// Each node's `version()` (by URL), asked once.
     versions: Mutex<HashMap<String, ServerVersion>>,
 }
@@ -133,46 +155,39 @@ impl Node {
     /// A node reached with `options`; a user and password in the URL
     /// (`https://user:password@host:8443`) take the place of the options' ones.
     pub fn parse_with(url: &str, options: &ClientOptions) -> Result<Node, ClickHouseError> {
-        let bad = || ClickHouseError::Url(redact(url));
-        let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
-            (Some(rest), _) => (false, rest),
-            (_, Some(rest)) => (true, rest),
-            _ => return Err(bad()),
-        };
-        let rest = rest.trim_end_matches('/');
+        let address = Address::parse(url)?;
         let mut options = options.clone();
-        let address = match rest.rsplit_once('@') {
-            Some((credentials, address)) => {
-                let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
-                options.user = Some(user.to_string());
-                if !password.is_empty() {
-                    options.password = Some(password.to_string());
-                }
-                address
+        if let Some((user, password)) = address.credentials {
+            options.user = Some(user);
+            if !password.is_empty() {
+                options.password = Some(password);
             }
-            None => rest,
-        };
-        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
-        let port = port.parse().map_err(|_| bad())?;
-        if host.is_empty() || host.contains('/') {
-            return Err(bad());
         }
         let client = Arc::new(Client::new(&options)?);
         let compress = match options.compression {
-            Compression::Auto => tls,
+            Compression::Auto => address.tls,
             Compression::Gzip => true,
             Compression::None => false,
         };
-        Ok(Node { tls, host: host.to_string(), port, compress, client })
+        Ok(Node { tls: address.tls, host: address.host, port: address.port, compress, client })
     }
 
-    /// Another node of the same cluster (a registered shard node's URL, which holds no
-    /// credentials), reached the way this one is.
+    /// Another node of the same cluster (a registered shard node's URL), reached the way
+    /// this one is, with its agent and credentials: refused when the URL holds
+    /// credentials of its own or would take this node's credentials from https to plain
+    /// http.
     pub fn sibling(&self, url: &str) -> Result<Node, ClickHouseError> {
-        let mut sibling = Node::parse(url)?;
-        sibling.client = self.client.clone();
-        sibling.compress = self.compress;
-        Ok(sibling)
+        let address = Address::parse(url)?;
+        if address.credentials.is_some() || (self.tls && !address.tls) {
+            return Err(ClickHouseError::Url(redact(url)));
+        }
+        Ok(Node {
+            tls: address.tls,
+            host: address.host,
+            port: address.port,
+            compress: self.compress,
+            client: self.client.clone(),
+        })
     }
 
     /// The node's URL, without credentials.
@@ -239,7 +254,7 @@ impl Node {
     /// Runs a query and returns a reader of its answer as it arrives (for binary
     /// formats: `FORMAT RowBinary`).
     pub fn execute_reader(&self, query: &str) -> Result<Box<dyn Read + Send>, ClickHouseError> {
-        Ok(Box::new(BufReader::with_capacity(1 << 20, self.send(query, &[], b"")?)))
+        Ok(Box::new(BufReader::with_capacity(1 << 20, self.send_waiting(query, &[], b"", true)?)))
     }
 
     fn unreachable(&self, reason: String) -> ClickHouseError {
@@ -254,6 +269,17 @@ impl Node {
         query: &str,
         settings: &[(&str, &str)],
         body: &[u8],
+    ) -> Result<Box<dyn Read + Send>, ClickHouseError> {
+        self.send_waiting(query, settings, body, false)
+    }
+
+    /// `send`, waiting up to the answer timeout for each read when `long_answer`.
+    fn send_waiting(
+        &self,
+        query: &str,
+        settings: &[(&str, &str)],
+        body: &[u8],
+        long_answer: bool,
     ) -> Result<Box<dyn Read + Send>, ClickHouseError> {
         // A query without data goes in the body: generated report queries are longer
         // than a URL may be. With data (inserts), the query goes in the URL.
@@ -276,6 +302,9 @@ impl Node {
             }
             if compressed.is_some() {
                 request = request.header("Content-Encoding", "gzip");
+            }
+            if long_answer {
+                request = request.config().timeout_per_read(Some(self.client.answer_timeout)).build();
             }
             match request.send(payload) {
                 Ok(response) => return self.answer(response),
@@ -316,9 +345,17 @@ impl Client {
                     Err(error) => Some(Err(error)),
                 })
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| ClickHouseError::Option(format!("the CA file does not read as PEM: {error}")))?;
+                .map_err(|error| {
+                    ClickHouseError::Option(format!(
+                        "the CA file (--clickhouse-ca-file) does not read as PEM ({error}); give the CA's certificate file"
+                    ))
+                })?;
             if certificates.is_empty() {
-                return Err(ClickHouseError::Option("the CA file holds no PEM certificate".into()));
+                return Err(ClickHouseError::Option(
+                    "the CA file (--clickhouse-ca-file) holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the \
+                     CA's certificate file"
+                        .into(),
+                ));
             }
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certificates));
         }
@@ -332,7 +369,9 @@ impl Client {
             .max_redirects(0)
             .user_agent(concat!("upshot/", env!("CARGO_PKG_VERSION")))
             .build();
-        let authorization = options.user.as_ref().map(|user| {
+        // A password without a user is the `default` user's.
+        let user = options.user.clone().or_else(|| options.password.as_ref().map(|_| "default".to_string()));
+        let authorization = user.map(|user| {
             use base64::Engine;
             let credentials = format!("{user}:{}", options.password.as_deref().unwrap_or(""));
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials))
@@ -341,6 +380,7 @@ impl Client {
             agent: ureq::Agent::new_with_config(config),
             authorization,
             retries: options.retries,
+            answer_timeout: options.answer_timeout,
             versions: Mutex::new(HashMap::new()),
         })
     }
@@ -368,15 +408,49 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().expect("writing to memory does not fail")
 }
 
-/// A URL with any password replaced, for messages.
+/// A URL for messages: what precedes an `@` (credentials) and any query (which may
+/// hold `password=`) are left out.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
-            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    match url.rfind('@') {
+        Some(at) => {
+            let scheme_end = url.find("//").map_or(0, |slash| slash + 2);
+            format!("{}***{}", &url[..scheme_end.min(at)], &url[at..])
         }
-        _ => url.to_string(),
+        None => url.to_string(),
+    }
+}
+
+/// A node's URL taken apart.
+struct Address {
+    tls: bool,
+    host: String,
+    port: u16,
+    credentials: Option<(String, String)>,
+}
+
+impl Address {
+    fn parse(url: &str) -> Result<Address, ClickHouseError> {
+        let bad = || ClickHouseError::Url(redact(url));
+        let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(bad()),
+        };
+        let rest = rest.trim_end_matches('/');
+        let (credentials, address) = match rest.rsplit_once('@') {
+            Some((credentials, address)) => {
+                let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+                (Some((user.to_string(), password.to_string())), address)
+            }
+            None => (None, rest),
+        };
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse().map_err(|_| bad())?;
+        if host.is_empty() || host.contains(['/', '?', '#']) {
+            return Err(bad());
+        }
+        Ok(Address { tls, host: host.to_string(), port, credentials })
     }
 }
 
@@ -402,6 +476,22 @@ mod tests {
         let error = Node::parse("https://reader:s3cret@ch.example").expect_err("no port");
         assert!(!error.to_string().contains("s3cret"), "{error}");
         assert!(!format!("{:?}", Node::parse("https://reader:s3cret@h:1").expect("valid")).contains("s3cret"));
+    }
+
+    #[test]
+    fn urls_in_messages_lose_credentials_and_queries() {
+        assert_eq!(redact("https://u:p@h:1"), "https://***@h:1");
+        assert_eq!(redact("https//u:p@h:1"), "https//***@h:1");
+        assert_eq!(redact("http://h:8123/?password=x"), "http://h:8123/");
+        assert_eq!(redact("u:p@h"), "***@h");
+    }
+
+    #[test]
+    fn a_sibling_keeps_the_scheme_and_takes_no_credentials_of_its_own() {
+        let node = Node::parse("https://reader:s3cret@h:8443").expect("valid");
+        assert!(node.sibling("https://other:8443").is_ok());
+        assert!(node.sibling("http://other:8123").is_err(), "https credentials never go over http");
+        assert!(node.sibling("https://x:y@other:8443").is_err());
     }
 
     #[test]

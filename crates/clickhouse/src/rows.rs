@@ -281,8 +281,17 @@ impl<R: std::io::Read> RowReader<R> {
         if length > bytes_max {
             return Err(RowError::TooLong { column: column.to_string(), bytes: length });
         }
-        let mut buffer = vec![0u8; length as usize];
-        self.input.read_exact(&mut buffer).map_err(|source| RowError::Read { column: column.to_string(), source })?;
+        // Grown as the bytes arrive: a length the answer does not back allocates nothing.
+        use std::io::Read as _;
+        let mut buffer = Vec::new();
+        let read = (&mut self.input)
+            .take(length)
+            .read_to_end(&mut buffer)
+            .map_err(|source| RowError::Read { column: column.to_string(), source })?;
+        if read as u64 != length {
+            let source = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the answer was cut short");
+            return Err(RowError::Read { column: column.to_string(), source });
+        }
         Ok(Some(buffer))
     }
 

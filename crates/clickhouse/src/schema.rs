@@ -109,11 +109,12 @@ pub fn statements(cluster: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {DATABASE}.events AS {DATABASE}.events_local \
              ENGINE = Distributed({cluster}, {DATABASE}, events_local, sipHash64(visitor_id))"
         ),
-        // Version 3 (ADR 0010): a row per shipment of a site's events (their count is
-        // the site's version) and each site's day partials, a site's rows on one shard.
+        // Version 3 (ADR 0010): a row per shipment of a site's events, summed into one
+        // a site by merges (the sum of `shipments` is the site's version), and each
+        // site's day partials; a site's rows on one shard.
         format!(
-            "CREATE TABLE IF NOT EXISTS {DATABASE}.changes_local (site String, at_ms Int64, events UInt64) \
-             ENGINE = MergeTree ORDER BY (site, at_ms)"
+            "CREATE TABLE IF NOT EXISTS {DATABASE}.changes_local (site String, shipments UInt64, events UInt64) \
+             ENGINE = SummingMergeTree ORDER BY site"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {DATABASE}.changes AS {DATABASE}.changes_local \

@@ -94,7 +94,7 @@ fn main() {
     let rows = directory.path().join("events.bin");
     let (export, _) = timed(|| export_rows(&node, &rows));
     let (load, _) = timed(|| chdb.load_file(&rows));
-    chdb.query_lines("INSERT INTO upshot.changes (site, at_ms, events) VALUES ('shop', 0, 1)", &mut |_| {})
+    chdb.query_lines("INSERT INTO upshot.changes (site, shipments, events) VALUES ('shop', 1, 1)", &mut |_| {})
         .expect("a change");
     println!("chdb: the cluster's rows exported in {export:.1} s, loaded into ClickHouse 26.x in {load:.1} s");
     let current = measure_source("ClickHouse 26.x (chdb)", &chdb, &record, &lenses, &query, runs, &expected);

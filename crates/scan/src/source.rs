@@ -127,11 +127,15 @@ pub struct LazySnapshot {
 impl LazySnapshot {
     fn get(&mut self) -> Result<&Snapshot, SourceError> {
         if self.read.is_none() {
-            let opened =
-                self.opened.take().ok_or_else(|| SourceError("the snapshot's log could not be read".into()))?;
+            let opened = self
+                .opened
+                .take()
+                .ok_or_else(|| SourceError("the snapshot's log was read already and failed; build again".into()))?;
             self.read = Some(opened.read().map_err(SourceError::of)?);
         }
-        self.read.as_ref().ok_or_else(|| SourceError("the snapshot's log could not be read".into()))
+        self.read
+            .as_ref()
+            .ok_or_else(|| SourceError("the snapshot's log was read already and failed; build again".into()))
     }
 }
 

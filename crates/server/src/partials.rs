@@ -365,8 +365,19 @@ fn build(inputs: BuildInputs, record: &SiteRecord, lenses: &[Query]) -> Result<b
             Ok(Some(saved)) => {
                 tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
                 let current = saved.version == version;
-                let built = Instant::now().checked_sub(saved.age).unwrap_or(started);
-                cache.keep(&record.site, Kept::new(saved.partials, saved.version, built, Duration::ZERO, Vec::new()));
+                // Older ones serve the dashboard while young; those older than this
+                // process's clock can count are not kept.
+                match Instant::now().checked_sub(saved.age) {
+                    Some(built) => cache.keep(
+                        &record.site,
+                        Kept::new(saved.partials, saved.version, built, Duration::ZERO, Vec::new()),
+                    ),
+                    None if current => cache.keep(
+                        &record.site,
+                        Kept::new(saved.partials, saved.version, started, Duration::ZERO, Vec::new()),
+                    ),
+                    None => {}
+                }
                 if current {
                     cache.done_reading_back(&record.site);
                     return Ok(true);
@@ -402,6 +413,23 @@ fn build(inputs: BuildInputs, record: &SiteRecord, lenses: &[Query]) -> Result<b
 /// asked for in the last day current: a site whose events changed is rebuilt once its
 /// pause after the last build is over (`needs_build`).
 pub async fn keep_partials_current(state: Arc<AppState>) {
+    // First every site's kept partials are read back (quick), so that no site's
+    // reports wait behind another site's build.
+    let sites: Vec<Arc<SiteRecord>> = {
+        let keys = state.keys.read().expect("no thread panics while holding the keys");
+        keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
+    };
+    for record in sites {
+        if state
+            .partials
+            .reading_back
+            .lock()
+            .expect("no thread panics while holding the partials")
+            .contains(&record.site)
+        {
+            read_back_at_start(&state, record).await;
+        }
+    }
     loop {
         let sites: Vec<Arc<SiteRecord>> = {
             let keys = state.keys.read().expect("no thread panics while holding the keys");
@@ -414,4 +442,39 @@ pub async fn keep_partials_current(state: Arc<AppState>) {
         }
         tokio::time::sleep(Duration::from_secs(REBUILD_SECONDS_MIN)).await;
     }
+}
+
+/// Reads back the partials the source keeps for the site, without building: kept when
+/// they answer every lens (current or young enough for the dashboard); reports stop
+/// waiting for them either way.
+async fn read_back_at_start(state: &Arc<AppState>, record: Arc<SiteRecord>) {
+    let version = site_version(state, &record.site).await;
+    let (task_state, task_record) = (state.clone(), record.clone());
+    let lenses = state.partials.lenses(&record);
+    let read = tokio::task::spawn_blocking(move || {
+        let mut build = task_state.source(true).partials_build(&task_record).map_err(|error| error.to_string())?;
+        build.read_back(&task_record, &lenses).map_err(|error| error.to_string())
+    })
+    .await;
+    match read {
+        Ok(Ok(Some(saved))) => {
+            let current = Some(saved.version) == version;
+            let built = match Instant::now().checked_sub(saved.age) {
+                Some(built) => Some(built),
+                None if current => Some(Instant::now()),
+                None => None,
+            };
+            if let Some(built) = built {
+                tracing::info!(site = %record.site, current, "day partials read back");
+                let kept = Kept::new(saved.partials, saved.version, built, Duration::ZERO, Vec::new());
+                state.partials.keep(&record.site, kept);
+            }
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(site = %record.site, %error, "saved day partials are not used; they are rebuilt when asked for");
+        }
+        Err(_) => {}
+    }
+    state.partials.done_reading_back(&record.site);
 }

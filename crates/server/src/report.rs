@@ -272,11 +272,16 @@ fn source_reports(
     let shipped = state.clickhouse.is_none() || spool_shipped(&state.metrics);
     let source = state.source(shipped);
     state.partials.wait_for_read_back(&record.site);
-    let reports = if shipped || freshness == Freshness::Recent {
-        let version = source.version(&record.site).map_err(|error| error.to_string())?;
-        from_partials(state, record, queries, version, freshness)
-    } else {
-        vec![None; queries.len()]
+    // A version the source cannot say (a cluster's table out of reach) leaves the
+    // reports to be computed from the events.
+    let version = (shipped || freshness == Freshness::Recent).then(|| source.version(&record.site));
+    let reports = match version {
+        Some(Ok(version)) => from_partials(state, record, queries, version, freshness),
+        Some(Err(error)) => {
+            tracing::debug!(site = %record.site, %error, "the site's version is unknown; reports read every event");
+            vec![None; queries.len()]
+        }
+        None => vec![None; queries.len()],
     };
     let missing: Vec<upshot_engine::Query> =
         queries.iter().zip(&reports).filter(|(_, report)| report.is_none()).map(|(query, _)| query.clone()).collect();

@@ -188,14 +188,20 @@ fn write_group(store: &RwLock<Store>, metrics: &Metrics, group: Vec<AppendReques
     let batches: Vec<(&SiteRecord, &[Event])> =
         group.iter().map(|request| (request.site.as_ref(), request.events.as_slice())).collect();
     let started = Instant::now();
-    let result = store.write().expect("no thread panics while holding the store").append_event_batches(&batches);
+    let result = {
+        let mut store = store.write().expect("no thread panics while holding the store");
+        let result = store.append_event_batches(&batches);
+        // Counted while the store is held: a shipping pass, which takes the log under
+        // the same lock, never subtracts events before they were added.
+        if let (true, Ok(outcomes)) = (spooled, &result) {
+            let taken = outcomes.iter().flatten().filter(|outcome| **outcome == Appended::Taken).count();
+            metrics.spool_events.fetch_add(taken as u64, Ordering::SeqCst);
+        }
+        result
+    };
     metrics.fsync.observe(started.elapsed());
     match result {
         Ok(outcomes) => {
-            if spooled {
-                let taken = outcomes.iter().flatten().filter(|outcome| **outcome == Appended::Taken).count();
-                metrics.spool_events.fetch_add(taken as u64, Ordering::SeqCst);
-            }
             for (request, outcomes) in group.into_iter().zip(outcomes) {
                 let taken = outcomes.iter().filter(|outcome| **outcome == Appended::Taken).count() as u64;
                 metrics.events_taken.fetch_add(taken, Ordering::Relaxed);

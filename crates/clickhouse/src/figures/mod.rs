@@ -202,7 +202,12 @@ pub fn figure_facts_via(
     query: &FactsQuery,
     route: Route,
 ) -> Result<RangeFacts, ClickHouseError> {
-    let dialect = Dialect::of(node.server_version()?);
+    // Through the Distributed table the stage runs on every shard, whose versions this
+    // node does not know: 18.16's dialect, which every version runs.
+    let dialect = match route {
+        Route::PerShard => Dialect::of(node.server_version()?),
+        Route::Distributed => Dialect::Legacy,
+    };
     figure_facts_in(node, query, route, dialect)
 }
 

@@ -57,7 +57,7 @@ impl Chdb {
         std::fs::write(&file, rows).expect("rows written");
         self.load_file(&file);
         self.query_lines(
-            &format!("INSERT INTO upshot.changes (site, at_ms, events) VALUES ('{site}', 0, {})", events.len()),
+            &format!("INSERT INTO upshot.changes (site, shipments, events) VALUES ('{site}', 1, {})", events.len()),
             &mut |_| {},
         )
         .expect("a change recorded");
