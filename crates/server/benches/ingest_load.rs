@@ -112,7 +112,15 @@ fn main() {
         .ok()
         .map(|url| upshot_clickhouse::Node::parse(&url).expect("UPSHOT_LOAD_CLICKHOUSE_URL is a node URL"));
     let clickhouse_node = clickhouse.clone();
-    let limits = Limits { key_events_per_second: u32::MAX / 2, key_events_burst: u32::MAX / 2, ..Limits::default() };
+    // The spool may hold every event sent: acknowledgements outpace shipping to a
+    // cluster on the same two cores, and the end-to-end rate is what is measured here
+    // (with the default bound, the collector answers 503 once 5M events wait).
+    let limits = Limits {
+        key_events_per_second: u32::MAX / 2,
+        key_events_burst: u32::MAX / 2,
+        spool_events_max: (events as u64 * 2).max(Limits::default().spool_events_max),
+        ..Limits::default()
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = upshot_server::start(
         store,

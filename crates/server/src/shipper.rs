@@ -15,7 +15,8 @@ use upshot_store::Store;
 
 use crate::metrics::Metrics;
 
-/// The spool is shipped at least this often.
+/// The spool is shipped this often while events arrive (sooner when a full insert's
+/// worth is waiting).
 const SHIP_INTERVAL: Duration = Duration::from_millis(500);
 /// Waits between failed attempts, doubling up to the maximum.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -60,8 +61,18 @@ fn ship_spool(store: &RwLock<Store>, metrics: &Metrics, node: &Node) -> Result<u
 pub fn run(store: &RwLock<Store>, metrics: &Metrics, node: &Node, asked: &Receiver<()>) {
     let mut backoff = BACKOFF_MIN;
     let mut failing_since: Option<Instant> = None;
+    let mut last_pass = Instant::now();
     loop {
-        let stopping = matches!(asked.recv_timeout(SHIP_INTERVAL), Err(RecvTimeoutError::Disconnected));
+        let wait = SHIP_INTERVAL.saturating_sub(last_pass.elapsed()).max(Duration::from_millis(1));
+        let stopping = matches!(asked.recv_timeout(wait), Err(RecvTimeoutError::Disconnected));
+        // Asked after every append: a pass waits for the interval or a full insert's
+        // worth of events, so that ClickHouse gets a few large inserts a second (each
+        // insert makes parts every shard merges later), not one per append.
+        let enough = metrics.spool_events.load(Ordering::SeqCst) >= upshot_clickhouse::INSERT_ROWS_MAX as u64;
+        if !stopping && !enough && last_pass.elapsed() < SHIP_INTERVAL {
+            continue;
+        }
+        last_pass = Instant::now();
         let deadline = Instant::now() + if stopping { SHUTDOWN_SHIPPING } else { Duration::ZERO };
         loop {
             match ship_once(store, metrics, node) {
