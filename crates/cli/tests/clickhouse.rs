@@ -73,6 +73,11 @@ fn metric(address: SocketAddr, name: &str) -> u64 {
     text.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0)
 }
 
+/// A report through the API, with the site's secret key.
+fn report(address: SocketAddr, authorization: &str, path: &str) -> support::Answer {
+    support::request(address, "GET", path, &[("Authorization", authorization)], b"")
+}
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..600 {
         if done() {
@@ -135,13 +140,7 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
         upshot(&embedded_data).args(["report", "--site", "shop", "--format", "json"]).args(range),
     ))
     .expect("report JSON");
-    let answer = support::request(
-        server.1,
-        "GET",
-        "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18",
-        &[("Authorization", &authorization)],
-        b"",
-    );
+    let answer = report(server.1, &authorization, "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18");
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json(), embedded, "the ClickHouse backend reports what the embedded one does");
 
@@ -152,13 +151,7 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
         upshot(&embedded_data).args(["report", "--site", "shop", "--format", "json", "--model", "linear"]).args(short),
     ))
     .expect("report JSON");
-    let answer = support::request(
-        server.1,
-        "GET",
-        "/v1/sites/shop/report?from=2024-05-12&to=2024-05-13&model=linear",
-        &[("Authorization", &authorization)],
-        b"",
-    );
+    let answer = report(server.1, &authorization, "/v1/sites/shop/report?from=2024-05-12&to=2024-05-13&model=linear");
     assert_eq!(answer.json(), embedded_short);
     assert!(
         metric(server.1, "upshot_clickhouse_reports_in_cluster_total")
@@ -171,13 +164,7 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
     // there; then reports are sums of days, the same figures.
     wait_until("the day partials", || metric(server.1, "upshot_partials_builds_total") >= 1);
     let from_partials = metric(server.1, "upshot_reports_from_partials_total");
-    let answer = support::request(
-        server.1,
-        "GET",
-        "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18",
-        &[("Authorization", &authorization)],
-        b"",
-    );
+    let answer = report(server.1, &authorization, "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18");
     assert_eq!(answer.json(), embedded, "from the cluster's day partials");
     assert!(metric(server.1, "upshot_reports_from_partials_total") > from_partials, "summed from day partials");
 
@@ -200,13 +187,7 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
     ))
     .expect("report JSON");
     assert_ne!(embedded_late, embedded, "the late order changes the figures");
-    let answer = support::request(
-        server.1,
-        "GET",
-        "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18",
-        &[("Authorization", &authorization)],
-        b"",
-    );
+    let answer = report(server.1, &authorization, "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18");
     assert_eq!(answer.json(), embedded_late, "an acknowledged late event is in the next report");
     acknowledged += 1;
 
@@ -215,13 +196,7 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
     wait_until("the day partials of the late event", || metric(server.1, "upshot_partials_builds_total") >= 2);
     drop(server);
     let server = serve(&collector_data, &nodes[0]);
-    let answer = support::request(
-        server.1,
-        "GET",
-        "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18",
-        &[("Authorization", &authorization)],
-        b"",
-    );
+    let answer = report(server.1, &authorization, "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18");
     assert_eq!(answer.json(), embedded_late);
     assert_eq!(metric(server.1, "upshot_reports_from_partials_total"), 1, "read back from the cluster");
 
