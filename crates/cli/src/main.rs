@@ -145,6 +145,12 @@ enum ClickhouseCommand {
         #[command(flatten)]
         connection: ConnectionArgs,
     },
+    /// Print the statements `init` runs (to create replicated tables by hand first).
+    Statements {
+        /// The cluster name of the nodes' `remote_servers` config.
+        #[arg(long)]
+        cluster: String,
+    },
 }
 
 /// How ClickHouse nodes are reached (the same for every node of the cluster).
@@ -484,6 +490,13 @@ fn run(cli: Cli) -> Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             for line in upshot_clickhouse::schema::init(&nodes, &cluster)? {
                 println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Clickhouse(ClickhouseCommand::Statements { cluster }) => {
+            upshot_clickhouse::schema::validate_identifier(&cluster)?;
+            for statement in upshot_clickhouse::schema::statements(&cluster) {
+                println!("{statement};");
             }
             Ok(())
         }

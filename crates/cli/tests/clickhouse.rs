@@ -211,3 +211,16 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
     );
     assert_eq!(count("SELECT uniqExact(event_id) FROM upshot.events FORMAT TSV"), acknowledged);
 }
+
+#[test]
+fn the_schema_statements_print_for_replicated_tables_made_by_hand() {
+    let data = tempfile::tempdir().expect("a temporary dir");
+    let printed = succeed(upshot(data.path()).args(["clickhouse", "statements", "--cluster", "prod_1"]));
+    assert!(printed.contains("CREATE TABLE IF NOT EXISTS upshot.events_local (`site` String"), "{printed}");
+    assert!(printed.contains("ENGINE = SummingMergeTree ORDER BY site;"), "{printed}");
+    assert!(printed.contains("Distributed(prod_1, upshot, day_partials_local, sipHash64(site));"), "{printed}");
+    let refused =
+        upshot(data.path()).args(["clickhouse", "statements", "--cluster", "x'; DROP"]).output().expect("runs");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a cluster name"));
+}

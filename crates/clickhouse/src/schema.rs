@@ -239,7 +239,8 @@ pub fn shard_nodes(node: &Node) -> Result<Vec<(u32, Vec<Node>)>, ClickHouseError
     Ok(shards)
 }
 
-fn validate_identifier(name: &str) -> Result<(), ClickHouseError> {
+/// Refuses a cluster name that is not letters, digits and `_` (it goes into SQL as is).
+pub fn validate_identifier(name: &str) -> Result<(), ClickHouseError> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
