@@ -198,8 +198,11 @@ impl PartialsCache {
     /// (a site nobody looks at costs nothing, and its ingest is never slowed by builds).
     fn in_use(&self, site: &str) -> bool {
         let asked = self.asked.lock().expect("no thread panics while holding the partials").get(site).copied();
-        asked.is_some_and(|when| when.elapsed() < Duration::from_secs(IN_USE_SECONDS))
-            || self.reading_back.lock().expect("no thread panics while holding the partials").contains(site)
+        asked.is_some_and(|when| when.elapsed() < Duration::from_secs(IN_USE_SECONDS)) || self.is_reading_back(site)
+    }
+
+    fn is_reading_back(&self, site: &str) -> bool {
+        self.reading_back.lock().expect("no thread panics while holding the partials").contains(site)
     }
 
     /// Marks the server stopped: a build still running saves nothing into a data dir
@@ -225,9 +228,7 @@ impl PartialsCache {
     /// Waits (up to `READ_BACK_WAIT`) while the site's saved partials are being read back.
     pub fn wait_for_read_back(&self, site: &str) {
         let deadline = Instant::now() + READ_BACK_WAIT;
-        while Instant::now() < deadline
-            && self.reading_back.lock().expect("no thread panics while holding the partials").contains(site)
-        {
+        while Instant::now() < deadline && self.is_reading_back(site) {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -420,13 +421,7 @@ pub async fn keep_partials_current(state: Arc<AppState>) {
         keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
     };
     for record in sites {
-        if state
-            .partials
-            .reading_back
-            .lock()
-            .expect("no thread panics while holding the partials")
-            .contains(&record.site)
-        {
+        if state.partials.is_reading_back(&record.site) {
             read_back_at_start(&state, record).await;
         }
     }
