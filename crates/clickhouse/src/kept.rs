@@ -26,20 +26,11 @@ pub fn record_change(node: &Node, site: &str, events: u64) -> Result<(), ClickHo
 /// The site's version: how many shipments of its events the cluster has recorded.
 pub fn site_version(node: &dyn SqlSource, site: &str) -> Result<u64, ClickHouseError> {
     let query = format!("SELECT sum(shipments) FROM {DATABASE}.changes WHERE site = '{}' FORMAT TSV", quote(site));
-    let text = one_line(node, &query)?;
+    let text = crate::first_line(node, &query)?;
     text.trim().parse().map_err(|_| ClickHouseError::BadRow {
         node: node.name(),
         reason: format!("the sum of shipments reads {:?}", text.trim()),
     })
-}
-
-/// The first line of a query's answer.
-fn one_line(node: &dyn SqlSource, query: &str) -> Result<String, ClickHouseError> {
-    let mut first = None;
-    node.query_lines(query, &mut |line| {
-        first.get_or_insert_with(|| String::from_utf8_lossy(line).into_owned());
-    })?;
-    Ok(first.unwrap_or_default())
 }
 
 /// A site's day partials as kept in the cluster.
@@ -109,7 +100,7 @@ pub fn load_day_partials(node: &dyn SqlSource, site: &str) -> Result<Option<Kept
 
 /// The first and last instants of the site's events in the cluster, if it has any.
 pub fn site_time_span(node: &dyn SqlSource, site: &str) -> Result<Option<(i64, i64)>, ClickHouseError> {
-    let text = one_line(
+    let text = crate::first_line(
         node,
         &format!("SELECT count(), min(ts), max(ts) FROM {DATABASE}.events WHERE site = '{}' FORMAT TSV", quote(site)),
     )?;

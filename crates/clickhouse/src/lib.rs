@@ -176,15 +176,21 @@ pub trait SqlSource: Sync {
     fn insert(&self, query: &str, body: &[u8]) -> Result<(), ClickHouseError>;
     /// The server's `version()` (which SQL dialect it is sent).
     fn server_version(&self) -> Result<http::ServerVersion, ClickHouseError> {
-        let mut answer = String::new();
-        self.query_lines("SELECT version() AS version FORMAT TSV", &mut |line| {
-            answer = String::from_utf8_lossy(line).into_owned();
-        })?;
+        let answer = first_line(self, "SELECT version() AS version FORMAT TSV")?;
         http::ServerVersion::parse(&answer).ok_or_else(|| ClickHouseError::BadRow {
             node: self.name(),
             reason: format!("version() answered {answer:?}"),
         })
     }
+}
+
+/// The first line of a query's answer (empty for none).
+pub(crate) fn first_line(source: &(impl SqlSource + ?Sized), query: &str) -> Result<String, ClickHouseError> {
+    let mut first = None;
+    source.query_lines(query, &mut |line| {
+        first.get_or_insert_with(|| String::from_utf8_lossy(line).into_owned());
+    })?;
+    Ok(first.unwrap_or_default())
 }
 
 impl SqlSource for Node {

@@ -15,7 +15,6 @@ use upshot_clickhouse::figures::{Dialect, Route};
 use upshot_clickhouse::SqlSource;
 use upshot_engine::query::Segment;
 use upshot_engine::{compute_report, Dataset, Model, Query};
-use upshot_model::Kind;
 use upshot_store::Store;
 
 #[test]
@@ -37,11 +36,7 @@ fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
     let store = Store::open(dir.path().join("store")).expect("a store");
     let (record, _) = store.create_site("shop", "UTC", "USD").expect("a site");
     let range = |from, to| Query::utc(from, to);
-    let mut queries: Vec<Query> =
-        Model::ALL.into_iter().map(|model| Query { model, ..range(date(2024, 5, 3), date(2024, 5, 18)) }).collect();
-    queries.push(range(date(2024, 5, 10), date(2024, 5, 10)));
-    queries.push(Query { page_type: Some("product".into()), ..range(date(2024, 5, 3), date(2024, 5, 18)) });
-    queries.push(Query { kind: Some(Kind::Recommendation), ..range(date(2024, 5, 1), date(2024, 5, 20)) });
+    let mut queries = support::typical_queries();
     let mobile = Some(Segment::parse("device:mobile").expect("a segment"));
     queries.push(Query { segment: mobile, ..range(date(2024, 5, 2), date(2024, 5, 19)) });
     let dataset = Dataset::from_events(&events);

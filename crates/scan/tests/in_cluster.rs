@@ -69,11 +69,7 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
     assert!(shards.iter().all(|shard| !shard.is_empty()), "both shards hold events");
     let record = site(&store, "shop", "UTC", |_| {});
     let range = |from, to| Query::utc(from, to);
-    let mut queries: Vec<Query> =
-        Model::ALL.into_iter().map(|model| Query { model, ..range(date(2024, 5, 3), date(2024, 5, 18)) }).collect();
-    queries.push(range(date(2024, 5, 10), date(2024, 5, 10)));
-    queries.push(Query { page_type: Some("product".into()), ..range(date(2024, 5, 3), date(2024, 5, 18)) });
-    queries.push(Query { kind: Some(Kind::Recommendation), ..range(date(2024, 5, 1), date(2024, 5, 20)) });
+    let mut queries = support::typical_queries();
     queries.push(Query {
         placement: Some("home_recs".into()),
         model: Model::Linear,

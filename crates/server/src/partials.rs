@@ -252,6 +252,24 @@ impl PartialsCache {
         self.building.lock().expect("no thread panics while holding the partials").remove(site);
     }
 
+    /// Keeps partials read back from where the source keeps them, as old as they are:
+    /// those of `version` (the site's now, when known) serve every report, older ones
+    /// the dashboard while young; those older than this process's clock can count are
+    /// not kept. Returns whether they are of `version`.
+    fn keep_read_back(&self, site: &str, saved: upshot_scan::source::Partials, version: Option<u64>) -> bool {
+        let current = Some(saved.version) == version;
+        let built = match Instant::now().checked_sub(saved.age) {
+            Some(built) => Some(built),
+            None if current => Some(Instant::now()),
+            None => None,
+        };
+        if let Some(built) = built {
+            tracing::info!(%site, current, "day partials read back");
+            self.keep(site, Kept::new(saved.partials, saved.version, built, Duration::ZERO, Vec::new()));
+        }
+        current
+    }
+
     fn keep(&self, site: &str, kept: Kept) {
         self.failed.lock().expect("no thread panics while holding the partials").remove(site);
         self.sites.lock().expect("no thread panics while holding the partials").insert(site.to_string(), kept);
@@ -364,22 +382,7 @@ fn build(inputs: BuildInputs, record: &SiteRecord, lenses: &[Query]) -> Result<b
     if !kept_any {
         match build.read_back(record, lenses) {
             Ok(Some(saved)) => {
-                tracing::info!(site = %record.site, seconds = started.elapsed().as_secs_f64(), "day partials read back");
-                let current = saved.version == version;
-                // Older ones serve the dashboard while young; those older than this
-                // process's clock can count are not kept.
-                match Instant::now().checked_sub(saved.age) {
-                    Some(built) => cache.keep(
-                        &record.site,
-                        Kept::new(saved.partials, saved.version, built, Duration::ZERO, Vec::new()),
-                    ),
-                    None if current => cache.keep(
-                        &record.site,
-                        Kept::new(saved.partials, saved.version, started, Duration::ZERO, Vec::new()),
-                    ),
-                    None => {}
-                }
-                if current {
+                if cache.keep_read_back(&record.site, saved, Some(version)) {
                     cache.done_reading_back(&record.site);
                     return Ok(true);
                 }
@@ -453,17 +456,7 @@ async fn read_back_at_start(state: &Arc<AppState>, record: Arc<SiteRecord>) {
     .await;
     match read {
         Ok(Ok(Some(saved))) => {
-            let current = Some(saved.version) == version;
-            let built = match Instant::now().checked_sub(saved.age) {
-                Some(built) => Some(built),
-                None if current => Some(Instant::now()),
-                None => None,
-            };
-            if let Some(built) = built {
-                tracing::info!(site = %record.site, current, "day partials read back");
-                let kept = Kept::new(saved.partials, saved.version, built, Duration::ZERO, Vec::new());
-                state.partials.keep(&record.site, kept);
-            }
+            state.partials.keep_read_back(&record.site, saved, version);
         }
         Ok(Ok(None)) => {}
         Ok(Err(error)) => {

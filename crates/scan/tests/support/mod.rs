@@ -26,3 +26,18 @@ pub fn unusual_visitors() -> Vec<Event> {
     .map(|line| upshot_model::parse_event_line(line, &context).expect("a valid event"))
     .collect()
 }
+
+/// Reports both SQL tests ask for over the shops of May 2024 (UTC): every model, one
+/// day, and a page-type and a kind filter; each test adds its own.
+pub fn typical_queries() -> Vec<upshot_engine::Query> {
+    use jiff::civil::date;
+    use upshot_engine::{Model, Query};
+    let range = |from, to| Query::utc(from, to);
+    let mut queries: Vec<Query> =
+        Model::ALL.into_iter().map(|model| Query { model, ..range(date(2024, 5, 3), date(2024, 5, 18)) }).collect();
+    queries.push(range(date(2024, 5, 10), date(2024, 5, 10)));
+    queries.push(Query { page_type: Some("product".into()), ..range(date(2024, 5, 3), date(2024, 5, 18)) });
+    queries
+        .push(Query { kind: Some(upshot_model::Kind::Recommendation), ..range(date(2024, 5, 1), date(2024, 5, 20)) });
+    queries
+}
