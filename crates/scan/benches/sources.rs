@@ -3,7 +3,8 @@
 //! current ClickHouse (26.x, embedded by chdb). For each: the day partials' build, a
 //! report from partials kept there (cold: read back and decoded; warm: summed from
 //! decoded ones), and once, the report without partials (the embedded pass, the
-//! cluster's generated SQL). `bench/clickhouse_compare.sh` makes the data and runs it:
+//! generated SQL in the cluster and in chdb, the cluster's rows streamed through the
+//! engine). `bench/clickhouse_compare.sh` makes the data and runs it:
 //!
 //!     UPSHOT_BENCH_DATA=D UPSHOT_BENCH_NODE=http://127.0.0.1:18610 UPSHOT_CHDB_PYTHON=python3 \
 //!         cargo bench -p upshot-scan --bench sources
@@ -88,6 +89,11 @@ fn main() {
             cluster
         }
     };
+    // The other route from the events: each visitor's rows streamed through the engine.
+    let streamed = timed(|| upshot_scan::clickhouse::reports(&node, &record, std::slice::from_ref(&query), Vec::new()));
+    let streamed_report = streamed.1.expect("the cluster's rows streamed through the engine");
+    assert_eq!(json(&streamed_report[0]), expected, "the streamed report equals the embedded one");
+    println!("the cluster's rows streamed through the engine, without partials: {:.2} s", streamed.0);
 
     let directory = tempfile::tempdir().expect("a temporary dir");
     let chdb = chdb::Chdb::start(directory.path());
@@ -98,6 +104,18 @@ fn main() {
         .expect("a change");
     println!("chdb: the cluster's rows exported in {export:.1} s, loaded into ClickHouse 26.x in {load:.1} s");
     let current = measure_source("ClickHouse 26.x (chdb)", &chdb, &record, &lenses, &query, runs, &expected);
+    let variant = (upshot_clickhouse::figures::Route::PerShard, upshot_clickhouse::figures::Dialect::Current);
+    let sql = timed(|| upshot_scan::clickhouse::reports_from_sql(&chdb, &record, std::slice::from_ref(&query), variant));
+    let current = match sql.1 {
+        Ok(reports) => {
+            assert_eq!(json(&reports[0]), expected, "chdb's SQL equals the embedded report");
+            Measured { without_partials: Some(sql.0), ..current }
+        }
+        Err(error) => {
+            println!("chdb's SQL without partials failed after {:.1} s: {error}", sql.0);
+            current
+        }
+    };
 
     println!();
     println!("| source | build, {} lenses | report, cold (read back + sum) | report, warm | cold vs embedded | warm vs embedded | without partials |", lenses.len());

@@ -51,7 +51,17 @@ fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
     for (route, dialect) in variants {
         let from_sql = upshot_scan::clickhouse::reports_from_sql(&chdb, &record, &queries, (route, dialect))
             .expect("reports from chdb");
-        for (query, report) in queries.iter().zip(from_sql) {
+        // A large site's grouping spills to disk: the same facts.
+        let spilling = support::Spilling::of(&chdb);
+        let spilled = upshot_scan::clickhouse::reports_from_sql(&spilling, &record, &queries, (route, dialect))
+            .expect("reports from chdb, spilling");
+        assert!(spilling.spilled.load(std::sync::atomic::Ordering::SeqCst) > 0, "figure queries were cut to spill");
+        for ((query, report), spilled) in queries.iter().zip(from_sql).zip(spilled) {
+            assert_eq!(
+                serde_json::to_value(&report).expect("json"),
+                serde_json::to_value(&spilled).expect("json"),
+                "spilling, {route:?} {dialect:?} {query:?}"
+            );
             let engine = compute_report(&dataset, &record.settings, query).expect("the engine's report");
             assert_eq!(
                 serde_json::to_value(&report).expect("json"),

@@ -89,6 +89,25 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
     cluster.nodes[0].execute("DROP TABLE upshot.nodes", b"").expect("drop");
     assert!(upshot_clickhouse::schema::shard_nodes(&cluster.nodes[0]).expect("asked").is_empty());
     assert_reports_equal(&cluster.nodes[0], &record, &events, &queries[4..6]);
+    // A large site's grouping spills to disk on 18.16's shards: the same figures.
+    let spilling = support::Spilling::of(&cluster.nodes[0]);
+    let spilled = upshot_scan::clickhouse::reports_from_sql(
+        &spilling,
+        &record,
+        &queries[..3],
+        (upshot_clickhouse::figures::Route::Distributed, upshot_clickhouse::figures::Dialect::Legacy),
+    )
+    .expect("reports from SQL, spilling");
+    assert!(spilling.spilled.load(std::sync::atomic::Ordering::SeqCst) > 0, "figure queries were cut to spill");
+    let dataset = Dataset::from_events(&events);
+    for (query, report) in queries.iter().zip(spilled) {
+        let engine = compute_report(&dataset, &record.settings, query).expect("the engine's report");
+        assert_eq!(
+            serde_json::to_value(&report).expect("json"),
+            serde_json::to_value(&engine).expect("json"),
+            "spilling {query:?}"
+        );
+    }
     // Registered nodes this collector cannot reach: the node it was given still can.
     let node = &cluster.nodes[0];
     node.execute("CREATE TABLE upshot.nodes (url String, shard UInt32) ENGINE = TinyLog", b"").expect("create");

@@ -41,3 +41,42 @@ pub fn typical_queries() -> Vec<upshot_engine::Query> {
         .push(Query { kind: Some(upshot_model::Kind::Recommendation), ..range(date(2024, 5, 1), date(2024, 5, 20)) });
     queries
 }
+
+/// A source whose figure queries spill every block of their grouping to disk (the
+/// threshold cut from `GROUP_BYTES_IN_MEMORY` to one byte): the route a large site's
+/// report takes, on a shop small enough for a test. Counts the queries it cut.
+pub struct Spilling<'a> {
+    pub inner: &'a dyn upshot_clickhouse::SqlSource,
+    pub spilled: std::sync::atomic::AtomicUsize,
+}
+
+impl Spilling<'_> {
+    pub fn of(inner: &dyn upshot_clickhouse::SqlSource) -> Spilling<'_> {
+        Spilling { inner, spilled: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    fn spilling(&self, query: &str) -> String {
+        let threshold =
+            format!("max_bytes_before_external_group_by = {}", upshot_clickhouse::figures::GROUP_BYTES_IN_MEMORY);
+        if !query.contains(&threshold) {
+            return query.to_string();
+        }
+        self.spilled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        query.replace(&threshold, "max_bytes_before_external_group_by = 1")
+    }
+}
+
+impl upshot_clickhouse::SqlSource for Spilling<'_> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn query_lines(&self, query: &str, visit: &mut dyn FnMut(&[u8])) -> Result<(), upshot_clickhouse::ClickHouseError> {
+        self.inner.query_lines(&self.spilling(query), visit)
+    }
+    fn query_reader(&self, query: &str) -> Result<Box<dyn std::io::Read + Send>, upshot_clickhouse::ClickHouseError> {
+        self.inner.query_reader(query)
+    }
+    fn insert(&self, query: &str, body: &[u8]) -> Result<(), upshot_clickhouse::ClickHouseError> {
+        self.inner.insert(query, body)
+    }
+}
