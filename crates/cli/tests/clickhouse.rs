@@ -199,6 +199,15 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
     let answer = report(server.1, &authorization, "/v1/sites/shop/report?from=2024-05-03&to=2024-05-18");
     assert_eq!(answer.json(), embedded_late);
     assert_eq!(metric(server.1, "upshot_reports_from_partials_total"), 1, "read back from the cluster");
+    // Only their head was read back: another lens is fetched from the cluster when a
+    // report first sums it.
+    let embedded_short_late: serde_json::Value = serde_json::from_str(&succeed(
+        upshot(&embedded_data).args(["report", "--site", "shop", "--format", "json", "--model", "linear"]).args(short),
+    ))
+    .expect("report JSON");
+    let answer = report(server.1, &authorization, "/v1/sites/shop/report?from=2024-05-12&to=2024-05-13&model=linear");
+    assert_eq!(answer.json(), embedded_short_late);
+    assert_eq!(metric(server.1, "upshot_reports_from_partials_total"), 2, "its lens fetched from the cluster");
 
     let count = |query: &str| -> u64 {
         let node = upshot_clickhouse::Node::parse(&nodes[0]).expect("a node");

@@ -239,6 +239,99 @@ struct SavedHeader {
     lenses: Vec<(Lens, u64)>,
 }
 
+/// Where the saved bytes of read-back partials' lenses come from when first used: the
+/// bytes read whole (`from_bytes`), or a keeper that fetches one lens when asked (the
+/// cluster keeps each lens apart: a cold report reads only the lenses it sums).
+pub trait SavedLenses: Send + Sync {
+    /// Lens `index`'s bytes as `to_sections` wrote them; `None` when they cannot be had
+    /// now (nothing is remembered: the next report asks again).
+    fn lens_bytes(&self, index: usize) -> Option<std::borrow::Cow<'_, [u8]>>;
+}
+
+/// Saved partials read whole: each lens's bytes lie in them.
+struct BytesInMemory {
+    bytes: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl SavedLenses for BytesInMemory {
+    fn lens_bytes(&self, index: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+        self.bytes.get(self.ranges.get(index)?.clone()).map(std::borrow::Cow::Borrowed)
+    }
+}
+
+/// A saved header, read: everything but the lenses' builds, and each lens with the
+/// length of its build.
+struct ReadHeader {
+    coverage: Window,
+    time_zone_name: String,
+    currency: String,
+    settings: String,
+    dictionary: Dictionary,
+    lenses: Vec<(Lens, usize)>,
+    /// The header's own length in bytes.
+    length: usize,
+}
+
+impl ReadHeader {
+    fn read(saved: &[u8]) -> Result<ReadHeader, PartialsError> {
+        let decode = |reason: String| PartialsError::Decode(reason);
+        let format: u32 = postcard::take_from_bytes::<u32>(saved).map_err(|error| decode(error.to_string()))?.0;
+        if format != PARTIALS_FORMAT {
+            return Err(PartialsError::Format { found: format });
+        }
+        let (header, rest): (SavedHeader, &[u8]) =
+            postcard::take_from_bytes(saved).map_err(|error| decode(error.to_string()))?;
+        let dictionary = Dictionary::from_parts(header.strings, header.placements)
+            .ok_or_else(|| decode("its strings do not make a dictionary".into()))?;
+        let time_zone = jiff::tz::TimeZone::get(&header.time_zone_name)
+            .map_err(|error| decode(format!("time zone {}: {error}", header.time_zone_name)))?;
+        let date = |text: &str| text.parse::<Date>().map_err(|error| decode(format!("date {text}: {error}")));
+        let (from, to) = (date(&header.from)?, date(&header.to)?);
+        let coverage_query = Query::new(from, to, time_zone, &header.time_zone_name, &header.currency);
+        let coverage = Window::resolve(&coverage_query).map_err(|error| decode(error.to_string()))?;
+        let lenses = header
+            .lenses
+            .into_iter()
+            .map(|(lens, length)| Ok((lens, usize::try_from(length).map_err(|_| decode("it is cut short".into()))?)))
+            .collect::<Result<Vec<_>, PartialsError>>()?;
+        if lenses.is_empty() {
+            return Err(decode("it keeps no lens".into()));
+        }
+        Ok(ReadHeader {
+            coverage,
+            time_zone_name: header.time_zone_name,
+            currency: header.currency,
+            settings: header.settings,
+            dictionary,
+            lenses,
+            length: saved.len() - rest.len(),
+        })
+    }
+
+    /// The first lens's build from its bytes.
+    fn decode_first(&self, first: &[u8]) -> Result<DaysBuild, PartialsError> {
+        decode_build(first, true, &self.coverage, &self.dictionary)
+    }
+
+    /// The partials of this header, the first lens `decoded`, the others from `saved`
+    /// when first asked for.
+    fn into_partials(self, decoded: DaysBuild, saved: Box<dyn SavedLenses>) -> DayPartials {
+        let lenses: Vec<(Lens, OnceLock<Option<DaysBuild>>)> =
+            self.lenses.into_iter().map(|(lens, _)| (lens, OnceLock::new())).collect();
+        let _ = lenses[0].1.set(Some(decoded));
+        DayPartials {
+            coverage: self.coverage,
+            time_zone_name: self.time_zone_name,
+            currency: self.currency,
+            settings: self.settings,
+            dictionary: self.dictionary,
+            lenses,
+            saved: Some(saved),
+        }
+    }
+}
+
 /// A site's day partials for some lenses, over the dates of their coverage.
 pub struct DayPartials {
     coverage: Window,
@@ -250,8 +343,8 @@ pub struct DayPartials {
     /// Each lens's build, decoded on first use when read back from bytes (a cold
     /// process or a restarted server pays only for the lenses it is asked for).
     lenses: Vec<(Lens, OnceLock<Option<DaysBuild>>)>,
-    /// The saved bytes, and where each lens's build lies in them (read back only).
-    saved: Option<(Vec<u8>, Vec<std::ops::Range<usize>>)>,
+    /// Where the lenses' saved bytes come from (read back only).
+    saved: Option<Box<dyn SavedLenses>>,
 }
 
 impl DayPartials {
@@ -298,16 +391,25 @@ impl DayPartials {
     /// saved bytes do not decode.
     fn build(&self, index: usize) -> Option<&DaysBuild> {
         let (_, build) = self.lenses.get(index)?;
-        build
-            .get_or_init(|| {
-                let (bytes, ranges) = self.saved.as_ref()?;
-                decode_build(&bytes[ranges.get(index)?.clone()], index == 0, &self.coverage, &self.dictionary).ok()
-            })
-            .as_ref()
+        if let Some(decoded) = build.get() {
+            return decoded.as_ref();
+        }
+        // Bytes that cannot be had now are asked for again next time; bytes that do not
+        // decode are remembered as such.
+        let bytes = self.saved.as_ref()?.lens_bytes(index)?;
+        let _ = build.set(decode_build(&bytes, index == 0, &self.coverage, &self.dictionary).ok());
+        build.get()?.as_ref()
     }
 
-    /// The partials as bytes (`from_bytes` reads them back).
+    /// The partials as bytes (`from_bytes` reads them back): `to_sections`, joined.
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_sections().concat()
+    }
+
+    /// The partials in sections: the head (what every report needs: the header and the
+    /// first lens, which keeps what no filter changes), then each further lens's build.
+    /// `from_head` reads them back from the head, the lenses when first asked for.
+    pub fn to_sections(&self) -> Vec<Vec<u8>> {
         let (from, to) = self.coverage();
         let (strings, placements) = self.dictionary.parts();
         // A lens whose saved bytes no longer decode is left out.
@@ -326,9 +428,10 @@ impl DayPartials {
             placements: placements.to_vec(),
             lenses: kept.iter().zip(&builds).map(|((lens, _), bytes)| ((*lens).clone(), bytes.len() as u64)).collect(),
         };
-        let mut bytes = postcard::to_stdvec(&header).expect("partials always serialize");
-        builds.iter().for_each(|build| bytes.extend_from_slice(build));
-        bytes
+        let mut head = postcard::to_stdvec(&header).expect("partials always serialize");
+        let mut builds = builds.into_iter();
+        head.extend_from_slice(&builds.next().unwrap_or_default());
+        std::iter::once(head).chain(builds).collect()
     }
 
     /// Partials saved by `to_bytes`: the header and the first lens (which keeps what no
@@ -340,46 +443,32 @@ impl DayPartials {
     /// `from_bytes` of the partials starting at `start` in `bytes` (kept whole: a
     /// large file is not copied).
     pub fn from_bytes_at(bytes: Vec<u8>, start: usize) -> Result<DayPartials, PartialsError> {
-        let decode = |reason: String| PartialsError::Decode(reason);
-        let saved = bytes.get(start..).ok_or_else(|| decode("it is cut short".into()))?;
-        let format: u32 = postcard::take_from_bytes::<u32>(saved).map_err(|error| decode(error.to_string()))?.0;
-        if format != PARTIALS_FORMAT {
-            return Err(PartialsError::Format { found: format });
-        }
-        let (header, rest): (SavedHeader, &[u8]) =
-            postcard::take_from_bytes(saved).map_err(|error| decode(error.to_string()))?;
-        let dictionary = Dictionary::from_parts(header.strings, header.placements)
-            .ok_or_else(|| decode("its strings do not make a dictionary".into()))?;
-        let time_zone = jiff::tz::TimeZone::get(&header.time_zone_name)
-            .map_err(|error| decode(format!("time zone {}: {error}", header.time_zone_name)))?;
-        let date = |text: &str| text.parse::<Date>().map_err(|error| decode(format!("date {text}: {error}")));
-        let (from, to) = (date(&header.from)?, date(&header.to)?);
-        let coverage_query = Query::new(from, to, time_zone, &header.time_zone_name, &header.currency);
-        let coverage = Window::resolve(&coverage_query).map_err(|error| decode(error.to_string()))?;
-        let mut start = bytes.len() - rest.len();
-        let mut lenses = Vec::new();
+        let cut_short = || PartialsError::Decode("it is cut short".into());
+        let header = ReadHeader::read(bytes.get(start..).ok_or_else(cut_short)?)?;
+        let mut start = start + header.length;
         let mut ranges = Vec::new();
-        for (lens, length) in header.lenses {
-            let end = usize::try_from(length).ok().and_then(|length| start.checked_add(length));
-            let end = end.filter(|&end| end <= bytes.len()).ok_or_else(|| decode("it is cut short".into()))?;
+        for &(_, length) in &header.lenses {
+            let end = start.checked_add(length).filter(|&end| end <= bytes.len()).ok_or_else(cut_short)?;
             ranges.push(start..end);
-            lenses.push((lens, OnceLock::new()));
             start = end;
         }
-        if lenses.is_empty() || start != bytes.len() {
-            return Err(decode("its lenses do not add up to its length".into()));
+        if start != bytes.len() {
+            return Err(PartialsError::Decode("its lenses do not add up to its length".into()));
         }
-        let first = decode_build(&bytes[ranges[0].clone()], true, &coverage, &dictionary)?;
-        let _ = lenses[0].1.set(Some(first));
-        Ok(DayPartials {
-            coverage,
-            time_zone_name: header.time_zone_name,
-            currency: header.currency,
-            settings: header.settings,
-            dictionary,
-            lenses,
-            saved: Some((bytes, ranges)),
-        })
+        let first = header.decode_first(&bytes[ranges[0].clone()])?;
+        Ok(header.into_partials(first, Box::new(BytesInMemory { bytes, ranges })))
+    }
+
+    /// Partials read back from their head (the first of `to_sections`), the other
+    /// lenses fetched from `lenses` when first asked for.
+    pub fn from_head(head: &[u8], lenses: Box<dyn SavedLenses>) -> Result<DayPartials, PartialsError> {
+        let header = ReadHeader::read(head)?;
+        let first = head.get(header.length..).unwrap_or_default();
+        if first.len() != header.lenses[0].1 {
+            return Err(PartialsError::Decode("its head is not its header and first lens".into()));
+        }
+        let first = header.decode_first(first)?;
+        Ok(header.into_partials(first, lenses))
     }
 
     /// The dates covered.

@@ -151,8 +151,17 @@ proptest! {
         }
         // Saved and read back with only the asked lens decoded (what a cold process
         // does), they answer the same.
+        let sections = partials.to_sections();
         let partials = DayPartials::from_bytes(partials.to_bytes()).expect("saved partials read back");
         wanted.now_ms = now_offset.map(|hours| START + hours * 3_600_000);
+        // Read back from their head, the lens fetched when first summed (the cluster's
+        // way): the same report.
+        let from_head = DayPartials::from_head(&sections[0], Box::new(Sections::new(sections.clone())))
+            .expect("the head reads back");
+        prop_assert_eq!(
+            serde_json::to_value(from_head.report(&settings, &wanted)).expect("json"),
+            serde_json::to_value(partials.report(&settings, &wanted)).expect("json")
+        );
         let dataset = Dataset::from_events(&events);
         let expected = compute_report(&dataset, &settings, &wanted).expect("a valid query");
         match partials.report(&settings, &wanted) {
@@ -183,6 +192,67 @@ fn partials_answer_only_their_lens_and_settings() {
     assert!(partials.report(&settings, &filtered).is_none(), "another filter");
     let other_settings = Settings { session_gap_ms: 10 * 60_000, ..Settings::default() };
     assert!(partials.report(&other_settings, &range).is_none(), "other settings");
+}
+
+/// Saved sections handed out by lens (as the cluster fetches them), none while
+/// `unavailable` (a cluster out of reach); counts the fetches.
+struct Sections {
+    sections: Vec<Vec<u8>>,
+    unavailable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fetched: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Sections {
+    fn new(sections: Vec<Vec<u8>>) -> Sections {
+        Sections { sections, unavailable: Default::default(), fetched: Default::default() }
+    }
+}
+
+impl upshot_engine::days::SavedLenses for Sections {
+    fn lens_bytes(&self, index: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.fetched.fetch_add(1, SeqCst);
+        if self.unavailable.load(SeqCst) {
+            return None;
+        }
+        self.sections.get(index).map(|bytes| std::borrow::Cow::Borrowed(bytes.as_slice()))
+    }
+}
+
+#[test]
+fn partials_read_back_from_their_head_fetch_a_lens_once_and_again_after_a_failed_fetch() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let events = shop(8, true);
+    let settings = Settings::default();
+    let first_event = events.iter().map(|event| event.ts).min().expect("events");
+    let last_event = events.iter().map(|event| event.ts).max().expect("events");
+    let coverage = query(0, date_of(first_event, 0), date_of(last_event, 0));
+    let linear = Query { model: Model::parse("linear").expect("a model"), ..coverage.clone() };
+    let built = partials(&events, &settings, &[coverage.clone(), linear.clone()], 2);
+    let sections = built.to_sections();
+    assert_eq!(sections.len(), 2, "the head and the second lens");
+    assert_eq!(sections.concat(), built.to_bytes());
+    let fetcher = Sections::new(sections.clone());
+    let (unavailable, fetched) = (fetcher.unavailable.clone(), fetcher.fetched.clone());
+    unavailable.store(true, SeqCst);
+    let read_back = DayPartials::from_head(&sections[0], Box::new(fetcher)).expect("the head reads back");
+    let range = query(0, date_of(START + 2 * DAY, 0), date_of(START + 9 * DAY, 0));
+    assert!(read_back.report(&settings, &range).is_some(), "the head's lens needs no fetch");
+    assert_eq!(fetched.load(SeqCst), 0);
+    let linear_range = Query { model: linear.model, ..range.clone() };
+    assert!(read_back.report(&settings, &linear_range).is_none(), "the lens cannot be fetched now");
+    unavailable.store(false, SeqCst);
+    let summed = read_back.report(&settings, &linear_range).expect("fetched once reachable");
+    assert_eq!(
+        serde_json::to_value(&summed).expect("json"),
+        serde_json::to_value(built.report(&settings, &linear_range)).expect("json")
+    );
+    read_back.report(&settings, &linear_range).expect("kept");
+    assert_eq!(fetched.load(SeqCst), 2, "one failed fetch, one that stayed");
+    // A head cut short, or not a head, is refused.
+    let head = &sections[0];
+    assert!(DayPartials::from_head(&head[..head.len() - 1], Box::new(Sections::new(sections.clone()))).is_err());
+    assert!(DayPartials::from_head(&sections[1], Box::new(Sections::new(sections.clone()))).is_err());
 }
 
 #[test]

@@ -15,10 +15,10 @@
 #[path = "../tests/support/chdb.rs"]
 mod chdb;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use upshot_clickhouse::{Node, SqlSource};
-use upshot_engine::days::DayPartials;
 use upshot_engine::{Query, Report};
 use upshot_scan::{ReportParams, Snapshot};
 use upshot_store::{SiteRecord, Store};
@@ -77,7 +77,15 @@ fn main() {
 
     let (embedded, expected) = measure_embedded(&store, &record, &snapshot, &lenses, &query, runs);
     let node = Node::parse(&node).expect("a node URL");
-    let cluster = measure_source("ClickHouse 18.16, two shards", &node, &record, &lenses, &query, runs, &expected);
+    let cluster = measure_source(
+        "ClickHouse 18.16, two shards",
+        Arc::new(node.clone()),
+        &record,
+        &lenses,
+        &query,
+        runs,
+        &expected,
+    );
     let sql = timed(|| upshot_scan::clickhouse::reports_in_cluster(&node, &record, std::slice::from_ref(&query)));
     let cluster = match sql.1 {
         Ok(reports) => {
@@ -96,16 +104,17 @@ fn main() {
     println!("the cluster's rows streamed through the engine, without partials: {:.2} s", streamed.0);
 
     let directory = tempfile::tempdir().expect("a temporary dir");
-    let chdb = chdb::Chdb::start(directory.path());
+    let chdb = Arc::new(chdb::Chdb::start(directory.path()));
     let rows = directory.path().join("events.bin");
     let (export, _) = timed(|| export_rows(&node, &rows));
     let (load, _) = timed(|| chdb.load_file(&rows));
     chdb.query_lines("INSERT INTO upshot.changes (site, shipments, events) VALUES ('shop', 1, 1)", &mut |_| {})
         .expect("a change");
     println!("chdb: the cluster's rows exported in {export:.1} s, loaded into ClickHouse 26.x in {load:.1} s");
-    let current = measure_source("ClickHouse 26.x (chdb)", &chdb, &record, &lenses, &query, runs, &expected);
+    let current = measure_source("ClickHouse 26.x (chdb)", chdb.clone(), &record, &lenses, &query, runs, &expected);
     let variant = (upshot_clickhouse::figures::Route::PerShard, upshot_clickhouse::figures::Dialect::Current);
-    let sql = timed(|| upshot_scan::clickhouse::reports_from_sql(&chdb, &record, std::slice::from_ref(&query), variant));
+    let sql =
+        timed(|| upshot_scan::clickhouse::reports_from_sql(&*chdb, &record, std::slice::from_ref(&query), variant));
     let current = match sql.1 {
         Ok(reports) => {
             assert_eq!(json(&reports[0]), expected, "chdb's SQL equals the embedded report");
@@ -162,7 +171,7 @@ fn measure_embedded(
 /// them back and sums.
 fn measure_source(
     name: &'static str,
-    source: &dyn SqlSource,
+    shared: Arc<dyn SqlSource + Send>,
     record: &SiteRecord,
     lenses: &[Query],
     query: &Query,
@@ -170,15 +179,18 @@ fn measure_source(
     expected: &serde_json::Value,
 ) -> Measured {
     use upshot_clickhouse::kept;
+    let source = shared.as_ref();
     let version = kept::site_version(source, &record.site).expect("a version");
     let (build, built) =
         timed(|| upshot_scan::clickhouse::day_partials(source, record, lenses).expect("built").expect("events"));
-    let bytes = built.to_bytes();
-    let (save, _) = timed(|| kept::save_day_partials(source, &record.site, version, 0, &bytes).expect("kept"));
-    println!("{name}: partials built in {build:.1} s, {} MB kept in {save:.2} s", bytes.len() >> 20);
+    let sections = built.to_sections();
+    let (save, _) = timed(|| kept::save_day_partials(source, &record.site, version, 0, &sections).expect("kept"));
+    let bytes: usize = sections.iter().map(Vec::len).sum();
+    println!("{name}: partials built in {build:.1} s, {} MB kept in {save:.2} s", bytes >> 20);
+    // Cold: read back as a report server does (the head, then the lens summed).
     let (cold, report) = median_of(runs, || {
-        let saved = kept::load_day_partials(source, &record.site).expect("read").expect("kept");
-        let partials = DayPartials::from_bytes(saved.bytes).expect("they decode");
+        let (partials, _) =
+            upshot_scan::clickhouse::kept_day_partials(shared.clone(), &record.site).expect("read").expect("kept");
         partials.report(&record.settings, query).expect("the lens is kept")
     });
     assert_eq!(&json(&report), expected, "{name}: the report equals the embedded one");

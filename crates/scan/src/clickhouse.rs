@@ -142,6 +142,53 @@ pub fn day_partials(
     Ok(Some(plan.finish_day_partials(workers)?))
 }
 
+/// The site's day partials kept in the cluster behind `source` (ADR 0010), read back:
+/// the head now (what every report needs), each other lens from the cluster when a
+/// report first sums it, so a cold report moves a few of the lenses' bytes, not all.
+/// With the version they reflect and when their build began.
+pub fn kept_day_partials(
+    source: std::sync::Arc<dyn SqlSource + Send>,
+    site: &str,
+) -> Result<Option<(DayPartials, KeptBuild)>, ClickHouseReportError> {
+    let Some(kept) = upshot_clickhouse::kept::load_day_partials(source.as_ref(), site)? else {
+        return Ok(None);
+    };
+    let lenses = KeptLenses { source, sections: kept.sections };
+    let partials = DayPartials::from_head(&kept.head, Box::new(lenses))?;
+    Ok(Some((partials, KeptBuild { version: kept.version, built_at_ms: kept.built_at_ms })))
+}
+
+/// What kept partials reflect: the site's version, and when their build began
+/// (epoch milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptBuild {
+    pub version: u64,
+    pub built_at_ms: i64,
+}
+
+/// The lenses of partials read back from the cluster, each fetched when a report first
+/// sums it (lens `index` is kept as section `index`; the head holds lens 0).
+struct KeptLenses {
+    source: std::sync::Arc<dyn SqlSource + Send>,
+    sections: upshot_clickhouse::kept::KeptSections,
+}
+
+impl upshot_engine::days::SavedLenses for KeptLenses {
+    fn lens_bytes(&self, index: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+        match self.sections.fetch(self.source.as_ref(), index) {
+            Ok(Some(bytes)) => Some(std::borrow::Cow::Owned(bytes)),
+            Ok(None) => {
+                tracing::debug!(index, "a lens of the kept day partials was replaced by a newer build");
+                None
+            }
+            Err(error) => {
+                tracing::debug!(index, %error, "a lens of the kept day partials could not be read");
+                None
+            }
+        }
+    }
+}
+
 /// The order book, aggregated by ClickHouse per shard and merged by order_id.
 fn cluster_order_book(node: &dyn SqlSource, site: &str) -> Result<OrderBook, ClickHouseError> {
     let mut book = OrderBook::default();

@@ -158,10 +158,12 @@ impl PartialsBuild {
                 }))
             }
             PartialsBuild::Cluster(node) => {
-                let Some(saved) = kept::load_day_partials(node, &record.site).map_err(SourceError::of)? else {
+                let source = std::sync::Arc::new(node.clone());
+                let Some((partials, saved)) =
+                    crate::clickhouse::kept_day_partials(source, &record.site).map_err(SourceError::of)?
+                else {
                     return Ok(None);
                 };
-                let partials = DayPartials::from_bytes(saved.bytes).map_err(SourceError::of)?;
                 let age_ms = (jiff::Timestamp::now().as_millisecond() - saved.built_at_ms).max(0);
                 Ok(answers(&partials).then(|| Partials {
                     partials,
@@ -220,8 +222,9 @@ impl PartialsBuild {
                 saved::save(saved_path, snapshot, &built.partials).map_err(SourceError::of)
             }
             PartialsBuild::Cluster(node) => {
-                let bytes = built.partials.to_bytes();
-                kept::save_day_partials(node, &record.site, built.version, built_at_ms, &bytes).map_err(SourceError::of)
+                let sections = built.partials.to_sections();
+                kept::save_day_partials(node, &record.site, built.version, built_at_ms, &sections)
+                    .map_err(SourceError::of)
             }
         }
     }

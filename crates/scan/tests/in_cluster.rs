@@ -13,7 +13,7 @@ use support::unusual_visitors;
 
 use cluster::{wait_for, Cluster};
 use jiff::civil::date;
-use upshot_clickhouse::{insert_events, schema};
+use upshot_clickhouse::{insert_events, schema, SqlSource};
 use upshot_engine::{compute_report, Dataset, Model, Query};
 use upshot_model::{Event, Kind, Settings};
 use upshot_store::{SiteRecord, Store};
@@ -135,25 +135,32 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
         local(date(2024, 3, 30), date(2024, 4, 1), Model::TimeDecay),
     ];
     assert_reports_equal(&cluster.nodes[1], &record, &events, &queries);
-    day_partials_from_the_cluster_answer_like_the_engine(&cluster.nodes[0], &record, &events);
+    day_partials_from_the_cluster_answer_like_the_engine(&cluster.nodes, &record, &events);
 }
 
 /// Day partials built from the cluster's events (ADR 0010), kept in the cluster and
 /// read back, give the engine's reports for the kept lenses; the site's version counts
 /// its shipments.
 fn day_partials_from_the_cluster_answer_like_the_engine(
-    node: &upshot_clickhouse::Node,
+    nodes: &[upshot_clickhouse::Node],
     record: &SiteRecord,
     events: &[Event],
 ) {
+    let node = &nodes[0];
     use upshot_clickhouse::kept;
     assert_eq!(kept::site_version(node, &record.site).expect("a version"), 1, "one shipment so far");
     let lenses = upshot_scan::saved::default_lenses(record);
     let built = upshot_scan::clickhouse::day_partials(node, record, &lenses).expect("built").expect("events");
-    kept::save_day_partials(node, &record.site, 1, 1_000, &built.to_bytes()).expect("kept");
-    let saved = kept::load_day_partials(node, &record.site).expect("read").expect("kept");
-    assert_eq!((saved.version, saved.built_at_ms), (1, 1_000));
-    let partials = upshot_engine::days::DayPartials::from_bytes(saved.bytes).expect("they decode");
+    kept::save_day_partials(node, &record.site, 1, 1_000, &built.to_sections()).expect("kept");
+    // Read back as a report server does: the head now, each lens when first summed.
+    let read_back = || {
+        upshot_scan::clickhouse::kept_day_partials(std::sync::Arc::new(node.clone()), &record.site)
+            .expect("read")
+            .expect("kept")
+    };
+    let (partials, kept_build) = read_back();
+    assert_eq!((kept_build.version, kept_build.built_at_ms), (1, 1_000));
+    let (replaced, _) = read_back();
     let dataset = Dataset::from_events(events);
     let zone = jiff::tz::TimeZone::get("Europe/Berlin").expect("a time zone");
     let local = |from, to| Query::new(from, to, zone.clone(), "Europe/Berlin", "USD");
@@ -173,6 +180,26 @@ fn day_partials_from_the_cluster_answer_like_the_engine(
             "{query:?}"
         );
     }
+    // A newer build replaces the kept one while partials read back from it have not
+    // fetched every lens: those lenses are not answered (the report is computed from the
+    // events), nothing panics, and a read back finds the newer build.
+    kept::save_day_partials(node, &record.site, 1, 2_000, &built.to_sections()).expect("kept again");
+    for node in nodes {
+        node.execute("OPTIMIZE TABLE upshot.day_partials_local FINAL", b"").expect("merged");
+    }
+    let linear = &queries[1];
+    assert!(replaced.answers(&record.settings, linear), "the lens is kept");
+    assert!(replaced.report(&record.settings, linear).is_none(), "its bytes are gone with the older build");
+    assert_eq!(read_back().1.built_at_ms, 2_000);
+    // A value kept whole by an older release is not read as sections: it is rebuilt.
+    node.insert(
+        "INSERT INTO upshot.day_partials (site, version, built_at_ms, partials) FORMAT TSV",
+        format!("{}\t1\t3000\tnot sectioned\n", record.site).as_bytes(),
+    )
+    .expect("an old value");
+    let old = upshot_scan::clickhouse::kept_day_partials(std::sync::Arc::new(node.clone()), &record.site);
+    let message = old.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(message.contains("not in sections"), "{message}");
     // Another shipment (the same events again: stored once) moves the version on.
     insert_events(node, &record.site, &events[..10]).expect("insert");
     assert_eq!(kept::site_version(node, &record.site).expect("a version"), 2);
