@@ -72,8 +72,14 @@ def post():
             index = position[0]; position[0] += 1
         if index >= len(batches):
             return
-        connection.request("POST", "/v1/events", batches[index], {"Authorization": "Bearer " + key})
-        answer = json.loads(connection.getresponse().read())
+        while True:
+            connection.request("POST", "/v1/events", batches[index], {"Authorization": "Bearer " + key})
+            response = connection.getresponse()
+            answer = json.loads(response.read())
+            if response.status == 200:
+                break
+            # Pushed back (the collector's queue or spool is full): wait as told, resend.
+            time.sleep(float(response.getheader("Retry-After", "1")))
         with lock:
             taken[0] += answer["taken"]
 started = time.perf_counter()

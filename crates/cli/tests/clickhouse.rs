@@ -98,7 +98,7 @@ fn a_shard_down_during_ingest_loses_and_doubles_nothing() {
     let init = |args: &mut Command| {
         succeed(args.args(["clickhouse", "init", "--url", &nodes[0], "--url", &nodes[1], "--cluster", "upshot_test"]))
     };
-    assert!(init(&mut upshot(&collector_data)).contains("created schema version 3"));
+    assert!(init(&mut upshot(&collector_data)).contains("created schema version 4"));
     assert!(init(&mut upshot(&collector_data)).contains("already there"), "init is idempotent");
 
     let events = work.path().join("shop.ndjson");
@@ -227,7 +227,7 @@ fn the_schema_statements_print_for_replicated_tables_made_by_hand() {
     let printed = succeed(upshot(data.path()).args(["clickhouse", "statements", "--cluster", "prod_1"]));
     assert!(printed.contains("CREATE TABLE IF NOT EXISTS upshot.events_local (`site` String"), "{printed}");
     assert!(printed.contains("ENGINE = SummingMergeTree ORDER BY site;"), "{printed}");
-    assert!(printed.contains("Distributed(prod_1, upshot, day_partials_local, sipHash64(site));"), "{printed}");
+    assert!(printed.contains("Distributed(prod_1, upshot, partial_sections_local, sipHash64(site));"), "{printed}");
     let refused =
         upshot(data.path()).args(["clickhouse", "statements", "--cluster", "x'; DROP"]).output().expect("runs");
     assert!(!refused.status.success());

@@ -1,7 +1,9 @@
 //! What the cluster keeps besides events (ADR 0010): `changes`, one row per shipment of
 //! a site's events, summed into one a site by merges (the sum of `shipments` is the
-//! site's version: it grows whenever its events do), and `day_partials`, each site's day partials as the engine serialized them,
-//! with the version they reflect. Reports sum days from them instead of reading every
+//! site's version: it grows whenever its events do), and `partial_sections`, each
+//! site's day partials as the engine serialized them, a row a section (the head every
+//! report needs, then each lens, fetched when first summed), with the version they
+//! reflect. Reports sum days from them instead of reading every
 //! event; any collector or report server of the cluster reads the same.
 
 use std::io::Read as _;
@@ -9,8 +11,8 @@ use std::io::Read as _;
 use crate::http::Node;
 use crate::{quote, schema::DATABASE, ClickHouseError, SqlSource};
 
-/// Largest section of partials read back, in bytes (the whole partials were 47 MB at
-/// 10M events with 67 lenses).
+/// Largest section of partials read back, in bytes, compressed or not (the whole
+/// partials are 47 MB at 10M events with 67 lenses).
 const PARTIALS_BYTES_MAX: u64 = 1 << 30;
 
 /// Notes that `events` events of `site` were stored (after they were: a version never
@@ -34,20 +36,14 @@ pub fn site_version(node: &dyn SqlSource, site: &str) -> Result<u64, ClickHouseE
     })
 }
 
-/// Marks the layout of a kept `partials` value: `SECTIONED`, the count of sections
-/// (u32), each section's compressed length (u64), then the sections, each
-/// zstd-compressed on its own. Section 0 is the head every report needs, each further
-/// one a lens: a reader fetches the index, the head, and a lens when first asked for
-/// (`substring` on the server), not the whole value.
-const SECTIONED: &[u8; 4] = b"UPS1";
-/// Sections kept at most (the head and one per lens; a site keeps ~70 lenses).
+/// Sections kept at most a build (the head and one per lens; a site keeps ~70 lenses).
 const SECTIONS_MAX: usize = 4096;
-/// Bytes at the start of a kept value that hold its index, at most.
-const INDEX_BYTES_MAX: usize = SECTIONED.len() + 4 + 8 * SECTIONS_MAX;
 
-/// Keeps the site's partials of `version` (`sections`: `DayPartials::to_sections`) in
-/// place of earlier ones (the replacing merge keeps the latest build; readers take the
-/// latest already).
+/// Keeps the site's partials of `version` (`sections`: `DayPartials::to_sections`),
+/// one row a section, each zstd-compressed (with its checksum), in place of earlier
+/// ones (the replacing merge keeps one row per site and section; readers take the
+/// latest build and fetch only its rows). All rows go in one insert: a reader sees a
+/// build whole or not at all.
 pub fn save_day_partials(
     node: &dyn SqlSource,
     site: &str,
@@ -55,39 +51,50 @@ pub fn save_day_partials(
     built_at_ms: i64,
     sections: &[Vec<u8>],
 ) -> Result<(), ClickHouseError> {
+    let bad = |reason: String| ClickHouseError::BadRow { node: node.name(), reason };
     if sections.is_empty() || sections.len() > SECTIONS_MAX {
-        return Err(ClickHouseError::BadRow {
-            node: node.name(),
-            reason: format!("day partials of {} sections cannot be kept (1 to {SECTIONS_MAX})", sections.len()),
-        });
+        return Err(bad(format!("day partials of {} sections cannot be kept (1 to {SECTIONS_MAX})", sections.len())));
     }
     // Compressed here: a report server reading them back moves a fifth of the bytes.
     let compressed = sections
         .iter()
-        .map(|section| zstd::stream::encode_all(section.as_slice(), 1))
+        .map(|section| compress(section))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| ClickHouseError::BadRow {
-            node: node.name(),
-            reason: format!("compressing the day partials failed: {error}"),
-        })?;
-    let mut value = Vec::with_capacity(compressed.iter().map(Vec::len).sum::<usize>() + INDEX_BYTES_MAX);
-    value.extend_from_slice(SECTIONED);
-    value.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
-    compressed.iter().for_each(|section| value.extend_from_slice(&(section.len() as u64).to_le_bytes()));
-    compressed.iter().for_each(|section| value.extend_from_slice(section));
-    let mut row = Vec::with_capacity(value.len() + site.len() + 32);
-    crate::rows::write_bytes(&mut row, site.as_bytes());
-    row.extend_from_slice(&version.to_le_bytes());
-    row.extend_from_slice(&built_at_ms.to_le_bytes());
-    crate::rows::write_bytes(&mut row, &value);
+        .map_err(|error| bad(format!("compressing the day partials failed: {error}")))?;
+    // The build's identity: its sections' digest. A lens is fetched only from the
+    // build whose head was read (two builds begun in one millisecond are told apart).
+    let mut digest = std::hash::DefaultHasher::new();
+    compressed.iter().for_each(|section| std::hash::Hash::hash(section, &mut digest));
+    let build = std::hash::Hasher::finish(&digest);
+    let mut rows = Vec::with_capacity(compressed.iter().map(|section| section.len() + site.len() + 64).sum());
+    for (index, section) in compressed.iter().enumerate() {
+        crate::rows::write_bytes(&mut rows, site.as_bytes());
+        rows.extend_from_slice(&(index as u32).to_le_bytes());
+        rows.extend_from_slice(&built_at_ms.to_le_bytes());
+        rows.extend_from_slice(&build.to_le_bytes());
+        rows.extend_from_slice(&version.to_le_bytes());
+        rows.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+        rows.extend_from_slice(&(sections[index].len() as u64).to_le_bytes());
+        crate::rows::write_bytes(&mut rows, section);
+    }
     node.insert(
-        &format!("INSERT INTO {DATABASE}.day_partials (site, version, built_at_ms, partials) FORMAT RowBinary"),
-        &row,
+        &format!(
+            "INSERT INTO {DATABASE}.partial_sections \
+             (site, section, built_at_ms, build, version, sections, length, bytes) FORMAT RowBinary"
+        ),
+        &rows,
     )
 }
 
-/// A site's latest day partials kept in the cluster: their head, and where the other
-/// sections lie.
+fn compress(section: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1)?;
+    encoder.include_checksum(true)?;
+    std::io::Write::write_all(&mut encoder, section)?;
+    encoder.finish()
+}
+
+/// A site's latest day partials kept in the cluster: their head, and how to fetch the
+/// other sections.
 pub struct KeptPartials {
     /// The site's version they were built from.
     pub version: u64,
@@ -98,103 +105,96 @@ pub struct KeptPartials {
     pub sections: KeptSections,
 }
 
-/// Where each section of one build's kept partials lies in its value.
+/// Which build's sections to fetch.
 #[derive(Clone, Debug)]
 pub struct KeptSections {
     site: String,
     built_at_ms: i64,
-    /// Each section's start and compressed length.
-    spans: Vec<(u64, u64)>,
+    build: u64,
+    count: usize,
 }
 
 impl KeptSections {
-    /// Section `index`, decompressed; `None` when the build that kept it was replaced
-    /// by a newer one (the replacing merge keeps one a site).
-    pub fn fetch(&self, node: &dyn SqlSource, index: usize) -> Result<Option<Vec<u8>>, ClickHouseError> {
-        let Some(&(start, length)) = self.spans.get(index) else {
+    /// Section `index` of the build, decompressed (`length` bytes, as the head says);
+    /// `None` when it is gone (a newer build replaced it: the replacing merge keeps one
+    /// row per site and section). Read within the client's I/O timeout, not a stream's.
+    pub fn fetch(&self, node: &dyn SqlSource, index: usize, length: u64) -> Result<Option<Vec<u8>>, ClickHouseError> {
+        if index >= self.count {
             return Ok(None);
-        };
+        }
         let query = format!(
-            "SELECT substring(partials, {}, {length}) FROM {DATABASE}.day_partials \
-             WHERE site = '{}' AND built_at_ms = {} LIMIT 1 FORMAT RowBinary",
-            start + 1,
+            "SELECT bytes, length FROM {DATABASE}.partial_sections \
+             WHERE site = '{}' AND section = {index} AND built_at_ms = {} AND build = {} LIMIT 1 FORMAT RowBinary",
             quote(&self.site),
-            self.built_at_ms
+            self.built_at_ms,
+            self.build
         );
-        let mut reader = crate::rows::RowReader::new(node.query_reader(&query)?);
+        let answer = node.query_bytes(&query)?;
+        let mut reader = crate::rows::RowReader::new(answer.as_slice());
         let bad =
             |error: crate::rows::RowError| ClickHouseError::BadRow { node: node.name(), reason: error.to_string() };
-        let Some(compressed) = reader.next_bytes("partials", length).map_err(bad)? else {
+        let Some(compressed) = reader.next_bytes("bytes", PARTIALS_BYTES_MAX).map_err(bad)? else {
             return Ok(None);
         };
-        decompress(node, &compressed).map(Some)
+        let kept_length = reader.u64("length").map_err(bad)?;
+        if kept_length != length {
+            return Err(ClickHouseError::BadRow {
+                node: node.name(),
+                reason: format!("section {index} of a site's day partials is {kept_length} bytes, not {length}"),
+            });
+        }
+        decompress(node, &compressed, length).map(Some)
     }
 }
 
-/// The site's latest partials kept in the cluster, if any: the index and the head
-/// read now, the other sections by `KeptSections::fetch`.
+/// The site's latest partials kept in the cluster, if any: the head read now (with
+/// the build it belongs to), the other sections by `KeptSections::fetch`.
 pub fn load_day_partials(node: &dyn SqlSource, site: &str) -> Result<Option<KeptPartials>, ClickHouseError> {
     let query = format!(
-        "SELECT substring(partials, 1, {INDEX_BYTES_MAX}), version, built_at_ms FROM {DATABASE}.day_partials \
-         WHERE site = '{}' ORDER BY built_at_ms DESC LIMIT 1 FORMAT RowBinary",
+        "SELECT bytes, length, version, built_at_ms, build, sections FROM {DATABASE}.partial_sections \
+         WHERE site = '{}' AND section = 0 ORDER BY built_at_ms DESC LIMIT 1 FORMAT RowBinary",
         quote(site)
     );
     let mut reader = crate::rows::RowReader::new(node.query_reader(&query)?);
     let bad = |error: crate::rows::RowError| ClickHouseError::BadRow { node: node.name(), reason: error.to_string() };
-    let Some(start) = reader.next_bytes("partials", INDEX_BYTES_MAX as u64).map_err(bad)? else {
+    let Some(compressed) = reader.next_bytes("bytes", PARTIALS_BYTES_MAX).map_err(bad)? else {
         return Ok(None);
     };
+    let length = reader.u64("length").map_err(bad)?;
     let version = reader.u64("version").map_err(bad)?;
-    let built_at_ms = i64::from_le_bytes(reader.u64("built_at_ms").map_err(bad)?.to_le_bytes());
-    let spans = section_spans(&start).ok_or_else(|| ClickHouseError::BadRow {
-        node: node.name(),
-        reason: "a site's kept day partials are not in sections (kept by an older release?); they are rebuilt".into(),
-    })?;
-    let sections = KeptSections { site: site.to_string(), built_at_ms, spans };
-    let head = sections.fetch(node, 0)?.ok_or_else(|| ClickHouseError::BadRow {
-        node: node.name(),
-        reason: "a site's kept day partials were replaced while read; read them again".into(),
-    })?;
+    let built_at_ms = reader.i64("built_at_ms").map_err(bad)?;
+    let build = reader.u64("build").map_err(bad)?;
+    let count = reader.u32("sections").map_err(bad)? as usize;
+    if count == 0 || count > SECTIONS_MAX {
+        return Err(ClickHouseError::BadRow {
+            node: node.name(),
+            reason: format!(
+                "a site's kept day partials claim {count} sections (1 to {SECTIONS_MAX}); they are rebuilt"
+            ),
+        });
+    }
+    let head = decompress(node, &compressed, length)?;
+    let sections = KeptSections { site: site.to_string(), built_at_ms, build, count };
     Ok(Some(KeptPartials { version, built_at_ms, head, sections }))
 }
 
-/// Each section's start and length, from the start of a kept value; `None` when it is
-/// not a sectioned value.
-fn section_spans(start: &[u8]) -> Option<Vec<(u64, u64)>> {
-    let rest = start.strip_prefix(SECTIONED.as_slice())?;
-    let count = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    if count == 0 || count > SECTIONS_MAX {
-        return None;
+/// A kept section, decompressed: exactly `length` bytes (at most `PARTIALS_BYTES_MAX`),
+/// its checksum checked.
+fn decompress(node: &dyn SqlSource, compressed: &[u8], length: u64) -> Result<Vec<u8>, ClickHouseError> {
+    let bad = |reason: String| ClickHouseError::BadRow { node: node.name(), reason };
+    if length > PARTIALS_BYTES_MAX {
+        return Err(bad(format!(
+            "a section of a site's day partials claims {length} bytes, past {PARTIALS_BYTES_MAX}"
+        )));
     }
-    let lengths = rest.get(4..4 + 8 * count)?;
-    let mut at = (SECTIONED.len() + 4 + 8 * count) as u64;
-    let mut spans = Vec::with_capacity(count);
-    for length in lengths.chunks_exact(8) {
-        let length = u64::from_le_bytes(length.try_into().ok()?);
-        if length > PARTIALS_BYTES_MAX {
-            return None;
-        }
-        spans.push((at, length));
-        at = at.checked_add(length)?;
-    }
-    Some(spans)
-}
-
-/// A kept section, decompressed (at most `PARTIALS_BYTES_MAX`).
-fn decompress(node: &dyn SqlSource, compressed: &[u8]) -> Result<Vec<u8>, ClickHouseError> {
+    // Grown as the bytes decompress: a length the section does not back allocates nothing.
     let mut bytes = Vec::new();
     let decoded = zstd::stream::read::Decoder::new(compressed)
-        .and_then(|decoder| std::io::Read::take(decoder, PARTIALS_BYTES_MAX + 1).read_to_end(&mut bytes));
+        .and_then(|decoder| std::io::Read::take(decoder, length + 1).read_to_end(&mut bytes));
     match decoded {
-        Ok(length) if length as u64 <= PARTIALS_BYTES_MAX => Ok(bytes),
-        Ok(_) => Err(ClickHouseError::BadRow {
-            node: node.name(),
-            reason: format!("a section of a site's day partials decompresses to more than {PARTIALS_BYTES_MAX} bytes"),
-        }),
-        Err(error) => Err(ClickHouseError::BadRow {
-            node: node.name(),
-            reason: format!("a site's day partials do not decompress ({error}); they are rebuilt"),
-        }),
+        Ok(read) if read as u64 == length => Ok(bytes),
+        Ok(read) => Err(bad(format!("a section of a site's day partials decompresses to {read} bytes, not {length}"))),
+        Err(error) => Err(bad(format!("a site's day partials do not decompress ({error}); they are rebuilt"))),
     }
 }
 

@@ -174,6 +174,16 @@ pub trait SqlSource: Sync {
     fn query_reader(&self, query: &str) -> Result<Box<dyn std::io::Read + Send>, ClickHouseError>;
     /// Runs an INSERT whose rows are `body`, once every shard has them.
     fn insert(&self, query: &str, body: &[u8]) -> Result<(), ClickHouseError>;
+    /// Runs a query whose answer is short and binary, read whole within the client's
+    /// I/O timeout (not a stream's long wait).
+    fn query_bytes(&self, query: &str) -> Result<Vec<u8>, ClickHouseError> {
+        let mut answer = Vec::new();
+        self.query_reader(query)?.read_to_end(&mut answer).map_err(|error| ClickHouseError::BadRow {
+            node: self.name(),
+            reason: format!("reading an answer: {error}"),
+        })?;
+        Ok(answer)
+    }
     /// The server's `version()` (which SQL dialect it is sent).
     fn server_version(&self) -> Result<http::ServerVersion, ClickHouseError> {
         let answer = first_line(self, "SELECT version() AS version FORMAT TSV")?;
@@ -210,6 +220,10 @@ impl SqlSource for Node {
         // Synchronous through a Distributed table: the insert returns once every shard
         // has its rows.
         self.execute_with(query, &[("insert_distributed_sync", "1")], body).map(drop)
+    }
+
+    fn query_bytes(&self, query: &str) -> Result<Vec<u8>, ClickHouseError> {
+        self.execute(query, b"")
     }
 
     fn server_version(&self) -> Result<http::ServerVersion, ClickHouseError> {

@@ -319,11 +319,13 @@ impl<R: std::io::Read> RowReader<R> {
         }
     }
 
-    fn i64(&mut self, column: &str) -> Result<i64, RowError> {
+    /// An `Int64` column.
+    pub fn i64(&mut self, column: &str) -> Result<i64, RowError> {
         Ok(i64::from_le_bytes(self.bytes::<8>(column)?))
     }
 
-    fn u32(&mut self, column: &str) -> Result<u32, RowError> {
+    /// A `UInt32` column.
+    pub fn u32(&mut self, column: &str) -> Result<u32, RowError> {
         Ok(u32::from_le_bytes(self.bytes::<4>(column)?))
     }
 

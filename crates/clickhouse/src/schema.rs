@@ -9,7 +9,7 @@ use crate::ClickHouseError;
 
 /// The schema's version; `init` records it, brings a database of an earlier version up
 /// to it (`MIGRATIONS`), and refuses one of a later version.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 pub const DATABASE: &str = "upshot";
 
 /// Every column of the events table, with its type: the native event's fields (money in
@@ -66,8 +66,10 @@ pub const COLUMNS: [(&str, &str); 44] = [
 /// The columns each version added, created on a database of an earlier version (for
 /// rows stored before, they read as NULL, and `landing_channel` as `direct`: what
 /// events without traffic fields give).
-/// Version 3 added tables only (`changes`, `day_partials`), which `statements` creates.
-const MIGRATIONS: [(u32, &[(&str, &str)]); 2] = [
+/// Versions 3 and 4 added tables only (`changes`, `day_partials`; `partial_sections`,
+/// which replaced `day_partials`), which `statements` creates; `day_partials` is no
+/// longer read (an operator may drop it).
+const MIGRATIONS: [(u32, &[(&str, &str)]); 3] = [
     (
         2,
         &[
@@ -80,6 +82,7 @@ const MIGRATIONS: [(u32, &[(&str, &str)]); 2] = [
         ],
     ),
     (3, &[]),
+    (4, &[]),
 ];
 
 /// The column names, quoted, comma-separated: the column list of inserts and reads.
@@ -110,8 +113,8 @@ pub fn statements(cluster: &str) -> Vec<String> {
              ENGINE = Distributed({cluster}, {DATABASE}, events_local, sipHash64(visitor_id))"
         ),
         // Version 3 (ADR 0010): a row per shipment of a site's events, summed into one
-        // a site by merges (the sum of `shipments` is the site's version), and each
-        // site's day partials; a site's rows on one shard.
+        // a site by merges (the sum of `shipments` is the site's version); a site's
+        // rows on one shard.
         format!(
             "CREATE TABLE IF NOT EXISTS {DATABASE}.changes_local (site String, shipments UInt64, events UInt64) \
              ENGINE = SummingMergeTree ORDER BY site"
@@ -120,14 +123,19 @@ pub fn statements(cluster: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {DATABASE}.changes AS {DATABASE}.changes_local \
              ENGINE = Distributed({cluster}, {DATABASE}, changes_local, sipHash64(site))"
         ),
+        // Version 4: each site's day partials, a row per section (the head, then each
+        // lens), with the build they belong to; the merge keeps the latest build's row
+        // per site and section. A granule a row: a report fetching one lens reads that
+        // row, not its neighbours (other lenses, other sites).
         format!(
-            "CREATE TABLE IF NOT EXISTS {DATABASE}.day_partials_local \
-             (site String, version UInt64, built_at_ms Int64, partials String) \
-             ENGINE = ReplacingMergeTree(built_at_ms) ORDER BY site"
+            "CREATE TABLE IF NOT EXISTS {DATABASE}.partial_sections_local \
+             (site String, section UInt32, built_at_ms Int64, build UInt64, version UInt64, sections UInt32, \
+             length UInt64, bytes String) \
+             ENGINE = ReplacingMergeTree(built_at_ms) ORDER BY (site, section) SETTINGS index_granularity = 1"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {DATABASE}.day_partials AS {DATABASE}.day_partials_local \
-             ENGINE = Distributed({cluster}, {DATABASE}, day_partials_local, sipHash64(site))"
+            "CREATE TABLE IF NOT EXISTS {DATABASE}.partial_sections AS {DATABASE}.partial_sections_local \
+             ENGINE = Distributed({cluster}, {DATABASE}, partial_sections_local, sipHash64(site))"
         ),
     ]
 }

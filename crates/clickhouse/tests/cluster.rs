@@ -49,10 +49,10 @@ fn a_two_shard_cluster_stores_each_event_once_and_reports_like_the_embedded_stor
         node.execute("INSERT INTO upshot.schema_version VALUES (1, now())", b"").expect("version 1");
     }
     let migrated = schema::init(&cluster.nodes, "upshot_test").expect("init migrates version 1");
-    assert!(schema_lines(&migrated).iter().all(|line| line.contains("version 1 brought to 3")), "{migrated:?}");
-    for table in ["changes", "changes_local", "day_partials", "day_partials_local"] {
+    assert!(schema_lines(&migrated).iter().all(|line| line.contains("version 1 brought to 4")), "{migrated:?}");
+    for table in ["changes", "changes_local", "partial_sections", "partial_sections_local"] {
         let exists = cluster.nodes[0].execute(&format!("EXISTS TABLE upshot.{table} FORMAT TSV"), b"").expect("asked");
-        assert_eq!(String::from_utf8_lossy(&exists).trim(), "1", "version 3 made {table}");
+        assert_eq!(String::from_utf8_lossy(&exists).trim(), "1", "versions 3 and 4 made {table}");
     }
     let after = schema::init(&cluster.nodes, "upshot_test").expect("and is idempotent after");
     assert!(schema_lines(&after).iter().all(|line| line.contains("already there")), "{after:?}");

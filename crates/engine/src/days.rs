@@ -243,9 +243,20 @@ struct SavedHeader {
 /// bytes read whole (`from_bytes`), or a keeper that fetches one lens when asked (the
 /// cluster keeps each lens apart: a cold report reads only the lenses it sums).
 pub trait SavedLenses: Send + Sync {
-    /// Lens `index`'s bytes as `to_sections` wrote them; `None` when they cannot be had
-    /// now (nothing is remembered: the next report asks again).
-    fn lens_bytes(&self, index: usize) -> Option<std::borrow::Cow<'_, [u8]>>;
+    /// Lens `index`'s bytes as `to_sections` wrote them (`length` of them, as the head
+    /// says: a keeper reads no more).
+    fn lens_bytes(&self, index: usize, length: usize) -> LensBytes<'_>;
+}
+
+/// What a keeper of saved lenses answers.
+pub enum LensBytes<'a> {
+    Found(std::borrow::Cow<'a, [u8]>),
+    /// They cannot be had now (a keeper out of reach): nothing is remembered, the next
+    /// report asks again.
+    NotNow,
+    /// They are gone (replaced by a newer build): the lens no longer answers, and
+    /// `DayPartials::lost_lenses` says so.
+    Gone,
 }
 
 /// Saved partials read whole: each lens's bytes lie in them.
@@ -255,10 +266,15 @@ struct BytesInMemory {
 }
 
 impl SavedLenses for BytesInMemory {
-    fn lens_bytes(&self, index: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
-        self.bytes.get(self.ranges.get(index)?.clone()).map(std::borrow::Cow::Borrowed)
+    fn lens_bytes(&self, index: usize, _length: usize) -> LensBytes<'_> {
+        let bytes = self.ranges.get(index).and_then(|range| self.bytes.get(range.clone()));
+        bytes.map_or(LensBytes::Gone, |bytes| LensBytes::Found(std::borrow::Cow::Borrowed(bytes)))
     }
 }
+
+/// Bytes the lenses of saved partials may claim in all: far above the largest measured
+/// (237 MB at 100M events); a damaged head claiming more is refused before any fetch.
+const SAVED_BYTES_MAX: u64 = 1 << 34;
 
 /// A saved header, read: everything but the lenses' builds, and each lens with the
 /// length of its build.
@@ -290,6 +306,10 @@ impl ReadHeader {
         let (from, to) = (date(&header.from)?, date(&header.to)?);
         let coverage_query = Query::new(from, to, time_zone, &header.time_zone_name, &header.currency);
         let coverage = Window::resolve(&coverage_query).map_err(|error| decode(error.to_string()))?;
+        let claimed = header.lenses.iter().try_fold(0u64, |sum, (_, length)| sum.checked_add(*length));
+        if claimed.is_none_or(|claimed| claimed > SAVED_BYTES_MAX) {
+            return Err(decode(format!("its lenses claim more than {SAVED_BYTES_MAX} bytes")));
+        }
         let lenses = header
             .lenses
             .into_iter()
@@ -317,6 +337,7 @@ impl ReadHeader {
     /// The partials of this header, the first lens `decoded`, the others from `saved`
     /// when first asked for.
     fn into_partials(self, decoded: DaysBuild, saved: Box<dyn SavedLenses>) -> DayPartials {
+        let saved_lengths = self.lenses.iter().map(|(_, length)| *length).collect();
         let lenses: Vec<(Lens, OnceLock<Option<DaysBuild>>)> =
             self.lenses.into_iter().map(|(lens, _)| (lens, OnceLock::new())).collect();
         let _ = lenses[0].1.set(Some(decoded));
@@ -327,7 +348,7 @@ impl ReadHeader {
             settings: self.settings,
             dictionary: self.dictionary,
             lenses,
-            saved: Some(saved),
+            saved: Some((saved, saved_lengths)),
         }
     }
 }
@@ -343,8 +364,8 @@ pub struct DayPartials {
     /// Each lens's build, decoded on first use when read back from bytes (a cold
     /// process or a restarted server pays only for the lenses it is asked for).
     lenses: Vec<(Lens, OnceLock<Option<DaysBuild>>)>,
-    /// Where the lenses' saved bytes come from (read back only).
-    saved: Option<Box<dyn SavedLenses>>,
+    /// Where the lenses' saved bytes come from, and each one's length (read back only).
+    saved: Option<(Box<dyn SavedLenses>, Vec<usize>)>,
 }
 
 impl DayPartials {
@@ -394,14 +415,30 @@ impl DayPartials {
         if let Some(decoded) = build.get() {
             return decoded.as_ref();
         }
-        // Bytes that cannot be had now are asked for again next time; bytes that do not
-        // decode are remembered as such.
-        let bytes = self.saved.as_ref()?.lens_bytes(index)?;
-        let _ = build.set(decode_build(&bytes, index == 0, &self.coverage, &self.dictionary).ok());
+        // Bytes that cannot be had now are asked for again next time; bytes that are
+        // gone, or of another length than the head says, or that do not decode, are
+        // remembered as such.
+        let (saved, lengths) = self.saved.as_ref()?;
+        let length = *lengths.get(index)?;
+        let decoded = match saved.lens_bytes(index, length) {
+            LensBytes::Found(bytes) if bytes.len() == length => {
+                decode_build(&bytes, index == 0, &self.coverage, &self.dictionary).ok()
+            }
+            LensBytes::NotNow => return None,
+            LensBytes::Found(_) | LensBytes::Gone => None,
+        };
+        let _ = build.set(decoded);
         build.get()?.as_ref()
     }
 
-    /// The partials as bytes (`from_bytes` reads them back): `to_sections`, joined.
+    /// Whether a lens these partials keep turned out not to answer (its saved bytes
+    /// gone or damaged): they should be built again.
+    pub fn lost_lenses(&self) -> bool {
+        self.lenses.iter().any(|(_, build)| matches!(build.get(), Some(None)))
+    }
+
+    /// The partials as bytes (`from_bytes` reads them back): `to_sections`, joined. Of
+    /// partials read back, only the lenses that can be had now are written.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.to_sections().concat()
     }
@@ -412,7 +449,7 @@ impl DayPartials {
     pub fn to_sections(&self) -> Vec<Vec<u8>> {
         let (from, to) = self.coverage();
         let (strings, placements) = self.dictionary.parts();
-        // A lens whose saved bytes no longer decode is left out.
+        // A lens whose saved bytes cannot be had (or do not decode) is left out.
         let kept: Vec<(&Lens, &DaysBuild)> =
             (0..self.lenses.len()).filter_map(|index| Some((&self.lenses[index].0, self.build(index)?))).collect();
         let builds: Vec<Vec<u8>> =

@@ -6,7 +6,7 @@
 //! workers.
 
 use proptest::prelude::*;
-use upshot_engine::days::DayPartials;
+use upshot_engine::days::{DayPartials, LensBytes};
 use upshot_engine::query::Segment;
 use upshot_engine::{add_to_order_book, compute_report, Dataset, Model, OrderBook, Query, ReportPlan};
 use upshot_gen::{generate_events, GenOptions};
@@ -209,13 +209,16 @@ impl Sections {
 }
 
 impl upshot_engine::days::SavedLenses for Sections {
-    fn lens_bytes(&self, index: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+    fn lens_bytes(&self, index: usize, _length: usize) -> LensBytes<'_> {
         use std::sync::atomic::Ordering::SeqCst;
         self.fetched.fetch_add(1, SeqCst);
         if self.unavailable.load(SeqCst) {
-            return None;
+            return LensBytes::NotNow;
         }
-        self.sections.get(index).map(|bytes| std::borrow::Cow::Borrowed(bytes.as_slice()))
+        match self.sections.get(index) {
+            Some(bytes) => LensBytes::Found(std::borrow::Cow::Borrowed(bytes.as_slice())),
+            None => LensBytes::Gone,
+        }
     }
 }
 
@@ -249,6 +252,19 @@ fn partials_read_back_from_their_head_fetch_a_lens_once_and_again_after_a_failed
     );
     read_back.report(&settings, &linear_range).expect("kept");
     assert_eq!(fetched.load(SeqCst), 2, "one failed fetch, one that stayed");
+    assert!(!read_back.lost_lenses());
+    // Bytes gone (a newer build replaced them), or not of the length the head says:
+    // the lens no longer answers, is not fetched again, and the partials say so.
+    let mut short = sections.clone();
+    short[1].pop();
+    for fetcher in [Sections::new(vec![sections[0].clone()]), Sections::new(short)] {
+        let fetched = fetcher.fetched.clone();
+        let read_back = DayPartials::from_head(&sections[0], Box::new(fetcher)).expect("the head reads back");
+        assert!(read_back.report(&settings, &linear_range).is_none());
+        assert!(read_back.report(&settings, &linear_range).is_none());
+        assert_eq!(fetched.load(SeqCst), 1, "asked once");
+        assert!(read_back.lost_lenses());
+    }
     // A head cut short, or not a head, is refused.
     let head = &sections[0];
     assert!(DayPartials::from_head(&head[..head.len() - 1], Box::new(Sections::new(sections.clone()))).is_err());

@@ -174,16 +174,22 @@ struct KeptLenses {
 }
 
 impl upshot_engine::days::SavedLenses for KeptLenses {
-    fn lens_bytes(&self, index: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
-        match self.sections.fetch(self.source.as_ref(), index) {
-            Ok(Some(bytes)) => Some(std::borrow::Cow::Owned(bytes)),
+    fn lens_bytes(&self, index: usize, length: usize) -> upshot_engine::days::LensBytes<'_> {
+        use upshot_engine::days::LensBytes;
+        match self.sections.fetch(self.source.as_ref(), index, length as u64) {
+            Ok(Some(bytes)) => LensBytes::Found(std::borrow::Cow::Owned(bytes)),
             Ok(None) => {
-                tracing::debug!(index, "a lens of the kept day partials was replaced by a newer build");
-                None
+                tracing::info!(index, "a lens of the kept day partials was replaced by a newer build; built again");
+                LensBytes::Gone
+            }
+            // Damaged bytes stay damaged: the lens is built again.
+            Err(error @ ClickHouseError::BadRow { .. }) => {
+                tracing::warn!(index, %error, "a lens of the kept day partials is damaged; built again");
+                LensBytes::Gone
             }
             Err(error) => {
-                tracing::debug!(index, %error, "a lens of the kept day partials could not be read");
-                None
+                tracing::warn!(index, %error, "a lens of the kept day partials could not be read; reports read the events");
+                LensBytes::NotNow
             }
         }
     }

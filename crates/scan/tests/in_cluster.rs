@@ -13,7 +13,7 @@ use support::unusual_visitors;
 
 use cluster::{wait_for, Cluster};
 use jiff::civil::date;
-use upshot_clickhouse::{insert_events, schema, SqlSource};
+use upshot_clickhouse::{insert_events, schema};
 use upshot_engine::{compute_report, Dataset, Model, Query};
 use upshot_model::{Event, Kind, Settings};
 use upshot_store::{SiteRecord, Store};
@@ -182,24 +182,43 @@ fn day_partials_from_the_cluster_answer_like_the_engine(
     }
     // A newer build replaces the kept one while partials read back from it have not
     // fetched every lens: those lenses are not answered (the report is computed from the
-    // events), nothing panics, and a read back finds the newer build.
+    // events), nothing panics, the partials say they lost a lens (so the server builds
+    // again), and a read back finds the newer build.
     kept::save_day_partials(node, &record.site, 1, 2_000, &built.to_sections()).expect("kept again");
     for node in nodes {
-        node.execute("OPTIMIZE TABLE upshot.day_partials_local FINAL", b"").expect("merged");
+        node.execute("OPTIMIZE TABLE upshot.partial_sections_local FINAL", b"").expect("merged");
     }
     let linear = &queries[1];
     assert!(replaced.answers(&record.settings, linear), "the lens is kept");
+    assert!(!replaced.lost_lenses());
     assert!(replaced.report(&record.settings, linear).is_none(), "its bytes are gone with the older build");
+    assert!(replaced.lost_lenses());
     assert_eq!(read_back().1.built_at_ms, 2_000);
-    // A value kept whole by an older release is not read as sections: it is rebuilt.
-    node.insert(
-        "INSERT INTO upshot.day_partials (site, version, built_at_ms, partials) FORMAT TSV",
-        format!("{}\t1\t3000\tnot sectioned\n", record.site).as_bytes(),
+    // Another build begun in the same millisecond (another collector), its lenses in
+    // another order, replaces this one's rows: a lens is fetched only from the build
+    // whose head was read, never the other's bytes under the same section number.
+    let (current, _) = read_back();
+    let reversed: Vec<Query> = lenses.iter().rev().cloned().collect();
+    let other = upshot_scan::clickhouse::day_partials(node, record, &reversed).expect("built").expect("events");
+    kept::save_day_partials(node, &record.site, 1, 2_000, &other.to_sections()).expect("kept");
+    for node in nodes {
+        node.execute("OPTIMIZE TABLE upshot.partial_sections_local FINAL", b"").expect("merged");
+    }
+    assert!(current.report(&record.settings, linear).is_none() && current.lost_lenses());
+    // A damaged lens (its stored length not the one its head says) is refused.
+    node.execute_with(
+        &format!(
+            "INSERT INTO upshot.partial_sections SELECT site, section, built_at_ms + 1, build, version, sections, \
+             length + if(section = 0, 0, 1), bytes FROM upshot.partial_sections WHERE site = '{}'",
+            record.site
+        ),
+        &[("insert_distributed_sync", "1")],
+        b"",
     )
-    .expect("an old value");
-    let old = upshot_scan::clickhouse::kept_day_partials(std::sync::Arc::new(node.clone()), &record.site);
-    let message = old.err().map(|error| error.to_string()).unwrap_or_default();
-    assert!(message.contains("not in sections"), "{message}");
+    .expect("a damaged build");
+    let (damaged, kept_build) = read_back();
+    assert_eq!(kept_build.built_at_ms, 2_001);
+    assert!(damaged.report(&record.settings, linear).is_none() && damaged.lost_lenses());
     // Another shipment (the same events again: stored once) moves the version on.
     insert_events(node, &record.site, &events[..10]).expect("insert");
     assert_eq!(kept::site_version(node, &record.site).expect("a version"), 2);

@@ -140,7 +140,7 @@ impl PartialsCache {
     }
 
     /// Whether the site's partials should be built again: none yet, a lens asked for
-    /// and not kept, or the events changed and the last build is older than four times
+    /// and not kept (or lost: its kept bytes replaced or damaged), or the events changed and the last build is older than four times
     /// what it took (so that under steady ingest rebuilds use at most a fifth of a core,
     /// at a lower priority) and `REBUILD_SECONDS_MIN`.
     pub fn needs_build(&self, record: &SiteRecord, version: u64) -> bool {
@@ -160,7 +160,9 @@ impl PartialsCache {
             return false;
         }
         let wanted = self.lenses(record);
-        kept.version != version || wanted.iter().any(|query| !kept.partials.answers(&record.settings, query))
+        kept.version != version
+            || kept.partials.lost_lenses()
+            || wanted.iter().any(|query| !kept.partials.answers(&record.settings, query))
     }
 
     /// Notes a build that failed or found no events, for `version`.
