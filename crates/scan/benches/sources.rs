@@ -69,11 +69,18 @@ fn main() {
     let (_, last) = snapshot.time_span().expect("events");
     let to = jiff::Timestamp::from_millisecond(last).expect("an instant").to_zoned(jiff::tz::TimeZone::UTC).date();
     let from = to.checked_sub(jiff::Span::new().days(29)).expect("a date");
-    let query = ReportParams { from: from.to_string(), to: to.to_string(), ..ReportParams::default() }
+    // A linear report: its lens is not the head's, so a cold report from the cluster
+    // reads the head and fetches the lens, as a restarted server does.
+    let query = ReportParams {
+        from: from.to_string(),
+        to: to.to_string(),
+        model: Some("linear".into()),
+        ..ReportParams::default()
+    }
         .query(&record, str::to_string)
         .expect("a valid query");
     let lenses = upshot_scan::saved::default_lenses(&record);
-    println!("report: {from} to {to} (30 days, last touch), {} lenses kept, medians of {runs}", lenses.len());
+    println!("report: {from} to {to} (30 days, linear), {} lenses kept, medians of {runs}", lenses.len());
 
     let (embedded, expected) = measure_embedded(&store, &record, &snapshot, &lenses, &query, runs);
     let node = Node::parse(&node).expect("a node URL");
