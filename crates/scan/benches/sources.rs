@@ -77,8 +77,8 @@ fn main() {
         model: Some("linear".into()),
         ..ReportParams::default()
     }
-        .query(&record, str::to_string)
-        .expect("a valid query");
+    .query(&record, str::to_string)
+    .expect("a valid query");
     let lenses = upshot_scan::saved::default_lenses(&record);
     println!("report: {from} to {to} (30 days, linear), {} lenses kept, medians of {runs}", lenses.len());
 

@@ -42,9 +42,10 @@ pub fn typical_queries() -> Vec<upshot_engine::Query> {
     queries
 }
 
-/// A source whose figure queries spill every block of their grouping to disk (the
-/// threshold cut from `GROUP_BYTES_IN_MEMORY` to one byte): the route a large site's
-/// report takes, on a shop small enough for a test. Counts the queries it cut.
+/// A source whose figure queries spill their grouping to disk (the threshold cut from
+/// `GROUP_BYTES_IN_MEMORY` to one byte, the grouping split in two levels at once): the
+/// route a large site's report takes, on a shop small enough for a test. Counts the
+/// queries it cut.
 pub struct Spilling<'a> {
     pub inner: &'a dyn upshot_clickhouse::SqlSource,
     pub spilled: std::sync::atomic::AtomicUsize,
@@ -62,7 +63,13 @@ impl Spilling<'_> {
             return query.to_string();
         }
         self.spilled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        query.replace(&threshold, "max_bytes_before_external_group_by = 1")
+        // A small shop's grouping is one block, too small to be split in two levels,
+        // which spilling needs: split it at once too.
+        query.replace(
+            &threshold,
+            "max_bytes_before_external_group_by = 1, group_by_two_level_threshold = 1, \
+             group_by_two_level_threshold_bytes = 1",
+        )
     }
 }
 
@@ -79,4 +86,14 @@ impl upshot_clickhouse::SqlSource for Spilling<'_> {
     fn insert(&self, query: &str, body: &[u8]) -> Result<(), upshot_clickhouse::ClickHouseError> {
         self.inner.insert(query, body)
     }
+}
+
+/// How many times `source` has written a grouping's part to disk since it started.
+pub fn spilled_parts(source: &dyn upshot_clickhouse::SqlSource) -> u64 {
+    let query = "SELECT sum(value) FROM system.events WHERE event = 'ExternalAggregationWritePart' FORMAT TSV";
+    let mut count = 0;
+    source
+        .query_lines(query, &mut |line| count = String::from_utf8_lossy(line).trim().parse().unwrap_or(0))
+        .expect("the events asked for");
+    count
 }
