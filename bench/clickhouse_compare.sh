@@ -75,10 +75,13 @@ def post():
         while True:
             connection.request("POST", "/v1/events", batches[index], {"Authorization": "Bearer " + key})
             response = connection.getresponse()
-            answer = json.loads(response.read())
+            body = response.read()
             if response.status == 200:
+                answer = json.loads(body)
                 break
             # Pushed back (the collector's queue or spool is full): wait as told, resend.
+            if response.status not in (429, 503):
+                raise SystemExit(f"the collector answered {response.status}: {body[:200]!r}")
             time.sleep(float(response.getheader("Retry-After", "1")))
         with lock:
             taken[0] += answer["taken"]

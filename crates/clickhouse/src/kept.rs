@@ -11,9 +11,12 @@ use std::io::Read as _;
 use crate::http::Node;
 use crate::{quote, schema::DATABASE, ClickHouseError, SqlSource};
 
-/// Largest section of partials read back, in bytes, compressed or not (the whole
-/// partials are 47 MB at 10M events with 67 lenses).
+/// Largest section of partials kept or read back, in bytes, decompressed (the whole
+/// partials are 47 MB at 10M events with 67 lenses, a section at most 2.8 MB).
 const PARTIALS_BYTES_MAX: u64 = 1 << 30;
+/// Largest section kept or read back, compressed: below what the client reads of any
+/// answer (256 MiB), so that what was kept can always be read back.
+const SECTION_COMPRESSED_MAX: u64 = 255 << 20;
 
 /// Notes that `events` events of `site` were stored (after they were: a version never
 /// counts events the cluster does not hold).
@@ -42,8 +45,10 @@ const SECTIONS_MAX: usize = 4096;
 /// Keeps the site's partials of `version` (`sections`: `DayPartials::to_sections`),
 /// one row a section, each zstd-compressed (with its checksum), in place of earlier
 /// ones (the replacing merge keeps one row per site and section; readers take the
-/// latest build and fetch only its rows). All rows go in one insert: a reader sees a
-/// build whole or not at all.
+/// latest build and fetch only its rows). All rows go in one insert (one block, one
+/// part on 18.16); a reader that finds a head but not yet a section of it asks again
+/// later (`Fetched::NotVisible`). A later build with fewer sections leaves the earlier
+/// one's last rows in place, never read (at most the most sections a site had).
 pub fn save_day_partials(
     node: &dyn SqlSource,
     site: &str,
@@ -55,12 +60,21 @@ pub fn save_day_partials(
     if sections.is_empty() || sections.len() > SECTIONS_MAX {
         return Err(bad(format!("day partials of {} sections cannot be kept (1 to {SECTIONS_MAX})", sections.len())));
     }
+    if let Some(large) = sections.iter().find(|section| section.len() as u64 > PARTIALS_BYTES_MAX) {
+        return Err(bad(format!("a section of {} bytes cannot be kept (at most {PARTIALS_BYTES_MAX})", large.len())));
+    }
     // Compressed here: a report server reading them back moves a fifth of the bytes.
     let compressed = sections
         .iter()
         .map(|section| compress(section))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| bad(format!("compressing the day partials failed: {error}")))?;
+    if let Some(large) = compressed.iter().find(|section| section.len() as u64 > SECTION_COMPRESSED_MAX) {
+        return Err(bad(format!(
+            "a section compressed to {} bytes cannot be kept (at most {SECTION_COMPRESSED_MAX}: a reader takes no more)",
+            large.len()
+        )));
+    }
     // The build's identity: its sections' digest. A lens is fetched only from the
     // build whose head was read (two builds begun in one millisecond are told apart).
     let mut digest = std::hash::DefaultHasher::new();
@@ -114,13 +128,24 @@ pub struct KeptSections {
     count: usize,
 }
 
+/// A section asked of the cluster.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    Section(Vec<u8>),
+    /// Another build of the site is kept now (the replacing merge keeps one row per site
+    /// and section): this build's sections may be gone.
+    Replaced,
+    /// Not to be seen now, and no other build is (a replica behind the one that
+    /// answered for the head): ask again later.
+    NotVisible,
+}
+
 impl KeptSections {
-    /// Section `index` of the build, decompressed (`length` bytes, as the head says);
-    /// `None` when it is gone (a newer build replaced it: the replacing merge keeps one
-    /// row per site and section). Read within the client's I/O timeout, not a stream's.
-    pub fn fetch(&self, node: &dyn SqlSource, index: usize, length: u64) -> Result<Option<Vec<u8>>, ClickHouseError> {
+    /// Section `index` of the build, decompressed (`length` bytes, as the head says).
+    /// Read within the client's I/O timeout, not a stream's.
+    pub fn fetch(&self, node: &dyn SqlSource, index: usize, length: u64) -> Result<Fetched, ClickHouseError> {
         if index >= self.count {
-            return Ok(None);
+            return Ok(Fetched::Replaced);
         }
         let query = format!(
             "SELECT bytes, length FROM {DATABASE}.partial_sections \
@@ -133,8 +158,8 @@ impl KeptSections {
         let mut reader = crate::rows::RowReader::new(answer.as_slice());
         let bad =
             |error: crate::rows::RowError| ClickHouseError::BadRow { node: node.name(), reason: error.to_string() };
-        let Some(compressed) = reader.next_bytes("bytes", PARTIALS_BYTES_MAX).map_err(bad)? else {
-            return Ok(None);
+        let Some(compressed) = reader.next_bytes("bytes", SECTION_COMPRESSED_MAX).map_err(bad)? else {
+            return self.replaced(node);
         };
         let kept_length = reader.u64("length").map_err(bad)?;
         if kept_length != length {
@@ -143,7 +168,20 @@ impl KeptSections {
                 reason: format!("section {index} of a site's day partials is {kept_length} bytes, not {length}"),
             });
         }
-        decompress(node, &compressed, length).map(Some)
+        decompress(node, &compressed, length).map(Fetched::Section)
+    }
+
+    /// Why a section of this build was not found: another build's head is kept.
+    fn replaced(&self, node: &dyn SqlSource) -> Result<Fetched, ClickHouseError> {
+        let query = format!(
+            "SELECT count() FROM {DATABASE}.partial_sections WHERE site = '{}' AND section = 0 \
+             AND (built_at_ms > {at} OR (built_at_ms = {at} AND build != {build})) FORMAT TSV",
+            quote(&self.site),
+            at = self.built_at_ms,
+            build = self.build
+        );
+        let others = crate::first_line(node, &query)?;
+        Ok(if others.trim().parse::<u64>().unwrap_or(0) > 0 { Fetched::Replaced } else { Fetched::NotVisible })
     }
 }
 
@@ -157,7 +195,7 @@ pub fn load_day_partials(node: &dyn SqlSource, site: &str) -> Result<Option<Kept
     );
     let mut reader = crate::rows::RowReader::new(node.query_reader(&query)?);
     let bad = |error: crate::rows::RowError| ClickHouseError::BadRow { node: node.name(), reason: error.to_string() };
-    let Some(compressed) = reader.next_bytes("bytes", PARTIALS_BYTES_MAX).map_err(bad)? else {
+    let Some(compressed) = reader.next_bytes("bytes", SECTION_COMPRESSED_MAX).map_err(bad)? else {
         return Ok(None);
     };
     let length = reader.u64("length").map_err(bad)?;

@@ -175,14 +175,19 @@ struct KeptLenses {
 
 impl upshot_engine::days::SavedLenses for KeptLenses {
     fn lens_bytes(&self, index: usize, length: usize) -> upshot_engine::days::LensBytes<'_> {
+        use upshot_clickhouse::kept::Fetched;
         use upshot_engine::days::LensBytes;
         match self.sections.fetch(self.source.as_ref(), index, length as u64) {
-            Ok(Some(bytes)) => LensBytes::Found(std::borrow::Cow::Owned(bytes)),
-            Ok(None) => {
-                tracing::info!(index, "a lens of the kept day partials was replaced by a newer build; built again");
+            Ok(Fetched::Section(bytes)) => LensBytes::Found(std::borrow::Cow::Owned(bytes)),
+            Ok(Fetched::Replaced) => {
+                tracing::info!(index, "a lens of the kept day partials was replaced by a newer build; read again");
                 LensBytes::Gone
             }
-            // Damaged bytes stay damaged: the lens is built again.
+            Ok(Fetched::NotVisible) => {
+                tracing::debug!(index, "a lens of the kept day partials is not to be seen yet; asked again later");
+                LensBytes::NotNow
+            }
+            // Damaged bytes stay damaged: the partials are read or built again.
             Err(error @ ClickHouseError::BadRow { .. }) => {
                 tracing::warn!(index, %error, "a lens of the kept day partials is damaged; built again");
                 LensBytes::Gone

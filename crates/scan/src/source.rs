@@ -110,6 +110,9 @@ pub struct Partials {
     pub problems: Vec<String>,
     /// Warnings for the reports summed from them.
     pub warnings: Vec<String>,
+    /// Of partials read back from the cluster: when the kept build began (epoch
+    /// milliseconds), which tells one kept build from the next.
+    pub kept_as: Option<i64>,
 }
 
 /// A build of a site's partials, on a thread of its own.
@@ -155,6 +158,7 @@ impl PartialsBuild {
                     age: Duration::ZERO,
                     problems: Vec::new(),
                     warnings: Vec::new(),
+                    kept_as: None,
                 }))
             }
             PartialsBuild::Cluster(node) => {
@@ -171,6 +175,7 @@ impl PartialsBuild {
                     age: Duration::from_millis(age_ms as u64),
                     problems: Vec::new(),
                     warnings: Vec::new(),
+                    kept_as: Some(saved.built_at_ms),
                 }))
             }
         }
@@ -195,6 +200,7 @@ impl PartialsBuild {
                     age: Duration::ZERO,
                     warnings: snapshot.warnings(&problems),
                     problems,
+                    kept_as: None,
                 }))
             }
             PartialsBuild::Cluster(node) => {
@@ -205,6 +211,7 @@ impl PartialsBuild {
                     age: Duration::ZERO,
                     problems: Vec::new(),
                     warnings: Vec::new(),
+                    kept_as: None,
                 }))
             }
         }

@@ -97,7 +97,7 @@ fn day_partials_built_from_a_current_clickhouse_answer_like_the_engine(
     let built = upshot_scan::clickhouse::day_partials(&*chdb, record, &lenses).expect("built").expect("events");
     kept::save_day_partials(&*chdb, "shop", 1, 7, &built.to_sections()).expect("kept");
     // Read back as a report server does: the head now, each lens when first summed
-    // (`substring` of the kept value, on 26.x).
+    // (a row each, of the same build, on 26.x).
     let (partials, kept_build) = upshot_scan::clickhouse::kept_day_partials(chdb, "shop").expect("read").expect("kept");
     assert_eq!((kept_build.version, kept_build.built_at_ms), (1, 7));
     let range = |from, to| Query::utc(from, to);

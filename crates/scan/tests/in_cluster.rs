@@ -185,12 +185,11 @@ fn day_partials_from_the_cluster_answer_like_the_engine(
     }
     // A newer build replaces the kept one while partials read back from it have not
     // fetched every lens: those lenses are not answered (the report is computed from the
-    // events), nothing panics, the partials say they lost a lens (so the server builds
-    // again), and a read back finds the newer build.
+    // events), nothing panics, the partials say they lost a lens (so the server reads
+    // back or builds again), and a read back finds the newer build.
+    let sections = built.to_sections().len();
     kept::save_day_partials(node, &record.site, 1, 2_000, &built.to_sections()).expect("kept again");
-    for node in nodes {
-        node.execute("OPTIMIZE TABLE upshot.partial_sections_local FINAL", b"").expect("merged");
-    }
+    merge_down_to(nodes, &record.site, sections);
     let linear = &queries[1];
     assert!(replaced.answers(&record.settings, linear), "the lens is kept");
     assert!(!replaced.lost_lenses());
@@ -198,15 +197,16 @@ fn day_partials_from_the_cluster_answer_like_the_engine(
     assert!(replaced.lost_lenses());
     assert_eq!(read_back().1.built_at_ms, 2_000);
     // Another build begun in the same millisecond (another collector), its lenses in
-    // another order, replaces this one's rows: a lens is fetched only from the build
+    // another order, replaces this one's rows: a section is fetched only from the build
     // whose head was read, never the other's bytes under the same section number.
     let (current, _) = read_back();
+    let head = kept::load_day_partials(node, &record.site).expect("read").expect("kept");
     let reversed: Vec<Query> = lenses.iter().rev().cloned().collect();
     let other = upshot_scan::clickhouse::day_partials(node, record, &reversed).expect("built").expect("events");
     kept::save_day_partials(node, &record.site, 1, 2_000, &other.to_sections()).expect("kept");
-    for node in nodes {
-        node.execute("OPTIMIZE TABLE upshot.partial_sections_local FINAL", b"").expect("merged");
-    }
+    merge_down_to(nodes, &record.site, sections);
+    let fetched = head.sections.fetch(node, 1, 1);
+    assert!(matches!(fetched, Ok(kept::Fetched::Replaced)), "{fetched:?}");
     assert!(current.report(&record.settings, linear).is_none() && current.lost_lenses());
     // A damaged lens (its stored length not the one its head says) is refused.
     node.execute_with(
@@ -225,4 +225,22 @@ fn day_partials_from_the_cluster_answer_like_the_engine(
     // Another shipment (the same events again: stored once) moves the version on.
     insert_events(node, &record.site, &events[..10]).expect("insert");
     assert_eq!(kept::site_version(node, &record.site).expect("a version"), 2);
+}
+
+/// Merges the site's kept partials until `rows` rows are left (`OPTIMIZE ... FINAL`
+/// does nothing while a background merge holds the parts: it is asked again).
+fn merge_down_to(nodes: &[upshot_clickhouse::Node], site: &str, rows: usize) {
+    let count = format!("SELECT count() FROM upshot.partial_sections WHERE site = '{site}' FORMAT TSV");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        for node in nodes {
+            node.execute("OPTIMIZE TABLE upshot.partial_sections_local FINAL", b"").expect("merged");
+        }
+        let left = String::from_utf8_lossy(&nodes[0].execute(&count, b"").expect("counted")).trim().to_string();
+        if left == rows.to_string() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the kept partials did not merge down to {rows} rows: {left}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

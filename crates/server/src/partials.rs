@@ -51,6 +51,8 @@ struct Kept {
     took: Duration,
     /// Warnings of damaged parts left out when they were built.
     warnings: Vec<String>,
+    /// Of partials read back from the cluster: which kept build they are.
+    kept_as: Option<i64>,
 }
 
 impl Kept {
@@ -68,7 +70,7 @@ impl Kept {
         took: Duration,
         warnings: Vec<String>,
     ) -> Kept {
-        Kept { partials: Arc::new(partials), version, built: snapshot_taken, took, warnings }
+        Kept { partials: Arc::new(partials), version, built: snapshot_taken, took, warnings, kept_as: None }
     }
 }
 
@@ -267,7 +269,9 @@ impl PartialsCache {
         };
         if let Some(built) = built {
             tracing::info!(%site, current, "day partials read back");
-            self.keep(site, Kept::new(saved.partials, saved.version, built, Duration::ZERO, Vec::new()));
+            let kept_as = saved.kept_as;
+            let kept = Kept::new(saved.partials, saved.version, built, Duration::ZERO, Vec::new());
+            self.keep(site, Kept { kept_as, ..kept });
         }
         current
     }
@@ -372,17 +376,28 @@ struct BuildInputs {
     build: upshot_scan::source::PartialsBuild,
 }
 
-/// When nothing is kept here yet, the partials the source keeps (those of the version
-/// now end it; older ones serve the dashboard while young); then one pass over the
+/// When nothing is kept here yet (or what is lost a lens), the partials the source
+/// keeps (those of the version now end it; older ones serve the dashboard while
+/// young); then one pass over the
 /// site's events for every lens, kept here and where the source keeps partials
 /// (the data dir at most every ten minutes, the cluster every build, for every
 /// collector of it). `Ok(false)` for a site without events.
 fn build(inputs: BuildInputs, record: &SiteRecord, lenses: &[Query]) -> Result<bool, String> {
     let started = Instant::now();
     let BuildInputs { cache, metrics, damage, version, mut build } = inputs;
-    let kept_any = cache.sites.lock().expect("no thread panics while holding the partials").contains_key(&record.site);
-    if !kept_any {
+    // Nothing kept here yet, or partials read back that lost a lens (another server
+    // kept a newer build meanwhile): the source's latest first, a build only if they
+    // are not current.
+    // The same kept build again is no help: then the site is built.
+    let (read_back_first, lost) =
+        match cache.sites.lock().expect("no thread panics while holding the partials").get(&record.site) {
+            None => (true, None),
+            Some(kept) if kept.partials.lost_lenses() => (true, Some(kept.kept_as)),
+            Some(_) => (false, None),
+        };
+    if read_back_first {
         match build.read_back(record, lenses) {
+            Ok(Some(saved)) if lost == Some(saved.kept_as) => {}
             Ok(Some(saved)) => {
                 if cache.keep_read_back(&record.site, saved, Some(version)) {
                     cache.done_reading_back(&record.site);
