@@ -180,9 +180,7 @@ proptest! {
 fn partials_answer_only_their_lens_and_settings() {
     let events = shop(7, false);
     let settings = Settings::default();
-    let first_event = events.iter().map(|event| event.ts).min().expect("events");
-    let last_event = events.iter().map(|event| event.ts).max().expect("events");
-    let coverage = query(0, date_of(first_event, 0), date_of(last_event, 0));
+    let coverage = coverage_of(&events, 0);
     let partials = partials(&events, &settings, std::slice::from_ref(&coverage), 2);
     let range = query(0, date_of(START + 2 * DAY, 0), date_of(START + 9 * DAY, 0));
     assert!(partials.report(&settings, &range).is_some());
@@ -192,6 +190,13 @@ fn partials_answer_only_their_lens_and_settings() {
     assert!(partials.report(&settings, &filtered).is_none(), "another filter");
     let other_settings = Settings { session_gap_ms: 10 * 60_000, ..Settings::default() };
     assert!(partials.report(&other_settings, &range).is_none(), "other settings");
+}
+
+/// A query over every local date of `events` in zone `zone_index`.
+fn coverage_of(events: &[Event], zone_index: usize) -> Query {
+    let first_event = events.iter().map(|event| event.ts).min().expect("events");
+    let last_event = events.iter().map(|event| event.ts).max().expect("events");
+    query(zone_index, date_of(first_event, zone_index), date_of(last_event, zone_index))
 }
 
 /// Saved sections handed out by lens (as the cluster fetches them), none while
@@ -227,9 +232,7 @@ fn partials_read_back_from_their_head_fetch_a_lens_once_and_again_after_a_failed
     use std::sync::atomic::Ordering::SeqCst;
     let events = shop(8, true);
     let settings = Settings::default();
-    let first_event = events.iter().map(|event| event.ts).min().expect("events");
-    let last_event = events.iter().map(|event| event.ts).max().expect("events");
-    let coverage = query(0, date_of(first_event, 0), date_of(last_event, 0));
+    let coverage = coverage_of(&events, 0);
     let linear = Query { model: Model::parse("linear").expect("a model"), ..coverage.clone() };
     let built = partials(&events, &settings, &[coverage.clone(), linear.clone()], 2);
     let sections = built.to_sections();
@@ -275,9 +278,7 @@ fn partials_read_back_from_their_head_fetch_a_lens_once_and_again_after_a_failed
 fn saved_partials_of_another_format_or_damaged_are_refused() {
     let events = shop(9, true);
     let settings = Settings::default();
-    let first_event = events.iter().map(|event| event.ts).min().expect("events");
-    let last_event = events.iter().map(|event| event.ts).max().expect("events");
-    let coverage = query(1, date_of(first_event, 1), date_of(last_event, 1));
+    let coverage = coverage_of(&events, 1);
     let bytes = partials(&events, &settings, std::slice::from_ref(&coverage), 2).to_bytes();
     let mut other_format = bytes.clone();
     other_format[0] = 99;

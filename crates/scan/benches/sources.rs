@@ -55,6 +55,27 @@ struct Measured {
     without_partials: Option<f64>,
 }
 
+impl Measured {
+    /// With the time of the report from the generated SQL, without partials (equal to
+    /// the embedded one), or what made it fail.
+    fn with_sql(
+        self,
+        (seconds, reports): (f64, Result<Vec<Report>, upshot_scan::clickhouse::ClickHouseReportError>),
+        expected: &serde_json::Value,
+    ) -> Measured {
+        match reports {
+            Ok(reports) => {
+                assert_eq!(&json(&reports[0]), expected, "{}: the SQL's report equals the embedded one", self.name);
+                Measured { without_partials: Some(seconds), ..self }
+            }
+            Err(error) => {
+                println!("{}: the SQL without partials failed after {seconds:.1} s: {error}", self.name);
+                self
+            }
+        }
+    }
+}
+
 fn main() {
     let (Ok(data), Ok(node)) = (std::env::var("UPSHOT_BENCH_DATA"), std::env::var("UPSHOT_BENCH_NODE")) else {
         eprintln!(
@@ -94,16 +115,7 @@ fn main() {
         &expected,
     );
     let sql = timed(|| upshot_scan::clickhouse::reports_in_cluster(&node, &record, std::slice::from_ref(&query)));
-    let cluster = match sql.1 {
-        Ok(reports) => {
-            assert_eq!(json(&reports[0]), expected, "the cluster's SQL equals the embedded report");
-            Measured { without_partials: Some(sql.0), ..cluster }
-        }
-        Err(error) => {
-            println!("the cluster's SQL without partials failed after {:.1} s: {error}", sql.0);
-            cluster
-        }
-    };
+    let cluster = cluster.with_sql(sql, &expected);
     // The other route from the events: each visitor's rows streamed through the engine.
     let streamed = timed(|| upshot_scan::clickhouse::reports(&node, &record, std::slice::from_ref(&query), Vec::new()));
     let streamed_report = streamed.1.expect("the cluster's rows streamed through the engine");
@@ -122,16 +134,7 @@ fn main() {
     let variant = (upshot_clickhouse::figures::Route::PerShard, upshot_clickhouse::figures::Dialect::Current);
     let sql =
         timed(|| upshot_scan::clickhouse::reports_from_sql(&*chdb, &record, std::slice::from_ref(&query), variant));
-    let current = match sql.1 {
-        Ok(reports) => {
-            assert_eq!(json(&reports[0]), expected, "chdb's SQL equals the embedded report");
-            Measured { without_partials: Some(sql.0), ..current }
-        }
-        Err(error) => {
-            println!("chdb's SQL without partials failed after {:.1} s: {error}", sql.0);
-            current
-        }
-    };
+    let current = current.with_sql(sql, &expected);
 
     println!();
     println!("| source | build, {} lenses | report, cold (read back + sum) | report, warm | cold vs embedded | warm vs embedded | without partials |", lenses.len());

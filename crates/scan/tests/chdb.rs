@@ -51,14 +51,13 @@ fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
     for (route, dialect) in variants {
         let from_sql = upshot_scan::clickhouse::reports_from_sql(&*chdb, &record, &queries, (route, dialect))
             .expect("reports from chdb");
-        for (query, report) in queries.iter().zip(from_sql) {
-            let engine = compute_report(&dataset, &record.settings, query).expect("the engine's report");
-            assert_eq!(
-                serde_json::to_value(&report).expect("json"),
-                serde_json::to_value(&engine).expect("json"),
-                "{route:?} {dialect:?} {query:?}"
-            );
-        }
+        support::assert_engine_reports(
+            &dataset,
+            &record.settings,
+            &queries,
+            from_sql,
+            &format!("{route:?} {dialect:?}"),
+        );
     }
     // A large site's grouping spills to disk (on a shop this small, only when told to
     // at once): the same figures.
@@ -73,14 +72,7 @@ fn reports_from_the_sql_on_a_current_clickhouse_equal_the_engines() {
     .expect("reports from chdb, spilling");
     assert!(spilling.spilled.load(std::sync::atomic::Ordering::SeqCst) > 0, "figure queries were cut to spill");
     assert!(support::spilled_parts(&*chdb) > parts_before, "the grouping was written to disk");
-    for (query, report) in queries.iter().zip(spilled) {
-        let engine = compute_report(&dataset, &record.settings, query).expect("the engine's report");
-        assert_eq!(
-            serde_json::to_value(&report).expect("json"),
-            serde_json::to_value(&engine).expect("json"),
-            "spilling {query:?}"
-        );
-    }
+    support::assert_engine_reports(&dataset, &record.settings, &queries[..2], spilled, "spilling");
     day_partials_built_from_a_current_clickhouse_answer_like_the_engine(chdb, &record, &dataset);
 }
 

@@ -40,15 +40,7 @@ fn site(store: &Store, name: &str, timezone: &str, configure: impl Fn(&mut Setti
 
 fn assert_reports_equal(node: &upshot_clickhouse::Node, record: &SiteRecord, events: &[Event], queries: &[Query]) {
     let in_cluster = upshot_scan::clickhouse::reports_in_cluster(node, record, queries).expect("reports from SQL");
-    let dataset = Dataset::from_events(events);
-    for (query, from_sql) in queries.iter().zip(in_cluster) {
-        let engine = compute_report(&dataset, &record.settings, query).expect("the engine's report");
-        assert_eq!(
-            serde_json::to_value(&from_sql).expect("json"),
-            serde_json::to_value(&engine).expect("json"),
-            "{query:?}"
-        );
-    }
+    support::assert_engine_reports(&Dataset::from_events(events), &record.settings, queries, in_cluster, "in cluster");
 }
 
 #[test]
@@ -102,15 +94,13 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
     .expect("reports from SQL, spilling");
     assert!(spilling.spilled.load(std::sync::atomic::Ordering::SeqCst) > 0, "figure queries were cut to spill");
     assert!(spilled_parts() > parts_before, "the shards wrote their grouping to disk");
-    let dataset = Dataset::from_events(&events);
-    for (query, report) in queries.iter().zip(spilled) {
-        let engine = compute_report(&dataset, &record.settings, query).expect("the engine's report");
-        assert_eq!(
-            serde_json::to_value(&report).expect("json"),
-            serde_json::to_value(&engine).expect("json"),
-            "spilling {query:?}"
-        );
-    }
+    support::assert_engine_reports(
+        &Dataset::from_events(&events),
+        &record.settings,
+        &queries[..1],
+        spilled,
+        "spilling",
+    );
     // Registered nodes this collector cannot reach: the node it was given still can.
     let node = &cluster.nodes[0];
     node.execute("CREATE TABLE upshot.nodes (url String, shard UInt32) ENGINE = TinyLog", b"").expect("create");

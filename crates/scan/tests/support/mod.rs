@@ -97,3 +97,23 @@ pub fn spilled_parts(source: &dyn upshot_clickhouse::SqlSource) -> u64 {
         .expect("the events asked for");
     count
 }
+
+/// Each report equals the engine's over `dataset` for its query, JSON for JSON
+/// (`what` names the route in a failure).
+pub fn assert_engine_reports(
+    dataset: &upshot_engine::Dataset,
+    settings: &upshot_model::Settings,
+    queries: &[upshot_engine::Query],
+    reports: Vec<upshot_engine::Report>,
+    what: &str,
+) {
+    assert_eq!(reports.len(), queries.len(), "{what}: a report per query");
+    for (query, report) in queries.iter().zip(reports) {
+        let engine = upshot_engine::compute_report(dataset, settings, query).expect("the engine's report");
+        assert_eq!(
+            serde_json::to_value(&report).expect("json"),
+            serde_json::to_value(&engine).expect("json"),
+            "{what} {query:?}"
+        );
+    }
+}
