@@ -102,20 +102,35 @@ pub(crate) fn quote(text: &str) -> String {
 /// without spilling, 5M events went past 18.16's default 4 GB per query).
 const SORT_BYTES_IN_MEMORY: u64 = 1 << 30;
 
-/// Streams a site's events from the cluster through `node`'s distributed table, each
-/// visitor's together in (ts, event_id) order (`ORDER BY visitor_id, ts, event_id`:
-/// each shard sorts its own, the node merges), restricted by `condition` (SQL over the
-/// columns, already safe). Each visitor's events reach `visit` at once, an event_id
-/// once; memory holds one visitor.
+/// Which table a stream of visitors reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VisitorTable {
+    /// The Distributed table: every shard's visitors, each shard sorting its own and
+    /// the node merging them.
+    Cluster,
+    /// A shard's own table, on a node of that shard: its visitors only, sorted there
+    /// and sent straight to the reader (no node relays them).
+    Shard,
+}
+
+/// Streams a site's events from `table` on `node`, each visitor's together in
+/// (ts, event_id) order (`ORDER BY visitor_id, ts, event_id`), restricted by
+/// `condition` (SQL over the columns, already safe). Each visitor's events reach
+/// `visit` at once, an event_id once; memory holds one visitor.
 pub fn stream_site_visitors(
     node: &dyn SqlSource,
+    table: VisitorTable,
     site: &str,
     condition: &str,
     mut visit: impl FnMut(&str, Vec<Event>),
 ) -> Result<(), ClickHouseError> {
     let columns = schema::column_names();
+    let table = match table {
+        VisitorTable::Cluster => "events",
+        VisitorTable::Shard => "events_local",
+    };
     let query = format!(
-        "SELECT {columns} FROM {}.events FINAL WHERE site = '{}' AND ({condition}) ORDER BY visitor_id, ts, event_id \
+        "SELECT {columns} FROM {}.{table} FINAL WHERE site = '{}' AND ({condition}) ORDER BY visitor_id, ts, event_id \
          SETTINGS max_bytes_before_external_sort = {SORT_BYTES_IN_MEMORY} FORMAT RowBinary",
         schema::DATABASE,
         quote(site)
@@ -184,6 +199,11 @@ pub trait SqlSource: Sync {
         })?;
         Ok(answer)
     }
+    /// The nodes of each shard, as `init` registered them (none: reach the shards
+    /// through the Distributed table only).
+    fn shards(&self) -> Result<Vec<(u32, Vec<Node>)>, ClickHouseError> {
+        Ok(Vec::new())
+    }
     /// The server's `version()` (which SQL dialect it is sent).
     fn server_version(&self) -> Result<http::ServerVersion, ClickHouseError> {
         let answer = first_line(self, "SELECT version() AS version FORMAT TSV")?;
@@ -224,6 +244,10 @@ impl SqlSource for Node {
 
     fn query_bytes(&self, query: &str) -> Result<Vec<u8>, ClickHouseError> {
         self.execute(query, b"")
+    }
+
+    fn shards(&self) -> Result<Vec<(u32, Vec<Node>)>, ClickHouseError> {
+        schema::shard_nodes(self)
     }
 
     fn server_version(&self) -> Result<http::ServerVersion, ClickHouseError> {

@@ -1,7 +1,9 @@
 //! A site's report from the ClickHouse backend: a first query has ClickHouse aggregate
 //! the order book (each shard groups its orders and refunds, the node merges them by
-//! order_id: orders are deduplicated site-wide, refunds need no visitor); a second streams each visitor's events, sorted on its shard and
-//! merged by the node, into the engine one visitor at a time (only visitors active from
+//! order_id: orders are deduplicated site-wide, refunds need no visitor); then each
+//! visitor's events stream, sorted on its shard (straight from a node of each shard
+//! when `init` registered them, else merged by the node), into the engine one visitor
+//! at a time (only visitors active from
 //! the previous period's start to the range's end: no other can count). Events still in the
 //! collector's spool (`spooled`) join their visitors. Memory holds the order book and
 //! one visitor, however large the site.
@@ -9,7 +11,9 @@
 use std::collections::HashMap;
 
 use upshot_clickhouse::figures::{figure_facts, FactsQuery, FactsRange, RangeFacts};
-use upshot_clickhouse::{order_summaries, stored_event_ids, stream_site_visitors, ClickHouseError, Node, SqlSource};
+use upshot_clickhouse::{
+    order_summaries, stored_event_ids, stream_site_visitors, ClickHouseError, Node, SqlSource, VisitorTable,
+};
 use upshot_engine::days::DayPartials;
 use upshot_engine::{add_to_order_book, OrderBook, Query, QueryError, Report, ReportPlan};
 use upshot_model::facts::{Facts, OrderFact};
@@ -89,7 +93,10 @@ pub fn reports(
 /// Streams the site's visitors kept by `condition` (SQL over the columns, already safe)
 /// into workers of `plan`: several streams, each a share of the visitors (by hash),
 /// each into its own worker on its own thread, so reading, parsing and the engine's
-/// pass overlap. A visitor's events still in the spool (`spooled`) join it.
+/// pass overlap. With the shards' nodes registered, each shard's visitors stream
+/// straight from a node of that shard (no node relays another shard's rows); else
+/// through the Distributed table. A visitor's events still in the spool (`spooled`)
+/// join it.
 fn stream_visitors(
     node: &dyn SqlSource,
     site: &str,
@@ -99,16 +106,23 @@ fn stream_visitors(
     spooled: &std::sync::Mutex<HashMap<String, Vec<Event>>>,
 ) -> Result<Vec<upshot_engine::Worker>, ClickHouseError> {
     let streams = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, STREAMS_MAX);
+    let shards = reachable_shards(node)?;
+    let shares = visitor_shares(&shards, streams);
     let results: Vec<Result<upshot_engine::Worker, ClickHouseError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..streams)
-            .map(|stream| {
+        let handles: Vec<_> = shares
+            .iter()
+            .map(|(nodes, share)| {
                 scope.spawn(move || {
                     let mut worker = plan.worker();
-                    let condition = format!("({condition}) AND sipHash64(visitor_id) % {streams} = {stream}");
-                    stream_site_visitors(node, site, &condition, |visitor, events| {
+                    let condition = format!("({condition}) AND {share}");
+                    let mut visit = |visitor: &str, events: Vec<Event>| {
                         let extra = spooled.lock().expect("no thread panics while holding it").remove(visitor);
                         run_visitor(&mut worker, plan, book, visitor, &events, extra);
-                    })?;
+                    };
+                    match nodes {
+                        None => stream_site_visitors(node, VisitorTable::Cluster, site, &condition, &mut visit)?,
+                        Some(nodes) => stream_from_shard(nodes, site, &condition, &mut visit)?,
+                    }
                     Ok(worker)
                 })
             })
@@ -116,6 +130,64 @@ fn stream_visitors(
         handles.into_iter().map(|handle| handle.join().expect("a report stream panicked")).collect()
     });
     results.into_iter().collect()
+}
+
+/// Each shard's nodes, the first one answering first, when `init` registered them and
+/// every shard has a node this collector reaches; else none (the Distributed table
+/// reaches every shard from the node given).
+fn reachable_shards(node: &dyn SqlSource) -> Result<Vec<Vec<upshot_clickhouse::Node>>, ClickHouseError> {
+    let mut reachable = Vec::new();
+    for (_, mut nodes) in node.shards()? {
+        let Some(first) = nodes.iter().position(|node| node.execute("SELECT 1", b"").is_ok()) else {
+            tracing::warn!(node = %node.name(), "a shard's registered nodes are unreachable; streaming through the Distributed table");
+            return Ok(Vec::new());
+        };
+        nodes.rotate_left(first);
+        reachable.push(nodes);
+    }
+    Ok(reachable)
+}
+
+/// The streams: where each reads (a shard's nodes, or the Distributed table) and its
+/// share of the visitors. A shard's visitors all have the same `sipHash64` remainder
+/// by the count of shards, so a shard's streams split them by another hash.
+fn visitor_shares(
+    shards: &[Vec<upshot_clickhouse::Node>],
+    streams: usize,
+) -> Vec<(Option<&[upshot_clickhouse::Node]>, String)> {
+    if shards.is_empty() {
+        return (0..streams).map(|stream| (None, format!("sipHash64(visitor_id) % {streams} = {stream}"))).collect();
+    }
+    let per_shard = (streams / shards.len()).max(1);
+    shards
+        .iter()
+        .flat_map(|nodes| {
+            (0..per_shard)
+                .map(move |stream| (Some(nodes.as_slice()), format!("cityHash64(visitor_id) % {per_shard} = {stream}")))
+        })
+        .collect()
+}
+
+/// One stream from a shard's own table, on its first node that answers (a node found
+/// unreachable before a row arrived is passed over for the next).
+fn stream_from_shard(
+    nodes: &[upshot_clickhouse::Node],
+    site: &str,
+    condition: &str,
+    visit: &mut dyn FnMut(&str, Vec<Event>),
+) -> Result<(), ClickHouseError> {
+    let mut result = Ok(());
+    for node in nodes {
+        let mut visited = false;
+        result = stream_site_visitors(node, VisitorTable::Shard, site, condition, |visitor, events| {
+            visited = true;
+            visit(visitor, events);
+        });
+        if visited || !matches!(result, Err(ClickHouseError::Unreachable { .. })) {
+            break;
+        }
+    }
+    result
 }
 
 /// Day partials (ADR 0008; kept in the cluster, ADR 0010) of every lens over every

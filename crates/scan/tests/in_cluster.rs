@@ -128,6 +128,17 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
         local(date(2024, 3, 30), date(2024, 4, 1), Model::TimeDecay),
     ];
     assert_reports_equal(&cluster.nodes[1], &record, &events, &queries);
+    // Every visitor's rows streamed through the engine (the route while a spool is not
+    // shipped, and the partials' builds): through the Distributed table while the
+    // registered nodes are unreachable, then straight from each shard's node.
+    let dataset = Dataset::from_events(&events);
+    let streamed = || {
+        upshot_scan::clickhouse::reports(&cluster.nodes[0], &record, &queries, Vec::new()).expect("streamed reports")
+    };
+    support::assert_engine_reports(&dataset, &record.settings, &queries, streamed(), "streamed, distributed");
+    schema::init(&cluster.nodes, "upshot_test").expect("the nodes registered again");
+    assert_eq!(schema::shard_nodes(&cluster.nodes[0]).expect("asked").len(), 2);
+    support::assert_engine_reports(&dataset, &record.settings, &queries, streamed(), "streamed, per shard");
     day_partials_from_the_cluster_answer_like_the_engine(&cluster.nodes, &record, &events);
 }
 
