@@ -113,6 +113,36 @@ pub enum VisitorTable {
     Shard,
 }
 
+/// How many of a site's rows `table` on `node` holds that `condition` (SQL over the
+/// columns, already safe) keeps.
+pub fn site_rows(
+    node: &dyn SqlSource,
+    table: VisitorTable,
+    site: &str,
+    condition: &str,
+) -> Result<u64, ClickHouseError> {
+    let table = table.name();
+    let query = format!(
+        "SELECT count() FROM {}.{table} WHERE site = '{}' AND ({condition}) FORMAT TSV",
+        schema::DATABASE,
+        quote(site)
+    );
+    let answer = first_line(node, &query)?;
+    answer
+        .trim()
+        .parse()
+        .map_err(|_| ClickHouseError::BadRow { node: node.name(), reason: format!("a count reads {answer:?}") })
+}
+
+impl VisitorTable {
+    fn name(self) -> &'static str {
+        match self {
+            VisitorTable::Cluster => "events",
+            VisitorTable::Shard => "events_local",
+        }
+    }
+}
+
 /// Streams a site's events from `table` on `node`, each visitor's together in
 /// (ts, event_id) order (`ORDER BY visitor_id, ts, event_id`), restricted by
 /// `condition` (SQL over the columns, already safe). Each visitor's events reach
@@ -125,10 +155,7 @@ pub fn stream_site_visitors(
     mut visit: impl FnMut(&str, Vec<Event>),
 ) -> Result<(), ClickHouseError> {
     let columns = schema::column_names();
-    let table = match table {
-        VisitorTable::Cluster => "events",
-        VisitorTable::Shard => "events_local",
-    };
+    let table = table.name();
     let query = format!(
         "SELECT {columns} FROM {}.{table} FINAL WHERE site = '{}' AND ({condition}) ORDER BY visitor_id, ts, event_id \
          SETTINGS max_bytes_before_external_sort = {SORT_BYTES_IN_MEMORY} FORMAT RowBinary",

@@ -106,7 +106,7 @@ fn stream_visitors(
     spooled: &std::sync::Mutex<HashMap<String, Vec<Event>>>,
 ) -> Result<Vec<upshot_engine::Worker>, ClickHouseError> {
     let streams = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, STREAMS_MAX);
-    let shards = reachable_shards(node)?;
+    let shards = reachable_shards(node, site, condition)?;
     let shares = visitor_shares(&shards, streams);
     let results: Vec<Result<upshot_engine::Worker, ClickHouseError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = shares
@@ -132,25 +132,50 @@ fn stream_visitors(
     results.into_iter().collect()
 }
 
-/// Each shard's nodes, the first one answering first, when `init` registered them and
-/// every shard has a node this collector reaches; else none (the Distributed table
-/// reaches every shard from the node given).
-fn reachable_shards(node: &dyn SqlSource) -> Result<Vec<Vec<upshot_clickhouse::Node>>, ClickHouseError> {
+/// Each shard's nodes, the first one answering first, when `init` registered them,
+/// every shard has a node this collector reaches, and the shards' own tables hold
+/// exactly the rows `condition` keeps through the Distributed table (a node list that
+/// misses a shard, or names a balancer or a replica as a shard of its own, would leave
+/// out or double visitors: then, and when any shard is out of reach, none, and the
+/// Distributed table reaches every shard from the node given).
+fn reachable_shards(
+    node: &dyn SqlSource,
+    site: &str,
+    condition: &str,
+) -> Result<Vec<Vec<upshot_clickhouse::Node>>, ClickHouseError> {
+    let registered = node.shards()?;
+    if registered.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut reachable = Vec::new();
-    for (_, mut nodes) in node.shards()? {
-        let Some(first) = nodes.iter().position(|node| node.execute("SELECT 1", b"").is_ok()) else {
+    let mut in_shards = 0;
+    for (_, mut nodes) in registered {
+        let counted = nodes.iter().position(|node| {
+            upshot_clickhouse::site_rows(node, VisitorTable::Shard, site, condition)
+                .map(|rows| in_shards += rows)
+                .is_ok()
+        });
+        let Some(first) = counted else {
             tracing::warn!(node = %node.name(), "a shard's registered nodes are unreachable; streaming through the Distributed table");
             return Ok(Vec::new());
         };
         nodes.rotate_left(first);
         reachable.push(nodes);
     }
+    let in_cluster = upshot_clickhouse::site_rows(node, VisitorTable::Cluster, site, condition)?;
+    if in_shards != in_cluster {
+        tracing::warn!(
+            node = %node.name(), in_shards, in_cluster,
+            "the registered shards do not hold the cluster's rows (run `upshot clickhouse init` with every node); streaming through the Distributed table"
+        );
+        return Ok(Vec::new());
+    }
     Ok(reachable)
 }
 
 /// The streams: where each reads (a shard's nodes, or the Distributed table) and its
-/// share of the visitors. A shard's visitors all have the same `sipHash64` remainder
-/// by the count of shards, so a shard's streams split them by another hash.
+/// share of the visitors. A shard's streams split its visitors by a hash other than
+/// the sharding one (whose remainders a shard's visitors share).
 fn visitor_shares(
     shards: &[Vec<upshot_clickhouse::Node>],
     streams: usize,

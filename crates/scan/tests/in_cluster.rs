@@ -139,6 +139,15 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
     schema::init(&cluster.nodes, "upshot_test").expect("the nodes registered again");
     assert_eq!(schema::shard_nodes(&cluster.nodes[0]).expect("asked").len(), 2);
     support::assert_engine_reports(&dataset, &record.settings, &queries, streamed(), "streamed, per shard");
+    // A node list that misses a shard (init given one node only): its visitors are not
+    // left out, the rows are streamed through the Distributed table.
+    let node = &cluster.nodes[0];
+    node.execute("DROP TABLE upshot.nodes", b"").expect("drop");
+    node.execute("CREATE TABLE upshot.nodes (url String, shard UInt32) ENGINE = TinyLog", b"").expect("create");
+    node.execute(&format!("INSERT INTO upshot.nodes VALUES ('{}', 1)", node.url()), b"").expect("one shard");
+    assert_eq!(schema::shard_nodes(node).expect("asked").len(), 1);
+    support::assert_engine_reports(&dataset, &record.settings, &queries, streamed(), "streamed, a shard missing");
+    schema::init(&cluster.nodes, "upshot_test").expect("the nodes registered again");
     day_partials_from_the_cluster_answer_like_the_engine(&cluster.nodes, &record, &events);
 }
 
