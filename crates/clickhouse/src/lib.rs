@@ -226,8 +226,8 @@ pub trait SqlSource: Sync {
         })?;
         Ok(answer)
     }
-    /// The nodes of each shard, as `init` registered them (none: reach the shards
-    /// through the Distributed table only).
+    /// The nodes of each shard, as `init` registered them, when they name every shard
+    /// of the cluster (none: reach the shards through the Distributed table only).
     fn shards(&self) -> Result<Vec<(u32, Vec<Node>)>, ClickHouseError> {
         Ok(Vec::new())
     }
@@ -274,7 +274,7 @@ impl SqlSource for Node {
     }
 
     fn shards(&self) -> Result<Vec<(u32, Vec<Node>)>, ClickHouseError> {
-        schema::shard_nodes(self)
+        schema::covering_shard_nodes(self)
     }
 
     fn server_version(&self) -> Result<http::ServerVersion, ClickHouseError> {

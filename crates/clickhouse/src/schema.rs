@@ -247,6 +247,46 @@ pub fn shard_nodes(node: &Node) -> Result<Vec<(u32, Vec<Node>)>, ClickHouseError
     Ok(shards)
 }
 
+/// The registered nodes (`shard_nodes`) when they name every shard of the cluster the
+/// events table spreads over, and only those; else none, with a warning (a list from an
+/// `init` given some nodes only, or from before a shard was added, would leave that
+/// shard's visitors out of every report sent per shard).
+pub fn covering_shard_nodes(node: &Node) -> Result<Vec<(u32, Vec<Node>)>, ClickHouseError> {
+    let shards = shard_nodes(node)?;
+    if shards.is_empty() {
+        return Ok(shards);
+    }
+    let definition =
+        String::from_utf8_lossy(&node.execute(&format!("SHOW CREATE TABLE {DATABASE}.events FORMAT TSV"), b"")?)
+            .into_owned();
+    let cluster = definition
+        .split_once("Distributed(")
+        .and_then(|(_, arguments)| arguments.split(',').next())
+        .map(|name| name.trim().trim_matches(|c| c == '\'' || c == '\\').to_string())
+        .filter(|name| validate_identifier(name).is_ok());
+    let Some(cluster) = cluster else {
+        tracing::warn!(node = %node.url(), "the events table's cluster is unknown; reports go through the Distributed table");
+        return Ok(Vec::new());
+    };
+    let answer = node.execute(
+        &format!(
+            "SELECT DISTINCT shard_num FROM system.clusters WHERE cluster = '{cluster}' ORDER BY shard_num FORMAT TSV"
+        ),
+        b"",
+    )?;
+    let in_cluster: Vec<u32> =
+        String::from_utf8_lossy(&answer).lines().filter_map(|line| line.trim().parse().ok()).collect();
+    let registered: Vec<u32> = shards.iter().map(|(shard, _)| *shard).collect();
+    if registered != in_cluster {
+        tracing::warn!(
+            node = %node.url(), ?registered, ?in_cluster,
+            "the registered nodes do not name every shard of the cluster (run `upshot clickhouse init` with every node); reports go through the Distributed table"
+        );
+        return Ok(Vec::new());
+    }
+    Ok(shards)
+}
+
 /// Refuses a cluster name that is not letters, digits and `_` (it goes into SQL as is).
 pub fn validate_identifier(name: &str) -> Result<(), ClickHouseError> {
     let valid = !name.is_empty()

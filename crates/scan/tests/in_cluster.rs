@@ -137,7 +137,7 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
     };
     support::assert_engine_reports(&dataset, &record.settings, &queries, streamed(), "streamed, distributed");
     schema::init(&cluster.nodes, "upshot_test").expect("the nodes registered again");
-    assert_eq!(schema::shard_nodes(&cluster.nodes[0]).expect("asked").len(), 2);
+    assert_eq!(schema::covering_shard_nodes(&cluster.nodes[0]).expect("asked").len(), 2, "they cover the cluster");
     support::assert_engine_reports(&dataset, &record.settings, &queries, streamed(), "streamed, per shard");
     // A node list that misses a shard (init given one node only): its visitors are not
     // left out, the rows are streamed through the Distributed table.
@@ -147,6 +147,8 @@ fn reports_computed_by_generated_sql_in_a_two_shard_cluster_equal_the_engines() 
     node.execute(&format!("INSERT INTO upshot.nodes VALUES ('{}', 1)", node.url()), b"").expect("one shard");
     assert_eq!(schema::shard_nodes(node).expect("asked").len(), 1);
     support::assert_engine_reports(&dataset, &record.settings, &queries, streamed(), "streamed, a shard missing");
+    assert!(schema::covering_shard_nodes(node).expect("asked").is_empty(), "the list does not cover the cluster");
+    assert_reports_equal(node, &record, &events, &queries);
     schema::init(&cluster.nodes, "upshot_test").expect("the nodes registered again");
     day_partials_from_the_cluster_answer_like_the_engine(&cluster.nodes, &record, &events);
 }

@@ -145,7 +145,7 @@ fn facts_settings(route: Route) -> String {
 /// is unreachable), and the shards' facts summed here; else, or when no node of a shard
 /// can be reached, through the Distributed table.
 pub fn figure_facts(node: &Node, query: &FactsQuery) -> Result<RangeFacts, ClickHouseError> {
-    let shards = crate::schema::shard_nodes(node)?;
+    let shards = crate::schema::covering_shard_nodes(node)?;
     if shards.is_empty() {
         return figure_facts_via(node, query, Route::Distributed);
     }
