@@ -430,27 +430,25 @@ fn build(inputs: BuildInputs, record: &SiteRecord, lenses: &[Query]) -> Result<b
     Ok(true)
 }
 
+/// Every site the server knows now.
+fn known_sites(state: &AppState) -> Vec<Arc<SiteRecord>> {
+    let keys = state.keys.read().expect("no thread panics while holding the keys");
+    keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
+}
+
 /// Reads back saved partials at start and keeps the partials of every site a report
 /// asked for in the last day current: a site whose events changed is rebuilt once its
 /// pause after the last build is over (`needs_build`).
 pub async fn keep_partials_current(state: Arc<AppState>) {
     // First every site's kept partials are read back (quick), so that no site's
     // reports wait behind another site's build.
-    let sites: Vec<Arc<SiteRecord>> = {
-        let keys = state.keys.read().expect("no thread panics while holding the keys");
-        keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
-    };
-    for record in sites {
+    for record in known_sites(&state) {
         if state.partials.is_reading_back(&record.site) {
             read_back_at_start(&state, record).await;
         }
     }
     loop {
-        let sites: Vec<Arc<SiteRecord>> = {
-            let keys = state.keys.read().expect("no thread panics while holding the keys");
-            keys.site_ids().iter().filter_map(|site| keys.site(site)).collect()
-        };
-        for record in sites {
+        for record in known_sites(&state) {
             if state.partials.in_use(&record.site) {
                 rebuild_if_needed(&state, record).await;
             }
